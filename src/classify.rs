@@ -1,0 +1,255 @@
+//! What counts as success, failure, or neither.
+//!
+//! Retry, the circuit breaker, the adaptive limiter and the cache all need
+//! to know whether a call went well. They take the same [`Classify`] value,
+//! so "what is a failure" is written once and every layer agrees.
+//!
+//! ```
+//! use tower_patterns::classify::{Classify, DefaultClassify, HttpClassify, Outcome};
+//!
+//! // The default: every `Err` is a failure, every `Ok` a success.
+//! let ok: Result<u32, &str> = Ok(1);
+//! assert_eq!(DefaultClassify.classify(&ok), Outcome::Success);
+//!
+//! // HTTP: 5xx, 429 and 408 are failures, other 4xx are neither.
+//! let resp = http::Response::builder()
+//!     .status(503)
+//!     .header("retry-after", "2")
+//!     .body(())
+//!     .unwrap();
+//! let res: Result<_, std::io::Error> = Ok(resp);
+//! assert_eq!(HttpClassify.classify(&res), Outcome::Failure);
+//! assert_eq!(
+//!     HttpClassify.retry_after(&res),
+//!     Some(std::time::Duration::from_secs(2))
+//! );
+//!
+//! // Any closure over `&Result<Res, E>` is a classifier too.
+//! let even_is_ok = |r: &Result<u32, ()>| match r {
+//!     Ok(n) if n % 2 == 0 => Outcome::Success,
+//!     Ok(_) => Outcome::Ignored,
+//!     Err(_) => Outcome::Failure,
+//! };
+//! assert_eq!(even_is_ok.classify(&Ok(3)), Outcome::Ignored);
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+/// The verdict on one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The call did what was asked. Never retried; counts as a success for
+    /// the circuit breaker; may be cached.
+    Success,
+    /// The call failed in a way worth reacting to: retried by retry, counted
+    /// against the service by the circuit breaker, never cached.
+    Failure,
+    /// Neither: a definite answer that is not the service's fault (an HTTP
+    /// 404, say). Not retried, not counted by the breaker, not cached.
+    Ignored,
+}
+
+impl Outcome {
+    /// `true` for [`Outcome::Success`].
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+
+    /// `true` for [`Outcome::Failure`].
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failure)
+    }
+}
+
+/// Decides the [`Outcome`] of a call's `Result<Res, E>`.
+///
+/// Implemented by [`DefaultClassify`], [`HttpClassify`] and by any closure
+/// `Fn(&Result<Res, E>) -> Outcome`. Implementations should be cheap: they
+/// run on every call of every layer that takes them.
+pub trait Classify<Res, E> {
+    /// The verdict on `result`.
+    fn classify(&self, result: &Result<Res, E>) -> Outcome;
+
+    /// How long the server asked the caller to wait before trying again,
+    /// if it said so (an HTTP `Retry-After` header, say).
+    ///
+    /// Only asked of results classified as [`Outcome::Failure`]. The
+    /// default says nothing.
+    fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration> {
+        let _ = result;
+        None
+    }
+}
+
+impl<F, Res, E> Classify<Res, E> for F
+where
+    F: Fn(&Result<Res, E>) -> Outcome,
+{
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// The default classifier: every `Ok` is a success, every `Err` a failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefaultClassify;
+
+impl<Res, E> Classify<Res, E> for DefaultClassify {
+    #[inline]
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// A classifier for `http::Response<B>` results.
+///
+/// - `Err(_)` (connect errors, timeouts, ...) is a [`Outcome::Failure`].
+/// - 5xx, 429 (Too Many Requests) and 408 (Request Timeout) are failures.
+/// - Every other 4xx is [`Outcome::Ignored`]: the server answered, and
+///   asking again will not change its answer.
+/// - Everything else (1xx, 2xx, 3xx) is a [`Outcome::Success`].
+///
+/// [`Classify::retry_after`] reads the `Retry-After` header in both of its
+/// forms, delta-seconds (`120`) and HTTP-date
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`); a date in the past means "now".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpClassify;
+
+impl HttpClassify {
+    /// The outcome for a bare status code.
+    pub fn classify_status(status: StatusCode) -> Outcome {
+        let code = status.as_u16();
+        if status.is_server_error()
+            || code == StatusCode::TOO_MANY_REQUESTS.as_u16()
+            || code == StatusCode::REQUEST_TIMEOUT.as_u16()
+        {
+            Outcome::Failure
+        } else if status.is_client_error() {
+            Outcome::Ignored
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
+impl<B, E> Classify<http::Response<B>, E> for HttpClassify {
+    #[inline]
+    fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+        match result {
+            Ok(resp) => Self::classify_status(resp.status()),
+            Err(_) => Outcome::Failure,
+        }
+    }
+
+    fn retry_after(&self, result: &Result<http::Response<B>, E>) -> Option<Duration> {
+        match result {
+            Ok(resp) => parse_retry_after(resp.headers(), SystemTime::now()),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Reads a `Retry-After` header: delta-seconds or an HTTP-date, measured
+/// from `now` (wall-clock time, as HTTP dates are).
+///
+/// Returns `None` when the header is absent or malformed; a date in the
+/// past gives `Some(Duration::ZERO)`.
+pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Saturate absurdly large values rather than failing to parse them.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16) -> Result<http::Response<()>, ()> {
+        Ok(http::Response::builder().status(status).body(()).unwrap())
+    }
+
+    #[test]
+    fn default_classify() {
+        assert_eq!(
+            DefaultClassify.classify(&Ok::<_, ()>(())),
+            Outcome::Success
+        );
+        assert_eq!(
+            DefaultClassify.classify(&Err::<(), _>(())),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn http_statuses() {
+        for (code, want) in [
+            (200, Outcome::Success),
+            (204, Outcome::Success),
+            (301, Outcome::Success),
+            (400, Outcome::Ignored),
+            (404, Outcome::Ignored),
+            (408, Outcome::Failure),
+            (429, Outcome::Failure),
+            (500, Outcome::Failure),
+            (503, Outcome::Failure),
+            (599, Outcome::Failure),
+        ] {
+            assert_eq!(HttpClassify.classify(&resp(code)), want, "status {code}");
+        }
+        assert_eq!(
+            HttpClassify.classify(&Err::<http::Response<()>, _>(())),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_retry_after(&h, now), None);
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert("retry-after", later.parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(30)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        h.insert("retry-after", earlier.parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), None);
+        h.insert("retry-after", "-3".parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), None);
+        h.insert("retry-after", "99999999999999999999999".parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&h, now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn closures_classify() {
+        let c = |r: &Result<i32, ()>| {
+            if matches!(r, Ok(n) if *n > 0) {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        };
+        assert_eq!(c.classify(&Ok(1)), Outcome::Success);
+        assert_eq!(c.classify(&Ok(-1)), Outcome::Failure);
+        assert_eq!(Classify::<i32, ()>::retry_after(&c, &Ok(1)), None);
+    }
+}
