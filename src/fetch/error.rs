@@ -242,8 +242,8 @@ mod tests {
             matches!(
                 d,
                 FetchError::Decode {
-                    line: 1,
-                    column: 1,
+                    line: 2,
+                    column: 3,
                     ..
                 }
             ),
