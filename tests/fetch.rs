@@ -353,12 +353,12 @@ async fn connection_refused_is_transport() {
         .local_addr()
         .unwrap();
     let url = format!("http://{addr}/users/1");
-    let err = fetch::fetch_json::<User>(&client(), &url)
-        .await
-        .unwrap_err();
+    let client = client();
+    let err = fetch::fetch_json::<User>(&client, &url).await.unwrap_err();
     assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
     assert!(err.to_string().contains(&url), "{err}");
     assert!(std::error::Error::source(&err).is_some());
+    assert_eq!(client.stats().transport_errors, 1);
 }
 
 // ===== deadlines =====
@@ -395,6 +395,56 @@ async fn slow_server_gives_timeout() {
         .unwrap()
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+    let stats = client.stats();
+    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.timeouts, 2);
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.responses, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_request_leaks_nothing() {
+    let server = start().await;
+    let client = client();
+    let req = Request::get(server.url("/slow"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut fut = Box::pin(client.request(req));
+    // Let it connect and send; the server never answers.
+    for _ in 0..20 {
+        assert!(futures::poll!(fut.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(client.stats().in_flight, 1);
+    drop(fut);
+    assert_eq!(client.stats().in_flight, 0);
+    // The client still works.
+    let user: User = fetch::fetch_json(&client, server.url("/users/4"))
+        .await
+        .unwrap();
+    assert_eq!(user.id, 4);
+}
+
+#[test]
+fn public_types_are_send_sync_and_unpin() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send_unpin<T: Send + Unpin + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<HttpClient>();
+    send_sync::<FetchError>();
+    send_sync::<fetch::Body>();
+    send_unpin::<fetch::Body>();
+    send_unpin::<fetch::ResponseFuture>();
+    send_unpin::<fetch::BodyStream>();
+    let client = HttpClient::new();
+    // The helpers' futures can be spawned.
+    send(&fetch::fetch_json::<User>(&client, "http://127.0.0.1:1/"));
+    send(&fetch::fetch_all::<User, _>(
+        &client,
+        ["http://127.0.0.1:1/"],
+        2,
+    ));
+    send(&fetch::stream_body(&client, "http://127.0.0.1:1/", 8));
 }
 
 #[tokio::test]
@@ -487,6 +537,7 @@ async fn endless_body_is_cut_at_max_body_bytes() {
         matches!(err, FetchError::BodyTooLarge { limit: l, .. } if l == limit),
         "{err:?}"
     );
+    assert_eq!(client.stats().bodies_too_large, 2);
 }
 
 #[tokio::test]
@@ -771,6 +822,12 @@ async fn clones_share_the_connection_pool() {
             .unwrap();
     }
     assert_eq!(accepts.load(Ordering::SeqCst), 1);
+    let stats = client.stats();
+    assert_eq!(
+        (stats.requests, stats.responses),
+        (5, 5),
+        "clones share stats"
+    );
 }
 
 // ===== https =====

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::client::HttpClient;
+use super::client::{Config, Counters, HttpClient};
 use super::error::{FetchError, STATUS_BODY_EXCERPT};
 use crate::trace::trace_event;
 use crate::BoxError;
@@ -37,6 +38,7 @@ pub struct Body {
     read: u64,
     deadline: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
+    config: Arc<Config>,
     /// `true`: the deadline restarts after every data frame (an idle
     /// timeout, for [`BodyStream`]); `false`: one deadline for the exchange.
     idle: bool,
@@ -48,17 +50,17 @@ impl Body {
     pub(crate) fn new(
         inner: Incoming,
         uri: Uri,
-        limit: u64,
         deadline: Option<Pin<Box<Sleep>>>,
-        timeout: Duration,
+        config: Arc<Config>,
     ) -> Self {
         Body {
             inner,
             uri,
-            limit,
+            limit: config.max_body_bytes,
             read: 0,
             deadline,
-            timeout,
+            timeout: config.timeout,
+            config,
             idle: false,
             checked_len: false,
             done: false,
@@ -89,10 +91,23 @@ impl Body {
 
     fn too_large(&mut self) -> FetchError {
         self.done = true;
+        Counters::bump(&self.config.counters.bodies_too_large);
         trace_event!(DEBUG, url = %self.uri, limit = self.limit, "fetch: response body over the limit");
         FetchError::BodyTooLarge {
             url: self.uri.to_string(),
             limit: self.limit,
+        }
+    }
+}
+
+impl Body {
+    fn timed_out(&mut self) -> FetchError {
+        self.done = true;
+        Counters::bump(&self.config.counters.timeouts);
+        trace_event!(DEBUG, url = %self.uri, timeout = ?self.timeout, "fetch: body timed out");
+        FetchError::Timeout {
+            url: self.uri.to_string(),
+            after: self.timeout,
         }
     }
 }
@@ -133,9 +148,14 @@ impl http_body::Body for Body {
                     if this.read > this.limit {
                         return Poll::Ready(Some(Err(this.too_large())));
                     }
-                    if this.idle && !data.is_empty() {
-                        if let Some(deadline) = this.deadline.as_mut() {
-                            deadline.as_mut().reset(Instant::now() + this.timeout);
+                    if let Some(deadline) = this.deadline.as_mut() {
+                        if this.idle {
+                            if !data.is_empty() {
+                                deadline.as_mut().reset(Instant::now() + this.timeout);
+                            }
+                        } else if deadline.is_elapsed() {
+                            // Data that never stops coming still ends at the deadline.
+                            return Poll::Ready(Some(Err(this.timed_out())));
                         }
                     }
                 }
@@ -143,6 +163,7 @@ impl http_body::Body for Body {
             }
             Poll::Ready(Some(Err(err))) => {
                 this.done = true;
+                Counters::bump(&this.config.counters.transport_errors);
                 Poll::Ready(Some(Err(FetchError::Transport {
                     url: this.uri.to_string(),
                     source: Box::new(err),
@@ -155,12 +176,7 @@ impl http_body::Body for Body {
             Poll::Pending => {
                 if let Some(deadline) = this.deadline.as_mut() {
                     if deadline.as_mut().poll(cx).is_ready() {
-                        this.done = true;
-                        trace_event!(DEBUG, url = %this.uri, timeout = ?this.timeout, "fetch: body timed out");
-                        return Poll::Ready(Some(Err(FetchError::Timeout {
-                            url: this.uri.to_string(),
-                            after: this.timeout,
-                        })));
+                        return Poll::Ready(Some(Err(this.timed_out())));
                     }
                 }
                 Poll::Pending

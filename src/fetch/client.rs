@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +43,53 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) max_body_bytes: u64,
     user_agent: HeaderValue,
+    pub(crate) counters: Counters,
+}
+
+/// Shared by every clone of a client; relaxed atomics, one cache line of
+/// traffic per event.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    finished: AtomicU64,
+    responses: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) transport_errors: AtomicU64,
+    pub(crate) bodies_too_large: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of an [`HttpClient`]'s counters (shared by all its clones),
+/// from [`HttpClient::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetchStats {
+    /// Requests sent (not counting ones refused for an invalid URI).
+    pub requests: u64,
+    /// Requests waiting for their response head right now.
+    pub in_flight: u64,
+    /// Response heads received, whatever their status.
+    pub responses: u64,
+    /// Requests and bodies that ran out of time (connect timeouts included).
+    pub timeouts: u64,
+    /// Connect, TLS and I/O failures.
+    pub transport_errors: u64,
+    /// Bodies cut at `max_body_bytes`.
+    pub bodies_too_large: u64,
+}
+
+/// Counts a request as finished when its future completes or is dropped.
+struct InFlight(Arc<Config>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        Counters::bump(&self.0.counters.finished);
+    }
 }
 
 /// A pooled HTTP client as a [`Service`]: `http::Request<Full<Bytes>>` in,
@@ -125,13 +173,30 @@ impl HttpClient {
         }
         let uri = req.uri().clone();
         let deadline = Box::pin(tokio::time::sleep(self.config.timeout));
+        Counters::bump(&self.config.counters.requests);
         ResponseFuture {
             state: State::Waiting {
                 fut: self.client.request(req),
                 uri,
                 deadline,
-                config: Arc::clone(&self.config),
+                in_flight: InFlight(Arc::clone(&self.config)),
             },
+        }
+    }
+
+    /// A snapshot of this client's counters, shared by all its clones.
+    pub fn stats(&self) -> FetchStats {
+        let c = &self.config.counters;
+        // `finished` is read first so `in_flight` never underflows.
+        let finished = c.finished.load(Ordering::Relaxed);
+        let requests = c.requests.load(Ordering::Relaxed);
+        FetchStats {
+            requests,
+            in_flight: requests.saturating_sub(finished),
+            responses: c.responses.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            transport_errors: c.transport_errors.load(Ordering::Relaxed),
+            bodies_too_large: c.bodies_too_large.load(Ordering::Relaxed),
         }
     }
 
@@ -239,7 +304,7 @@ enum State {
         fut: hyper_util::client::legacy::ResponseFuture,
         uri: Uri,
         deadline: Pin<Box<Sleep>>,
-        config: Arc<Config>,
+        in_flight: InFlight,
     },
     Done,
 }
@@ -274,9 +339,9 @@ impl Future for ResponseFuture {
             State::Waiting {
                 fut,
                 deadline,
-                config,
+                in_flight,
                 ..
-            } => (fut, deadline, config),
+            } => (fut, deadline, &in_flight.0),
             State::Failed(_) => match std::mem::replace(&mut this.state, State::Done) {
                 State::Failed(err) => return Poll::Ready(Err(err)),
                 _ => unreachable!(),
@@ -293,30 +358,34 @@ impl Future for ResponseFuture {
         let State::Waiting {
             uri,
             deadline,
-            config,
+            in_flight,
             ..
         } = std::mem::replace(&mut this.state, State::Done)
         else {
             unreachable!()
         };
+        let config = Arc::clone(&in_flight.0);
+        drop(in_flight);
+        let counters = &config.counters;
         Poll::Ready(match result {
             Ok(Ok(resp)) => {
+                Counters::bump(&counters.responses);
                 let (parts, incoming) = resp.into_parts();
-                let body = Body::new(
-                    incoming,
-                    uri,
-                    config.max_body_bytes,
-                    Some(deadline),
-                    config.timeout,
-                );
+                let body = Body::new(incoming, uri, Some(deadline), Arc::clone(&config));
                 Ok(Response::from_parts(parts, body))
             }
-            Ok(Err(err)) => Err(FetchError::transport(
-                uri.to_string(),
-                Box::new(err),
-                config.connect_timeout,
-            )),
+            Ok(Err(err)) => {
+                let err =
+                    FetchError::transport(uri.to_string(), Box::new(err), config.connect_timeout);
+                Counters::bump(if err.is_timeout() {
+                    &counters.timeouts
+                } else {
+                    &counters.transport_errors
+                });
+                Err(err)
+            }
             Err(after) => {
+                Counters::bump(&counters.timeouts);
                 trace_event!(DEBUG, url = %uri, timeout = ?after, "fetch: no response in time");
                 Err(FetchError::Timeout {
                     url: uri.to_string(),
@@ -499,6 +568,7 @@ impl HttpClientBuilder {
                 timeout: self.timeout,
                 max_body_bytes: self.max_body_bytes,
                 user_agent,
+                counters: Counters::default(),
             }),
         })
     }

@@ -119,6 +119,6 @@ mod error;
 mod json;
 
 pub use body::{stream_body, Body, BodyStream};
-pub use client::{HttpClient, HttpClientBuilder, ResponseFuture};
+pub use client::{FetchStats, HttpClient, HttpClientBuilder, ResponseFuture};
 pub use error::{FetchError, STATUS_BODY_EXCERPT};
 pub use json::{fetch_all, fetch_json, Json, JsonFuture, JsonLayer, JsonLayerBuilder};
