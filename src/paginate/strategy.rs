@@ -111,7 +111,7 @@ impl<T> Strategy<T> for PageNumber {
         prev: &PageRequest,
         page: &Page<T>,
     ) -> Result<Option<PageRequest>, WalkError> {
-        let short = u64::try_from(page.len()).map_or(false, |len| len < prev.per_page);
+        let short = u64::try_from(page.len()).is_ok_and(|len| len < prev.per_page);
         if page.is_empty() || short {
             return Ok(None);
         }

@@ -15,6 +15,9 @@ use super::{Page, Strategy, WalkError};
 use crate::trace::trace_event;
 
 type PageResult<S, T, R> = Result<Page<T>, <S as Service<R>>::Error>;
+type Request<St, T> = <St as Strategy<T>>::Request;
+type SlotOf<S, St, T> =
+    Slot<Request<St, T>, <S as Service<Request<St, T>>>::Future, PageResult<S, T, Request<St, T>>>;
 
 /// A snapshot of a walk's progress, from [`Pages::stats`] or [`Items::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,7 +72,7 @@ where
 {
     service: S,
     strategy: St,
-    queue: VecDeque<Slot<St::Request, S::Future, PageResult<S, T, St::Request>>>,
+    queue: VecDeque<SlotOf<S, St, T>>,
     /// The next request to send, when known.
     next: Option<St::Request>,
     /// No more requests will be sent.
