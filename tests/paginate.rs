@@ -858,3 +858,23 @@ async fn a_service_that_fails_readiness_ends_the_walk_after_earlier_pages() {
         assert_eq!(pages.checkpoint().map(|c| c.page), Some(3));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_not_ready_yet_is_waited_for() {
+    // A rate limit of one page per second: the walk waits in poll_ready
+    // between pages instead of ending early.
+    let svc = ServiceBuilder::new()
+        .rate_limit(1, Duration::from_secs(1))
+        .service(service_fn(|r: PageRequest| async move {
+            let items = if r.page <= 3 { vec![r.page; 5] } else { vec![] };
+            Ok::<_, BoxError>(Page::new(items))
+        }));
+    let start = Instant::now();
+    let items: Vec<u64> = Paginator::new(svc, PageNumber::new(1, 5))
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(items, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3]);
+    assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
+}

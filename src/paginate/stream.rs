@@ -246,6 +246,9 @@ where
         this.fill(cx, this.prefetch.saturating_add(1));
         let result = match futures::ready!(this.poll_front(cx)) {
             Some(result) => result,
+            // Nothing sent because the service is not ready yet: its
+            // `poll_ready` registered our waker.
+            None if this.next.is_some() && !this.finished => return Poll::Pending,
             None => {
                 this.done = true;
                 return Poll::Ready(None);
