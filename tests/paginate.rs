@@ -876,5 +876,9 @@ async fn a_service_not_ready_yet_is_waited_for() {
         .await
         .unwrap();
     assert_eq!(items, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3]);
-    assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
