@@ -882,3 +882,59 @@ async fn a_service_not_ready_yet_is_waited_for() {
         start.elapsed()
     );
 }
+
+/// Ready after being polled `n` times (waking itself in between).
+struct ReadyAfter<T> {
+    polls: u64,
+    value: Option<T>,
+}
+
+impl<T: Unpin> std::future::Future for ReadyAfter<T> {
+    type Output = T;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        if self.polls == 0 {
+            return std::task::Poll::Ready(self.value.take().expect("polled after completion"));
+        }
+        self.polls -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn without_a_runtime_prefetched_pages_still_arrive_in_order() {
+    // Later pages finish first (fewer polls needed); no tokio runtime, so the
+    // stream polls its prefetched requests itself and must reorder them.
+    let polls = Arc::new(Mutex::new(Vec::new()));
+    let log = polls.clone();
+    let svc = service_fn(move |r: PageRequest| {
+        log.lock().unwrap().push(r.page);
+        let items: Vec<u64> = if r.page <= 8 { vec![r.page; 4] } else { vec![] };
+        ReadyAfter {
+            polls: 20u64.saturating_sub(2 * r.page),
+            value: Some(Ok::<_, BoxError>(Page::new(items))),
+        }
+    });
+    let pages: Vec<Vec<u64>> = futures::executor::block_on(
+        Paginator::new(svc, PageNumber::new(1, 4))
+            .prefetch(3)
+            .pages()
+            .map_ok(Page::into_items)
+            .try_collect(),
+    )
+    .unwrap();
+    let firsts: Vec<u64> = pages
+        .iter()
+        .map(|p| p.first().copied().unwrap_or(0))
+        .collect();
+    assert_eq!(firsts, [1, 2, 3, 4, 5, 6, 7, 8, 0]);
+    let sent = polls.lock().unwrap().clone();
+    assert_eq!(&sent[..9], &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert!(
+        sent.len() <= 12,
+        "at most prefetch requests past the end: {sent:?}"
+    );
+}

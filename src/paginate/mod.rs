@@ -290,9 +290,10 @@ impl<S, St: Strategy<T>, T> Paginator<S, St, T> {
     /// others. Pages are still yielded in order, and at most `n + 1` pages
     /// are held at any time. Default `0`.
     ///
-    /// Prefetched requests run as tokio tasks (without a tokio runtime they
-    /// only progress while the stream is polled). A request speculated past
-    /// the last page is cancelled when the last page arrives.
+    /// Prefetched requests run as tokio tasks, so they progress while the
+    /// consumer works (without a tokio runtime they are polled by the stream
+    /// itself, so only while it is polled). A request speculated past the
+    /// last page is cancelled when the last page arrives.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self

@@ -40,8 +40,9 @@ enum InFlight<F, P> {
     Local(Pin<Box<F>>),
     /// Running as a tokio task (prefetch); aborted when dropped.
     Spawned(AbortOnDrop<P>),
-    /// Failed before it was sent (the service was not ready).
-    Failed(Option<P>),
+    /// Answered (a local future that finished behind the front) or failed
+    /// before it was sent (the service's readiness failed).
+    Done(Option<P>),
 }
 
 struct Slot<R, F, P> {
@@ -186,7 +187,7 @@ where
                 Poll::Ready(Err(e)) => {
                     self.queue.push_back(Slot {
                         request,
-                        state: InFlight::Failed(Some(Err(e))),
+                        state: InFlight::Done(Some(Err(e))),
                     });
                     self.finished = true;
                 }
@@ -205,6 +206,15 @@ where
     }
 
     fn poll_front(&mut self, cx: &mut Context<'_>) -> Poll<Option<PageResult<S, T, St::Request>>> {
+        // Local futures behind the front progress too (prefetch without a
+        // tokio runtime); their answers wait in the queue, in order.
+        for slot in self.queue.iter_mut().skip(1) {
+            if let InFlight::Local(future) = &mut slot.state {
+                if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                    slot.state = InFlight::Done(Some(result));
+                }
+            }
+        }
         let Some(front) = self.queue.front_mut() else {
             return Poll::Ready(None);
         };
@@ -215,7 +225,7 @@ where
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => Err(WalkError::TaskCancelled.into()),
             },
-            InFlight::Failed(result) => result
+            InFlight::Done(result) => result
                 .take()
                 .unwrap_or_else(|| Err(WalkError::TaskCancelled.into())),
         };
