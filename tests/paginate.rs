@@ -938,3 +938,50 @@ fn without_a_runtime_prefetched_pages_still_arrive_in_order() {
         "at most prefetch requests past the end: {sent:?}"
     );
 }
+
+#[tokio::test]
+async fn walks_the_shared_flaky_upstream_with_retries() {
+    use tower_patterns::upstream::{Upstream, UpstreamConfig};
+    let upstream = Upstream::start(UpstreamConfig::default()).await.unwrap();
+    upstream.set_fail_rate(0.5);
+    let expected: Vec<u64> = (1..=1000).collect();
+
+    // Link headers, retried per page.
+    let svc = ServiceBuilder::new()
+        .retry(RetryTransient { left: 30 })
+        .service(JsonPages::<Item>::new(client()));
+    let first: Uri = upstream
+        .url("/items/link?page=1&per_page=90")
+        .parse()
+        .unwrap();
+    let items: Vec<Item> = Paginator::new(svc, LinkHeader::new(first))
+        .prefetch(1)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&items), expected);
+
+    // Page numbers over the same page service.
+    let base = upstream.url("/items");
+    let svc = ServiceBuilder::new()
+        .retry(RetryTransient { left: 30 })
+        .map_request(move |r: PageRequest| -> Uri {
+            format!("{base}?page={}&per_page={}", r.page, r.per_page)
+                .parse()
+                .unwrap()
+        })
+        .service(JsonPages::<Item>::new(client()));
+    let items: Vec<Item> = Paginator::new(svc, PageNumber::new(1, 128))
+        .prefetch(2)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&items), expected);
+    assert!(
+        upstream.failures_sent() > 0,
+        "the upstream did fail some pages"
+    );
+    upstream.shutdown().await;
+}
