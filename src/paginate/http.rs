@@ -32,6 +32,11 @@ pub enum Error {
         /// The client's error.
         source: BoxError,
     },
+    /// The HTTP client refused to take requests (its `poll_ready` failed).
+    Unavailable {
+        /// The client's error.
+        source: BoxError,
+    },
     /// The server answered with a status other than 2xx.
     Status {
         /// The page requested.
@@ -84,7 +89,7 @@ impl Error {
     /// error, or a 5xx, 429 or 408 status. Useful in a retry policy.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Service { .. } | Error::Body { .. } => true,
+            Error::Service { .. } | Error::Unavailable { .. } | Error::Body { .. } => true,
             Error::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -99,6 +104,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Service { uri, source } => write!(f, "page request to {uri} failed: {source}"),
+            Error::Unavailable { source } => {
+                write!(f, "the HTTP client cannot take page requests: {source}")
+            }
             Error::Status { uri, status } => {
                 write!(f, "page request to {uri} answered HTTP {status}")
             }
@@ -130,7 +138,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Service { source, .. } | Error::Body { source, .. } => Some(&**source),
+            Error::Service { source, .. }
+            | Error::Unavailable { source }
+            | Error::Body { source, .. } => Some(&**source),
             Error::Json { source, .. } => Some(source),
             Error::Walk(e) => Some(e),
             _ => None,
@@ -270,10 +280,9 @@ where
     type Future = BoxFuture<Result<Fetched, Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx).map_err(|e| Error::Service {
-            uri: Uri::default(),
-            source: e.into(),
-        })
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::Unavailable { source: e.into() })
     }
 
     fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
