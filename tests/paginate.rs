@@ -985,3 +985,42 @@ async fn walks_the_shared_flaky_upstream_with_retries() {
     );
     upstream.shutdown().await;
 }
+
+#[tokio::test]
+async fn json_pages_read_items_and_cursor_from_an_object_body() {
+    // The cursor style without a hand-written service: JsonPages finds the
+    // items and the next cursor in the body by JSON pointer.
+    let server = Server::start().await;
+    let base = server.url("/items/cursor?limit=128");
+    let svc = ServiceBuilder::new()
+        .map_request(move |r: CursorRequest| -> Uri {
+            let cursor = r.cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
+            format!("{base}{cursor}").parse().unwrap()
+        })
+        .service(
+            JsonPages::<Item>::new(client())
+                .items_at("/items")
+                .next_at("/next_cursor"),
+        );
+    let items: Vec<Item> = Paginator::new(svc, Cursor::from_page())
+        .prefetch(1)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&items), (0..1000).collect::<Vec<_>>());
+    assert_eq!(server.state.total(), 8);
+
+    // A pointer to nothing is a decode error naming the pointer.
+    let first: Uri = server.url("/items/cursor").parse().unwrap();
+    let err = Paginator::new(
+        JsonPages::<Item>::new(client()).items_at("/nope"),
+        LinkHeader::new(first),
+    )
+    .items()
+    .next()
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(err.to_string().contains("\"/nope\""), "{err}");
+}

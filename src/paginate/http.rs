@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -58,7 +59,8 @@ pub enum Error {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// The body was not a JSON array of items.
+    /// The body was not JSON of the expected shape (an array of items, or
+    /// the shape set with [`JsonPages::items_at`]).
     Json {
         /// The page requested.
         uri: Uri,
@@ -119,10 +121,7 @@ impl fmt::Display for Error {
                  (raise the limit with JsonPages::max_body)"
             ),
             Error::Json { uri, source } => {
-                write!(
-                    f,
-                    "the page from {uri} is not a JSON array of items: {source}"
-                )
+                write!(f, "the page from {uri} is not the expected JSON: {source}")
             }
             Error::Walk(e) => e.fmt(f),
             Error::InvalidUrl { url, reason } => {
@@ -159,8 +158,10 @@ type BoxFuture<O> = Pin<Box<dyn Future<Output = O> + Send>>;
 
 /// A page service over an HTTP client: `GET <uri>` with
 /// `Accept: application/json`, a 2xx status required, the body (at most
-/// [`max_body`](JsonPages::max_body) bytes) decoded as a JSON array of `T`,
-/// and the response headers kept on the [`Page`] for [`LinkHeader`].
+/// [`max_body`](JsonPages::max_body) bytes) decoded as a JSON array of `T`
+/// (or found with [`items_at`](JsonPages::items_at), the next cursor with
+/// [`next_at`](JsonPages::next_at)), and the response headers kept on the
+/// [`Page`] for [`LinkHeader`].
 ///
 /// The client is any `Service<http::Request<Full<Bytes>>, Response =
 /// http::Response<B>>` (hyper-util's `Client`, this crate's `HttpClient`, a
@@ -170,6 +171,7 @@ type BoxFuture<O> = Pin<Box<dyn Future<Output = O> + Send>>;
 pub struct JsonPages<T> {
     client: BoxCloneService<Request<Full<Bytes>>, Fetched, Error>,
     invalid: Option<(String, String)>,
+    decode: Arc<Decode>,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -178,6 +180,7 @@ impl<T> Clone for JsonPages<T> {
         JsonPages {
             client: self.client.clone(),
             invalid: self.invalid.clone(),
+            decode: self.decode.clone(),
             _items: PhantomData,
         }
     }
@@ -220,8 +223,61 @@ impl<T> JsonPages<T> {
                 limit,
             }),
             invalid: None,
+            decode: Arc::new(Decode::default()),
             _items: PhantomData,
         }
+    }
+}
+
+impl<T> JsonPages<T> {
+    /// Reads the items from the array at `pointer` (a JSON pointer,
+    /// RFC 6901, such as `"/items"` or `"/data/users"`) instead of expecting
+    /// the whole body to be the array.
+    pub fn items_at(mut self, pointer: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.decode).items_at = Some(pointer.into());
+        self
+    }
+
+    /// Reads the next cursor from the string (or number) at `pointer`, such
+    /// as `"/next_cursor"`, into [`Page::next_token`] for
+    /// [`Cursor::from_page`](super::Cursor::from_page). `null` or a missing
+    /// value means "last page".
+    pub fn next_at(mut self, pointer: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.decode).next_at = Some(pointer.into());
+        self
+    }
+}
+
+/// Where the items and the next cursor are in a body.
+#[derive(Clone, Debug, Default)]
+struct Decode {
+    items_at: Option<String>,
+    next_at: Option<String>,
+}
+
+impl Decode {
+    fn page<T: DeserializeOwned>(&self, body: &[u8]) -> Result<Page<T>, serde_json::Error> {
+        if self.items_at.is_none() && self.next_at.is_none() {
+            return Ok(Page::new(serde_json::from_slice(body)?));
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(body)?;
+        let next = match self.next_at.as_deref().and_then(|p| value.pointer(p)) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let items = match self.items_at.as_deref() {
+            Some(pointer) => value
+                .pointer_mut(pointer)
+                .map(serde_json::Value::take)
+                .ok_or_else(|| {
+                    <serde_json::Error as serde::de::Error>::custom(format!(
+                        "no value at JSON pointer {pointer:?}"
+                    ))
+                })?,
+            None => value,
+        };
+        Ok(Page::new(serde_json::from_value(items)?).with_next(next))
     }
 }
 
@@ -250,11 +306,13 @@ where
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
         let fetched = self.client.call(request);
+        let decode = self.decode.clone();
         Box::pin(async move {
             let (parts, body) = fetched.await?;
-            let items: Vec<T> =
-                serde_json::from_slice(&body).map_err(|source| Error::Json { uri, source })?;
-            Ok(Page::new(items).with_headers(parts.headers))
+            let page = decode
+                .page(&body)
+                .map_err(|source| Error::Json { uri, source })?;
+            Ok(page.with_headers(parts.headers))
         })
     }
 }
