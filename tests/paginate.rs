@@ -1024,3 +1024,48 @@ async fn json_pages_read_items_and_cursor_from_an_object_body() {
     .unwrap_err();
     assert!(err.to_string().contains("\"/nope\""), "{err}");
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use tower_patterns::paginate::{parse_next_link, resolve_reference};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn link_parsing_accepts_any_header_bytes(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'<'), Just(b'>'), Just(b';'), Just(b','), Just(b'"'), Just(b'\\'),
+                    Just(b'='), Just(b' '), Just(b'\t'), 0x21u8..0x7f, 0x80u8..=0xff
+                ],
+                0..64,
+            ),
+            prefix in "(<[a-z/?=&.]{0,12}>; ?rel=\"?next\"?)?",
+        ) {
+            let mut value = prefix.into_bytes();
+            value.extend(bytes);
+            if let Ok(value) = http::HeaderValue::from_bytes(&value) {
+                let mut headers = http::HeaderMap::new();
+                headers.insert(http::header::LINK, value);
+                let _ = parse_next_link(&headers);
+            }
+        }
+
+        #[test]
+        fn resolution_accepts_any_reference(reference in "[a-z:/?#.%@\\[\\]0-9 ]{0,40}") {
+            let base: Uri = "http://api.test/v1/items/list?page=3".parse().unwrap();
+            let resolved = resolve_reference(&base, &reference);
+            // Whatever the reference, the fragment is gone.
+            prop_assert!(!resolved.contains('#'));
+        }
+    }
+
+    #[test]
+    fn a_link_with_an_unterminated_quote_at_the_end() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::LINK, r#"</a>; rel="next"#.parse().unwrap());
+        assert_eq!(parse_next_link(&headers).as_deref(), Some("/a"));
+    }
+}

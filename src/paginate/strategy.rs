@@ -371,7 +371,7 @@ fn next_in_field(field: &str) -> Option<String> {
                         value.push(ch);
                         i += ch.len_utf8();
                     }
-                    i += 1; // closing quote (or past the end)
+                    i = (i + 1).min(b.len()); // the closing quote, if any
                 } else {
                     let start = i;
                     while i < b.len() && !matches!(b[i], b';' | b',' | b' ' | b'\t') {
