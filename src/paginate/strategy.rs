@@ -20,6 +20,52 @@ use super::{Page, WalkError};
 ///
 /// Strategies keep per-walk state (the loop guard's memory of cursors seen),
 /// so a fresh walk needs a fresh strategy.
+///
+/// A custom strategy, `?offset=&limit=`, that stops when the server says it
+/// has no more:
+///
+/// ```
+/// use futures::TryStreamExt;
+/// use tower::service_fn;
+/// use tower_patterns::paginate::{Page, Paginator, Strategy, WalkError};
+///
+/// struct Offset {
+///     limit: u64,
+/// }
+///
+/// impl<T> Strategy<T> for Offset {
+///     type Request = u64; // the offset
+///
+///     fn first(&mut self) -> u64 {
+///         0
+///     }
+///
+///     fn predict(&self, prev: &u64) -> Option<u64> {
+///         prev.checked_add(self.limit) // known in advance: prefetch can fire early
+///     }
+///
+///     fn next(&mut self, prev: &u64, page: &Page<T>) -> Result<Option<u64>, WalkError> {
+///         // This API sets a "has_more" token on every page but the last.
+///         Ok(page.next_token().and_then(|_| Strategy::<T>::predict(self, prev)))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let api = service_fn(|offset: u64| async move {
+///     let items: Vec<u64> = (offset..(offset + 10).min(25)).collect();
+///     let more = (offset + 10 < 25).then_some("has_more");
+///     Ok::<_, tower::BoxError>(Page::new(items).with_next(more))
+/// });
+/// let all: Vec<u64> = Paginator::new(api, Offset { limit: 10 })
+///     .prefetch(2)
+///     .items()
+///     .try_collect()
+///     .await?;
+/// assert_eq!(all, (0..25).collect::<Vec<_>>());
+/// # Ok(())
+/// # }
+/// ```
 pub trait Strategy<T> {
     /// The page request the page service answers. Cloned once per page (for
     /// the checkpoint), so it should be cheap to clone.
