@@ -364,28 +364,29 @@ impl Future for ResponseFuture {
         else {
             unreachable!()
         };
+        // The request is finished (dropping the guard counts it); the body
+        // keeps the config for its own limit, deadline and counters.
         let config = Arc::clone(&in_flight.0);
         drop(in_flight);
-        let counters = &config.counters;
         Poll::Ready(match result {
             Ok(Ok(resp)) => {
-                Counters::bump(&counters.responses);
+                Counters::bump(&config.counters.responses);
                 let (parts, incoming) = resp.into_parts();
-                let body = Body::new(incoming, uri, Some(deadline), Arc::clone(&config));
+                let body = Body::new(incoming, uri, Some(deadline), config);
                 Ok(Response::from_parts(parts, body))
             }
             Ok(Err(err)) => {
                 let err =
                     FetchError::transport(uri.to_string(), Box::new(err), config.connect_timeout);
                 Counters::bump(if err.is_timeout() {
-                    &counters.timeouts
+                    &config.counters.timeouts
                 } else {
-                    &counters.transport_errors
+                    &config.counters.transport_errors
                 });
                 Err(err)
             }
             Err(after) => {
-                Counters::bump(&counters.timeouts);
+                Counters::bump(&config.counters.timeouts);
                 trace_event!(DEBUG, url = %uri, timeout = ?after, "fetch: no response in time");
                 Err(FetchError::Timeout {
                     url: uri.to_string(),
