@@ -101,8 +101,8 @@ impl Drop for InFlight {
 /// and the Mozilla root store from `webpki-roots`; a custom root store can be
 /// given with [`HttpClientBuilder::root_certificates`].
 ///
-/// - **Clones share the connection pool** (and the configuration): clone it
-///   freely, per task or per layer stack.
+/// - **Clones share the connection pool** (and the configuration and
+///   [`stats`](HttpClient::stats)): clone it freely, per task or per layer stack.
 /// - **Any status is a response.** The service answers 404 and 503 with
 ///   `Ok(response)` so that [`HttpClassify`](crate::classify::HttpClassify)
 ///   can tell retryable failures from definite answers; the helpers

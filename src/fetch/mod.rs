@@ -112,6 +112,13 @@
 //!   timeout once the body starts, and is not subject to `max_body_bytes`
 //!   (its memory is flat).
 //! - A malformed URL, a bad scheme or bad JSON is an error, never a panic.
+//!
+//! # Observability
+//!
+//! [`HttpClient::stats`] is a cheap snapshot ([`FetchStats`]) of requests,
+//! requests in flight, responses, timeouts, transport errors and bodies cut
+//! at the limit, shared by every clone. With the `tracing` feature, timeouts
+//! and oversized bodies emit `DEBUG` events.
 
 mod body;
 mod client;
