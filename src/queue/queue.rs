@@ -726,6 +726,9 @@ impl<Res, E> Shard<Res, E> {
     }
 }
 
+/// A shard on its own cache line.
+type ShardLock<Res, E> = Padded<Mutex<Shard<Res, E>>>;
+
 #[derive(Default)]
 struct Counters {
     started: Padded<AtomicU64>,
@@ -745,7 +748,7 @@ impl Default for Padded<AtomicU64> {
 /// Everything the queue handles, handles and workers share.
 pub(crate) struct Shared<Req, Res, E> {
     jobs: Mutex<Jobs<Req, Res, E>>,
-    shards: Box<[Padded<Mutex<Shard<Res, E>>>]>,
+    shards: Box<[ShardLock<Res, E>]>,
     counters: Counters,
     capacity: usize,
     workers: usize,
