@@ -266,7 +266,7 @@ where
     /// it resolves submits nothing.
     pub fn submit(&self, req: Req) -> Submit<'_, Req, Res, E> {
         Submit {
-            inner: Enqueue::new(&self.shared, req),
+            inner: Enqueue::new(&self.shared, req, false),
         }
     }
 
@@ -279,7 +279,7 @@ where
     /// [`QueueClosed`] if the queue is shut down.
     pub fn submit_with_handle(&self, req: Req) -> SubmitWithHandle<'_, Req, Res, E> {
         SubmitWithHandle {
-            inner: Enqueue::new(&self.shared, req),
+            inner: Enqueue::new(&self.shared, req, true),
         }
     }
 
@@ -304,7 +304,7 @@ where
                 req,
             ));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req);
+        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();
@@ -329,7 +329,7 @@ where
     pub fn result(&self, id: TaskId) -> TaskResult<Res, E> {
         let cell = self.shared.lookup(id);
         TaskResult {
-            waiter: Waiter::new(id, cell, self.shared.clone()),
+            waiter: Waiter::new(id, cell, self.shared.clone(), false),
         }
     }
 
@@ -498,7 +498,7 @@ where
         if jobs.closed {
             return std::future::ready(Err(QueueClosed.into()));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req);
+        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();
@@ -512,14 +512,17 @@ struct Enqueue<'a, Req, Res, E> {
     shared: &'a Arc<Shared<Req, Res, E>>,
     req: Option<Req>,
     key: Option<usize>,
+    /// A `TaskHandle` will be made for the task.
+    handle: bool,
 }
 
 impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
-    fn new(shared: &'a Arc<Shared<Req, Res, E>>, req: Req) -> Self {
+    fn new(shared: &'a Arc<Shared<Req, Res, E>>, req: Req, handle: bool) -> Self {
         Enqueue {
             shared,
             req: Some(req),
             key: None,
+            handle,
         }
     }
 
@@ -542,7 +545,7 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
             .req
             .take()
             .expect("submit future polled after completion");
-        let (cell, wake) = shared.push_locked(&mut jobs, req);
+        let (cell, wake) = shared.push_locked(&mut jobs, req, self.handle);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();
@@ -612,7 +615,7 @@ where
             r.map(|cell| {
                 let table: Arc<dyn Table<Res, E>> = inner.shared.clone();
                 TaskHandle {
-                    waiter: Waiter::new(cell.id, Some(cell), table),
+                    waiter: Waiter::new(cell.id, Some(cell), table, true),
                 }
             })
         })
@@ -772,10 +775,11 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         &self,
         jobs: &mut Jobs<Req, Res, E>,
         req: Req,
+        handle: bool,
     ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
         let id = jobs.next_id;
         jobs.next_id += 1;
-        let cell = Arc::new(Cell::new(TaskId(id)));
+        let cell = Arc::new(Cell::new(TaskId(id), handle));
         self.shard(id).map.insert(
             id,
             Entry {

@@ -240,6 +240,9 @@ struct Inner<Res, E> {
     waiters: Waiters,
     /// Somebody already handed the finished result to the expiry queue.
     parked: bool,
+    /// A `TaskHandle` exists: it will take the result, or park it when
+    /// dropped, so the worker need not.
+    handle: bool,
 }
 
 enum State<Res, E> {
@@ -268,7 +271,7 @@ pub(crate) enum Cancel {
 }
 
 impl<Res, E> Cell<Res, E> {
-    pub(crate) fn new(id: TaskId) -> Self {
+    pub(crate) fn new(id: TaskId, handle: bool) -> Self {
         Cell {
             id,
             cancel: AtomicBool::new(false),
@@ -277,6 +280,7 @@ impl<Res, E> Cell<Res, E> {
                 worker: None,
                 waiters: Waiters::default(),
                 parked: false,
+                handle,
             }),
         }
     }
@@ -342,6 +346,8 @@ impl<Res, E> Cell<Res, E> {
         if g.waiters.live() > 0 {
             g.waiters.notify_all();
             false
+        } else if g.handle {
+            false
         } else {
             g.parked = true;
             true
@@ -391,6 +397,8 @@ pub(crate) struct Waiter<Res, E> {
     key: Option<usize>,
     /// The status once the cell was let go of.
     last: Option<TaskStatus>,
+    /// This is the task's `TaskHandle` (see `Inner::handle`).
+    handle: bool,
 }
 
 impl<Res, E> Waiter<Res, E> {
@@ -398,6 +406,7 @@ impl<Res, E> Waiter<Res, E> {
         id: TaskId,
         cell: Option<Arc<Cell<Res, E>>>,
         table: Arc<dyn Table<Res, E>>,
+        handle: bool,
     ) -> Self {
         Waiter {
             id,
@@ -405,6 +414,7 @@ impl<Res, E> Waiter<Res, E> {
             table,
             key: None,
             last: None,
+            handle,
         }
     }
 
@@ -454,7 +464,11 @@ impl<Res, E> Drop for Waiter<Res, E> {
         let park = {
             let mut g = cell.lock();
             g.waiters.remove(&mut self.key);
-            if matches!(g.state, State::Done(_)) && g.waiters.live() == 0 && !g.parked {
+            if self.handle {
+                g.handle = false;
+            }
+            if matches!(g.state, State::Done(_)) && g.waiters.live() == 0 && !g.handle && !g.parked
+            {
                 g.parked = true;
                 true
             } else {
