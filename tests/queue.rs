@@ -132,6 +132,30 @@ async fn statuses_are_kept_until_taken() {
 }
 
 #[tokio::test]
+async fn a_dropped_handle_leaves_the_result_for_later() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let handle = queue.submit_with_handle(Job::Ok(4)).await.unwrap();
+    let id = handle.id();
+    drop(handle);
+    wait_status(&queue, id, TaskStatus::Completed).await;
+    assert_eq!(queue.stats().retained, 1);
+    assert_eq!(queue.result(id).await.unwrap(), 4);
+    assert_eq!(queue.stats().tracked, 0);
+
+    // A handle kept alive reports the status, and still has it once taken.
+    let mut handle = queue.submit_with_handle(Job::Fail("nope")).await.unwrap();
+    wait_status(&queue, handle.id(), TaskStatus::Failed).await;
+    assert_eq!(handle.status(), TaskStatus::Failed);
+    assert_eq!(queue.stats().retained, 0, "the live handle will take it");
+    assert!((&mut handle).await.is_err());
+    assert_eq!(handle.status(), TaskStatus::Failed);
+    assert!(!handle.cancel(), "already finished");
+}
+
+#[tokio::test]
 async fn panics_in_poll_ready_and_call_become_task_errors() {
     /// Panics in its first `poll_ready`, and in `call` for zero.
     #[derive(Clone, Default)]
@@ -664,4 +688,52 @@ fn builder_rejects_bad_values() {
         .build(jobs(Arc::default()))
         .unwrap_err();
     assert_eq!(err.field(), "runtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submitters_and_cancels_account_for_every_task() {
+    let queue = TaskQueue::builder()
+        .workers(3)
+        .capacity(64)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let mut submitters = Vec::new();
+    for s in 0..4u32 {
+        let queue = queue.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..2_000u32 {
+                let job = if i % 3 == 0 {
+                    Job::Sleep(0)
+                } else {
+                    Job::Ok(i)
+                };
+                let handle = queue.submit_with_handle(job).await.unwrap();
+                if (i + s) % 5 == 0 {
+                    handle.cancel();
+                }
+                handles.push(handle);
+            }
+            let (mut ok, mut cancelled) = (0u64, 0u64);
+            for handle in handles {
+                match handle.await {
+                    Ok(_) => ok += 1,
+                    Err(TaskError::Cancelled) => cancelled += 1,
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+            }
+            (ok, cancelled)
+        }));
+    }
+    let (mut ok, mut cancelled) = (0, 0);
+    for s in submitters {
+        let (o, c) = s.await.unwrap();
+        ok += o;
+        cancelled += c;
+    }
+    assert_eq!(ok + cancelled, 8_000);
+    let stats = queue.stats();
+    assert_eq!(stats.submitted, 8_000);
+    assert_eq!((stats.completed, stats.cancelled), (ok, cancelled));
+    assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
 }

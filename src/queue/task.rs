@@ -335,6 +335,13 @@ impl<Res, E> Cell<Res, E> {
         if !matches!(g.state, State::Running) {
             return None;
         }
+        // A cancel that won the race with completion stands: `cancel`
+        // returned true, so the task ends `Cancelled`.
+        let out = if self.cancel_requested() {
+            Err(TaskError::Cancelled)
+        } else {
+            out
+        };
         let status = outcome_status(&out);
         g.state = State::Done(out);
         g.worker = None;
