@@ -13,7 +13,7 @@ async fn process(order: u32) -> Result<String, BoxError> {
     tokio::time::sleep(Duration::from_millis(20 + u64::from(order % 7) * 15)).await;
     match order % 5 {
         3 => Err(format!("order {order}: payment declined").into()),
-        4 if order % 2 == 0 => Err(format!("order {order}: out of stock").into()),
+        4 if order.is_multiple_of(2) => Err(format!("order {order}: out of stock").into()),
         _ => Ok(format!("order {order} shipped")),
     }
 }
