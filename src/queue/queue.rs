@@ -349,6 +349,9 @@ where
     /// to retention) through [`status`](Self::status) and
     /// [`result`](Self::result).
     ///
+    /// `Graceful` times its deadline with `tokio::time`, so the runtime
+    /// needs its time driver (`enable_time`), as for `tokio::time::timeout`.
+    ///
     /// Calling it again (or on a clone) waits for the workers to stop and
     /// returns an empty summary. Dropping the future part-way leaves the
     /// queue closed, with accepted tasks still running.
@@ -858,6 +861,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             _ => {
                 if panicked {
                     c.panicked.fetch_add(1, Ordering::Relaxed);
+                    trace_event!(WARN, task = %cell.id, "task panicked; worker carries on");
                 }
                 c.failed.0.fetch_add(1, Ordering::Release)
             }
