@@ -1061,3 +1061,55 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked_shard(n: u64, now: Instant) -> Shard<(), ()> {
+        let mut shard = Shard::default();
+        for id in 0..n {
+            shard.map.insert(
+                id,
+                Entry {
+                    cell: Arc::new(Cell::new(TaskId(id), false)),
+                    parked: true,
+                },
+            );
+            shard.expiry.push_back((id, now + Duration::from_secs(60)));
+            shard.retained += 1;
+        }
+        shard
+    }
+
+    #[test]
+    fn sweep_evicts_the_oldest_beyond_the_limit() {
+        let now = Instant::now();
+        let mut shard = parked_shard(100, now);
+        shard.sweep(now, 10);
+        assert_eq!(shard.retained, 10);
+        assert_eq!(shard.map.len(), 10);
+        assert!(shard.map.contains_key(&99) && !shard.map.contains_key(&89));
+        shard.sweep(now + Duration::from_secs(60), 10);
+        assert_eq!(
+            (shard.retained, shard.map.len(), shard.expiry.len()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn expiry_list_stays_bounded_when_results_are_taken() {
+        let now = Instant::now();
+        let mut shard = parked_shard(10_000, now);
+        // Taken results leave their ids behind in the expiry list...
+        for id in 0..9_990 {
+            shard.map.remove(&id);
+            shard.retained -= 1;
+        }
+        assert_eq!(shard.expiry.len(), 10_000);
+        // ...until the next sweep compacts them away.
+        shard.sweep(now, 1_000);
+        assert_eq!(shard.retained, 10);
+        assert!(shard.expiry.len() <= 2 * 10 + 64, "{}", shard.expiry.len());
+    }
+}
