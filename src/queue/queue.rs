@@ -195,8 +195,9 @@ impl TaskQueueBuilder {
         let shared = Arc::new(Shared {
             jobs: Mutex::new(Jobs {
                 queue: VecDeque::with_capacity(self.capacity.min(1024)),
-                idle: (0..self.workers).map(|_| None).collect(),
+                idle: (0..self.workers).map(|_| Worker::Busy).collect(),
                 idle_count: 0,
+                woken: 0,
                 space: Waiters::default(),
                 reserved: 0,
                 closed: false,
@@ -640,9 +641,12 @@ pub(crate) struct Job<Req, Res, E> {
 /// The pending tasks and who waits on them, under one lock.
 struct Jobs<Req, Res, E> {
     queue: VecDeque<Job<Req, Res, E>>,
-    /// Wakers of idle workers, by worker index.
-    idle: Vec<Option<Waker>>,
+    /// What each worker is doing, by worker index.
+    idle: Vec<Worker>,
+    /// Workers in `Worker::Idle`.
     idle_count: usize,
+    /// Workers in `Worker::Woken`.
+    woken: usize,
     /// Submitters waiting for room.
     space: Waiters,
     /// Slots reserved by `poll_ready` and not yet used.
@@ -656,11 +660,43 @@ impl<Req, Res, E> Jobs<Req, Res, E> {
         self.queue.len() + self.reserved < capacity
     }
 
+    /// The worker at `index` is looking for work.
     fn unidle(&mut self, index: usize) {
-        if self.idle[index].take().is_some() {
-            self.idle_count -= 1;
+        match std::mem::replace(&mut self.idle[index], Worker::Busy) {
+            Worker::Idle(_) => self.idle_count -= 1,
+            Worker::Woken => self.woken -= 1,
+            Worker::Busy => {}
         }
     }
+
+    /// Wakes an idle worker for queued work, unless one already woken is
+    /// on its way (it wakes the next one if more work is left, so a burst
+    /// of submissions wakes workers one by one instead of all at once).
+    fn wake_worker(&mut self) -> Option<Waker> {
+        if self.woken > 0 || self.idle_count == 0 || self.queue.is_empty() {
+            return None;
+        }
+        let slot = self
+            .idle
+            .iter_mut()
+            .find(|w| matches!(w, Worker::Idle(_)))?;
+        let Worker::Idle(waker) = std::mem::replace(slot, Worker::Woken) else {
+            return None;
+        };
+        self.idle_count -= 1;
+        self.woken += 1;
+        Some(waker)
+    }
+}
+
+/// A worker as the job queue sees it.
+enum Worker {
+    /// Running a task, or about to look for one.
+    Busy,
+    /// Waiting for work.
+    Idle(Waker),
+    /// Woken for work, not yet back.
+    Woken,
 }
 
 /// Hashes the sequential task ids (a multiply and a fold is plenty).
@@ -794,14 +830,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             cell: cell.clone(),
             req,
         });
-        let mut wake = None;
-        if jobs.idle_count > 0 {
-            if let Some(slot) = jobs.idle.iter_mut().find(|w| w.is_some()) {
-                wake = slot.take();
-                jobs.idle_count -= 1;
-            }
-        }
-        (cell, wake)
+        (cell, jobs.wake_worker())
     }
 
     pub(crate) fn poll_next_job(
@@ -810,31 +839,28 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         index: usize,
     ) -> Poll<Option<Job<Req, Res, E>>> {
         let mut jobs = lock(&self.jobs);
+        jobs.unidle(index);
         if let Some(job) = jobs.queue.pop_front() {
-            jobs.unidle(index);
-            let wake = if jobs.space.live() > 0 {
+            let submitter = if jobs.space.live() > 0 {
                 jobs.space.notify_one()
             } else {
                 None
             };
+            let worker = jobs.wake_worker();
             drop(jobs);
-            if let Some(w) = wake {
+            if let Some(w) = submitter {
+                w.wake();
+            }
+            if let Some(w) = worker {
                 w.wake();
             }
             return Poll::Ready(Some(job));
         }
         if jobs.closed {
-            jobs.unidle(index);
             return Poll::Ready(None);
         }
-        match &mut jobs.idle[index] {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            Some(w) => *w = cx.waker().clone(),
-            slot @ None => {
-                *slot = Some(cx.waker().clone());
-                jobs.idle_count += 1;
-            }
-        }
+        jobs.idle[index] = Worker::Idle(cx.waker().clone());
+        jobs.idle_count += 1;
         Poll::Pending
     }
 
@@ -898,10 +924,15 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             return;
         }
         jobs.closed = true;
-        jobs.idle_count = 0;
-        for w in jobs.idle.iter_mut().filter_map(Option::take) {
-            w.wake();
+        for worker in jobs.idle.iter_mut() {
+            if matches!(worker, Worker::Idle(_)) {
+                if let Worker::Idle(w) = std::mem::replace(worker, Worker::Woken) {
+                    w.wake();
+                }
+            }
         }
+        jobs.woken += jobs.idle_count;
+        jobs.idle_count = 0;
         jobs.space.notify_all();
     }
 
@@ -966,7 +997,17 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         ids
     }
 
-    pub(crate) fn worker_stopped(&self) {
+    pub(crate) fn worker_stopped(&self, index: usize) {
+        {
+            // A worker dropped while woken must not hold up the others.
+            let mut jobs = lock(&self.jobs);
+            jobs.unidle(index);
+            let wake = jobs.wake_worker();
+            drop(jobs);
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
         if self.live_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.close();
             // Only reachable with tasks left if the workers were dropped

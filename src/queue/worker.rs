@@ -27,6 +27,7 @@ pub(crate) async fn run_worker<S, Req>(
     let mut guard = WorkerGuard {
         shared,
         current: None,
+        index,
     };
     while let Some(job) = (NextJob {
         shared: &guard.shared,
@@ -63,6 +64,7 @@ pub(crate) async fn run_worker<S, Req>(
 struct WorkerGuard<Req, Res, E> {
     shared: Arc<Shared<Req, Res, E>>,
     current: Option<Arc<Cell<Res, E>>>,
+    index: usize,
 }
 
 impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
@@ -70,7 +72,7 @@ impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
         if let Some(cell) = self.current.take() {
             self.shared.finish(&cell, Err(TaskError::Cancelled));
         }
-        self.shared.worker_stopped();
+        self.shared.worker_stopped(self.index);
     }
 }
 
