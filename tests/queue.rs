@@ -737,3 +737,36 @@ async fn concurrent_submitters_and_cancels_account_for_every_task() {
     assert_eq!((stats.completed, stats.cancelled), (ok, cancelled));
     assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn futures_are_send_and_queue_is_shareable() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Sync>(_: &T) {}
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    assert_send(&queue);
+    assert_sync(&queue);
+    let submit = queue.submit(Job::Ok(1));
+    assert_send(&submit);
+    let id = submit.await.unwrap();
+    let result = queue.result(id);
+    assert_send(&result);
+    assert_eq!(result.await.unwrap(), 1);
+    let handle = queue.submit_with_handle(Job::Ok(2)).await.unwrap();
+    assert_send(&handle);
+    assert_sync(&handle);
+    let shutdown = queue.shutdown(Shutdown::Graceful(Duration::from_secs(1)));
+    assert_send(&shutdown);
+    // Shutdown runs from another task while the handle is awaited here.
+    let queue2 = queue.clone();
+    let summary = tokio::spawn(async move {
+        queue2
+            .shutdown(Shutdown::Graceful(Duration::from_secs(1)))
+            .await
+    });
+    drop(shutdown);
+    assert_eq!(handle.await.unwrap(), 2);
+    assert!(summary.await.unwrap().cancelled.is_empty());
+}
