@@ -574,6 +574,7 @@ impl<Req, Res, E> Drop for Enqueue<'_, Req, Res, E> {
 }
 
 /// The future returned by [`TaskQueue::submit`].
+#[must_use = "futures do nothing unless polled"]
 pub struct Submit<'a, Req, Res, E> {
     inner: Enqueue<'a, Req, Res, E>,
 }
@@ -599,6 +600,7 @@ impl<Req, Res, E> fmt::Debug for Submit<'_, Req, Res, E> {
 }
 
 /// The future returned by [`TaskQueue::submit_with_handle`].
+#[must_use = "futures do nothing unless polled"]
 pub struct SubmitWithHandle<'a, Req, Res, E> {
     inner: Enqueue<'a, Req, Res, E>,
 }

@@ -537,6 +537,7 @@ impl<Res, E> fmt::Debug for TaskHandle<Res, E> {
 /// The future returned by [`TaskQueue::result`](super::TaskQueue::result):
 /// resolves when the task finishes (woken by the worker, no polling loop)
 /// and takes its result. Dropping it leaves the result in place.
+#[must_use = "futures do nothing unless polled"]
 pub struct TaskResult<Res, E> {
     pub(crate) waiter: Waiter<Res, E>,
 }
