@@ -529,6 +529,38 @@ async fn finished_results_expire_after_retention() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn idle_queue_drops_expired_results_on_time() {
+    /// A response that reports when it is dropped.
+    struct Tracked(Arc<AtomicBool>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let svc = service_fn({
+        let dropped = dropped.clone();
+        move |()| std::future::ready(Ok::<_, BoxError>(Tracked(dropped.clone())))
+    });
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .retain_results(Duration::from_secs(60))
+        .build(svc)
+        .unwrap();
+    let id = queue.submit(()).await.unwrap();
+    wait_status(&queue, id, TaskStatus::Completed).await;
+    // Nobody touches the queue: the janitor alone must drop the result.
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "kept for the retention period"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(dropped.load(Ordering::SeqCst), "dropped once expired");
+    assert_eq!(queue.status(id), None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn memory_stays_bounded_over_a_long_run() {
     const TASKS: u32 = 100_000;
     let queue = TaskQueue::builder()

@@ -5,12 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -129,9 +129,11 @@ impl TaskQueueBuilder {
 
     /// How long a finished task's status and result are kept when nobody
     /// is waiting for it (default 300 s). A result is forgotten as soon as
-    /// it is taken. Expiry is checked whenever the queue's table is touched
-    /// (submissions, completions, lookups, `stats`). Zero keeps nothing that
-    /// no one waits for.
+    /// it is taken. A small janitor task spawned by `build` drops expired
+    /// results on time, even on an idle queue (it uses `tokio::time`, so the
+    /// runtime needs its time driver); lookups and `stats` also check expiry
+    /// first. Zero keeps nothing that no one waits for (and spawns no
+    /// janitor).
     pub fn retain_results(mut self, retain: Duration) -> Self {
         self.retain = retain;
         self
@@ -214,9 +216,14 @@ impl TaskQueueBuilder {
             live_workers: AtomicUsize::new(self.workers),
             stopped: watch::channel(false).0,
             workers: self.workers,
+            janitor: Arc::new(Notify::new()),
+            janitor_idle: AtomicBool::new(false),
         });
         for index in 0..self.workers {
             runtime.spawn(run_worker(shared.clone(), service.clone(), index));
+        }
+        if !shared.retain.is_zero() {
+            runtime.spawn(janitor(Arc::downgrade(&shared), shared.janitor.clone()));
         }
         Ok(TaskQueue {
             shared,
@@ -803,6 +810,46 @@ pub(crate) struct Shared<Req, Res, E> {
     live_workers: AtomicUsize,
     /// Becomes true when the last worker has stopped.
     stopped: watch::Sender<bool>,
+    /// Wakes the janitor when it waits with nothing to expire.
+    janitor: Arc<Notify>,
+    janitor_idle: AtomicBool,
+}
+
+impl<Req, Res, E> Drop for Shared<Req, Res, E> {
+    fn drop(&mut self) {
+        // Let the janitor see the queue is gone and exit.
+        self.janitor.notify_one();
+    }
+}
+
+/// Expires retained results on time even when the queue is idle: sleeps
+/// until the earliest expiry, or until a result is parked. Holds only a
+/// weak reference, so it never keeps a dropped queue alive.
+async fn janitor<Req, Res, E>(shared: Weak<Shared<Req, Res, E>>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            match shared.sweep_all() {
+                Some(at) => Some(at),
+                None => {
+                    shared.janitor_idle.store(true, Ordering::SeqCst);
+                    // Check again: a result parked before the flag was set
+                    // did not wake us.
+                    let again = shared.sweep_all();
+                    if again.is_some() {
+                        shared.janitor_idle.store(false, Ordering::SeqCst);
+                    }
+                    again
+                }
+            }
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => wake.notified().await,
+        }
+    }
 }
 
 impl<Req, Res, E> Shared<Req, Res, E> {
@@ -907,9 +954,28 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 entry.parked = true;
                 shard.expiry.push_back((id.0, now + self.retain));
                 shard.retained += 1;
+                if self.janitor_idle.load(Ordering::Relaxed)
+                    && self.janitor_idle.swap(false, Ordering::SeqCst)
+                {
+                    self.janitor.notify_one();
+                }
             }
         }
         shard.sweep(now, self.per_shard);
+    }
+
+    /// Sweeps every shard; returns the earliest expiry still ahead.
+    fn sweep_all(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for shard in self.shards.iter() {
+            let mut shard = lock(&shard.0);
+            shard.sweep(now, self.per_shard);
+            if let Some(&(_, at)) = shard.expiry.front() {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
     }
 
     pub(crate) fn lookup(&self, id: TaskId) -> Option<Arc<Cell<Res, E>>> {
