@@ -30,6 +30,7 @@ pub mod classify;
 mod error;
 pub mod fetch;
 pub mod paginate;
+pub mod queue;
 
 #[cfg(feature = "upstream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]
