@@ -683,3 +683,115 @@ async fn adaptive_layer_works_in_a_service_builder_stack() {
     assert_eq!(svc.oneshot(5).await.unwrap(), 5);
     assert_eq!(layer.stats().in_flight, 0);
 }
+
+// ---------------------------------------------------------------- http bodies
+
+mod http_bodies {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::sync::mpsc;
+
+    type Chunks = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+
+    /// A hyper server on 127.0.0.1:0 whose every response streams a body
+    /// the test writes chunk by chunk: the sender of each response's body
+    /// is handed to the test through the returned channel.
+    async fn streaming_server() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Chunks>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (bodies_tx, bodies_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let bodies_tx = bodies_tx.clone();
+                let handler = hyper::service::service_fn(move |_req| {
+                    let (tx, rx) = mpsc::channel(4);
+                    bodies_tx.send(tx).unwrap();
+                    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|frame| (frame, rx))
+                    }));
+                    async move { Ok::<_, Infallible>(http::Response::new(body)) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), handler),
+                );
+            }
+        });
+        (addr, bodies_rx)
+    }
+
+    fn get(addr: std::net::SocketAddr) -> http::Request<Empty<Bytes>> {
+        http::Request::get(format!("http://{addr}/stream"))
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    async fn chunk(tx: &Chunks, data: &'static str) {
+        tx.send(Ok(Frame::data(Bytes::from_static(data.as_bytes()))))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn hold_until_body_end_keeps_the_permit_while_the_body_streams() {
+        let (addr, mut bodies) = streaming_server().await;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let layer = ConcurrencyLimitLayer::new(1).hold_until_body_end();
+        let svc = ServiceBuilder::new().layer(layer.clone()).service(client);
+
+        let response = svc.clone().oneshot(get(addr)).await.unwrap();
+        let tx = bodies.recv().await.unwrap();
+        let mut body = response.into_body();
+        chunk(&tx, "hello ").await;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "hello ");
+
+        // Headers and a chunk are in, the body is not finished: the permit
+        // is still held, so a second request cannot start.
+        assert!(body.holds_permit());
+        assert_eq!(layer.stats().in_flight, 1);
+        let mut next = svc.clone();
+        assert!(
+            next.ready().now_or_never().is_none(),
+            "no permit for a second call"
+        );
+        assert_eq!(layer.stats().waiting, 1);
+
+        // Finish the body: the permit goes to the second request.
+        chunk(&tx, "world").await;
+        drop(tx);
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "world");
+        next.ready().await.unwrap();
+        let second = next.call(get(addr)).await.unwrap();
+        let tx2 = bodies.recv().await.unwrap();
+        assert_eq!(layer.stats().in_flight, 1);
+
+        // Dropping an unfinished body releases the permit too.
+        chunk(&tx2, "partial").await;
+        drop(second);
+        assert_eq!(layer.stats().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn by_default_the_permit_is_released_with_the_response_head() {
+        let (addr, mut bodies) = streaming_server().await;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let layer = ConcurrencyLimitLayer::new(1);
+        let svc = ServiceBuilder::new().layer(layer.clone()).service(client);
+
+        let response = svc.clone().oneshot(get(addr)).await.unwrap();
+        let tx = bodies.recv().await.unwrap();
+        // The body is still streaming, but the limit no longer counts it.
+        assert_eq!(layer.stats().in_flight, 0);
+        chunk(&tx, "done").await;
+        drop(tx);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "done");
+    }
+}
