@@ -795,3 +795,63 @@ mod http_bodies {
         assert_eq!(body, "done");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_permits_stay_consistent_across_threads() {
+    // Random failures move the AIMD limit up and down while calls race on
+    // two threads; afterwards exactly `limit` permits must exist.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let backend = service_fn(move |()| {
+        let n = c.fetch_add(1, Ordering::Relaxed);
+        async move {
+            for _ in 0..(n % 4) {
+                tokio::task::yield_now().await;
+            }
+            // A concrete error type: with `BoxError` here, rustc cannot
+            // prove the spawned future `Send` (the same holds for tower's
+            // own `Into<BoxError>` layers such as `Timeout`).
+            if n % 7 == 0 {
+                Err(std::io::Error::other("boom"))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let layer = AdaptiveLimitLayer::builder()
+        .aimd()
+        .initial_limit(8)
+        .max_limit(16)
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    let _ = svc.clone().oneshot(()).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 3200);
+    let stats = layer.stats();
+    assert_eq!((stats.in_flight, stats.waiting), (0, 0), "{stats:?}");
+    let strict = layer.clone().reject_when_full();
+    let mut held: Vec<_> = (0..stats.limit)
+        .map(|_| strict.layer(service_fn(|()| async { Ok::<_, BoxError>(()) })))
+        .collect();
+    for s in &mut held {
+        s.ready().await.unwrap();
+    }
+    let err = strict
+        .layer(service_fn(|()| async { Ok::<_, BoxError>(()) }))
+        .oneshot(())
+        .await
+        .unwrap_err();
+    assert_eq!(overloaded(&err).limit(), stats.limit);
+}

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -52,12 +52,17 @@ impl Shared {
     }
 
     fn on_sample(&self, sample: &Sample) {
-        // The algorithm's state stays consistent even if a panic poisoned
-        // the lock elsewhere: each update is a few float operations.
-        let mut algorithm = self
-            .algorithm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // Never wait for the lock: if another call is updating the
+        // algorithm right now, this sample is skipped. Under that much
+        // traffic one sample more or less changes nothing, and no call
+        // ever queues behind another on the success path. A panic cannot
+        // poison the state in a harmful way (each update is a few float
+        // operations), so a poisoned lock is used as is.
+        let mut algorithm = match self.algorithm.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let new = algorithm.update(sample);
         let old = self.gate.limit.load(Ordering::Relaxed);
         if new != old {
@@ -122,11 +127,11 @@ impl Drop for Permit {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(permit) = self.permit.take() {
-            let owed = self
-                .shared
-                .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-                .is_ok();
+            let debt = &self.shared.debt;
+            let owed = debt.load(Ordering::Acquire) > 0
+                && debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                    .is_ok();
             if owed {
                 permit.forget();
             }
