@@ -811,7 +811,7 @@ async fn adaptive_permits_stay_consistent_across_threads() {
             // A concrete error type: with `BoxError` here, rustc cannot
             // prove the spawned future `Send` (the same holds for tower's
             // own `Into<BoxError>` layers such as `Timeout`).
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 Err(std::io::Error::other("boom"))
             } else {
                 Ok(())
