@@ -172,6 +172,12 @@ impl<P> ConcurrencyLimitLayer<P> {
     /// Waits at most `max_wait` for a permit; after that the call fails with
     /// [`Overloaded`] and gives its place in the queue back. A zero duration
     /// is the same as [`reject_when_full`](Self::reject_when_full).
+    ///
+    /// The refusal is the response of the next `call` (`poll_ready` returns
+    /// `Ready(Ok)` so that the error travels like any other response error
+    /// and the inner service is never called), as tower's `LoadShed` does.
+    /// A bounded wait uses the tokio timer: it must run inside a tokio
+    /// runtime with time enabled (the fast path, a free permit, does not).
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
         self
