@@ -47,7 +47,6 @@
 //! ```
 
 pub mod adaptive;
-mod algorithm;
 mod body;
 pub mod concurrency;
 mod error;
