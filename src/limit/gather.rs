@@ -52,8 +52,10 @@ where
     I: IntoIterator<Item = Req>,
 {
     let requests = requests.into_iter();
+    // Trust the size hint only so far: an endless iterator must not
+    // reserve memory up front.
     let mut slots: Vec<Option<Result<S::Response, BoxError>>> =
-        Vec::with_capacity(requests.size_hint().0);
+        Vec::with_capacity(requests.size_hint().0.min(1024));
     let mut results = std::pin::pin!(gather_unordered_indexed(svc, requests, concurrency));
     while let Some((index, result)) = results.next().await {
         if slots.len() <= index {
