@@ -855,3 +855,17 @@ async fn adaptive_permits_stay_consistent_across_threads() {
         .unwrap_err();
     assert_eq!(overloaded(&err).limit(), stats.limit);
 }
+
+#[tokio::test(start_paused = true)]
+async fn gather_reads_requests_lazily() {
+    // An endless request iterator: only as many calls start as results are
+    // taken, plus the few in flight.
+    let gauge = Gauge::default();
+    let got: Vec<_> = limit::gather_unordered(sleeper(&gauge), (1u64..).map(|n| n % 5 + 1), 3)
+        .take(10)
+        .collect()
+        .await;
+    assert_eq!(got.len(), 10);
+    assert!(gauge.calls() <= 13, "started {}", gauge.calls());
+    assert_eq!(gauge.now(), 0, "the dropped stream cancelled the rest");
+}
