@@ -29,6 +29,7 @@ mod trace;
 pub mod classify;
 mod error;
 pub mod fetch;
+pub mod limit;
 pub mod paginate;
 pub mod queue;
 
