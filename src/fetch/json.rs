@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http::header::{HeaderValue, ACCEPT};
 use http::{Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
@@ -95,34 +94,12 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    gather_ordered(
+    crate::limit::join_bounded(
         urls.into_iter()
             .map(|url| async move { fetch_json::<T>(client, url).await }),
         limit,
     )
     .await
-}
-
-/// Runs `futures` with at most `limit` in flight and returns their outputs
-/// in input order. The one place `fetch_all` depends on for bounded
-/// gathering (to become `limit::gather` once that lands).
-async fn gather_ordered<I>(futures: I, limit: usize) -> Vec<<I::Item as Future>::Output>
-where
-    I: IntoIterator,
-    I::Item: Future,
-{
-    let mut slots: Vec<Option<<I::Item as Future>::Output>> = Vec::new();
-    let mut running = futures::stream::iter(futures.into_iter().enumerate())
-        .map(|(i, fut)| async move { (i, fut.await) })
-        .buffer_unordered(limit.max(1));
-    while let Some((i, out)) = running.next().await {
-        if slots.len() <= i {
-            slots.resize_with(i + 1, || None);
-        }
-        slots[i] = Some(out);
-    }
-    // Every index in 0..n completed exactly once, so no slot is empty.
-    slots.into_iter().flatten().collect()
 }
 
 // ===== layer =====
@@ -465,77 +442,5 @@ where
             this.state.set(DecodeState::Done);
             return Poll::Ready(out.map_err(Failure::Fetch));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test(start_paused = true)]
-    async fn gather_keeps_order_and_bounds_concurrency() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let now = AtomicUsize::new(0);
-        let max = AtomicUsize::new(0);
-        let futs = (0..20u64).map(|i| {
-            let (now, max) = (&now, &max);
-            async move {
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                max.fetch_max(n, Ordering::SeqCst);
-                // Later items finish first.
-                tokio::time::sleep(Duration::from_millis(100 - i * 5)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-                i
-            }
-        });
-        let out = gather_ordered(futs, 4).await;
-        assert_eq!(out, (0..20).collect::<Vec<_>>());
-        assert_eq!(max.load(Ordering::SeqCst), 4);
-
-        let none = gather_ordered(Vec::<std::future::Ready<u8>>::new(), 3).await;
-        assert!(none.is_empty());
-        // A limit of 0 still makes progress.
-        let one = gather_ordered([std::future::ready(7)], 0).await;
-        assert_eq!(one, vec![7]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn slow_head_does_not_hold_back_the_rest() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let done = AtomicUsize::new(0);
-        let done = &done;
-        let mut rx = Some(rx);
-        let futs = (0..10usize).map(|i| {
-            let rx = rx.take().filter(|_| i == 0);
-            async move {
-                match rx {
-                    // The head waits until all the others have finished, or
-                    // gives up after 5 s (of paused time) if they cannot.
-                    Some(rx) => tokio::time::timeout(Duration::from_secs(5), rx)
-                        .await
-                        .is_ok(),
-                    None => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        done.fetch_add(1, Ordering::SeqCst);
-                        true
-                    }
-                }
-            }
-        });
-        let gather = gather_ordered(futs, 2);
-        let release = async move {
-            while done.load(Ordering::SeqCst) < 9 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let _ = tx.send(());
-        };
-        let (out, ()) = tokio::join!(gather, release);
-        assert_eq!(
-            out,
-            vec![true; 10],
-            "the head was released by the others finishing"
-        );
     }
 }

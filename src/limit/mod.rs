@@ -61,4 +61,4 @@ pub use concurrency::{
 };
 pub use error::Overloaded;
 pub use gate::LimitStats;
-pub use gather::{gather, gather_unordered, gather_unordered_indexed};
+pub use gather::{gather, gather_unordered, gather_unordered_indexed, join_bounded};
