@@ -24,6 +24,7 @@
 
 mod trace;
 
+pub mod cache;
 pub mod classify;
 mod error;
 
