@@ -1,12 +1,11 @@
 //! [`CacheLayer`], its builder, and the [`CacheHandle`] for statistics and
 //! invalidation.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tower_layer::Layer;
 
 use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::{Cache, Cached, Core, Policy};
-use super::store::{MemoryStore, Store};
+use super::store::{thread_stripe, MemoryStore, Store};
 use crate::classify::DefaultClassify;
 use crate::ConfigError;
 
@@ -403,12 +402,6 @@ pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
 }
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
 impl Counters {
     fn new() -> Self {
         Counters {
@@ -418,19 +411,7 @@ impl Counters {
 
     #[inline]
     fn add(&self, i: usize, n: u64) {
-        let s = STRIPE
-            .try_with(|c| {
-                let v = c.get();
-                if v != usize::MAX {
-                    v
-                } else {
-                    let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-                    c.set(v);
-                    v
-                }
-            })
-            .unwrap_or(0);
-        self.stripes[s % STRIPES].c[i].fetch_add(n, Ordering::Relaxed);
+        self.stripes[thread_stripe() % STRIPES].c[i].fetch_add(n, Ordering::Relaxed);
     }
 
     #[inline]

@@ -1,11 +1,12 @@
 //! Where cached responses live: the [`Store`] trait and the default
 //! in-memory [`MemoryStore`].
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::HashTable;
 use tokio::time::Instant;
@@ -158,12 +159,42 @@ impl BuildHasher for FoldState {
 }
 
 // ---------------------------------------------------------------------------
-// The in-memory store: N shards, each an S3-FIFO cache behind its own RwLock.
+// Which stripe of per-thread state the current thread uses.
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// A small number fixed for the current thread, handed out round-robin,
+/// so that threads spread over striped state (counters, lookup caches).
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    STRIPE
+        .try_with(|c| {
+            let v = c.get();
+            if v != usize::MAX {
+                v
+            } else {
+                let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
+                c.set(v);
+                v
+            }
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// The in-memory store: N shards, each an S3-FIFO cache behind its own
+// RwLock, plus a per-thread-stripe direct-mapped lookup table in front.
 
 /// The most shards a [`MemoryStore`] uses.
 const MAX_SHARDS: usize = 64;
 /// The fewest entries per shard worth a shard of its own.
 const MIN_PER_SHARD: usize = 64;
+/// Slots in each stripe's lookup table (at most).
+const MAX_L1: usize = 4096;
 
 /// The default store: bounded, in memory, sharded, with S3-FIFO eviction.
 ///
@@ -176,15 +207,21 @@ const MIN_PER_SHARD: usize = 64;
 ///   early and remembered in a ghost queue, so a key that comes back soon
 ///   goes straight to the main queue. The main queue is a CLOCK with a
 ///   two-bit use counter. One-hit wonders never push hot keys out.
-/// - **No global lock on hits.** Keys are spread over up to 64 shards; a
-///   hit takes its shard's read lock and sets the entry's use counter with
-///   a relaxed atomic store (only while it is below its cap), so hits on
-///   different keys and concurrent hits on one key proceed in parallel.
+/// - **Hits don't share writes.** Each thread looks keys up first in a
+///   small direct-mapped table of its own stripe (one per thread up to
+///   twice the core count), which points at the shared, immutable entry;
+///   only when that misses does it take the key's shard read lock. So
+///   repeated hits on hot keys from many threads write to no shared cache
+///   line (the use counter is written only while below its cap).
+///   Removing an entry clears it from every stripe's table, so no removed
+///   value stays alive.
 /// - **Expiry.** An entry past its `keep_until` is never returned; it is
 ///   removed when next looked up or by [`Store::cleanup`].
 pub struct MemoryStore<K, V> {
     shards: Box<[Shard<K, V>]>,
     shard_mask: usize,
+    l1: Box<[L1Stripe<K, V>]>,
+    l1_len: usize,
     hasher: FoldState,
     capacity: usize,
 }
@@ -198,19 +235,45 @@ impl<K, V> fmt::Debug for MemoryStore<K, V> {
     }
 }
 
-// Each shard on its own cache lines, so that threads working on different
-// shards never write to the same line.
+/// A stored entry: immutable once made, shared between the shard that
+/// owns it and the lookup tables that point at it.
+struct Item<K, V> {
+    key: K,
+    hash: u64,
+    entry: Entry<V>,
+    /// Cleared when the entry is replaced or removed.
+    live: AtomicBool,
+    /// S3-FIFO use counter, 0..=FREQ_MAX.
+    freq: AtomicU8,
+}
+
+impl<K, V> Item<K, V> {
+    #[inline]
+    fn touch(&self) {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f < FREQ_MAX {
+            self.freq.store(f + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+// Each shard and stripe on its own cache lines, so that threads working on
+// different ones never write to the same line.
 #[repr(align(128))]
 struct Shard<K, V> {
     inner: RwLock<ShardInner<K, V>>,
+}
+
+#[repr(align(128))]
+struct L1Stripe<K, V> {
+    table: Mutex<Vec<Option<Arc<Item<K, V>>>>>,
 }
 
 struct Slot<K, V> {
     hash: u64,
     gen: u32,
     in_main: bool,
-    freq: AtomicU8,
-    data: Option<(K, Entry<V>)>,
+    item: Option<Arc<Item<K, V>>>,
 }
 
 struct ShardInner<K, V> {
@@ -229,6 +292,9 @@ struct ShardInner<K, V> {
     cap: usize,
     small_cap: usize,
     evictions: u64,
+    /// Items removed under the write lock, to clear from the lookup
+    /// tables once it is released.
+    removed: Vec<Arc<Item<K, V>>>,
 }
 
 /// Use-counter cap (S3-FIFO uses two bits).
@@ -249,6 +315,7 @@ impl<K, V> ShardInner<K, V> {
             cap,
             small_cap: (cap / 10).max(1),
             evictions: 0,
+            removed: Vec::new(),
         }
     }
 
@@ -260,21 +327,26 @@ impl<K, V> ShardInner<K, V> {
         self.table
             .find(hash, |&i| {
                 let s = &slots[i as usize];
-                s.hash == hash && matches!(&s.data, Some((k, _)) if k == key)
+                s.hash == hash && matches!(&s.item, Some(it) if it.key == *key)
             })
             .copied()
     }
 
-    fn live(&self, idx: u32, gen: u32) -> Option<&Slot<K, V>> {
+    fn live(&self, idx: u32, gen: u32) -> Option<(&Slot<K, V>, &Item<K, V>)> {
         let s = &self.slots[idx as usize];
-        (s.gen == gen && s.data.is_some()).then_some(s)
+        match &s.item {
+            Some(it) if s.gen == gen => Some((s, it)),
+            _ => None,
+        }
     }
 
-    /// Removes the entry in slot `idx` (which must be occupied).
-    fn remove_slot(&mut self, idx: u32) -> Option<(K, Entry<V>)> {
+    /// Removes the entry in slot `idx`, if occupied.
+    fn remove_slot(&mut self, idx: u32) -> bool {
         let slot = &mut self.slots[idx as usize];
         let hash = slot.hash;
-        let data = slot.data.take()?;
+        let Some(item) = slot.item.take() else {
+            return false;
+        };
         slot.gen = slot.gen.wrapping_add(1);
         if !slot.in_main {
             self.small_live -= 1;
@@ -282,9 +354,11 @@ impl<K, V> ShardInner<K, V> {
         if let Ok(e) = self.table.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
+        item.live.store(false, Ordering::Release);
+        self.removed.push(item);
         self.free.push(idx);
         self.len -= 1;
-        Some(data)
+        true
     }
 
     fn ghost_push(&mut self, hash: u64) {
@@ -293,7 +367,7 @@ impl<K, V> ShardInner<K, V> {
         }
         self.ghost_set.insert_unique(hash, hash, |&h| h);
         self.ghost.push_back(hash);
-        // The ghost queue remembers as many keys as the main queue holds.
+        // The ghost queue remembers as many keys as the shard holds.
         while self.ghost.len() > self.cap {
             if let Some(old) = self.ghost.pop_front() {
                 if let Ok(e) = self.ghost_set.find_entry(old, |&h| h == old) {
@@ -321,17 +395,16 @@ impl<K, V> ShardInner<K, V> {
                 let Some((idx, gen)) = self.small.pop_front() else {
                     return false;
                 };
-                let Some(slot) = self.live(idx, gen) else {
+                let Some((slot, item)) = self.live(idx, gen) else {
                     continue;
                 };
                 if slot.in_main {
                     continue;
                 }
-                if slot.freq.load(Ordering::Relaxed) > 0 {
+                if item.freq.load(Ordering::Relaxed) > 0 {
                     // Used while on probation: promote to the main queue.
-                    let slot = &mut self.slots[idx as usize];
-                    slot.in_main = true;
-                    *slot.freq.get_mut() = 0;
+                    item.freq.store(0, Ordering::Relaxed);
+                    self.slots[idx as usize].in_main = true;
                     self.small_live -= 1;
                     self.main.push_back((idx, gen));
                     continue;
@@ -345,16 +418,16 @@ impl<K, V> ShardInner<K, V> {
             let Some((idx, gen)) = self.main.pop_front() else {
                 return false;
             };
-            let Some(slot) = self.live(idx, gen) else {
+            let Some((slot, item)) = self.live(idx, gen) else {
                 continue;
             };
             if !slot.in_main {
                 continue;
             }
-            let f = slot.freq.load(Ordering::Relaxed);
+            let f = item.freq.load(Ordering::Relaxed);
             if f > 0 {
                 // Second chance: age the counter and go round again.
-                slot.freq.store(f - 1, Ordering::Relaxed);
+                item.freq.store(f - 1, Ordering::Relaxed);
                 self.main.push_back((idx, gen));
                 continue;
             }
@@ -374,11 +447,11 @@ impl<K, V> ShardInner<K, V> {
         let slots = &self.slots;
         self.small.retain(|&(i, g)| {
             let s = &slots[i as usize];
-            s.gen == g && s.data.is_some() && !s.in_main
+            s.gen == g && s.item.is_some() && !s.in_main
         });
         self.main.retain(|&(i, g)| {
             let s = &slots[i as usize];
-            s.gen == g && s.data.is_some() && s.in_main
+            s.gen == g && s.item.is_some() && s.in_main
         });
     }
 
@@ -386,9 +459,25 @@ impl<K, V> ShardInner<K, V> {
     where
         K: Eq,
     {
+        let item = |key, freq| {
+            Arc::new(Item {
+                key,
+                hash,
+                entry,
+                live: AtomicBool::new(true),
+                freq: AtomicU8::new(freq),
+            })
+        };
         if let Some(idx) = self.find(hash, &key) {
-            if let Some((_, e)) = &mut self.slots[idx as usize].data {
-                *e = entry;
+            // Replace in place: same queue position and use count.
+            let slot = &mut self.slots[idx as usize];
+            let freq = slot
+                .item
+                .as_ref()
+                .map_or(0, |it| it.freq.load(Ordering::Relaxed));
+            if let Some(old) = slot.item.replace(item(key, freq)) {
+                old.live.store(false, Ordering::Release);
+                self.removed.push(old);
             }
             return;
         }
@@ -398,13 +487,13 @@ impl<K, V> ShardInner<K, V> {
             }
         }
         let in_main = self.ghost_take(hash);
+        let item = item(key, 0);
         let idx = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
                 s.hash = hash;
                 s.in_main = in_main;
-                *s.freq.get_mut() = 0;
-                s.data = Some((key, entry));
+                s.item = Some(item);
                 i
             }
             None => {
@@ -412,8 +501,7 @@ impl<K, V> ShardInner<K, V> {
                     hash,
                     gen: 0,
                     in_main,
-                    freq: AtomicU8::new(0),
-                    data: Some((key, entry)),
+                    item: Some(item),
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -430,12 +518,6 @@ impl<K, V> ShardInner<K, V> {
         }
         self.len += 1;
         self.compact_queues();
-    }
-
-    fn clear(&mut self) {
-        let (cap, evictions) = (self.cap, self.evictions);
-        *self = ShardInner::new(cap);
-        self.evictions = evictions;
     }
 }
 
@@ -457,9 +539,17 @@ where
                 inner: RwLock::new(ShardInner::new(base + usize::from(i < extra))),
             })
             .collect();
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let stripes = (2 * cores).clamp(4, 64).next_power_of_two();
         MemoryStore {
             shard_mask: shards.len() - 1,
             shards,
+            l1: (0..stripes)
+                .map(|_| L1Stripe {
+                    table: Mutex::new(Vec::new()),
+                })
+                .collect(),
+            l1_len: (2 * max_entries).next_power_of_two().clamp(64, MAX_L1),
             hasher: FoldState::random(),
             capacity: max_entries,
         }
@@ -480,6 +570,52 @@ where
         // Bits the hash table does not use for its bucket index (low bits)
         // or its control byte (top seven bits).
         &self.shards[(hash >> 32) as usize & self.shard_mask]
+    }
+
+    #[inline]
+    fn l1_slot(&self, hash: u64) -> usize {
+        hash as usize & (self.l1_len - 1)
+    }
+
+    #[inline]
+    fn my_l1(&self) -> MutexGuard<'_, Vec<Option<Arc<Item<K, V>>>>> {
+        let stripe = &self.l1[thread_stripe() & (self.l1.len() - 1)];
+        let mut t = stripe.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.is_empty() {
+            t.resize_with(self.l1_len, || None);
+        }
+        t
+    }
+
+    /// Clears removed items from every stripe's lookup table.
+    fn purge(&self, removed: Vec<Arc<Item<K, V>>>) {
+        if removed.is_empty() {
+            return;
+        }
+        for stripe in self.l1.iter() {
+            let mut t = stripe.table.lock().unwrap_or_else(PoisonError::into_inner);
+            if t.is_empty() {
+                continue;
+            }
+            for item in &removed {
+                let i = self.l1_slot(item.hash);
+                if t[i].as_ref().is_some_and(|x| Arc::ptr_eq(x, item)) {
+                    t[i] = None;
+                }
+            }
+        }
+    }
+
+    /// Runs `f` under `hash`'s shard write lock, then clears whatever it
+    /// removed from the lookup tables.
+    fn write<R>(&self, hash: u64, f: impl FnOnce(&mut ShardInner<K, V>) -> R) -> R {
+        let (r, removed) = {
+            let mut g = self.shard(hash).write();
+            let r = f(&mut g);
+            (r, std::mem::take(&mut g.removed))
+        };
+        self.purge(removed);
+        r
     }
 }
 
@@ -503,67 +639,75 @@ where
     #[inline]
     fn get(&self, key: &K, now: Instant) -> Option<Entry<V>> {
         let hash = self.hash(key);
-        let shard = self.shard(hash);
+        let l1_slot = self.l1_slot(hash);
         {
-            let g = shard.read();
-            let idx = g.find(hash, key)?;
-            let slot = &g.slots[idx as usize];
-            let (_, e) = slot.data.as_ref()?;
-            if now < e.keep_until {
-                let f = slot.freq.load(Ordering::Relaxed);
-                if f < FREQ_MAX {
-                    slot.freq.store(f + 1, Ordering::Relaxed);
+            let l1 = self.my_l1();
+            if let Some(it) = &l1[l1_slot] {
+                if it.hash == hash
+                    && it.key == *key
+                    && it.live.load(Ordering::Acquire)
+                    && now < it.entry.keep_until
+                {
+                    it.touch();
+                    return Some(it.entry.clone());
                 }
-                return Some(e.clone());
             }
         }
-        // Expired: remove it now, unless it was replaced meanwhile.
-        let mut g = shard.write();
-        if let Some(idx) = g.find(hash, key) {
-            if matches!(&g.slots[idx as usize].data, Some((_, e)) if now >= e.keep_until) {
-                g.remove_slot(idx);
-            }
-        }
-        None
+        self.get_slow(hash, l1_slot, key, now)
     }
 
     fn insert(&self, key: K, entry: Entry<V>) {
         let hash = self.hash(&key);
-        self.shard(hash).write().insert(hash, key, entry);
+        self.write(hash, |g| g.insert(hash, key, entry));
     }
 
     fn remove(&self, key: &K) -> bool {
         let hash = self.hash(key);
-        let mut g = self.shard(hash).write();
-        match g.find(hash, key) {
-            Some(idx) => g.remove_slot(idx).is_some(),
+        self.write(hash, |g| match g.find(hash, key) {
+            Some(idx) => g.remove_slot(idx),
             None => false,
-        }
+        })
     }
 
     fn clear(&self) {
         for s in self.shards.iter() {
-            s.write().clear();
+            let mut g = s.write();
+            let (cap, evictions) = (g.cap, g.evictions);
+            for slot in &g.slots {
+                if let Some(it) = &slot.item {
+                    it.live.store(false, Ordering::Release);
+                }
+            }
+            *g = ShardInner::new(cap);
+            g.evictions = evictions;
+        }
+        for stripe in self.l1.iter() {
+            let mut t = stripe.table.lock().unwrap_or_else(PoisonError::into_inner);
+            t.iter_mut().for_each(|x| *x = None);
         }
     }
 
     fn cleanup(&self, now: Instant) -> usize {
         let mut removed = 0;
         for s in self.shards.iter() {
-            let mut g = s.write();
-            let expired: Vec<u32> = g
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| matches!(&s.data, Some((_, e)) if now >= e.keep_until))
-                .map(|(i, _)| i as u32)
-                .collect();
-            for idx in expired {
-                if g.remove_slot(idx).is_some() {
-                    removed += 1;
+            let gone = {
+                let mut g = s.write();
+                let expired: Vec<u32> = g
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| matches!(&s.item, Some(it) if now >= it.entry.keep_until))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                for idx in expired {
+                    if g.remove_slot(idx) {
+                        removed += 1;
+                    }
                 }
-            }
-            g.compact_queues();
+                g.compact_queues();
+                std::mem::take(&mut g.removed)
+            };
+            self.purge(gone);
         }
         removed
     }
@@ -574,6 +718,42 @@ where
 
     fn evictions(&self) -> u64 {
         self.shards.iter().map(|s| s.read().evictions).sum()
+    }
+}
+
+impl<K, V> MemoryStore<K, V>
+where
+    K: Hash + Eq + Send + Sync,
+    V: Clone + Send + Sync,
+{
+    /// The lookup table missed: ask the shard, and remember the answer.
+    #[cold]
+    fn get_slow(&self, hash: u64, l1_slot: usize, key: &K, now: Instant) -> Option<Entry<V>> {
+        let item = {
+            let g = self.shard(hash).read();
+            let idx = g.find(hash, key)?;
+            g.slots[idx as usize].item.clone()?
+        };
+        if now < item.entry.keep_until {
+            item.touch();
+            let entry = item.entry.clone();
+            // Only a live item may enter the table; one removed since we
+            // read it is skipped (and if the race is lost, it is never
+            // served, being dead, and is overwritten on next use).
+            if item.live.load(Ordering::Acquire) {
+                self.my_l1()[l1_slot] = Some(item);
+            }
+            return Some(entry);
+        }
+        // Expired: remove it now, unless it was replaced meanwhile.
+        self.write(hash, |g| {
+            if let Some(idx) = g.find(hash, key) {
+                if matches!(&g.slots[idx as usize].item, Some(it) if Arc::ptr_eq(it, &item)) {
+                    g.remove_slot(idx);
+                }
+            }
+        });
+        None
     }
 }
 
@@ -625,6 +805,11 @@ mod tests {
             let g = s.read();
             assert!(g.small.len() + g.main.len() <= 2 * g.cap + 16);
             assert_eq!(g.len, 0);
+        }
+        // Nothing removed stays referenced from a lookup table.
+        for stripe in store.l1.iter() {
+            let t = stripe.table.lock().unwrap();
+            assert!(t.iter().all(Option::is_none));
         }
     }
 
