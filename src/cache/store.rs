@@ -264,9 +264,12 @@ struct Shard<K, V> {
     inner: RwLock<ShardInner<K, V>>,
 }
 
+/// A stripe's direct-mapped lookup table (empty until first used).
+type L1Table<K, V> = Vec<Option<Arc<Item<K, V>>>>;
+
 #[repr(align(128))]
 struct L1Stripe<K, V> {
-    table: Mutex<Vec<Option<Arc<Item<K, V>>>>>,
+    table: Mutex<L1Table<K, V>>,
 }
 
 struct Slot<K, V> {
@@ -332,12 +335,10 @@ impl<K, V> ShardInner<K, V> {
             .copied()
     }
 
-    fn live(&self, idx: u32, gen: u32) -> Option<(&Slot<K, V>, &Item<K, V>)> {
+    /// The slot a queue entry points at, unless its entry was removed since.
+    fn live(&self, idx: u32, gen: u32) -> Option<&Slot<K, V>> {
         let s = &self.slots[idx as usize];
-        match &s.item {
-            Some(it) if s.gen == gen => Some((s, it)),
-            _ => None,
-        }
+        (s.gen == gen && s.item.is_some()).then_some(s)
     }
 
     /// Removes the entry in slot `idx`, if occupied.
@@ -395,12 +396,12 @@ impl<K, V> ShardInner<K, V> {
                 let Some((idx, gen)) = self.small.pop_front() else {
                     return false;
                 };
-                let Some((slot, item)) = self.live(idx, gen) else {
+                let Some(slot) = self.live(idx, gen) else {
                     continue;
                 };
-                if slot.in_main {
+                let Some(item) = slot.item.as_ref().filter(|_| !slot.in_main) else {
                     continue;
-                }
+                };
                 if item.freq.load(Ordering::Relaxed) > 0 {
                     // Used while on probation: promote to the main queue.
                     item.freq.store(0, Ordering::Relaxed);
@@ -418,12 +419,12 @@ impl<K, V> ShardInner<K, V> {
             let Some((idx, gen)) = self.main.pop_front() else {
                 return false;
             };
-            let Some((slot, item)) = self.live(idx, gen) else {
+            let Some(slot) = self.live(idx, gen) else {
                 continue;
             };
-            if !slot.in_main {
+            let Some(item) = slot.item.as_ref().filter(|_| slot.in_main) else {
                 continue;
-            }
+            };
             let f = item.freq.load(Ordering::Relaxed);
             if f > 0 {
                 // Second chance: age the counter and go round again.
@@ -578,7 +579,7 @@ where
     }
 
     #[inline]
-    fn my_l1(&self) -> MutexGuard<'_, Vec<Option<Arc<Item<K, V>>>>> {
+    fn my_l1(&self) -> MutexGuard<'_, L1Table<K, V>> {
         let stripe = &self.l1[thread_stripe() & (self.l1.len() - 1)];
         let mut t = stripe.table.lock().unwrap_or_else(PoisonError::into_inner);
         if t.is_empty() {
