@@ -573,9 +573,11 @@ where
         &self.shards[(hash >> 32) as usize & self.shard_mask]
     }
 
+    /// The first of the two lookup-table slots `hash` may occupy (the
+    /// tables are two-way set-associative).
     #[inline]
     fn l1_slot(&self, hash: u64) -> usize {
-        hash as usize & (self.l1_len - 1)
+        hash as usize & (self.l1_len - 2)
     }
 
     #[inline]
@@ -600,8 +602,10 @@ where
             }
             for item in &removed {
                 let i = self.l1_slot(item.hash);
-                if t[i].as_ref().is_some_and(|x| Arc::ptr_eq(x, item)) {
-                    t[i] = None;
+                for x in &mut t[i..i + 2] {
+                    if x.as_ref().is_some_and(|x| Arc::ptr_eq(x, item)) {
+                        *x = None;
+                    }
                 }
             }
         }
@@ -643,7 +647,7 @@ where
         let l1_slot = self.l1_slot(hash);
         {
             let l1 = self.my_l1();
-            if let Some(it) = &l1[l1_slot] {
+            for it in l1[l1_slot..l1_slot + 2].iter().flatten() {
                 if it.hash == hash
                     && it.key == *key
                     && it.live.load(Ordering::Acquire)
@@ -742,7 +746,20 @@ where
             // read it is skipped (and if the race is lost, it is never
             // served, being dead, and is overwritten on next use).
             if item.live.load(Ordering::Acquire) {
-                self.my_l1()[l1_slot] = Some(item);
+                let mut l1 = self.my_l1();
+                let set = &mut l1[l1_slot..l1_slot + 2];
+                let usable = |x: &Option<Arc<Item<K, V>>>| {
+                    x.as_ref().is_none_or(|x| !x.live.load(Ordering::Relaxed))
+                };
+                if usable(&set[0]) {
+                    set[0] = Some(item);
+                } else if usable(&set[1]) {
+                    set[1] = Some(item);
+                } else {
+                    // Both in use: the newest goes first, the older one
+                    // of the two is dropped.
+                    set[1] = set[0].replace(item);
+                }
             }
             return Some(entry);
         }
