@@ -843,4 +843,65 @@ mod tests {
         assert_eq!(store.cleanup(later), 1);
         assert_eq!(store.len(), 0);
     }
+
+    #[test]
+    fn removal_is_seen_by_other_threads_lookup_tables() {
+        let now = Instant::now();
+        let store = Arc::new(MemoryStore::<u64, u64>::new(100));
+        store.insert(1, entry(1, now));
+        let reader = {
+            let store = store.clone();
+            move || store.get(&1, now).map(|e| e.value)
+        };
+        // The reader thread caches the entry in its own lookup table...
+        let r = reader.clone();
+        assert_eq!(std::thread::spawn(r).join().unwrap(), Some(1));
+        // ...then it is replaced, and then removed, from this thread.
+        store.insert(1, entry(2, now));
+        let r = reader.clone();
+        assert_eq!(std::thread::spawn(r).join().unwrap(), Some(2));
+        assert!(store.remove(&1));
+        assert_eq!(std::thread::spawn(reader).join().unwrap(), None);
+        for stripe in store.l1.iter() {
+            let t = stripe.table.lock().unwrap();
+            assert!(t.iter().all(Option::is_none));
+        }
+    }
+
+    #[test]
+    fn concurrent_use_stays_bounded() {
+        let now = Instant::now();
+        let store = Arc::new(MemoryStore::<u64, u64>::new(200));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(t);
+                    for _ in 0..20_000 {
+                        let k = rng.u64(..1_000);
+                        match rng.u8(..10) {
+                            0..=5 => {
+                                if let Some(e) = store.get(&k, now) {
+                                    assert_eq!(e.value, k);
+                                }
+                            }
+                            6..=8 => store.insert(k, entry(k, now)),
+                            _ => {
+                                store.remove(&k);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(store.len() <= 200);
+        for s in store.shards.iter() {
+            let g = s.read();
+            assert_eq!(g.table.len(), g.len);
+            assert!(g.len <= g.cap);
+        }
+    }
 }
