@@ -522,3 +522,86 @@ fn builder_rejects_bad_values() {
     assert_eq!(e.field(), "stale_while_revalidate");
     assert!(e.to_string().contains("at most 100 years"), "{e}");
 }
+
+/// A store of our own: the in-memory one, counting what the layer asks.
+struct Counting {
+    inner: MemoryStore<u64, tower_patterns::cache::Cached<String>>,
+    gets: AtomicUsize,
+    inserts: AtomicUsize,
+}
+
+impl Store<u64, tower_patterns::cache::Cached<String>> for Counting {
+    fn get(&self, key: &u64, now: Instant) -> Option<Entry<tower_patterns::cache::Cached<String>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key, now)
+    }
+    fn insert(&self, key: u64, entry: Entry<tower_patterns::cache::Cached<String>>) {
+        self.inserts.fetch_add(1, Ordering::SeqCst);
+        self.inner.insert(key, entry)
+    }
+    fn remove(&self, key: &u64) -> bool {
+        self.inner.remove(key)
+    }
+    fn clear(&self) {
+        self.inner.clear()
+    }
+    fn cleanup(&self, now: Instant) -> usize {
+        self.inner.cleanup(now)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn evictions(&self) -> u64 {
+        self.inner.evictions()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_store_is_used() {
+    let store = Arc::new(Counting {
+        inner: MemoryStore::new(10),
+        gets: AtomicUsize::new(0),
+        inserts: AtomicUsize::new(0),
+    });
+    struct Shared(Arc<Counting>);
+    impl Store<u64, tower_patterns::cache::Cached<String>> for Shared {
+        fn get(
+            &self,
+            key: &u64,
+            now: Instant,
+        ) -> Option<Entry<tower_patterns::cache::Cached<String>>> {
+            self.0.get(key, now)
+        }
+        fn insert(&self, key: u64, entry: Entry<tower_patterns::cache::Cached<String>>) {
+            self.0.insert(key, entry)
+        }
+        fn remove(&self, key: &u64) -> bool {
+            self.0.remove(key)
+        }
+        fn clear(&self) {
+            self.0.clear()
+        }
+        fn cleanup(&self, now: Instant) -> usize {
+            self.0.cleanup(now)
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn evictions(&self) -> u64 {
+            self.0.evictions()
+        }
+    }
+    let backend = Backend::default();
+    let layer = CacheLayer::<u64, String>::builder()
+        .key_fn(|k: &u64| *k)
+        .build_with_store(Shared(store.clone()))
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = ServiceBuilder::new().layer(layer).service(backend.clone());
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    assert_eq!(backend.calls(), 1);
+    assert_eq!(store.inserts.load(Ordering::SeqCst), 1);
+    assert!(store.gets.load(Ordering::SeqCst) >= 2);
+    assert_eq!(handle.stats().entries, 1);
+}

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 
 use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::{Cache, Cached, Core, Policy};
-use super::store::{thread_stripe, MemoryStore, Store};
+use super::store::{thread_stripe, AnyStore, MemoryStore, Store};
 use crate::classify::DefaultClassify;
 use crate::ConfigError;
 
@@ -269,8 +269,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 format!("must be between 1 and {MAX_ENTRIES}"),
             ));
         }
-        let store = MemoryStore::new(self.max_entries);
-        self.build_with_store(store)
+        let store = AnyStore::Memory(MemoryStore::new(self.max_entries));
+        self.build_any(store)
     }
 
     /// Builds the layer over a [`Store`] of your own (`max_entries` is then
@@ -285,6 +285,16 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         St: Store<KF::Key, Cached<Res>> + 'static,
     {
+        self.build_any(AnyStore::Custom(Box::new(store)))
+    }
+
+    fn build_any(
+        self,
+        store: AnyStore<KF::Key, Cached<Res>>,
+    ) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
+    where
+        KF: KeyFn<Req>,
+    {
         self.check()?;
         Ok(CacheLayer {
             core: Arc::new(Core {
@@ -292,7 +302,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 swr: self.swr,
                 sie: self.sie,
                 error_ttl: self.error_ttl,
-                store: Box::new(store),
+                store,
                 flights: Mutex::new(HashMap::new()),
                 counters: Counters::new(),
             }),
@@ -319,7 +329,11 @@ impl<K, Res> Clone for CacheHandle<K, Res> {
     }
 }
 
-impl<K, Res> fmt::Debug for CacheHandle<K, Res> {
+impl<K, Res> fmt::Debug for CacheHandle<K, Res>
+where
+    K: Hash + Eq + Send + Sync,
+    Res: Clone + Send + Sync,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheHandle")
             .field("stats", &self.stats())
@@ -331,7 +345,13 @@ impl<K, Res> CacheHandle<K, Res> {
     pub(crate) fn new(core: Arc<Core<K, Res>>) -> Self {
         CacheHandle { core }
     }
+}
 
+impl<K, Res> CacheHandle<K, Res>
+where
+    K: Hash + Eq + Send + Sync,
+    Res: Clone + Send + Sync,
+{
     /// A snapshot of the cache's counters.
     pub fn stats(&self) -> CacheStats {
         let c = self.core.counters.sum();

@@ -17,7 +17,7 @@ use super::flight::{Flight, Output, SharedError};
 use super::future::ResponseFuture;
 use super::key::KeyFn;
 use super::layer::Counters;
-use super::store::{Entry, Store};
+use super::store::{AnyStore, Entry, Store};
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 use crate::BoxError;
@@ -56,7 +56,7 @@ pub(crate) struct Core<K, Res> {
     pub(crate) swr: Duration,
     pub(crate) sie: Duration,
     pub(crate) error_ttl: Option<Duration>,
-    pub(crate) store: Box<dyn Store<K, Cached<Res>>>,
+    pub(crate) store: AnyStore<K, Cached<Res>>,
     pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
     pub(crate) counters: Counters,
 }

@@ -775,6 +775,69 @@ where
     }
 }
 
+/// The layer's store: the in-memory one dispatched statically (it is on
+/// every hit), or a user's behind a `dyn`.
+pub(crate) enum AnyStore<K, V> {
+    Memory(MemoryStore<K, V>),
+    Custom(Box<dyn Store<K, V>>),
+}
+
+impl<K, V> Store<K, V> for AnyStore<K, V>
+where
+    K: Hash + Eq + Send + Sync,
+    V: Clone + Send + Sync,
+{
+    #[inline]
+    fn get(&self, key: &K, now: Instant) -> Option<Entry<V>> {
+        match self {
+            AnyStore::Memory(s) => s.get(key, now),
+            AnyStore::Custom(s) => s.get(key, now),
+        }
+    }
+
+    fn insert(&self, key: K, entry: Entry<V>) {
+        match self {
+            AnyStore::Memory(s) => s.insert(key, entry),
+            AnyStore::Custom(s) => s.insert(key, entry),
+        }
+    }
+
+    fn remove(&self, key: &K) -> bool {
+        match self {
+            AnyStore::Memory(s) => s.remove(key),
+            AnyStore::Custom(s) => s.remove(key),
+        }
+    }
+
+    fn clear(&self) {
+        match self {
+            AnyStore::Memory(s) => s.clear(),
+            AnyStore::Custom(s) => s.clear(),
+        }
+    }
+
+    fn cleanup(&self, now: Instant) -> usize {
+        match self {
+            AnyStore::Memory(s) => s.cleanup(now),
+            AnyStore::Custom(s) => s.cleanup(now),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            AnyStore::Memory(s) => s.len(),
+            AnyStore::Custom(s) => s.len(),
+        }
+    }
+
+    fn evictions(&self) -> u64 {
+        match self {
+            AnyStore::Memory(s) => s.evictions(),
+            AnyStore::Custom(s) => s.evictions(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
