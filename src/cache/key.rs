@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::io;
 
 use md5::{Digest, Md5};
 use serde::Serialize;
@@ -64,9 +63,8 @@ impl Md5Json {
     pub fn digest<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
         let mut json = serde_json::to_value(value)?;
         json.sort_all_objects();
-        let mut hasher = Md5Writer(Md5::new());
-        serde_json::to_writer(&mut hasher, &json)?;
-        Ok(hex(&hasher.0.finalize()))
+        let bytes = serde_json::to_vec(&json)?;
+        Ok(hex(&Md5::digest(&bytes)))
     }
 }
 
@@ -75,20 +73,6 @@ impl<Req: Serialize> KeyFn<Req> for Md5Json {
 
     fn key(&self, req: &Req) -> Option<String> {
         Md5Json::digest(req).ok()
-    }
-}
-
-/// Feeds serialized JSON straight into MD5, without an intermediate buffer.
-struct Md5Writer(Md5);
-
-impl io::Write for Md5Writer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
