@@ -605,3 +605,23 @@ async fn a_custom_store_is_used() {
     assert!(store.gets.load(Ordering::SeqCst) >= 2);
     assert_eq!(handle.stats().entries, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn services_from_one_layer_share_the_cache() {
+    let layer = CacheLayer::<u64, String>::builder()
+        .key_fn(|k: &u64| *k)
+        .build()
+        .unwrap();
+    let (a, b) = (Backend::default(), Backend::default());
+    let mut svc_a = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(a.clone());
+    let mut svc_b = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(b.clone());
+    assert_eq!(svc_a.ready().await.unwrap().call(1).await.unwrap(), "1@v1");
+    assert_eq!(svc_b.ready().await.unwrap().call(1).await.unwrap(), "1@v1");
+    assert_eq!((a.calls(), b.calls()), (1, 0));
+    let s = layer.handle().stats();
+    assert_eq!((s.hits, s.misses), (1, 1));
+}

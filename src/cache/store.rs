@@ -214,7 +214,9 @@ const MAX_L1: usize = 4096;
 ///   repeated hits on hot keys from many threads write to no shared cache
 ///   line (the use counter is written only while below its cap).
 ///   Removing an entry clears it from every stripe's table, so no removed
-///   value stays alive.
+///   value stays alive. A table has up to 4,096 slots (twice `max_entries`
+///   when smaller), 8 bytes each, allocated when a thread first uses the
+///   store: at most 32 KiB per thread-stripe per store.
 /// - **Expiry.** An entry past its `keep_until` is never returned; it is
 ///   removed when next looked up or by [`Store::cleanup`].
 pub struct MemoryStore<K, V> {
