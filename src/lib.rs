@@ -26,6 +26,7 @@
 #[allow(unused_macros, unused_imports)]
 mod trace;
 
+pub mod cache;
 pub mod classify;
 mod error;
 pub mod fetch;
