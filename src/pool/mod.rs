@@ -123,6 +123,9 @@ pub use manager::Manager;
 pub use pool::{AcquireFuture, Pool, PoolBuilder};
 
 /// Why [`Pool::acquire`] failed.
+///
+/// Its `Display` reads well on its own: for [`PoolError::Create`] it
+/// includes the manager error's whole source chain.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PoolError<E> {
@@ -155,11 +158,26 @@ impl<E> PoolError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for PoolError<E> {
+/// The manager's error includes its sources (`tokio_postgres` says only
+/// "db error" and keeps "password authentication failed" in its source),
+/// skipping any a message already repeats.
+impl<E: std::error::Error> fmt::Display for PoolError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PoolError::Timeout(t) => t.fmt(f),
-            PoolError::Create(e) => write!(f, "pool could not create a resource: {e}"),
+            PoolError::Create(e) => {
+                let mut msg = e.to_string();
+                let mut source = e.source();
+                while let Some(s) = source {
+                    let part = s.to_string();
+                    if !msg.contains(&part) {
+                        msg.push_str(": ");
+                        msg.push_str(&part);
+                    }
+                    source = s.source();
+                }
+                write!(f, "pool could not create a resource: {msg}")
+            }
             PoolError::Closed(c) => c.fmt(f),
         }
     }
