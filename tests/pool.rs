@@ -229,6 +229,64 @@ async fn acquire_timeout_is_on_by_default() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn acquire_timeout_covers_waiting_and_creating_together() {
+    let manager = TestManager::default();
+    manager.set_create_delay(1_000);
+    let pool = Pool::builder()
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .build(manager.clone())
+        .await
+        .unwrap();
+
+    // A create slower than the timeout.
+    manager.set_create_delay(5_000);
+    let start = tokio::time::Instant::now();
+    assert!(pool.acquire().await.unwrap_err().is_timeout());
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(pool.stats().size, 0, "the timed-out create kept its slot");
+
+    // 1.5 s in line, then a 1 s create: 2.5 s in all, over the limit.
+    manager.set_create_delay(0);
+    let held = pool.acquire().await.unwrap();
+    let held_id = held.id;
+    manager.set_create_delay(1_000);
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        Pooled::detach(held) // frees the slot: the waiter must create
+    });
+    let start = tokio::time::Instant::now();
+    assert!(pool.acquire().await.unwrap_err().is_timeout());
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(releaser.await.unwrap().id, held_id);
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.timed_out), (0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_creates_are_bounded_and_retried() {
+    let manager = TestManager::default();
+    manager.set_create_delay(10_000);
+    let pool = Pool::builder()
+        .min_size(2)
+        .max_size(2)
+        .acquire_timeout(Duration::from_secs(1))
+        .build(manager.clone())
+        .await
+        .unwrap();
+    // A background create may take at most acquire_timeout.
+    tokio::time::sleep(Duration::from_millis(1_010)).await;
+    let stats = pool.stats();
+    assert_eq!((stats.create_failed, stats.size), (2, 0), "{stats:?}");
+
+    // The server recovers; the pool fills on a later attempt.
+    manager.set_create_delay(0);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let stats = pool.stats();
+    assert_eq!((stats.idle, stats.created), (2, 2), "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn create_error_reaches_the_caller_and_the_pool_recovers() {
     let manager = TestManager::default();
     manager.set_create_delay(10);

@@ -102,17 +102,7 @@ impl<M: Manager> Pool<M> {
     /// the next waiter, and a slot reserved for a resource being created is
     /// freed.
     pub async fn acquire(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let timeout = self.inner.config.acquire_timeout;
-        match (Timed {
-            fut: acquire_untimed(&self.inner),
-            timeout,
-            sleep: None,
-        })
-        .await
-        {
-            Some(result) => result,
-            None => Err(PoolError::Timeout(self.inner.timed_out(timeout))),
-        }
+        acquire(&self.inner).await
     }
 
     /// Closes the pool: refuses new acquires (they fail with
@@ -312,7 +302,7 @@ impl<M: Manager> PoolBuilder<M> {
                 size: 0,
                 closed: false,
                 waiters: Waiters::default(),
-                reaper_wake: None,
+                maint_wake: None,
             }),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -399,9 +389,9 @@ struct State<R> {
     size: usize,
     closed: bool,
     waiters: Waiters<R>,
-    /// When the background task will next look at the idle resources
-    /// (`None`: not before it is notified).
-    reaper_wake: Option<Instant>,
+    /// When the background task will next look at the idle resources and
+    /// the waiters' deadlines (`None`: not before it is notified).
+    maint_wake: Option<Instant>,
 }
 
 /// What a waiter receives.
@@ -412,6 +402,8 @@ pub(crate) enum Grant<R> {
     Create,
     /// The pool closed.
     Closed,
+    /// The waiter's `acquire_timeout` ran out (set by the background task).
+    TimedOut,
 }
 
 /// Side effects to run after the state lock is released.
@@ -458,24 +450,6 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    /// Takes an idle resource, reserves a slot, or queues the caller.
-    fn checkout(&self) -> Result<Grant<M::Resource>, (usize, u64)> {
-        let mut st = self.lock();
-        if st.closed {
-            return Ok(Grant::Closed);
-        }
-        if st.waiters.waiting == 0 {
-            if let Some(live) = st.idle.pop_back() {
-                return Ok(Grant::Resource(live));
-            }
-            if st.size < self.config.max_size {
-                st.size += 1;
-                return Ok(Grant::Create);
-            }
-        }
-        Err(st.waiters.register())
-    }
-
     /// Hands `live` to the first waiter, or makes it idle.
     fn give_locked(&self, st: &mut State<M::Resource>, mut live: Live<M::Resource>) -> After {
         let mut after = After::default();
@@ -500,8 +474,8 @@ impl<M: Manager> Inner<M> {
             }
         }
         if let Some(deadline) = deadline {
-            if st.reaper_wake.is_none_or(|wake| deadline < wake) {
-                st.reaper_wake = Some(deadline);
+            if st.maint_wake.is_none_or(|wake| deadline < wake) {
+                st.maint_wake = Some(deadline);
                 after.maintain = true;
             }
         }
@@ -583,7 +557,8 @@ impl<M: Manager> Inner<M> {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn timed_out(&self, waited: Duration) -> AcquireTimeout {
+    fn timed_out(&self) -> AcquireTimeout {
+        let waited = self.config.acquire_timeout;
         self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
         let (size, waiting) = {
             let st = self.lock();
@@ -631,9 +606,13 @@ impl<M: Manager> Inner<M> {
     async fn create_in(
         self: &Arc<Self>,
         mut guard: SlotGuard<'_, M>,
+        limit: &mut Limit,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
         guard.reason = None;
-        match self.manager.create().await {
+        let Some(created) = Timed::new(self.manager.create(), limit).await else {
+            return Err(PoolError::Timeout(self.timed_out()));
+        };
+        match created {
             Ok(resource) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
                 if self.is_closed() {
@@ -769,8 +748,50 @@ impl<M: Manager> Inner<M> {
                 next = earliest(next, oldest.and_then(|t| t.checked_add(timeout)));
             }
         }
-        st.reaper_wake = next;
+        next = earliest(next, st.waiters.front_deadline());
+        st.maint_wake = next;
         next
+    }
+
+    /// Fails the waiters whose `acquire_timeout` has run out; returns when
+    /// the next one's will.
+    fn expire_waiters(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wakers = Vec::new();
+        let next = {
+            let mut st = self.lock();
+            while let Some(key) = st.waiters.pop_expired(now) {
+                wakers.extend(st.waiters.grant(key, Grant::TimedOut));
+            }
+            let next = st.waiters.front_deadline();
+            st.maint_wake = next;
+            next
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+        next
+    }
+
+    /// [`Inner::fill`], while still failing waiters on time.
+    async fn fill_expiring(&self, wake: &Notify) -> bool {
+        let fill = self.fill();
+        tokio::pin!(fill);
+        loop {
+            let next = self.expire_waiters();
+            tokio::select! {
+                ok = &mut fill => return ok,
+                _ = sleep_until_some(next) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -787,60 +808,61 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// sleeps, so dropping every `Pool` handle (and guard) ends it.
 async fn maintain<M: Manager>(pool: Weak<Inner<M>>, wake: Arc<Notify>) {
     let mut backoff = Duration::ZERO;
+    let mut retry_fill_at: Option<Instant> = None;
     loop {
         let next = {
             let Some(inner) = pool.upgrade() else { return };
             if inner.is_closed() {
                 return;
             }
+            inner.expire_waiters();
             inner.reap();
-            if inner.fill().await {
-                backoff = Duration::ZERO;
-            } else {
-                backoff = (backoff * 2).clamp(FILL_BACKOFF_MIN, FILL_BACKOFF_MAX);
-            }
-            inner.plan_next_look()
-        };
-        if !backoff.is_zero() {
-            // The create failed: try again after a pause, whatever happens.
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = wake.notified() => {}
+            if retry_fill_at.is_none_or(|at| at <= Instant::now()) {
+                if inner.fill_expiring(&wake).await {
+                    backoff = Duration::ZERO;
+                    retry_fill_at = None;
+                } else {
+                    // A create failed: try again after a growing pause.
+                    backoff = (backoff * 2).clamp(FILL_BACKOFF_MIN, FILL_BACKOFF_MAX);
+                    retry_fill_at = Instant::now().checked_add(backoff);
                 }
             }
-            None => wake.notified().await,
+            earliest(inner.plan_next_look(), retry_fill_at)
+        };
+        tokio::select! {
+            _ = sleep_until_some(next) => {}
+            _ = wake.notified() => {}
         }
     }
 }
 
-/// The body of [`Pool::acquire`], without its timeout.
-async fn acquire_untimed<M: Manager>(
-    inner: &Arc<Inner<M>>,
-) -> Result<Pooled<M>, PoolError<M::Error>> {
-    let grant = match inner.checkout() {
-        Ok(grant) => grant,
-        Err((key, generation)) => {
-            Wait {
-                inner,
-                key,
-                generation,
-                done: false,
-            }
-            .await
-        }
+/// The body of [`Pool::acquire`].
+async fn acquire<M: Manager>(inner: &Arc<Inner<M>>) -> Result<Pooled<M>, PoolError<M::Error>> {
+    let mut checkout = Checkout {
+        inner,
+        queued: None,
+        deadline: None,
+        done: false,
+    };
+    let grant = (&mut checkout).await;
+    // What is left of acquire_timeout for recycling or creating: counted
+    // from the moment this call started waiting, or else from the first
+    // time recycle or create has to wait.
+    let mut limit = match checkout.deadline {
+        Some(deadline) => Limit::At(Some(deadline)),
+        None => Limit::After(inner.config.acquire_timeout),
     };
     let mut guard = SlotGuard::new(inner);
     match grant {
         Grant::Closed => {
-            guard.disarm(); // a closed grant carries no slot
+            guard.disarm(); // these grants carry no slot
             Err(PoolError::Closed(PoolClosed))
         }
-        Grant::Create => inner.create_in(guard).await,
+        Grant::TimedOut => {
+            guard.disarm();
+            Err(PoolError::Timeout(inner.timed_out()))
+        }
+        Grant::Create => inner.create_in(guard, &mut limit).await,
         Grant::Resource(mut live) => {
             let expired = live.expires_at.is_some_and(|exp| exp <= Instant::now());
             if expired {
@@ -850,60 +872,100 @@ async fn acquire_untimed<M: Manager>(
                 // Dropped mid-check, the resource may be in any state:
                 // close it rather than return it.
                 guard.reason = Some(Reason::Interrupted);
-                match inner.manager.recycle(&mut live.resource).await {
-                    Ok(()) => {
+                match Timed::new(inner.manager.recycle(&mut live.resource), &mut limit).await {
+                    Some(Ok(())) => {
                         inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
                         guard.disarm();
                         return Ok(Pooled::new(inner.clone(), live));
                     }
-                    Err(_error) => {
+                    Some(Err(_error)) => {
                         trace_event!(DEBUG, error = %_error, "pool: recycle failed, replacing the resource");
                         inner.count_closed(Reason::RecycleFailed, 1);
                         drop(live);
                     }
+                    None => {
+                        drop(live);
+                        drop(guard); // counted as interrupted
+                        return Err(PoolError::Timeout(inner.timed_out()));
+                    }
                 }
             }
             // Replace the closed resource in the same slot.
-            inner.create_in(guard).await
+            inner.create_in(guard, &mut limit).await
         }
     }
 }
 
-/// A queued acquirer waiting for its grant.
-struct Wait<'a, M: Manager> {
+/// Takes an idle resource or reserves a slot on its first poll, or joins
+/// the queue (with its waker and deadline) and waits for a grant.
+struct Checkout<'a, M: Manager> {
     inner: &'a Inner<M>,
-    key: usize,
-    generation: u64,
+    queued: Option<(usize, u64)>,
+    /// Set when the caller had to queue: when its acquire_timeout ends.
+    deadline: Option<Instant>,
     done: bool,
 }
 
-impl<M: Manager> Future for Wait<'_, M> {
+impl<M: Manager> Future for Checkout<'_, M> {
     type Output = Grant<M::Resource>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let polled = this
-            .inner
-            .lock()
-            .waiters
-            .poll(this.key, this.generation, cx.waker());
-        if polled.is_ready() {
-            this.done = true;
+        let inner = this.inner;
+        let mut st = inner.lock();
+        if let Some((key, generation)) = this.queued {
+            let polled = st.waiters.poll(key, generation, cx.waker());
+            this.done = polled.is_ready();
+            return polled;
         }
-        polled
+        this.done = true;
+        if st.closed {
+            return Poll::Ready(Grant::Closed);
+        }
+        if st.waiters.waiting == 0 {
+            if let Some(live) = st.idle.pop_back() {
+                return Poll::Ready(Grant::Resource(live));
+            }
+            if st.size < inner.config.max_size {
+                st.size += 1;
+                return Poll::Ready(Grant::Create);
+            }
+        }
+        this.done = false;
+        let deadline = Instant::now().checked_add(inner.config.acquire_timeout);
+        this.deadline = deadline;
+        let first_in_line = st.waiters.waiting == 0;
+        this.queued = Some(st.waiters.register(cx.waker().clone(), deadline));
+        // The background task fails waiters on time; wake it if this
+        // deadline comes before its next planned look.
+        let mut notify = false;
+        if let Some(deadline) = deadline {
+            if first_in_line && st.maint_wake.is_none_or(|wake| deadline < wake) {
+                st.maint_wake = Some(deadline);
+                notify = true;
+            }
+        }
+        drop(st);
+        if notify {
+            inner.maintenance.notify_one();
+        }
+        Poll::Pending
     }
 }
 
-impl<M: Manager> Drop for Wait<'_, M> {
+impl<M: Manager> Drop for Checkout<'_, M> {
     fn drop(&mut self) {
+        let Some((key, generation)) = self.queued else {
+            return;
+        };
         if self.done {
             return;
         }
         let mut st = self.inner.lock();
-        let after = match st.waiters.cancel(self.key, self.generation) {
+        let after = match st.waiters.cancel(key, generation) {
             Some(Grant::Resource(live)) => self.inner.give_locked(&mut st, live),
             Some(Grant::Create) => self.inner.free_slot_locked(&mut st),
-            Some(Grant::Closed) | None => After::default(),
+            Some(Grant::Closed | Grant::TimedOut) | None => After::default(),
         };
         drop(st);
         self.inner.finish(after);
@@ -921,6 +983,7 @@ enum Slot<R> {
     Waiting {
         generation: u64,
         waker: Option<Waker>,
+        deadline: Option<Instant>,
     },
     Granted {
         generation: u64,
@@ -950,12 +1013,13 @@ impl<R> Default for Waiters<R> {
 }
 
 impl<R> Waiters<R> {
-    fn register(&mut self) -> (usize, u64) {
+    fn register(&mut self, waker: Waker, deadline: Option<Instant>) -> (usize, u64) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let slot = Slot::Waiting {
             generation,
-            waker: None,
+            waker: Some(waker),
+            deadline,
         };
         let key = match self.free.pop() {
             Some(key) => {
@@ -982,10 +1046,38 @@ impl<R> Waiters<R> {
         None
     }
 
+    /// The deadline of the longest-waiting live waiter. Every waiter has
+    /// the same timeout, so it is the earliest one.
+    fn front_deadline(&mut self) -> Option<Instant> {
+        while let Some(&(key, generation)) = self.queue.front() {
+            match self.slots[key] {
+                Slot::Waiting {
+                    generation: g,
+                    deadline,
+                    ..
+                } if g == generation => return deadline,
+                _ => {
+                    self.queue.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// Pops the longest-waiting live waiter if its deadline has passed.
+    fn pop_expired(&mut self, now: Instant) -> Option<usize> {
+        if self.front_deadline()? <= now {
+            self.pop_next()
+        } else {
+            None
+        }
+    }
+
     /// Gives `grant` to the waiter in `key` (just popped); returns its waker.
     fn grant(&mut self, key: usize, grant: Grant<R>) -> Option<Waker> {
-        let Slot::Waiting { generation, waker } =
-            std::mem::replace(&mut self.slots[key], Slot::Vacant)
+        let Slot::Waiting {
+            generation, waker, ..
+        } = std::mem::replace(&mut self.slots[key], Slot::Vacant)
         else {
             unreachable!("pop_next only returns waiting slots");
         };
@@ -999,6 +1091,7 @@ impl<R> Waiters<R> {
             Slot::Waiting {
                 generation: g,
                 waker: stored,
+                ..
             } if *g == generation => {
                 match stored {
                     Some(w) if w.will_wake(waker) => {}
@@ -1058,18 +1151,36 @@ impl<R> Waiters<R> {
     }
 }
 
+/// How long an acquire may still take.
+enum Limit {
+    /// This long from the first time a phase has to wait.
+    After(Duration),
+    /// Until then (`None`: the deadline overflowed, so never).
+    At(Option<Instant>),
+}
+
 pin_project! {
-    /// Runs `fut` with a timeout whose timer is only set up if `fut` does
+    /// Runs `fut` within `limit`. The timer is set up only if `fut` does
     /// not finish on its first poll, so the fast path costs no timer.
-    struct Timed<F> {
+    struct Timed<'l, F> {
         #[pin]
         fut: F,
-        timeout: Duration,
+        limit: &'l mut Limit,
         sleep: Option<Pin<Box<Sleep>>>,
     }
 }
 
-impl<F: Future> Future for Timed<F> {
+impl<'l, F> Timed<'l, F> {
+    fn new(fut: F, limit: &'l mut Limit) -> Self {
+        Timed {
+            fut,
+            limit,
+            sleep: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Timed<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -1077,13 +1188,23 @@ impl<F: Future> Future for Timed<F> {
         if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let timeout = *this.timeout;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        if this.sleep.is_none() {
+            let at = match **this.limit {
+                Limit::At(at) => at,
+                Limit::After(timeout) => {
+                    let at = Instant::now().checked_add(timeout);
+                    **this.limit = Limit::At(at);
+                    at
+                }
+            };
+            match at {
+                Some(at) => *this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                None => return Poll::Pending,
+            }
+        }
+        match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
         }
     }
 }
