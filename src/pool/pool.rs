@@ -451,12 +451,19 @@ impl<M: Manager> Inner<M> {
     }
 
     /// Hands `live` to the first waiter, or makes it idle.
-    fn give_locked(&self, st: &mut State<M::Resource>, mut live: Live<M::Resource>) -> After {
-        let mut after = After::default();
+    fn give_locked(&self, st: &mut State<M::Resource>, live: Live<M::Resource>) -> After {
         if let Some(key) = st.waiters.pop_next() {
-            after.wake = st.waiters.grant(key, Grant::Resource(live));
-            return after;
+            return After {
+                wake: st.waiters.grant(key, Grant::Resource(live)),
+                ..After::default()
+            };
         }
+        self.push_idle_locked(st, live)
+    }
+
+    /// Makes `live` idle (there are no waiters).
+    fn push_idle_locked(&self, st: &mut State<M::Resource>, mut live: Live<M::Resource>) -> After {
+        let mut after = After::default();
         let idle_timeout = self.config.idle_timeout;
         if idle_timeout.is_some() && live.idle_since.is_none() {
             live.idle_since = Some(Instant::now());
@@ -508,32 +515,59 @@ impl<M: Manager> Inner<M> {
 
     /// A checked-out resource comes back (its guard was dropped).
     pub(crate) fn release(&self, mut live: Live<M::Resource>) {
-        let now = self.config.timed().then(Instant::now);
         let mut st = self.lock();
-        let reason = if st.closed {
-            Some(Reason::PoolClosed)
-        } else if matches!((live.expires_at, now), (Some(exp), Some(now)) if now >= exp) {
-            Some(Reason::MaxLifetime)
-        } else {
-            None
+        if st.closed {
+            let after = self.free_slot_locked(&mut st);
+            drop(st);
+            self.count_closed(Reason::PoolClosed, 1);
+            drop(live);
+            self.finish(after);
+            return;
+        }
+        let waiter = st.waiters.pop_next();
+        let now = match waiter {
+            // Handing over to a waiter: check the lifetime against the time
+            // it joined the queue (a little early, at most acquire_timeout)
+            // rather than read the clock on this hot path.
+            Some(key) => Some(st.waiters.registered_at(key)),
+            None => self.config.timed().then(Instant::now),
         };
-        let after = match reason {
-            Some(reason) => {
-                let after = self.free_slot_locked(&mut st);
-                drop(st);
-                self.count_closed(reason, 1);
-                drop(live);
-                after
-            }
-            None => {
+        let expired = matches!((live.expires_at, now), (Some(exp), Some(now)) if now >= exp);
+        let after = match (waiter, expired) {
+            (Some(key), false) => After {
+                wake: st.waiters.grant(key, Grant::Resource(live)),
+                ..After::default()
+            },
+            (None, false) => {
                 if self.config.idle_timeout.is_some() {
                     live.idle_since = now;
                 }
-                let after = self.give_locked(&mut st, live);
+                self.push_idle_locked(&mut st, live)
+            }
+            (Some(key), true) => {
+                // The slot goes to the waiter, who creates a replacement.
+                let after = After {
+                    wake: st.waiters.grant(key, Grant::Create),
+                    ..After::default()
+                };
                 drop(st);
-                after
+                self.count_closed(Reason::MaxLifetime, 1);
+                self.finish(after);
+                return; // `live` is dropped (closed) here, outside the lock
+            }
+            (None, true) => {
+                st.size -= 1;
+                let after = After {
+                    maintain: st.size < self.config.min_size,
+                    ..After::default()
+                };
+                drop(st);
+                self.count_closed(Reason::MaxLifetime, 1);
+                self.finish(after);
+                return;
             }
         };
+        drop(st);
         self.finish(after);
     }
 
@@ -864,30 +898,26 @@ async fn acquire<M: Manager>(inner: &Arc<Inner<M>>) -> Result<Pooled<M>, PoolErr
         }
         Grant::Create => inner.create_in(guard, &mut limit).await,
         Grant::Resource(mut live) => {
-            let expired = live.expires_at.is_some_and(|exp| exp <= Instant::now());
-            if expired {
-                inner.count_closed(Reason::MaxLifetime, 1);
-                drop(live);
-            } else {
-                // Dropped mid-check, the resource may be in any state:
-                // close it rather than return it.
-                guard.reason = Some(Reason::Interrupted);
-                match Timed::new(inner.manager.recycle(&mut live.resource), &mut limit).await {
-                    Some(Ok(())) => {
-                        inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
-                        guard.disarm();
-                        return Ok(Pooled::new(inner.clone(), live));
-                    }
-                    Some(Err(_error)) => {
-                        trace_event!(DEBUG, error = %_error, "pool: recycle failed, replacing the resource");
-                        inner.count_closed(Reason::RecycleFailed, 1);
-                        drop(live);
-                    }
-                    None => {
-                        drop(live);
-                        drop(guard); // counted as interrupted
-                        return Err(PoolError::Timeout(inner.timed_out()));
-                    }
+            // (Idle resources past their lifetime are closed on time by the
+            // background task, so no clock read is needed here.)
+            // Dropped mid-check, the resource may be in any state: close it
+            // rather than return it.
+            guard.reason = Some(Reason::Interrupted);
+            match Timed::new(inner.manager.recycle(&mut live.resource), &mut limit).await {
+                Some(Ok(())) => {
+                    inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
+                    guard.disarm();
+                    return Ok(Pooled::new(inner.clone(), live));
+                }
+                Some(Err(_error)) => {
+                    trace_event!(DEBUG, error = %_error, "pool: recycle failed, replacing the resource");
+                    inner.count_closed(Reason::RecycleFailed, 1);
+                    drop(live);
+                }
+                None => {
+                    drop(live);
+                    drop(guard); // counted as interrupted
+                    return Err(PoolError::Timeout(inner.timed_out()));
                 }
             }
             // Replace the closed resource in the same slot.
@@ -932,10 +962,15 @@ impl<M: Manager> Future for Checkout<'_, M> {
             }
         }
         this.done = false;
-        let deadline = Instant::now().checked_add(inner.config.acquire_timeout);
+        let now = Instant::now();
+        let deadline = now.checked_add(inner.config.acquire_timeout);
         this.deadline = deadline;
         let first_in_line = st.waiters.waiting == 0;
-        this.queued = Some(st.waiters.register(cx.waker().clone(), deadline));
+        this.queued = Some(st.waiters.register(
+            cx.waker().clone(),
+            now,
+            inner.config.acquire_timeout,
+        ));
         // The background task fails waiters on time; wake it if this
         // deadline comes before its next planned look.
         let mut notify = false;
@@ -983,6 +1018,7 @@ enum Slot<R> {
     Waiting {
         generation: u64,
         waker: Option<Waker>,
+        registered: Instant,
         deadline: Option<Instant>,
     },
     Granted {
@@ -1013,13 +1049,14 @@ impl<R> Default for Waiters<R> {
 }
 
 impl<R> Waiters<R> {
-    fn register(&mut self, waker: Waker, deadline: Option<Instant>) -> (usize, u64) {
+    fn register(&mut self, waker: Waker, registered: Instant, timeout: Duration) -> (usize, u64) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let slot = Slot::Waiting {
             generation,
             waker: Some(waker),
-            deadline,
+            registered,
+            deadline: registered.checked_add(timeout),
         };
         let key = match self.free.pop() {
             Some(key) => {
@@ -1062,6 +1099,14 @@ impl<R> Waiters<R> {
             }
         }
         None
+    }
+
+    /// When the (live) waiter in `key` joined the queue.
+    fn registered_at(&self, key: usize) -> Instant {
+        match self.slots[key] {
+            Slot::Waiting { registered, .. } => registered,
+            _ => unreachable!("pop_next only returns waiting slots"),
+        }
     }
 
     /// Pops the longest-waiting live waiter if its deadline has passed.
