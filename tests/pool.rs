@@ -264,6 +264,33 @@ async fn acquire_timeout_covers_waiting_and_creating_together() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_recycle_check_slower_than_the_timeout_closes_the_resource() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .build(manager.clone())
+        .await
+        .unwrap();
+    drop(pool.acquire().await.unwrap());
+    manager.set_recycle_delay(5_000);
+    let start = tokio::time::Instant::now();
+    assert!(pool.acquire().await.unwrap_err().is_timeout());
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.closed_by_reason.interrupted), (0, 1));
+    assert_eq!(manager.alive(), 0);
+}
+
+#[test]
+fn pool_and_guard_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool<TestManager>>();
+    send_sync::<Pooled<TestManager>>();
+    send_sync::<PoolError<TestError>>();
+}
+
+#[tokio::test(start_paused = true)]
 async fn background_creates_are_bounded_and_retried() {
     let manager = TestManager::default();
     manager.set_create_delay(10_000);
