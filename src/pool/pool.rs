@@ -787,32 +787,30 @@ impl<M: Manager> Inner<M> {
         next
     }
 
-    /// Fails the waiters whose `acquire_timeout` has run out; returns when
-    /// the next one's will.
-    fn expire_waiters(&self) -> Option<Instant> {
+    /// Fails the waiters whose `acquire_timeout` has run out.
+    fn expire_waiters(&self) {
         let now = Instant::now();
         let mut wakers = Vec::new();
-        let next = {
+        {
             let mut st = self.lock();
             while let Some(key) = st.waiters.pop_expired(now) {
                 wakers.extend(st.waiters.grant(key, Grant::TimedOut));
             }
-            let next = st.waiters.front_deadline();
-            st.maint_wake = next;
-            next
-        };
+        }
         for waker in wakers {
             waker.wake();
         }
-        next
     }
 
-    /// [`Inner::fill`], while still failing waiters on time.
+    /// [`Inner::fill`], while still failing waiters and closing idle
+    /// resources on time.
     async fn fill_expiring(&self, wake: &Notify) -> bool {
         let fill = self.fill();
         tokio::pin!(fill);
         loop {
-            let next = self.expire_waiters();
+            self.expire_waiters();
+            self.reap();
+            let next = self.plan_next_look();
             tokio::select! {
                 ok = &mut fill => return ok,
                 _ = sleep_until_some(next) => {}
