@@ -32,6 +32,7 @@ mod error;
 pub mod fetch;
 pub mod limit;
 pub mod paginate;
+pub mod pool;
 pub mod queue;
 
 #[cfg(feature = "upstream")]
