@@ -26,6 +26,7 @@ mod trace;
 
 pub mod classify;
 mod error;
+pub mod retry;
 
 pub use error::ConfigError;
 /// The error type of every layer in this crate, as in tower.
