@@ -1,0 +1,121 @@
+//! Overhead of a retry layer when the first attempt succeeds (the common
+//! case), ours beside tower's own `Retry` and tower-resilience's, in one run.
+//!
+//! Every variant wraps the same inner service (an always-ready
+//! `service_fn` answering with `std::future::Ready`) and each iteration
+//! does what a caller does: `poll_ready`, `call`, poll the response future
+//! to completion. `bare` is the inner service alone; subtract it to get
+//! each layer's overhead.
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tower::{service_fn, Layer, Service};
+use tower_patterns::retry::{Backoff, RetryBudget, RetryLayer};
+
+/// One caller round trip: readiness, call, drive the future.
+#[inline(always)]
+fn round_trip<S>(svc: &mut S, req: u64) -> u64
+where
+    S: Service<u64, Response = u64, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => unreachable!("the inner service is always ready"),
+    }
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(Ok(v)) => v,
+        _ => unreachable!("the first attempt succeeds at once"),
+    }
+}
+
+fn inner(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = Ready<Result<u64, Infallible>>> + Clone
+{
+    service_fn(|x: u64| ready(Ok::<_, Infallible>(x.wrapping_add(1))))
+}
+
+/// The simplest useful tower policy: up to `0` more attempts on `Err`.
+#[derive(Clone)]
+struct Attempts(usize);
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => None,
+            Err(_) if self.0 > 0 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+fn first_attempt_succeeds(c: &mut Criterion) {
+    // tower-resilience's boxed future may touch tokio; give it a context.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+
+    let mut group = c.benchmark_group("retry/first_attempt_succeeds");
+
+    let mut bare = inner();
+    group.bench_function("bare service (no retry)", |b| {
+        b.iter(|| round_trip(&mut bare, black_box(1)))
+    });
+
+    let mut ours = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_millis(100)))
+        .build()
+        .expect("valid config")
+        .layer(inner());
+    group.bench_function("tower-patterns Retry", |b| {
+        b.iter(|| round_trip(&mut ours, black_box(1)))
+    });
+
+    let mut ours_budget = RetryLayer::builder()
+        .max_attempts(3)
+        .budget(RetryBudget::default())
+        .build()
+        .expect("valid config")
+        .layer(inner());
+    group.bench_function("tower-patterns Retry + budget", |b| {
+        b.iter(|| round_trip(&mut ours_budget, black_box(1)))
+    });
+
+    let mut towers = tower::retry::RetryLayer::new(Attempts(2)).layer(inner());
+    group.bench_function("tower::retry::Retry", |b| {
+        b.iter(|| round_trip(&mut towers, black_box(1)))
+    });
+
+    let mut resilience = tower_resilience::retry::RetryLayer::<u64, u64, Infallible>::builder()
+        .max_attempts(3)
+        .exponential_backoff(Duration::from_millis(100))
+        .build()
+        .layer(inner());
+    group.bench_function("tower-resilience retry", |b| {
+        b.iter(|| round_trip(&mut resilience, black_box(1)))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, first_attempt_succeeds);
+criterion_main!(benches);
