@@ -13,10 +13,10 @@
 //!
 //! # How it is counted (and why it is cheap)
 //!
-//! The path where the first attempt succeeds pays one relaxed atomic
-//! increment of a monotonic "first attempts" counter, which the retry
-//! statistics need anyway. Everything else happens only when a retry is
-//! considered: a ring of [`SLOTS`] time slots (each `window / SLOTS` long)
+//! The path where the first attempt succeeds only bumps the calling
+//! handle's own first-attempt counter (see the statistics), which the
+//! retry statistics need anyway. Everything else happens only when a retry
+//! is considered: a ring of [`SLOTS`] time slots (each `window / SLOTS` long)
 //! records, per slot, the counter's value when the slot was first seen and
 //! the retries granted in it. First attempts in the window are the counter
 //! now minus its value at the oldest slot still in the window. The ring
@@ -28,7 +28,6 @@
 //! period the budget errs on the strict side for at most one window. The
 //! floor keeps occasional retries flowing meanwhile.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -151,16 +150,16 @@ impl BudgetState {
         }
     }
 
-    /// Asks for one retry at `now`; `first_attempts` is the monotonic count
-    /// of first attempts. Returns whether the retry may go ahead (and, if
-    /// so, records it).
-    pub(crate) fn try_withdraw(&self, now: Instant, first_attempts: &AtomicU64) -> bool {
+    /// Asks for one retry at `now`; `first_attempts` reads the monotonic
+    /// count of first attempts. Returns whether the retry may go ahead
+    /// (and, if so, records it).
+    pub(crate) fn try_withdraw(&self, now: Instant, first_attempts: impl FnOnce() -> u64) -> bool {
         // Nothing in the critical section can panic, but never propagate a
         // poisoned lock to callers either.
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the lock so every reader sees a value at least as new
         // as the one stored in any slot.
-        let total = first_attempts.load(Ordering::Relaxed);
+        let total = first_attempts();
         let origin = *ring.origin.get_or_insert(now);
         let slot = (now.saturating_duration_since(origin).as_nanos() / self.slot_nanos)
             .min(u128::from(u64::MAX)) as u64;
@@ -201,6 +200,7 @@ impl BudgetState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[tokio::test(start_paused = true)]
     async fn ratio_and_floor() {
@@ -208,13 +208,13 @@ mod tests {
         let first = AtomicU64::new(0);
         // Floor alone: 1/s over 10 s = 10 retries.
         let granted = (0..50)
-            .filter(|_| state.try_withdraw(Instant::now(), &first))
+            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
             .count();
         assert_eq!(granted, 10);
         // 40 more first attempts: + 20 retries.
         first.fetch_add(40, Ordering::Relaxed);
         let granted = (0..50)
-            .filter(|_| state.try_withdraw(Instant::now(), &first))
+            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
             .count();
         assert_eq!(granted, 20);
     }
@@ -224,16 +224,16 @@ mod tests {
         let state = BudgetState::new(&RetryBudget::new(0.0, 1, Duration::from_secs(10)));
         let first = AtomicU64::new(0);
         let granted = (0..20)
-            .filter(|_| state.try_withdraw(Instant::now(), &first))
+            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
             .count();
         assert_eq!(granted, 10);
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(!state.try_withdraw(Instant::now(), &first));
+        assert!(!state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)));
         // Once the slot holding the early retries leaves the window, the
         // budget refills.
         tokio::time::advance(Duration::from_secs(6)).await;
         let granted = (0..20)
-            .filter(|_| state.try_withdraw(Instant::now(), &first))
+            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
             .count();
         assert_eq!(granted, 10);
     }

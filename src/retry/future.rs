@@ -12,8 +12,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::layer::Shared;
+use super::layer::Config;
 use super::replay::Replay;
+use super::shared::Core;
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 
@@ -28,24 +29,45 @@ pin_project! {
     /// sleep left behind.
     ///
     /// While the first attempt is in flight it holds only the inner
-    /// future, a clone of the inner service, the request copy and a
-    /// reference to the layer's shared state: nothing is allocated. The
-    /// backoff timer is boxed the first time a retry has to wait, and
-    /// reused after that.
+    /// future, a clone of the inner service, the request copy, a copy of
+    /// the configuration and classifier, and the layer's id: nothing is
+    /// allocated and no reference count is touched. When an attempt first
+    /// fails and is retried, one allocation holds the retry bookkeeping
+    /// (backoff timer, attempt count, the layer's shared state, looked up
+    /// by id). If by then every handle to the layer has been dropped, as
+    /// with `oneshot` on a one-off layer, retries go on as configured but
+    /// outside the budget and the statistics, which no one can read any
+    /// more.
     pub struct ResponseFuture<S, Req, C>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S::Future, Result<S::Response, S::Error>>,
-        sleep: Option<Pin<Box<Sleep>>>,
         service: S,
         request: Option<Req>,
-        shared: Arc<Shared<C>>,
+        classify: C,
+        config: Config,
+        core_id: u64,
+        deadline: Option<Instant>,
+        // Created by the first retry.
+        slow: Option<Pin<Box<Slow>>>,
+    }
+}
+
+pin_project! {
+    // Everything only retries need, boxed so the first attempt's future
+    // stays small.
+    struct Slow {
+        // Backoff timer, also armed at the deadline while waiting for
+        // readiness. Created on first use: no runtime is needed otherwise.
+        #[pin]
+        sleep: Option<Sleep>,
+        // `None` once every handle to the layer is gone.
+        core: Option<Arc<Core>>,
         // Attempts sent so far, the first included.
         attempts: u32,
         prev_delay: Duration,
-        deadline: Option<Instant>,
     }
 }
 
@@ -54,6 +76,8 @@ pin_project! {
     enum State<F, T> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
+        // An attempt failed; deciding whether to retry.
+        Failed { last: Option<T> },
         // Backing off; `last` is the failed result returned if we stop.
         Sleeping { last: Option<T> },
         // Waiting for the inner service to be ready for the next attempt.
@@ -71,18 +95,20 @@ where
         future: S::Future,
         service: S,
         request: Option<Req>,
-        shared: Arc<Shared<C>>,
+        config: Config,
+        classify: C,
+        core_id: u64,
         deadline: Option<Instant>,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
-            sleep: None,
             service,
             request,
-            shared,
-            attempts: 1,
-            prev_delay: Duration::ZERO,
+            classify,
+            config,
+            core_id,
             deadline,
+            slow: None,
         }
     }
 }
@@ -94,13 +120,14 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Calling { .. } => "calling",
+            State::Failed { .. } => "failed",
             State::Sleeping { .. } => "sleeping",
             State::Readying { .. } => "waiting for readiness",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("attempts", &self.attempts)
+            .field("attempts", &self.slow.as_ref().map_or(1, |s| s.attempts))
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -114,54 +141,123 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The first attempt's fast path, kept small so it inlines; every
+        // other state lives in the out-of-line `poll_retrying`.
+        let mut this = self.as_mut().project();
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            let result = ready!(future.poll(cx));
+            if this.classify.classify(&result) != Outcome::Failure {
+                this.state.set(State::Done);
+                return Poll::Ready(result);
+            }
+            this.state.set(State::Failed { last: Some(result) });
+        }
+        self.poll_retrying(cx)
+    }
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    Req: Replay,
+    C: Classify<S::Response, S::Error>,
+{
+    #[inline(never)]
+    fn poll_retrying(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, S::Error>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    if this.shared.classify.classify(&result) != Outcome::Failure {
+                    if this.classify.classify(&result) != Outcome::Failure {
                         this.state.set(State::Done);
                         return Poll::Ready(result);
                     }
+                    this.state.set(State::Failed { last: Some(result) });
+                }
+                StateProj::Failed { last } => {
+                    let last = last.take();
+                    let Some(result) = last else {
+                        return finish(this.state, None);
+                    };
+                    let (attempts, prev_delay) = match this.slow.as_ref() {
+                        Some(slow) => (slow.attempts, slow.prev_delay),
+                        None => (1, Duration::ZERO),
+                    };
+                    // The first failure looks the shared state up once.
+                    let looked_up = match this.slow {
+                        Some(_) => None,
+                        None => Core::lookup(*this.core_id),
+                    };
+                    let core = match this.slow.as_ref() {
+                        Some(slow) => slow.core.as_deref(),
+                        None => looked_up.as_deref(),
+                    };
                     let Some((delay, now)) = plan_retry(
-                        this.shared,
-                        *this.attempts,
+                        this.config,
+                        this.classify,
+                        core,
+                        attempts,
                         this.request.is_some(),
-                        *this.prev_delay,
+                        prev_delay,
                         *this.deadline,
                         &result,
                     ) else {
                         this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
-                    *this.prev_delay = delay;
+                    let slow = this.slow.get_or_insert_with(|| {
+                        Box::pin(Slow {
+                            sleep: None,
+                            core: looked_up,
+                            attempts: 1,
+                            prev_delay: Duration::ZERO,
+                        })
+                    });
+                    let mut slow = slow.as_mut().project();
+                    *slow.prev_delay = delay;
                     if delay.is_zero() {
-                        arm_deadline(this.sleep, *this.deadline);
+                        arm_deadline(slow.sleep, *this.deadline);
                         this.state.set(State::Readying { last: Some(result) });
                     } else {
-                        arm(this.sleep, now + delay);
+                        arm(slow.sleep.as_mut(), now + delay);
                         this.state.set(State::Sleeping { last: Some(result) });
                     }
                 }
                 StateProj::Sleeping { last } => {
-                    if let Some(sleep) = this.sleep.as_mut() {
-                        ready!(sleep.as_mut().poll(cx));
+                    if let Some(slow) = this.slow.as_mut() {
+                        let slow = slow.as_mut().project();
+                        if let Some(sleep) = slow.sleep.as_pin_mut() {
+                            ready!(sleep.poll(cx));
+                        }
                     }
                     let last = last.take();
-                    arm_deadline(this.sleep, *this.deadline);
+                    if let Some(slow) = this.slow.as_mut() {
+                        arm_deadline(slow.as_mut().project().sleep, *this.deadline);
+                    }
                     this.state.set(State::Readying { last });
                 }
                 StateProj::Readying { last } => {
+                    let Some(slow) = this.slow.as_mut() else {
+                        // Unreachable: retries always have their bookkeeping.
+                        let last = last.take();
+                        return finish(this.state, last);
+                    };
+                    let slow = slow.as_mut().project();
                     // With a deadline the timer is armed at it: no attempt
                     // starts once it has passed, even if readiness takes
                     // that long.
                     if this.deadline.is_some() {
-                        if let Some(sleep) = this.sleep.as_mut() {
-                            if sleep.as_mut().poll(cx).is_ready() {
+                        if let Some(sleep) = slow.sleep.as_pin_mut() {
+                            if sleep.poll(cx).is_ready() {
                                 trace_event!(
                                     INFO,
-                                    attempts = *this.attempts,
+                                    attempts = *slow.attempts,
                                     "retry: deadline passed while waiting for the service to be ready"
                                 );
                                 let last = last.take();
@@ -182,15 +278,17 @@ where
                         let last = last.take();
                         return finish(this.state, last);
                     };
-                    *this.attempts += 1;
-                    if *this.attempts < this.shared.config.max_attempts {
+                    *slow.attempts += 1;
+                    if *slow.attempts < this.config.max_attempts {
                         *this.request = req.replay();
                     }
-                    this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    if let Some(core) = slow.core.as_deref() {
+                        core.retries.fetch_add(1, Ordering::Relaxed);
+                    }
                     trace_event!(
                         INFO,
-                        attempt = *this.attempts,
-                        max_attempts = this.shared.config.max_attempts,
+                        attempt = *slow.attempts,
+                        max_attempts = this.config.max_attempts,
                         "retry: sending attempt"
                     );
                     let future = this.service.call(req);
@@ -215,8 +313,11 @@ fn finish<F, T>(mut state: Pin<&mut State<F, T>>, last: Option<T>) -> Poll<T> {
 /// current time if so. Counts budget refusals.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn plan_retry<C, Res, E>(
-    shared: &Shared<C>,
+    config: &Config,
+    classify: &C,
+    core: Option<&Core>,
     attempts: u32,
     have_copy: bool,
     prev_delay: Duration,
@@ -226,7 +327,6 @@ fn plan_retry<C, Res, E>(
 where
     C: Classify<Res, E>,
 {
-    let config = &shared.config;
     if attempts >= config.max_attempts {
         trace_event!(INFO, attempts, "retry: giving up, attempts exhausted");
         return None;
@@ -240,7 +340,7 @@ where
         return None;
     }
     let backoff = &config.backoff;
-    let delay = match shared.classify.retry_after(result) {
+    let delay = match classify.retry_after(result) {
         Some(asked) => asked.min(backoff.max_delay),
         None => backoff.delay(attempts, prev_delay),
     };
@@ -258,9 +358,13 @@ where
             return None;
         }
     }
-    if let Some(budget) = &shared.budget {
-        if !budget.try_withdraw(now, &shared.counters.first) {
-            shared.counters.refusals.fetch_add(1, Ordering::Relaxed);
+    if let Some(core) = core {
+        let granted = match &core.budget {
+            Some(budget) => budget.try_withdraw(now, || core.first_attempts()),
+            None => true,
+        };
+        if !granted {
+            core.refusals.fetch_add(1, Ordering::Relaxed);
             trace_event!(WARN, attempts, "retry: budget exhausted, not retrying");
             return None;
         }
@@ -274,16 +378,16 @@ where
     Some((delay, now))
 }
 
-/// Points the (lazily boxed) timer at `at`.
-fn arm(sleep: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
-    match sleep {
-        Some(sleep) => sleep.as_mut().reset(at),
-        None => *sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+/// Points the timer at `at`, creating it on first use.
+fn arm(mut sleep: Pin<&mut Option<Sleep>>, at: Instant) {
+    match sleep.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => sleep.set(Some(tokio::time::sleep_until(at))),
     }
 }
 
 /// Points the timer at the deadline, if there is one.
-fn arm_deadline(sleep: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) {
+fn arm_deadline(sleep: Pin<&mut Option<Sleep>>, deadline: Option<Instant>) {
     if let Some(deadline) = deadline {
         arm(sleep, deadline);
     }

@@ -1,15 +1,15 @@
 //! [`RetryLayer`], its builder, and the state its services share.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::backoff::Backoff;
-use super::budget::{BudgetState, RetryBudget};
+use super::budget::RetryBudget;
 use super::service::Retry;
+use super::shared::Core;
 use crate::classify::DefaultClassify;
 use crate::ConfigError;
 
@@ -17,9 +17,10 @@ use crate::ConfigError;
 /// [`Failure`](crate::classify::Outcome::Failure), with backoff, an
 /// optional budget and an optional overall deadline.
 ///
-/// Cheap to clone. Every service made by one layer (and every clone of
-/// those services) shares one budget and one set of [`RetryStats`]; a new
-/// layer starts fresh.
+/// Cheap to clone (the configuration is copied, the classifier cloned,
+/// the shared state reference counted). Every service made by one layer
+/// (and every clone of those services) shares one budget and one set of
+/// [`RetryStats`]; a new layer starts fresh.
 ///
 /// ```
 /// use std::time::Duration;
@@ -43,13 +44,17 @@ use crate::ConfigError;
 /// assert_eq!(err.field(), "max_attempts");
 /// ```
 pub struct RetryLayer<C = DefaultClassify> {
-    shared: Arc<Shared<C>>,
+    core: Arc<Core>,
+    config: Config,
+    classify: C,
 }
 
-impl<C> Clone for RetryLayer<C> {
+impl<C: Clone> Clone for RetryLayer<C> {
     fn clone(&self) -> Self {
         RetryLayer {
-            shared: Arc::clone(&self.shared),
+            core: Arc::clone(&self.core),
+            config: self.config,
+            classify: self.classify.clone(),
         }
     }
 }
@@ -57,10 +62,10 @@ impl<C> Clone for RetryLayer<C> {
 impl<C> fmt::Debug for RetryLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
-            .field("config", &self.shared.config)
-            .field("budget", &self.shared.budget_config)
+            .field("config", &self.config)
+            .field("budget", &self.core.budget_config)
             .field("stats", &self.stats())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,53 +109,49 @@ impl RetryLayer<DefaultClassify> {
 impl<C> RetryLayer<C> {
     fn from_parts(config: Config, classify: C, budget: Option<RetryBudget>) -> Self {
         RetryLayer {
-            shared: Arc::new(Shared {
-                config,
-                classify,
-                budget: budget.as_ref().map(BudgetState::new),
-                budget_config: budget,
-                counters: Counters::default(),
-            }),
+            core: Core::new(budget),
+            config,
+            classify,
         }
     }
 
     /// A snapshot of the attempts, retries and budget refusals of every
     /// service this layer made.
     pub fn stats(&self) -> RetryStats {
-        self.shared.counters.snapshot()
+        self.core.stats()
     }
 
     /// Total calls allowed per request, the first one included.
     pub fn max_attempts(&self) -> u32 {
-        self.shared.config.max_attempts
+        self.config.max_attempts
     }
 
     /// The backoff schedule.
     pub fn backoff(&self) -> Backoff {
-        self.shared.config.backoff
+        self.config.backoff
     }
 
     /// The overall deadline per request, if any.
     pub fn deadline(&self) -> Option<Duration> {
-        self.shared.config.deadline
+        self.config.deadline
     }
 
     /// The retry budget, if any.
     pub fn budget(&self) -> Option<RetryBudget> {
-        self.shared.budget_config
+        self.core.budget_config
     }
 
     /// The classifier deciding which results are retried.
     pub fn classifier(&self) -> &C {
-        &self.shared.classify
+        &self.classify
     }
 }
 
-impl<S, C> Layer<S> for RetryLayer<C> {
+impl<S, C: Clone> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::from_shared(inner, Arc::clone(&self.shared))
+        Retry::new(inner, self.core.slot(), self.config, self.classify.clone())
     }
 }
 
@@ -289,33 +290,4 @@ pub(crate) struct Config {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) deadline: Option<Duration>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// First attempts, also the budget's deposits.
-    pub(crate) first: AtomicU64,
-    pub(crate) retries: AtomicU64,
-    pub(crate) refusals: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> RetryStats {
-        let first = self.first.load(Ordering::Relaxed);
-        let retries = self.retries.load(Ordering::Relaxed);
-        RetryStats {
-            attempts: first.saturating_add(retries),
-            retries,
-            budget_refusals: self.refusals.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Everything the services made by one layer share.
-pub(crate) struct Shared<C> {
-    pub(crate) config: Config,
-    pub(crate) classify: C,
-    pub(crate) budget: Option<BudgetState>,
-    pub(crate) budget_config: Option<RetryBudget>,
-    pub(crate) counters: Counters,
 }

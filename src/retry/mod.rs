@@ -80,6 +80,7 @@ mod future;
 mod layer;
 mod replay;
 mod service;
+mod shared;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;

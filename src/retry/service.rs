@@ -1,16 +1,15 @@
 //! The [`Retry`] service.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{RetryStats, Shared};
+use super::layer::{Config, RetryStats};
 use super::replay::Replay;
+use super::shared::Slot;
 use crate::classify::{Classify, DefaultClassify};
 
 /// Retries the calls its classifier calls a failure. Made by
@@ -21,22 +20,32 @@ use crate::classify::{Classify, DefaultClassify};
 /// - `poll_ready` is the inner service's; every retry waits for the inner
 ///   service to be ready again before it is sent.
 /// - The inner service must be `Clone` (each response future keeps a clone
-///   to send retries through) and the request [`Replay`].
-/// - Clones share the layer's budget and [`RetryStats`].
+///   to send retries through), the request [`Replay`] and the classifier
+///   `Clone` (each future carries its own copy).
+/// - Clones share the layer's budget and [`RetryStats`]. Cloning a handle
+///   (once per connection in hyper, axum or tonic) registers a counter
+///   with the layer under a short lock; calls never lock.
 pub struct Retry<S, C = DefaultClassify> {
     inner: S,
-    shared: Arc<Shared<C>>,
+    slot: Slot,
+    config: Config,
+    classify: C,
 }
 
 impl<S, C> Retry<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
-        Retry { inner, shared }
+    pub(crate) fn new(inner: S, slot: Slot, config: Config, classify: C) -> Self {
+        Retry {
+            inner,
+            slot,
+            config,
+            classify,
+        }
     }
 
     /// A snapshot of the attempts, retries and budget refusals of this
     /// service, its clones, and every other service made by the same layer.
     pub fn stats(&self) -> RetryStats {
-        self.shared.counters.snapshot()
+        self.slot.core().stats()
     }
 
     /// The inner service.
@@ -55,11 +64,13 @@ impl<S, C> Retry<S, C> {
     }
 }
 
-impl<S: Clone, C> Clone for Retry<S, C> {
+impl<S: Clone, C: Clone> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            slot: self.slot.core().slot(),
+            config: self.config,
+            classify: self.classify.clone(),
         }
     }
 }
@@ -68,9 +79,9 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("config", &self.shared.config)
+            .field("config", &self.config)
             .field("stats", &self.stats())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +89,7 @@ impl<S, C, Req> Service<Req> for Retry<S, C>
 where
     S: Service<Req> + Clone,
     Req: Replay,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -90,20 +101,27 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let config = &self.shared.config;
-        let copy = if config.max_attempts > 1 {
+        let copy = if self.config.max_attempts > 1 {
             req.replay()
         } else {
             None
         };
-        let deadline = config.deadline.map(|d| Instant::now() + d);
-        self.shared.counters.first.fetch_add(1, Ordering::Relaxed);
+        let deadline = self.config.deadline.map(|d| Instant::now() + d);
+        self.slot.count_first_attempt();
         // Call the instance that was driven ready; the future keeps it for
         // retries and `self` continues with a fresh clone (the tower idiom
         // for services whose readiness is per handle).
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
         let future = ready.call(req);
-        ResponseFuture::new(future, ready, copy, Arc::clone(&self.shared), deadline)
+        ResponseFuture::new(
+            future,
+            ready,
+            copy,
+            self.config,
+            self.classify.clone(),
+            self.slot.core().id(),
+            deadline,
+        )
     }
 }
