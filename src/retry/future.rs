@@ -51,7 +51,24 @@ pin_project! {
         core_id: u64,
         deadline: Option<Instant>,
         // Created by the first retry.
-        slow: Option<Pin<Box<Slow>>>,
+        slow: SlowBox,
+    }
+}
+
+/// The boxed retry bookkeeping, with a drop that inlines to a null check
+/// so the success path never calls out to drop it.
+struct SlowBox(Option<Pin<Box<Slow>>>);
+
+impl Drop for SlowBox {
+    #[inline]
+    fn drop(&mut self) {
+        #[inline(never)]
+        fn drop_slow(slow: Pin<Box<Slow>>) {
+            drop(slow);
+        }
+        if let Some(slow) = self.0.take() {
+            drop_slow(slow);
+        }
     }
 }
 
@@ -108,7 +125,7 @@ where
             config,
             core_id,
             deadline,
-            slow: None,
+            slow: SlowBox(None),
         }
     }
 }
@@ -127,7 +144,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("attempts", &self.slow.as_ref().map_or(1, |s| s.attempts))
+            .field("attempts", &self.slow.0.as_ref().map_or(1, |s| s.attempts))
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -185,16 +202,16 @@ where
                     let Some(result) = last else {
                         return finish(this.state, None);
                     };
-                    let (attempts, prev_delay) = match this.slow.as_ref() {
+                    let (attempts, prev_delay) = match this.slow.0.as_ref() {
                         Some(slow) => (slow.attempts, slow.prev_delay),
                         None => (1, Duration::ZERO),
                     };
                     // The first failure looks the shared state up once.
-                    let looked_up = match this.slow {
+                    let looked_up = match this.slow.0 {
                         Some(_) => None,
                         None => Core::lookup(*this.core_id),
                     };
-                    let core = match this.slow.as_ref() {
+                    let core = match this.slow.0.as_ref() {
                         Some(slow) => slow.core.as_deref(),
                         None => looked_up.as_deref(),
                     };
@@ -211,7 +228,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
-                    let slow = this.slow.get_or_insert_with(|| {
+                    let slow = this.slow.0.get_or_insert_with(|| {
                         Box::pin(Slow {
                             sleep: None,
                             core: looked_up,
@@ -230,20 +247,20 @@ where
                     }
                 }
                 StateProj::Sleeping { last } => {
-                    if let Some(slow) = this.slow.as_mut() {
+                    if let Some(slow) = this.slow.0.as_mut() {
                         let slow = slow.as_mut().project();
                         if let Some(sleep) = slow.sleep.as_pin_mut() {
                             ready!(sleep.poll(cx));
                         }
                     }
                     let last = last.take();
-                    if let Some(slow) = this.slow.as_mut() {
+                    if let Some(slow) = this.slow.0.as_mut() {
                         arm_deadline(slow.as_mut().project().sleep, *this.deadline);
                     }
                     this.state.set(State::Readying { last });
                 }
                 StateProj::Readying { last } => {
-                    let Some(slow) = this.slow.as_mut() else {
+                    let Some(slow) = this.slow.0.as_mut() else {
                         // Unreachable: retries always have their bookkeeping.
                         let last = last.take();
                         return finish(this.state, last);
