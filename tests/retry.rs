@@ -610,3 +610,117 @@ async fn http_requests_with_bodies_retry_through_a_real_server() {
     );
     assert_eq!(layer.stats().retries, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_exact_across_concurrent_clones() {
+    let layer = RetryLayer::builder()
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build()
+        .unwrap();
+    // Odd requests fail once, so half the calls are retried once.
+    let inner = service_fn(|n: u32| async move {
+        if n % 2 == 1 {
+            Err("odd")
+        } else {
+            Ok(n)
+        }
+    });
+    let svc = layer.layer(inner);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                for n in 0..500u32 {
+                    let _ = svc.ready().await.unwrap().call(n).await;
+                }
+                // Dropping the clone here must not lose its counts.
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = layer.stats();
+    assert_eq!(stats.retries, 8 * 250);
+    assert_eq!(stats.attempts, 8 * 500 + 8 * 250);
+    assert_eq!(svc.stats(), stats);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oneshot_on_a_one_off_layer_still_retries() {
+    // Layer and service are dropped as soon as the call is made; the
+    // future carries what it needs to go on retrying.
+    let rec = Recorder::new();
+    let svc = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(no_jitter(10 * MS))
+        .build()
+        .unwrap()
+        .layer(rec.service(|n| n >= 3));
+    assert_eq!(svc.oneshot(1).await, Ok(3));
+    assert_eq!(rec.count(), 3);
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let layer = RetryLayer::builder()
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    send_sync(&layer);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut svc = layer.layer(client);
+    send_sync(&svc);
+    let fut = svc.call(http::Request::new(Full::new(Bytes::new())));
+    send(&fut);
+}
+
+mod backoff_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn jitter() -> impl Strategy<Value = Jitter> {
+        prop_oneof![
+            Just(Jitter::None),
+            Just(Jitter::Full),
+            Just(Jitter::Equal),
+            Just(Jitter::Decorrelated)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn never_exceeds_max_delay(
+            base_ms in 0u64..100_000,
+            extra_ms in 0u64..1_000_000,
+            factor in 1.0f64..1e6,
+            retry in 0u32..u32::MAX,
+            prev_ms in 0u64..10_000_000,
+            jitter in jitter(),
+        ) {
+            let base = Duration::from_millis(base_ms);
+            let max = base + Duration::from_millis(extra_ms);
+            let b = Backoff::exponential(base).factor(factor).max_delay(max).jitter(jitter);
+            prop_assert!(RetryLayer::builder().backoff(b).build().is_ok());
+            let d = b.delay(retry, Duration::from_millis(prev_ms));
+            prop_assert!(d <= max, "{d:?} > {max:?}");
+        }
+
+        #[test]
+        fn without_jitter_delays_never_shrink(
+            base_ms in 1u64..10_000,
+            factor in 1.0f64..10.0,
+            n in 1u32..200,
+        ) {
+            let b = Backoff::exponential(Duration::from_millis(base_ms))
+                .factor(factor)
+                .max_delay(Duration::from_secs(3600))
+                .jitter(Jitter::None);
+            prop_assert!(b.delay(n + 1, Duration::ZERO) >= b.delay(n, Duration::ZERO));
+        }
+    }
+}
