@@ -724,3 +724,77 @@ mod backoff_properties {
         }
     }
 }
+
+/// Fails its first call, then never becomes ready again.
+#[derive(Clone)]
+struct FailsThenStalls {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Service<()> for FailsThenStalls {
+    type Response = ();
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<(), &'static str>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.calls.load(Ordering::SeqCst) == 0 {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _req: ()) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err("first call failed"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_ends_the_wait_for_readiness() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = RetryLayer::builder()
+        .max_attempts(5)
+        .backoff(Backoff::constant(100 * MS))
+        .deadline(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(FailsThenStalls {
+            calls: calls.clone(),
+        });
+    let start = Instant::now();
+    let res = svc.ready().await.unwrap().call(()).await;
+    // The retry never got a ready service; at the deadline the caller
+    // gets the first (and only) result.
+    assert_eq!(res, Err("first call failed"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn zero_delay_retries_yield_to_the_executor() {
+    // On a current-thread runtime, a task that retries an instantly
+    // failing service must still let other tasks run between attempts.
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let rec = Recorder::new();
+    let mut svc = RetryLayer::builder()
+        .max_attempts(50)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build()
+        .unwrap()
+        .layer(rec.service(|_| false));
+    let before = ticks.load(Ordering::SeqCst);
+    let _ = svc.ready().await.unwrap().call(0).await;
+    assert_eq!(rec.count(), 50);
+    assert!(ticks.load(Ordering::SeqCst) - before >= 40);
+    ticker.abort();
+}

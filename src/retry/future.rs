@@ -241,6 +241,11 @@ where
                     if delay.is_zero() {
                         arm_deadline(slow.sleep, *this.deadline);
                         this.state.set(State::Readying { last: Some(result) });
+                        // Yield before retrying at once, so a service that
+                        // fails instantly cannot hold the executor for
+                        // `max_attempts` rounds in one poll.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     } else {
                         arm(slow.sleep.as_mut(), now + delay);
                         this.state.set(State::Sleeping { last: Some(result) });

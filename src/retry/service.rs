@@ -18,7 +18,9 @@ use crate::classify::{Classify, DefaultClassify};
 /// - The response and error types are the inner service's: after the last
 ///   attempt the caller gets that attempt's result unchanged.
 /// - `poll_ready` is the inner service's; every retry waits for the inner
-///   service to be ready again before it is sent.
+///   service to be ready again before it is sent. If that readiness check
+///   fails, its error is returned (as `tower::retry` does): the service
+///   can no longer take requests.
 /// - The inner service must be `Clone` (each response future keeps a clone
 ///   to send retries through), the request [`Replay`] and the classifier
 ///   `Clone` (each future carries its own copy).
