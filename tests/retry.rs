@@ -798,3 +798,47 @@ async fn zero_delay_retries_yield_to_the_executor() {
     assert!(ticks.load(Ordering::SeqCst) - before >= 40);
     ticker.abort();
 }
+
+#[tokio::test]
+async fn retries_the_crate_http_client_against_the_shared_upstream() {
+    use tower_patterns::fetch::HttpClient;
+    use tower_patterns::upstream::{Upstream, UpstreamConfig};
+
+    let upstream = Upstream::start(UpstreamConfig {
+        retry_after_secs: 30,
+        ..UpstreamConfig::default()
+    })
+    .await
+    .unwrap();
+    let layer = RetryLayer::builder()
+        .classify(HttpClassify)
+        .max_attempts(3)
+        // The server asks for 30 s; max_delay caps it.
+        .backoff(no_jitter(MS).max_delay(20 * MS))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(HttpClient::new());
+    let get = || {
+        http::Request::get(upstream.url("/users/1"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    upstream.set_down(true);
+    let resp = svc.ready().await.unwrap().call(get()).await.unwrap();
+    // Exhausted: the last 503 comes back unchanged, after 3 requests and
+    // two capped waits (the test would take a minute otherwise).
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(upstream.requests(), 3);
+
+    upstream.set_down(false);
+    let resp = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.requests(), 4);
+    let stats = layer.stats();
+    assert_eq!((stats.attempts, stats.retries), (4, 2));
+    upstream.shutdown().await;
+}
