@@ -6,16 +6,21 @@
 //! does what a caller does: `poll_ready`, `call`, poll the response future
 //! to completion. `bare` is the inner service alone; subtract it to get
 //! each layer's overhead.
+//!
+//! A second group measures the retry path: every request fails once and
+//! is retried at once.
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tower::{service_fn, Layer, Service};
+use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_patterns::retry::{Backoff, RetryBudget, RetryLayer};
 
 /// One caller round trip: readiness, call, drive the future.
@@ -117,5 +122,53 @@ fn first_attempt_succeeds(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, first_attempt_succeeds);
+/// An inner service whose calls alternate: fail, succeed, fail, ...
+fn fails_every_other_call(
+) -> impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>>
+       + Clone {
+    let flip = Arc::new(AtomicBool::new(false));
+    service_fn(move |x: u64| {
+        let ok = flip.fetch_xor(true, Ordering::Relaxed);
+        ready(if ok { Ok(x) } else { Err("transient") })
+    })
+}
+
+/// One retry per request (zero backoff): the cost of the retry path
+/// itself. Driven by `block_on` on a current-thread runtime (the
+/// timers of tower-resilience need one), so absolute numbers include it.
+fn one_retry(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("retry/one_retry_zero_backoff");
+
+    let mut ours = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build()
+        .expect("valid config")
+        .layer(fails_every_other_call());
+    group.bench_function("tower-patterns Retry", |b| {
+        b.iter(|| rt.block_on(async { ours.ready().await?.call(black_box(1)).await }))
+    });
+
+    let mut towers = tower::retry::RetryLayer::new(Attempts(2)).layer(fails_every_other_call());
+    group.bench_function("tower::retry::Retry", |b| {
+        b.iter(|| rt.block_on(async { towers.ready().await?.call(black_box(1)).await }))
+    });
+
+    let mut resilience = tower_resilience::retry::RetryLayer::<u64, u64, &'static str>::builder()
+        .max_attempts(3)
+        .fixed_backoff(Duration::ZERO)
+        .build()
+        .layer(fails_every_other_call());
+    group.bench_function("tower-resilience retry", |b| {
+        b.iter(|| rt.block_on(async { resilience.ready().await?.call(black_box(1)).await }))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, first_attempt_succeeds, one_retry);
 criterion_main!(benches);

@@ -774,7 +774,8 @@ async fn deadline_ends_the_wait_for_readiness() {
 #[tokio::test]
 async fn zero_delay_retries_yield_to_the_executor() {
     // On a current-thread runtime, a task that retries an instantly
-    // failing service must still let other tasks run between attempts.
+    // failing service must still let other tasks run now and then (it
+    // spends tokio's cooperative budget, one unit per immediate retry).
     let ticks = Arc::new(AtomicUsize::new(0));
     let ticker = tokio::spawn({
         let ticks = ticks.clone();
@@ -787,15 +788,15 @@ async fn zero_delay_retries_yield_to_the_executor() {
     });
     let rec = Recorder::new();
     let mut svc = RetryLayer::builder()
-        .max_attempts(50)
+        .max_attempts(1000)
         .backoff(Backoff::constant(Duration::ZERO))
         .build()
         .unwrap()
         .layer(rec.service(|_| false));
     let before = ticks.load(Ordering::SeqCst);
     let _ = svc.ready().await.unwrap().call(0).await;
-    assert_eq!(rec.count(), 50);
-    assert!(ticks.load(Ordering::SeqCst) - before >= 40);
+    assert_eq!(rec.count(), 1000);
+    assert!(ticks.load(Ordering::SeqCst) - before >= 2);
     ticker.abort();
 }
 

@@ -241,11 +241,16 @@ where
                     if delay.is_zero() {
                         arm_deadline(slow.sleep, *this.deadline);
                         this.state.set(State::Readying { last: Some(result) });
-                        // Yield before retrying at once, so a service that
-                        // fails instantly cannot hold the executor for
-                        // `max_attempts` rounds in one poll.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        // Retrying at once: take a unit of tokio's
+                        // cooperative budget, so a service that fails
+                        // instantly cannot hold the executor for
+                        // `max_attempts` rounds in one poll. (The old path
+                        // works from tokio 1.37 to today.)
+                        #[allow(deprecated)]
+                        let coop = tokio::task::consume_budget();
+                        if std::pin::pin!(coop).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
                     } else {
                         arm(slow.sleep.as_mut(), now + delay);
                         this.state.set(State::Sleeping { last: Some(result) });
