@@ -19,7 +19,7 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(10);
 /// | `None` | exactly `d` |
 /// | `Full` (default) | uniform in `[0, d]` |
 /// | `Equal` | uniform in `[d / 2, d]` |
-/// | `Decorrelated` | uniform in `[base, 3 × previous delay]`, capped by `max_delay` (the factor is not used) |
+/// | `Decorrelated` | uniform in `[base, 3 × previous delay]` (the previous delay counts as `base` before the first retry), capped by `max_delay`; the factor is not used |
 ///
 /// These are the schemes from the AWS Architecture Blog's "Exponential
 /// Backoff And Jitter"; `Full` spreads load best, `Equal` keeps a minimum

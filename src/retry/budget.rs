@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::ConfigError;
 
 /// Number of time slots the window is divided into.
-pub const SLOTS: usize = 10;
+pub(crate) const SLOTS: usize = 10;
 
 /// Limits retries to a fraction of recent first attempts plus a floor.
 ///

@@ -188,6 +188,11 @@ impl<C> RetryLayerBuilder<C> {
     /// as [`HttpClassify`](crate::classify::HttpClassify) or a closure.
     /// Only [`Outcome::Failure`](crate::classify::Outcome::Failure) is
     /// retried.
+    ///
+    /// The classifier must be `Clone` to be used as a layer: each response
+    /// future carries its own copy, so that the success path touches no
+    /// shared state. Keep it cheap to clone (the built-in ones and
+    /// capture-free closures are zero-sized; put large state in an `Arc`).
     pub fn classify<C2>(self, classify: C2) -> RetryLayerBuilder<C2> {
         RetryLayerBuilder {
             max_attempts: self.max_attempts,
