@@ -66,6 +66,9 @@
 //!   are refused, so an outage cannot multiply the load on the service.
 //! - Every retry waits for the inner service's `poll_ready`, as the tower
 //!   contract requires. Dropping the [`ResponseFuture`] stops everything.
+//! - Backoff sleeps and deadlines use tokio's timer, so a retry that waits
+//!   must run inside a tokio runtime with time enabled (paused time works:
+//!   tests run in microseconds). The first attempt needs no runtime.
 //!
 //! # Cost
 //!
