@@ -1,0 +1,680 @@
+//! The main job: every pattern of the crate, working together against a
+//! flaky server, through an outage and its recovery, with a report.
+//!
+//! ```sh
+//! cargo run --example demo            # about 10-15 s
+//! cargo run --example demo -- --quick # a few seconds, for CI
+//! ```
+//!
+//! It starts `tower_patterns::upstream` on 127.0.0.1:0, builds one client
+//! stack (cache -> retry -> circuit breaker -> concurrency limit ->
+//! HttpClient, see `examples/support/demo_stack.rs`) and runs the seed's
+//! scenarios through it: fetch one, fetch many with per-URL errors, stream
+//! a large body, walk a paginated API on a flaky server, run jobs through
+//! a task queue that writes into a pooled in-memory "database", and keep
+//! traffic flowing through an outage until the breaker has opened, failed
+//! fast, probed and closed again. Every scenario checks its own result;
+//! the process exits with status 1 if any check fails.
+
+#[path = "support/demo_stack.rs"]
+mod demo_stack;
+
+use std::collections::BTreeMap;
+use std::error::Error as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tokio::time::Instant;
+use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower_patterns::circuit_breaker::{Open, State};
+use tower_patterns::fetch::{self, FetchError, JsonLayer};
+use tower_patterns::limit;
+use tower_patterns::paginate;
+use tower_patterns::pool::{Manager, Pool};
+use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
+use tower_patterns::retry::Jitter;
+use tower_patterns::upstream::{Upstream, UpstreamConfig};
+
+use demo_stack::{get, DemoStack, StackConfig};
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+struct Item {
+    id: u64,
+    name: String,
+}
+
+/// Durations and sizes for a full or a `--quick` run.
+struct Plan {
+    quick: bool,
+    open_duration: Duration,
+    base_delay: Duration,
+    max_delay: Duration,
+    stream_bytes: u64,
+    tick: Duration,
+    latency: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                open_duration: Duration::from_millis(300),
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                stream_bytes: 4 << 20,
+                tick: Duration::from_millis(20),
+                latency: Duration::ZERO,
+            }
+        } else {
+            Plan {
+                quick,
+                open_duration: Duration::from_secs(2),
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(250),
+                stream_bytes: 64 << 20,
+                tick: Duration::from_millis(100),
+                latency: Duration::from_millis(2),
+            }
+        }
+    }
+}
+
+/// Checks collected per scenario; any failure makes the exit status 1.
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, String, bool, Duration)>,
+    failures: Vec<String>,
+    current: Vec<String>,
+}
+
+impl Report {
+    fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            let what = what.into();
+            println!("    !! check failed: {what}");
+            self.current.push(what);
+        }
+    }
+
+    fn finish(&mut self, scenario: &str, summary: String, took: Duration) {
+        let ok = self.current.is_empty();
+        for f in self.current.drain(..) {
+            self.failures.push(format!("{scenario}: {f}"));
+        }
+        self.rows.push((scenario.to_owned(), summary, ok, took));
+    }
+}
+
+fn heading(title: &str) {
+    println!("\n== {title} {}", "=".repeat(70usize.saturating_sub(title.len())));
+}
+
+/// Finds a breaker `Open` anywhere in an error's source chain.
+fn find_open<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Open> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(open) = e.downcast_ref::<Open>() {
+            return Some(open);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A short description of an error from the stack (or a layer over it).
+fn describe(err: &BoxError) -> String {
+    if let Some(open) = find_open(err.as_ref()) {
+        return format!(
+            "circuit open (fail fast, probe in {:?})",
+            open.retry_after().unwrap_or_default()
+        );
+    }
+    if let Some(f) = err.downcast_ref::<FetchError>() {
+        return match f {
+            FetchError::Status { status, .. } => format!("HTTP {}", status.as_u16()),
+            FetchError::Decode { line, column, .. } => {
+                format!("bad JSON at line {line}, column {column}")
+            }
+            other => other.to_string(),
+        };
+    }
+    err.to_string()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:>7.3}s", d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let quick = std::env::args().skip(1).any(|a| a == "--quick");
+    match run(Plan::new(quick)).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo failed to run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(plan: Plan) -> Result<bool, BoxError> {
+    let started = Instant::now();
+    let upstream = Upstream::start(UpstreamConfig {
+        latency: plan.latency,
+        retry_after_secs: 1,
+        ..UpstreamConfig::default()
+    })
+    .await?;
+    let config = StackConfig {
+        attempts: 3,
+        base_delay: plan.base_delay,
+        max_delay: plan.max_delay,
+        jitter: Jitter::Full,
+        budget: true,
+        failures_to_open: 5,
+        open_duration: plan.open_duration,
+        concurrency: 8,
+        cache_ttl: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    };
+    let stack = DemoStack::build(&config)?;
+    let users = JsonLayer::<User>::new().layer(stack.svc.clone());
+
+    println!(
+        "tower-patterns demo{}: upstream on http://{}",
+        if plan.quick { " (--quick)" } else { "" },
+        upstream.addr()
+    );
+    println!(
+        "stack: cache(uri, ttl 60s) -> retry({} attempts, {:?}x2 backoff, cap {:?}, budget) \
+         -> breaker({} failures in a row, open {:?}) -> limit({}) -> HttpClient",
+        config.attempts,
+        config.base_delay,
+        config.max_delay,
+        config.failures_to_open,
+        config.open_duration,
+        config.concurrency
+    );
+    let mut report = Report::default();
+
+    // ---- 1. fetch one -------------------------------------------------
+    heading("1. fetch one (JSON through the stack, then from the cache)");
+    let t = Instant::now();
+    let before = upstream.requests();
+    let first = users.clone().oneshot(get(&upstream.url("/users/1"))).await;
+    let miss = t.elapsed();
+    let t2 = Instant::now();
+    let again = users.clone().oneshot(get(&upstream.url("/users/1"))).await;
+    let hit = t2.elapsed();
+    let sent = upstream.requests() - before;
+    match (&first, &again) {
+        (Ok(a), Ok(b)) => {
+            println!("  GET /users/1 -> {a:?}  ({miss:.2?}, cache miss)");
+            println!("  GET /users/1 -> same user            ({hit:.2?}, cache hit)");
+        }
+        _ => println!("  unexpected: {first:?} / {again:?}"),
+    }
+    println!("  upstream saw {sent} request(s)");
+    let ok_user = matches!(&first, Ok(u) if u.id == 1 && u.name == "user-1");
+    report.check(ok_user, "GET /users/1 decodes user 1");
+    report.check(first.as_ref().ok() == again.as_ref().ok(), "second GET returns the same user");
+    report.check(sent == 1, format!("the second GET is a cache hit (upstream saw {sent})"));
+    report.finish(
+        "fetch one",
+        format!("user 1 decoded; second call from cache ({hit:.0?})"),
+        t.elapsed(),
+    );
+
+    // ---- 2. fetch many ------------------------------------------------
+    heading("2. fetch many (bounded gather, one Result per URL, in order)");
+    let t = Instant::now();
+    let mut paths: Vec<String> = (1..=12).map(|id| format!("/users/{id}")).collect();
+    paths.insert(4, "/users/0".into()); // 404
+    paths.insert(9, "/users/4242".into()); // 404
+    paths.push("/items?page=1&per_page=2".into()); // an array, not a user
+    let results = limit::gather(
+        users.clone(),
+        paths.iter().map(|p| get(&upstream.url(p))),
+        4,
+    )
+    .await;
+    let mut ok = 0;
+    let mut errors = 0;
+    for (path, result) in paths.iter().zip(&results) {
+        match result {
+            Ok(u) => {
+                ok += 1;
+                println!("  {path:<26} ok    {} <{}>", u.name, u.email);
+            }
+            Err(e) => {
+                errors += 1;
+                println!("  {path:<26} error {}", describe(e));
+            }
+        }
+    }
+    let in_order = paths.iter().zip(&results).all(|(p, r)| match r {
+        Ok(u) => *p == format!("/users/{}", u.id),
+        Err(_) => true,
+    });
+    let status_of = |i: usize| {
+        results[i]
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<FetchError>())
+            .and_then(|f| f.status())
+            .map(|s| s.as_u16())
+    };
+    report.check(ok == 12 && errors == 3, format!("12 ok and 3 errors (got {ok} / {errors})"));
+    report.check(in_order, "results come back in input order");
+    report.check(
+        status_of(4) == Some(404) && status_of(9) == Some(404),
+        "unknown users are 404 errors in their own slots",
+    );
+    report.check(
+        matches!(
+            results[14].as_ref().err().and_then(|e| e.downcast_ref::<FetchError>()),
+            Some(FetchError::Decode { .. })
+        ),
+        "the non-user body is a decode error",
+    );
+    report.finish(
+        "fetch many",
+        format!("{ok} ok, {errors} per-URL errors, input order kept"),
+        t.elapsed(),
+    );
+
+    // ---- 3. stream a large body ---------------------------------------
+    heading("3. stream a large body (bounded chunks, flat memory)");
+    let t = Instant::now();
+    let chunk = 64 * 1024;
+    let url = upstream.url(&format!("/stream?bytes={}", plan.stream_bytes));
+    let mut body = fetch::stream_body(&stack.client, &url, chunk).await?;
+    let (mut chunks, mut largest, mut total) = (0u64, 0usize, 0u64);
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        chunks += 1;
+        largest = largest.max(piece.len());
+        total += piece.len() as u64;
+    }
+    let took = t.elapsed();
+    let mib = total as f64 / (1 << 20) as f64;
+    println!(
+        "  {mib:.0} MiB in {chunks} chunks of at most {largest} bytes, {took:.2?} ({:.0} MiB/s)",
+        mib / took.as_secs_f64().max(1e-9)
+    );
+    report.check(total == plan.stream_bytes, format!("read {total} of {} bytes", plan.stream_bytes));
+    report.check(body.total() == Some(total), "the stream reports a clean end");
+    report.check(largest <= chunk, "no chunk is larger than the chunk size");
+    report.finish("stream body", format!("{mib:.0} MiB in {chunks} chunks"), took);
+
+    // ---- 4. paginate on a flaky server --------------------------------
+    heading("4. walk a paginated API (Link headers) while 20% of requests fail");
+    let t = Instant::now();
+    upstream.set_fail_rate(0.2);
+    let (fail_before, retry_before) = (upstream.failures_sent(), stack.retry.stats());
+    let first_page = upstream.url("/items/link?page=1&per_page=50");
+    let mut items: Vec<Item> = Vec::new();
+    let mut checkpoint: Option<http::Uri> = None;
+    let mut resumes = 0;
+    loop {
+        let mut walk = paginate::http_json::<Item>(stack.svc.clone(), &first_page);
+        if let Some(at) = checkpoint.take() {
+            walk = walk.resume(at);
+        }
+        let mut stream = walk.items();
+        match (&mut stream).try_for_each(|item| {
+            items.push(item);
+            futures::future::ready(Ok(()))
+        })
+        .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                resumes += 1;
+                checkpoint = stream.checkpoint().cloned();
+                let wait = find_open(&e).and_then(Open::retry_after);
+                println!(
+                    "  walk stopped after {} items: {e}; resuming at {:?}{}",
+                    items.len(),
+                    checkpoint.as_ref().map(|u| u.to_string()),
+                    wait.map(|w| format!(" after the breaker's {w:?}")).unwrap_or_default()
+                );
+                if let Some(w) = wait {
+                    tokio::time::sleep(w).await;
+                }
+                if resumes > 20 || checkpoint.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    upstream.set_fail_rate(0.0);
+    let retried = stack.retry.stats().retries - retry_before.retries;
+    let failed = upstream.failures_sent() - fail_before;
+    println!(
+        "  {} items in {:.2?}: the server failed {failed} requests, retry absorbed them with {retried} retries, {resumes} resume(s)",
+        items.len(),
+        t.elapsed()
+    );
+    let exact = items.len() == 1000 && items.iter().enumerate().all(|(i, it)| it.id == i as u64 + 1);
+    report.check(exact, format!("every item once, in order (got {})", items.len()));
+    // A second walk comes from the cache: no request reaches the server.
+    let before = upstream.requests();
+    let again: Vec<Item> = paginate::http_json::<Item>(stack.svc.clone(), &first_page)
+        .items()
+        .try_collect()
+        .await?;
+    let sent = upstream.requests() - before;
+    println!("  walked again: {} items, {sent} requests reached the server (pages are cached)", again.len());
+    report.check(again == items, "the cached walk yields the same items");
+    report.check(sent == 0, format!("the cached walk sends nothing (sent {sent})"));
+    report.finish(
+        "paginate",
+        format!("1000 items through {failed} injected failures ({retried} retries, {resumes} resumes)"),
+        t.elapsed(),
+    );
+
+    // ---- 5. task queue + pool -----------------------------------------
+    heading("5. task queue (5 workers) fetching users into a pooled in-memory database");
+    let t = Instant::now();
+    let db = Arc::new(Mutex::new(BTreeMap::new()));
+    let pool = Pool::builder()
+        .min_size(1)
+        .max_size(3)
+        .acquire_timeout(Duration::from_secs(5))
+        .build(MemDb {
+            rows: db.clone(),
+            next: AtomicU64::new(1),
+        })
+        .await?;
+    let job = {
+        let users = users.clone();
+        let pool = pool.clone();
+        let upstream_url = upstream.url("");
+        service_fn(move |id: u64| {
+            let users = users.clone();
+            let pool = pool.clone();
+            let url = format!("{upstream_url}/users/{id}");
+            async move {
+                let user = users.oneshot(get(&url)).await?;
+                let mut conn = pool.acquire().await?;
+                conn.save(user.id, user.name.clone());
+                Ok::<_, BoxError>(format!("saved {} via conn #{}", user.name, conn.id))
+            }
+        })
+    };
+    let queue: TaskQueue<u64, String, BoxError> = TaskQueue::builder()
+        .workers(5)
+        .capacity(64)
+        .build(job)?;
+    let ids: Vec<u64> = (20..=33).chain([0, 7777]).collect();
+    let mut handles = Vec::new();
+    for id in &ids {
+        handles.push((*id, queue.submit_with_handle(*id).await?));
+    }
+    println!("  {:<8} {:<6} {:<10} result", "task", "user", "status");
+    let (mut completed, mut failed_jobs) = (0, 0);
+    for (id, handle) in handles {
+        let task = handle.id();
+        let result = handle.await;
+        let (status, text) = match &result {
+            Ok(saved) => {
+                completed += 1;
+                (TaskStatus::Completed, saved.clone())
+            }
+            Err(e) => {
+                failed_jobs += 1;
+                let text = match e {
+                    TaskError::Failed(inner) => describe(inner),
+                    other => other.to_string(),
+                };
+                (e.status().unwrap_or(TaskStatus::Failed), text)
+            }
+        };
+        let status = status.to_string();
+        println!("  {:<8} {id:<6} {status:<10} {text}", task.to_string());
+    }
+    let qs = queue.stats();
+    let ps = pool.stats();
+    let rows = db.lock().unwrap().len();
+    println!(
+        "  queue: submitted {}, completed {}, failed {}; pool: {} connections (max {}), created {}; database rows: {rows}",
+        qs.submitted, qs.completed, qs.failed, ps.size, ps.max_size, ps.created
+    );
+    report.check(completed == 14 && failed_jobs == 2, format!("14 jobs done, 2 failed (got {completed} / {failed_jobs})"));
+    report.check(rows == 14, format!("14 rows written (got {rows})"));
+    report.check(ps.created <= 3 && ps.in_use == 0, "the pool stayed within 3 connections and got them all back");
+    let summary = queue.shutdown(Shutdown::Graceful(Duration::from_secs(5))).await;
+    report.check(summary.cancelled.is_empty(), "graceful shutdown cancelled nothing");
+    pool.close().await;
+    report.finish(
+        "queue + pool",
+        format!("{completed} jobs saved, {failed_jobs} failed (404), pool max {}", ps.max_size),
+        t.elapsed(),
+    );
+
+    // ---- 6. outage and recovery ---------------------------------------
+    heading("6. outage and recovery (steady traffic; breaker opens, fails fast, probes, closes)");
+    let t = Instant::now();
+    let acct_before = (upstream.requests(), stack.stats());
+    upstream.set_down(true);
+    let down_at = stack.started.elapsed();
+    println!("  {} upstream goes down (every request: 503, Retry-After: 1)", secs(down_at));
+    let mut up_at: Option<Duration> = None;
+    let mut opened_at: Option<Instant> = None;
+    let mut fail_fast = 0u64;
+    let mut successes_after_recovery = 0;
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut cached_ok_during_outage = false;
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        if n > 2_000 {
+            report.check(false, "the breaker closed again within 2,000 requests");
+            break;
+        }
+        // Bring the server back once the breaker has been open for 1.5x
+        // its open duration: the first probe fails, the next one closes.
+        if up_at.is_none() {
+            if let Some(at) = opened_at {
+                if at.elapsed() >= plan.open_duration * 3 / 2 {
+                    upstream.set_down(false);
+                    let now = stack.started.elapsed();
+                    up_at = Some(now);
+                    lines.push((secs(now), "upstream is back".into()));
+                }
+            }
+        }
+        if n == 3 {
+            // A cached user is still served while the server is down.
+            let r = users.clone().oneshot(get(&upstream.url("/users/1"))).await;
+            cached_ok_during_outage = r.is_ok();
+            lines.push((
+                secs(stack.started.elapsed()),
+                format!("/users/1 (cached)   -> {}", if r.is_ok() { "ok, from the cache" } else { "error" }),
+            ));
+        }
+        let path = format!("/users/{}", 100 + n);
+        let before = upstream.requests();
+        let at = stack.started.elapsed();
+        let result = users.clone().oneshot(get(&upstream.url(&path))).await;
+        let sent = upstream.requests() - before;
+        let outcome = match &result {
+            Ok(_) => {
+                if up_at.is_some() && stack.breaker.state() == State::Closed {
+                    successes_after_recovery += 1;
+                }
+                "ok".to_string()
+            }
+            Err(e) => {
+                if find_open(e.as_ref()).is_some() {
+                    opened_at.get_or_insert_with(Instant::now);
+                    if sent == 0 {
+                        fail_fast += 1;
+                    }
+                }
+                describe(e)
+            }
+        };
+        lines.push((secs(at), format!("{path:<18} -> {outcome}  [{sent} upstream request(s)]")));
+        if successes_after_recovery >= 3 {
+            break;
+        }
+        tokio::time::sleep(plan.tick).await;
+    }
+    // Print the timeline, folding runs of fail-fast lines.
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i + 1;
+        let key = |s: &str| s.split_once("-> ").map(|(_, r)| r.to_owned()).unwrap_or_default();
+        if lines[i].1.contains("circuit open") {
+            while j < lines.len() && lines[j].1.contains("circuit open") && key(&lines[j].1).contains("[0 ") {
+                j += 1;
+            }
+        }
+        if j - i > 2 {
+            println!("  {} {}", lines[i].0, lines[i].1);
+            println!("  {} ... {} more like this, each failed fast, none reached the server", lines[j - 1].0, j - i - 1);
+        } else {
+            for line in &lines[i..j] {
+                println!("  {} {}", line.0, line.1);
+            }
+        }
+        i = j;
+    }
+    let transitions = stack.transitions();
+    println!("  breaker transitions:");
+    for tr in &transitions {
+        println!("    {} {} -> {}", secs(tr.at), tr.from, tr.to);
+    }
+    let seq: Vec<(State, State)> = transitions.iter().map(|t| (t.from, t.to)).collect();
+    let opened = seq.iter().position(|s| *s == (State::Closed, State::Open));
+    let closed = seq.iter().rposition(|s| *s == (State::HalfOpen, State::Closed));
+    report.check(opened.is_some(), "the breaker opened during the outage");
+    report.check(closed.is_some() && closed > opened, "the breaker closed again after recovery");
+    if let (Some(o), Some(h)) = (
+        transitions.iter().find(|t| t.to == State::Open),
+        transitions.iter().find(|t| t.to == State::HalfOpen),
+    ) {
+        report.check(h.at >= o.at + plan.open_duration, "the first probe waited the open duration");
+    }
+    report.check(fail_fast >= 3, format!("calls failed fast while open (got {fail_fast})"));
+    report.check(cached_ok_during_outage, "a cached user was served during the outage");
+    // Accounting: every attempt that passed the breaker reached the server once.
+    let after = stack.stats();
+    let upstream_sent = upstream.requests() - acct_before.0;
+    let attempts = after.retry.attempts - acct_before.1.retry.attempts;
+    let rejected = after.breaker_rejected - acct_before.1.breaker_rejected;
+    println!(
+        "  accounting: {attempts} attempts - {rejected} rejected by the open breaker = {} = {upstream_sent} requests at the server",
+        attempts - rejected
+    );
+    report.check(attempts - rejected == upstream_sent, "no request lost or doubled");
+    report.finish(
+        "outage",
+        format!(
+            "opened, {fail_fast} failed fast, {} transitions, recovered",
+            transitions.len()
+        ),
+        t.elapsed(),
+    );
+
+    // ---- report -------------------------------------------------------
+    heading("report");
+    println!("  {:<14} {:<4} {:>9}  result", "scenario", "", "time");
+    for (name, summary, ok, took) in &report.rows {
+        println!(
+            "  {name:<14} {:<4} {:>9}  {summary}",
+            if *ok { "ok" } else { "FAIL" },
+            format!("{:.2?}", took)
+        );
+    }
+    let s = stack.stats();
+    let lookups = s.cache.hits + s.cache.misses + s.cache.coalesced;
+    println!(
+        "  retries: {} attempts, {} retries, {} refused by the budget",
+        s.retry.attempts, s.retry.retries, s.retry.budget_refusals
+    );
+    println!(
+        "  breaker: {} now, opened {} time(s), {} calls failed fast",
+        s.breaker_state, s.breaker_opened, s.breaker_rejected
+    );
+    println!(
+        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} coalesced, {} entries)",
+        s.cache.hits,
+        lookups,
+        100.0 * s.cache.hits as f64 / lookups.max(1) as f64,
+        s.cache.misses,
+        s.cache.coalesced,
+        s.cache.entries
+    );
+    println!(
+        "  limit: {} permits, {} in flight now; client sent {} requests; upstream received {} ({} were 503s)",
+        s.limit.limit,
+        s.limit.in_flight,
+        s.client_requests,
+        upstream.requests(),
+        upstream.failures_sent()
+    );
+    println!("  total {:.2?}", started.elapsed());
+    upstream.shutdown().await;
+    if report.failures.is_empty() {
+        println!("\nall scenarios ok");
+        Ok(true)
+    } else {
+        println!("\n{} check(s) failed:", report.failures.len());
+        for f in &report.failures {
+            println!("  - {f}");
+        }
+        Ok(false)
+    }
+}
+
+/// An in-memory "database": each pooled connection writes into one map.
+struct MemDb {
+    rows: Arc<Mutex<BTreeMap<u64, String>>>,
+    next: AtomicU64,
+}
+
+struct Conn {
+    id: u64,
+    rows: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl Conn {
+    fn save(&mut self, key: u64, value: String) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, value);
+    }
+}
+
+impl Manager for MemDb {
+    type Resource = Conn;
+    type Error = std::io::Error;
+
+    async fn create(&self) -> Result<Conn, std::io::Error> {
+        Ok(Conn {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            rows: self.rows.clone(),
+        })
+    }
+
+    async fn recycle(&self, _conn: &mut Conn) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! The demo's client stack, shared by `examples/demo.rs`,
+//! `tests/end_to_end.rs` and `benches/http_stack.rs` (each includes this
+//! file with `#[path]`, so all three run exactly the same stack).
+//!
+//! ```text
+//! Cache        keyed on the URI of GET requests; stores only successes
+//!  -> Retry     exponential backoff, honours Retry-After (capped)
+//!  -> CircuitBreaker   opens after N failures in a row
+//!  -> ConcurrencyLimit at most M requests on the wire
+//!  -> Collect   HttpClient, body read to the end into `Full<Bytes>`
+//! ```
+//!
+//! Why `Collect` sits at the bottom: the cache hands out clones of
+//! responses, so they must be `Clone`, and a streaming `fetch::Body` is
+//! not. Reading the body inside the limit also means the permit covers
+//! the whole exchange and a body cut short is a failure that retry and the
+//! breaker see. The responses, `http::Response<Full<Bytes>>`, are still
+//! HTTP responses, so `HttpClassify`, `fetch::JsonLayer` and
+//! `paginate::http_json` work on top of the stack unchanged.
+//!
+//! One classifier, [`StackClassify`], decides what a failure is for every
+//! layer: `HttpClassify` (5xx, 429, 408 and transport errors fail; other
+//! 4xx are ignored), except that the breaker's own `Open` error is
+//! *ignored*: it is not retried (the point of an open breaker is to fail
+//! fast) and never cached.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+use tower_patterns::cache::{Cache, CacheHandle, CacheLayer, CacheStats, KeyFn};
+use tower_patterns::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, Handle as BreakerHandle, Open, State,
+};
+use tower_patterns::classify::{Classify, HttpClassify, Outcome};
+use tower_patterns::fetch::{FetchError, HttpClient};
+use tower_patterns::limit::{ConcurrencyLimit, ConcurrencyLimitLayer, LimitStats};
+use tower_patterns::retry::{Backoff, Jitter, Retry, RetryBudget, RetryLayer, RetryStats};
+
+/// What the stack takes.
+pub type Req = Request<Full<Bytes>>;
+/// What the stack answers: a response whose body has been read.
+pub type Res = Response<Full<Bytes>>;
+
+/// The whole stack, top to bottom.
+pub type Stack = Cache<
+    Retry<CircuitBreaker<ConcurrencyLimit<Collect>, StackClassify>, StackClassify>,
+    Req,
+    Res,
+    UriKey,
+    StackClassify,
+>;
+
+/// `HttpClassify`, plus: the breaker's `Open` error is ignored (not
+/// retried, not cached, and the breaker itself never sees it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackClassify;
+
+impl<B> Classify<Response<B>, BoxError> for StackClassify {
+    fn classify(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
+        match result {
+            Err(e) if e.downcast_ref::<Open>().is_some() => Outcome::Ignored,
+            other => HttpClassify.classify(other),
+        }
+    }
+
+    fn retry_after(&self, result: &Result<Response<B>, BoxError>) -> Option<Duration> {
+        HttpClassify.retry_after(result)
+    }
+}
+
+/// Cache key: the URI of a GET request; other methods are not cached.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UriKey;
+
+impl KeyFn<Req> for UriKey {
+    type Key = Uri;
+
+    fn key(&self, req: &Req) -> Option<Uri> {
+        (req.method() == Method::GET).then(|| req.uri().clone())
+    }
+}
+
+/// `HttpClient` with the response body read to the end.
+#[derive(Clone, Debug)]
+pub struct Collect(pub HttpClient);
+
+impl Service<Req> for Collect {
+    type Response = Res;
+    type Error = FetchError;
+    type Future = Pin<Box<dyn Future<Output = Result<Res, FetchError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), FetchError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let (parts, body) = fut.await?.into_parts();
+            // fetch::Body enforces the client's size limit and deadline.
+            let bytes = body.collect().await?.to_bytes();
+            Ok(Response::from_parts(parts, Full::new(bytes)))
+        })
+    }
+}
+
+/// The knobs of the stack.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// Total attempts per request (first included).
+    pub attempts: u32,
+    /// First backoff delay (doubles per retry).
+    pub base_delay: Duration,
+    /// Cap on any wait, `Retry-After` included.
+    pub max_delay: Duration,
+    /// Jitter on the backoff.
+    pub jitter: Jitter,
+    /// Whether retries are limited by a retry budget (the default one).
+    pub budget: bool,
+    /// Failures in a row that open the breaker.
+    pub failures_to_open: u32,
+    /// How long the breaker stays open before a probe.
+    pub open_duration: Duration,
+    /// Requests on the wire at once.
+    pub concurrency: usize,
+    /// How long a response stays cached.
+    pub cache_ttl: Duration,
+    /// The client's whole-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            jitter: Jitter::Full,
+            budget: true,
+            failures_to_open: 5,
+            open_duration: Duration::from_secs(2),
+            concurrency: 16,
+            cache_ttl: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One breaker state change, with the time since the stack was built.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transition {
+    /// Time since [`build`] (tokio time).
+    pub at: Duration,
+    /// State left.
+    pub from: State,
+    /// State entered.
+    pub to: State,
+}
+
+/// The stack plus handles on every layer's state.
+pub struct DemoStack {
+    /// The service; clone it freely (clones share every layer's state).
+    pub svc: Stack,
+    /// The client at the bottom (for `stream_body` and its stats).
+    pub client: HttpClient,
+    /// Cache statistics and invalidation.
+    pub cache: CacheHandle<Uri, Res>,
+    /// Retry statistics.
+    pub retry: RetryLayer<StackClassify>,
+    /// Breaker state and statistics.
+    pub breaker: BreakerHandle,
+    /// Limit statistics.
+    pub limit: ConcurrencyLimitLayer,
+    /// Breaker transitions so far, in order.
+    pub transitions: Arc<Mutex<Vec<Transition>>>,
+    /// When the stack was built.
+    pub started: Instant,
+}
+
+impl DemoStack {
+    /// Builds the stack over a fresh `HttpClient`.
+    pub fn build(config: &StackConfig) -> Result<DemoStack, BoxError> {
+        let client = HttpClient::builder().timeout(config.timeout).build()?;
+        Self::build_with(client, config)
+    }
+
+    /// Builds the stack over `client`.
+    pub fn build_with(client: HttpClient, config: &StackConfig) -> Result<DemoStack, BoxError> {
+        let started = Instant::now();
+        let transitions = Arc::new(Mutex::new(Vec::new()));
+        let log = transitions.clone();
+
+        let cache = CacheLayer::<Req, Res>::builder()
+            .ttl(config.cache_ttl)
+            .max_entries(10_000)
+            .key(UriKey)
+            .classify(StackClassify)
+            .build()?;
+        let mut retry = RetryLayer::builder()
+            .max_attempts(config.attempts)
+            .backoff(
+                Backoff::exponential(config.base_delay)
+                    .max_delay(config.max_delay)
+                    .jitter(config.jitter),
+            )
+            .classify(StackClassify);
+        if config.budget {
+            retry = retry.budget(RetryBudget::default());
+        }
+        let retry = retry.build()?;
+        let breaker = CircuitBreakerLayer::builder()
+            .consecutive_failures(config.failures_to_open)
+            .open_duration(config.open_duration)
+            .classify(StackClassify)
+            .on_state_change(move |from, to| {
+                let at = started.elapsed();
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Transition { at, from, to });
+            })
+            .build()?;
+        let limit = ConcurrencyLimitLayer::new(config.concurrency);
+
+        let svc = cache.layer(retry.layer(breaker.layer(limit.layer(Collect(client.clone())))));
+        Ok(DemoStack {
+            svc,
+            client,
+            cache: cache.handle(),
+            retry,
+            breaker: breaker.handle(),
+            limit,
+            transitions,
+            started,
+        })
+    }
+
+    /// A snapshot of every layer's counters.
+    pub fn stats(&self) -> StackStats {
+        StackStats {
+            cache: self.cache.stats(),
+            retry: self.retry.stats(),
+            breaker_state: self.breaker.state(),
+            breaker_rejected: self.breaker.stats().rejected,
+            breaker_opened: self.breaker.stats().opened,
+            limit: self.limit.stats(),
+            client_requests: self.client.stats().requests,
+        }
+    }
+
+    /// The breaker transitions so far.
+    pub fn transitions(&self) -> Vec<Transition> {
+        self.transitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Every layer's counters at one moment.
+#[derive(Clone, Debug)]
+pub struct StackStats {
+    /// Cache hits, misses, ...
+    pub cache: CacheStats,
+    /// Attempts and retries.
+    pub retry: RetryStats,
+    /// Breaker state.
+    pub breaker_state: State,
+    /// Calls the open breaker failed fast.
+    pub breaker_rejected: u64,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+    /// Limit counters.
+    pub limit: LimitStats,
+    /// Requests the client sent.
+    pub client_requests: u64,
+}
+
+/// A GET request for `url` (panics on a malformed URL: only for URLs the
+/// caller built).
+pub fn get(url: &str) -> Req {
+    Request::get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .expect("a valid URL")
+}
