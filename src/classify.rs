@@ -160,7 +160,11 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassify {
 /// Returns `None` when the header is absent or malformed; a date in the
 /// past gives `Some(Duration::ZERO)`.
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if value.is_empty() {
         return None;
     }
@@ -183,10 +187,7 @@ mod tests {
 
     #[test]
     fn default_classify() {
-        assert_eq!(
-            DefaultClassify.classify(&Ok::<_, ()>(())),
-            Outcome::Success
-        );
+        assert_eq!(DefaultClassify.classify(&Ok::<_, ()>(())), Outcome::Success);
         assert_eq!(
             DefaultClassify.classify(&Err::<(), _>(())),
             Outcome::Failure

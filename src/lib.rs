@@ -24,6 +24,7 @@
 
 mod trace;
 
+pub mod circuit_breaker;
 pub mod classify;
 mod error;
 

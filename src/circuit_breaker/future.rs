@@ -1,0 +1,138 @@
+//! The response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::BoxError;
+
+use super::error::Open;
+use super::service::Shard;
+use super::state::Ticket;
+use crate::classify::Classify;
+
+/// Records the outcome of an admitted call, or its cancellation if dropped
+/// first.
+pub(crate) struct Guard<C> {
+    shard: Arc<Shard<C>>,
+    ticket: Ticket,
+    start: Option<Instant>,
+    done: bool,
+}
+
+impl<C> Guard<C> {
+    pub(crate) fn new(shard: Arc<Shard<C>>, ticket: Ticket, start: Option<Instant>) -> Self {
+        Guard {
+            shard,
+            ticket,
+            start,
+            done: false,
+        }
+    }
+
+    #[inline]
+    fn finish<Res, E>(mut self, result: &Result<Res, E>)
+    where
+        C: Classify<Res, E>,
+    {
+        self.done = true;
+        let shard = &*self.shard;
+        let outcome = shard.classify.classify(result);
+        let core = &shard.core;
+        if self.start.is_some() || core.needs_now() {
+            let now = Instant::now();
+            let elapsed = self.start.map(|s| now.saturating_duration_since(s));
+            core.complete(shard.stripe, self.ticket, outcome, elapsed, &|| now);
+        } else {
+            core.complete(shard.stripe, self.ticket, outcome, None, &Instant::now);
+        }
+    }
+}
+
+impl<C> Drop for Guard<C> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shard.core.abandon(self.shard.stripe, self.ticket);
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`CircuitBreaker`](super::CircuitBreaker) call: the
+    /// inner service's response, or an [`Open`] error at once.
+    ///
+    /// Dropping it before it completes records the call as cancelled
+    /// (neither success nor failure) and gives back a half-open probe slot.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        guard: Option<Guard<C>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] fut: F },
+        Rejected { open: Option<Open> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(fut: F, guard: Guard<C>) -> Self {
+        ResponseFuture {
+            kind: Kind::Called { fut },
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn rejected(open: Open) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { open: Some(open) },
+            guard: None,
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { .. } => "called",
+            Kind::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res, E>,
+{
+    type Output = Result<Res, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Called { fut } => {
+                let result = ready!(fut.poll(cx));
+                if let Some(guard) = this.guard.take() {
+                    guard.finish(&result);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { open } => Poll::Ready(Err(match open.take() {
+                Some(open) => Box::new(open),
+                None => "circuit breaker ResponseFuture polled after completion".into(),
+            })),
+        }
+    }
+}
