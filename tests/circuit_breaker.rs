@@ -677,3 +677,126 @@ fn builder_rejects_bad_values() {
         .build()
         .unwrap();
 }
+
+/// Many tasks on a multi-thread runtime hammer one breaker (through their
+/// own clones) with a mix of outcomes and cancellations while it opens,
+/// probes and closes: every call is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stress_no_lost_or_double_counted_outcomes() {
+    #[derive(Default)]
+    struct Tally {
+        ok: AtomicUsize,
+        failed: AtomicUsize,
+        ignored: AtomicUsize,
+        rejected: AtomicUsize,
+        cancelled: AtomicUsize,
+    }
+    let inner_calls = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let inner_calls = inner_calls.clone();
+        tower::service_fn(move |kind: u8| {
+            inner_calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::task::yield_now().await;
+                match kind {
+                    0 => Err::<u16, BoxError>("boom".into()),
+                    1 => Ok(404),
+                    _ => Ok(200),
+                }
+            }
+        })
+    };
+    for layer in [
+        CircuitBreakerLayer::builder()
+            .consecutive_failures(3)
+            .open_duration(Duration::from_micros(200))
+            .half_open_calls(2)
+            .classify(classify)
+            .build()
+            .unwrap(),
+        CircuitBreakerLayer::builder()
+            .sliding_window(Window::Count(20))
+            .minimum_calls(10)
+            .failure_rate_threshold(0.3)
+            .open_duration(Duration::from_micros(200))
+            .half_open_calls(3)
+            .classify(classify)
+            .build()
+            .unwrap(),
+    ] {
+        inner_calls.store(0, Ordering::Relaxed);
+        let handle = layer.handle();
+        let svc = layer.layer(inner.clone());
+        let tally = Arc::new(Tally::default());
+        const TASKS: usize = 16;
+        const CALLS: usize = 1500;
+        let tasks: Vec<_> = (0..TASKS as u64)
+            .map(|seed| {
+                let mut svc = svc.clone();
+                let tally = tally.clone();
+                tokio::spawn(async move {
+                    let mut rng = fastrand::Rng::with_seed(seed);
+                    for _ in 0..CALLS {
+                        // 30 % failures, 10 % ignored, 10 % cancelled.
+                        let kind = match rng.u8(0..10) {
+                            0..=2 => 0,
+                            3 => 1,
+                            _ => 2,
+                        };
+                        let cancel = rng.u8(0..10) == 0;
+                        let fut = svc.ready().await.unwrap().call(kind);
+                        if cancel {
+                            match futures::FutureExt::now_or_never(fut) {
+                                None => {
+                                    tally.cancelled.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                Some(Err(e)) if e.is::<Open>() => {
+                                    tally.rejected.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                Some(_) => unreachable!("the inner future yields first"),
+                            }
+                        }
+                        let counter = match fut.await {
+                            Ok(404) => &tally.ignored,
+                            Ok(_) => &tally.ok,
+                            Err(e) if e.is::<Open>() => &tally.rejected,
+                            Err(_) => &tally.failed,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if rng.u8(0..50) == 0 {
+                            // Let wall-clock time pass so open periods end.
+                            tokio::time::sleep(Duration::from_micros(300)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let s = handle.stats();
+        let get = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
+        assert_eq!(s.successes, get(&tally.ok));
+        assert_eq!(s.failures, get(&tally.failed));
+        assert_eq!(s.ignored, get(&tally.ignored));
+        assert_eq!(s.rejected, get(&tally.rejected));
+        assert_eq!(s.cancelled, get(&tally.cancelled));
+        assert_eq!(
+            s.successes + s.failures + s.ignored + s.rejected + s.cancelled,
+            (TASKS * CALLS) as u64
+        );
+        assert_eq!(
+            get(&inner_calls),
+            s.successes + s.failures + s.ignored + s.cancelled
+        );
+        assert!(
+            s.opened > 0 && s.rejected > 0,
+            "the run never opened the breaker: {s:?}"
+        );
+        assert!(s.window_calls <= 20);
+        // No probe slot leaked: nothing is in flight any more.
+        assert_eq!(handle.probes_in_flight(), 0, "{s:?}");
+    }
+}
