@@ -99,9 +99,8 @@ where
 
 fn open_err(r: Result<u16, BoxError>) -> Open {
     let e = r.expect_err("expected the breaker to reject");
-    e.downcast_ref::<Open>()
+    *e.downcast_ref::<Open>()
         .unwrap_or_else(|| panic!("not an Open error: {e}"))
-        .clone()
 }
 
 const SEC: Duration = Duration::from_secs(1);

@@ -28,32 +28,29 @@ use super::state::State;
 /// assert_eq!(open.retry_after(), None); // held open by force_open
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Open {
-    state: State,
-    retry_after: Option<Duration>,
+    /// Nanoseconds until the next probe, or `HELD` / `PROBES_BUSY`. One
+    /// word, so the rejection path moves 8 bytes.
+    code: u64,
 }
+
+const HELD: u64 = u64::MAX;
+const PROBES_BUSY: u64 = u64::MAX - 1;
 
 impl Open {
     pub(crate) fn until(retry_after: Duration) -> Self {
         Open {
-            state: State::Open,
-            retry_after: Some(retry_after),
+            code: retry_after.as_nanos().min(u128::from(PROBES_BUSY - 1)) as u64,
         }
     }
 
     pub(crate) fn held() -> Self {
-        Open {
-            state: State::Open,
-            retry_after: None,
-        }
+        Open { code: HELD }
     }
 
     pub(crate) fn probes_busy() -> Self {
-        Open {
-            state: State::HalfOpen,
-            retry_after: Some(Duration::ZERO),
-        }
+        Open { code: PROBES_BUSY }
     }
 
     /// How long, as of the rejection, until the breaker lets a probe call
@@ -65,19 +62,27 @@ impl Open {
     /// [`Handle::force_open`](super::Handle::force_open) and will not probe
     /// until it is closed by hand.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.code {
+            HELD => None,
+            PROBES_BUSY => Some(Duration::ZERO),
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 
     /// The breaker's state at the rejection: [`State::Open`] or
     /// [`State::HalfOpen`].
     pub fn state(&self) -> State {
-        self.state
+        if self.code == PROBES_BUSY {
+            State::HalfOpen
+        } else {
+            State::Open
+        }
     }
 }
 
 impl fmt::Display for Open {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.state, self.retry_after) {
+        match (self.state(), self.retry_after()) {
             (State::HalfOpen, _) => f.write_str(
                 "circuit breaker is half-open and every probe slot is taken; \
                  the call was not sent: retry once the probes have finished",
@@ -92,6 +97,15 @@ impl fmt::Display for Open {
                  no call goes through until the breaker is closed (force_closed or reset)",
             ),
         }
+    }
+}
+
+impl fmt::Debug for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Open")
+            .field("state", &self.state())
+            .field("retry_after", &self.retry_after())
+            .finish()
     }
 }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -16,21 +17,26 @@ use super::state::Ticket;
 use crate::classify::Classify;
 
 /// Records the outcome of an admitted call, or its cancellation if dropped
-/// first.
+/// first. Every field is a word, so moving the future around costs plain
+/// 8-byte copies.
 pub(crate) struct Guard<C> {
     shard: Arc<Shard<C>>,
-    ticket: Ticket,
-    start: Option<Instant>,
-    done: bool,
+    /// The ticket's bits, plus `DONE` once the outcome is recorded.
+    ticket: u64,
+    /// 1 + nanoseconds since the breaker's creation when the call started,
+    /// or 0 when calls are not timed.
+    start: u64,
 }
 
+const DONE: u64 = 1 << 63;
+
 impl<C> Guard<C> {
-    pub(crate) fn new(shard: Arc<Shard<C>>, ticket: Ticket, start: Option<Instant>) -> Self {
+    #[inline]
+    pub(crate) fn new(shard: Arc<Shard<C>>, ticket: Ticket, start: u64) -> Self {
         Guard {
             shard,
-            ticket,
+            ticket: ticket.bits(),
             start,
-            done: false,
         }
     }
 
@@ -39,24 +45,29 @@ impl<C> Guard<C> {
     where
         C: Classify<Res, E>,
     {
-        self.done = true;
+        let ticket = Ticket::from_bits(self.ticket);
+        self.ticket |= DONE;
         let shard = &*self.shard;
         let outcome = shard.classify.classify(result);
         let core = &shard.core;
-        if self.start.is_some() || core.needs_now() {
+        if self.start != 0 || core.needs_now() {
             let now = Instant::now();
-            let elapsed = self.start.map(|s| now.saturating_duration_since(s));
-            core.complete(shard.stripe, self.ticket, outcome, elapsed, &|| now);
+            let elapsed = (self.start != 0)
+                .then(|| Duration::from_nanos(core.nanos(now).saturating_sub(self.start - 1)));
+            core.complete(shard.stripe, ticket, outcome, elapsed, &|| now);
         } else {
-            core.complete(shard.stripe, self.ticket, outcome, None, &Instant::now);
+            core.complete(shard.stripe, ticket, outcome, None, &Instant::now);
         }
     }
 }
 
 impl<C> Drop for Guard<C> {
+    #[inline]
     fn drop(&mut self) {
-        if !self.done {
-            self.shard.core.abandon(self.shard.stripe, self.ticket);
+        if self.ticket & DONE == 0 {
+            self.shard
+                .core
+                .abandon(self.shard.stripe, Ticket::from_bits(self.ticket));
         }
     }
 }

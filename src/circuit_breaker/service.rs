@@ -23,11 +23,12 @@ pub(crate) struct Shard<C> {
     pub(crate) stripe: usize,
 }
 
-enum Permit {
-    None,
-    Go(Ticket),
-    Reject(Open),
-}
+/// The admission a service holds between `poll_ready` and `call`, packed
+/// in one word (`NO_PERMIT`, `REJECTED`, or `GO | ticket bits`) so the hot
+/// path moves 8 bytes, not an enum with an error inside.
+const NO_PERMIT: u64 = 0;
+const GO: u64 = 1 << 62;
+const REJECTED: u64 = 1 << 63;
 
 /// A service guarded by a circuit breaker; made by
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
@@ -45,7 +46,9 @@ enum Permit {
 pub struct CircuitBreaker<S, C = crate::classify::DefaultClassify> {
     inner: S,
     shard: Arc<Shard<C>>,
-    permit: Permit,
+    permit: u64,
+    /// Why, when `permit` is `REJECTED`.
+    rejection: Option<Open>,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
@@ -58,7 +61,8 @@ impl<S, C> CircuitBreaker<S, C> {
                 classify,
                 stripe,
             }),
-            permit: Permit::None,
+            permit: NO_PERMIT,
+            rejection: None,
         }
     }
 
@@ -78,9 +82,27 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 
     fn release(&mut self) {
-        if let Permit::Go(t) = std::mem::replace(&mut self.permit, Permit::None) {
-            self.shard.core.release(t);
+        let permit = std::mem::replace(&mut self.permit, NO_PERMIT);
+        if permit & GO != 0 {
+            self.shard.core.release(Ticket::from_bits(permit));
         }
+    }
+
+    #[inline]
+    fn admit(&mut self) -> u64 {
+        match self.shard.core.admit(&Instant::now) {
+            Admit::Go(t) => GO | t.bits(),
+            Admit::Reject(open) => {
+                self.rejection = Some(open);
+                REJECTED
+            }
+        }
+    }
+
+    #[cold]
+    fn reject<F>(&mut self) -> ResponseFuture<F, C> {
+        self.shard.core.rejected(self.shard.stripe);
+        ResponseFuture::rejected(self.rejection.take().unwrap_or_else(Open::probes_busy))
     }
 }
 
@@ -122,13 +144,10 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Permit::None = self.permit {
-            self.permit = match self.shard.core.admit(&Instant::now) {
-                Admit::Go(t) => Permit::Go(t),
-                Admit::Reject(open) => Permit::Reject(open),
-            };
+        if self.permit == NO_PERMIT {
+            self.permit = self.admit();
         }
-        if let Permit::Reject(_) = self.permit {
+        if self.permit == REJECTED {
             // Open: no need for the inner service to be ready to fail fast.
             return Poll::Ready(Ok(()));
         }
@@ -144,29 +163,31 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        let permit = std::mem::replace(&mut self.permit, NO_PERMIT);
+        let mut ticket = Ticket::from_bits(permit);
+        // The hot path: admitted, and the breaker has not moved since.
+        if permit & GO == 0 || !self.shard.core.still_valid(ticket) {
+            if permit & GO != 0 {
+                self.shard.core.release(ticket);
+            }
+            // Rejected in `poll_ready`, or the breaker moved (or `call` came
+            // without `poll_ready`): decide again.
+            let again = if permit == REJECTED {
+                REJECTED
+            } else {
+                self.admit()
+            };
+            if again == REJECTED {
+                return self.reject();
+            }
+            ticket = Ticket::from_bits(again);
+        }
         let core = &self.shard.core;
-        let ticket = match std::mem::replace(&mut self.permit, Permit::None) {
-            // The breaker has not moved since `poll_ready`: the hot path.
-            Permit::Go(t) if core.still_valid(t) => t,
-            Permit::Reject(open) => {
-                core.rejected(self.shard.stripe);
-                return ResponseFuture::rejected(open);
-            }
-            // It moved (or `call` came without `poll_ready`): decide again.
-            other => {
-                if let Permit::Go(t) = other {
-                    core.release(t);
-                }
-                match core.admit(&Instant::now) {
-                    Admit::Go(t) => t,
-                    Admit::Reject(open) => {
-                        core.rejected(self.shard.stripe);
-                        return ResponseFuture::rejected(open);
-                    }
-                }
-            }
+        let start = if core.times_calls() {
+            core.nanos(Instant::now()) + 1
+        } else {
+            0
         };
-        let start = core.times_calls().then(Instant::now);
         let guard = Guard::new(self.shard.clone(), ticket, start);
         ResponseFuture::called(self.inner.call(req), guard)
     }

@@ -180,16 +180,36 @@ fn word(state: u64, held: bool, a: u32, b: u32, epoch: u32) -> u64 {
 
 /// Proof of admission: the epoch the call was admitted in, and whether it
 /// is a half-open probe (holding one of the probe slots).
+///
+/// One `u64` (epoch in the low 32 bits, then the probe bit), so that
+/// moving it around the hot path is a single 8-byte copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ticket {
-    epoch: u32,
-    probe: bool,
-}
+pub(crate) struct Ticket(u64);
+
+const TICKET_PROBE: u64 = 1 << 32;
 
 impl Ticket {
-    #[cfg(test)]
+    #[inline]
+    fn new(epoch: u32, probe: bool) -> Self {
+        Ticket(u64::from(epoch) | if probe { TICKET_PROBE } else { 0 })
+    }
+    #[inline]
+    fn epoch(self) -> u32 {
+        self.0 as u32
+    }
+    #[inline]
     pub(crate) fn is_probe(self) -> bool {
-        self.probe
+        self.0 & TICKET_PROBE != 0
+    }
+    /// The ticket as bits (below bit 33), for callers that pack it.
+    #[inline]
+    pub(crate) fn bits(self) -> u64 {
+        self.0
+    }
+    /// A ticket from [`bits`](Self::bits) (higher bits ignored).
+    #[inline]
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        Ticket(bits & (TICKET_PROBE | u64::from(u32::MAX)))
     }
 }
 
@@ -249,6 +269,7 @@ impl fmt::Debug for Core {
     }
 }
 
+/// A power of two: twice the CPUs, between 2 and 64.
 fn default_stripes() -> usize {
     let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
     (cpus * 2).next_power_of_two().clamp(2, 64)
@@ -301,7 +322,7 @@ impl Core {
 
     /// A stripe for a new service clone, round robin.
     pub(crate) fn stripe(&self) -> usize {
-        self.next_stripe.fetch_add(1, Ordering::Relaxed) % self.counters.len()
+        self.next_stripe.fetch_add(1, Ordering::Relaxed) & (self.counters.len() - 1)
     }
 
     #[inline]
@@ -311,7 +332,8 @@ impl Core {
 
     #[inline]
     fn counters(&self, stripe: usize) -> &Counters {
-        &self.counters[stripe % self.counters.len()]
+        // The stripe count is a power of two: mask, don't divide.
+        &self.counters[stripe & (self.counters.len() - 1)]
     }
 
     fn lock(&self) -> MutexGuard<'_, Transitions> {
@@ -321,7 +343,8 @@ impl Core {
         self.transitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn nanos(&self, t: Instant) -> u64 {
+    /// Nanoseconds from the breaker's creation to `t`.
+    pub(crate) fn nanos(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.origin)
             .as_nanos()
             .min(u128::from(u64::MAX)) as u64
@@ -349,10 +372,7 @@ impl Core {
     pub(crate) fn admit(&self, clock: &impl Fn() -> Instant) -> Admit {
         let w = self.word();
         if w & STATE_MASK == CLOSED {
-            return Admit::Go(Ticket {
-                epoch: epoch_of(w),
-                probe: false,
-            });
+            return Admit::Go(Ticket::new(epoch_of(w), false));
         }
         self.admit_slow(w, clock)
     }
@@ -361,12 +381,7 @@ impl Core {
     fn admit_slow(&self, mut w: u64, clock: &impl Fn() -> Instant) -> Admit {
         loop {
             match w & STATE_MASK {
-                CLOSED => {
-                    return Admit::Go(Ticket {
-                        epoch: epoch_of(w),
-                        probe: false,
-                    })
-                }
+                CLOSED => return Admit::Go(Ticket::new(epoch_of(w), false)),
                 OPEN => {
                     if w & HELD != 0 {
                         return Admit::Reject(Open::held());
@@ -394,12 +409,7 @@ impl Core {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => {
-                            return Admit::Go(Ticket {
-                                epoch: epoch_of(w),
-                                probe: true,
-                            })
-                        }
+                        Ok(_) => return Admit::Go(Ticket::new(epoch_of(w), true)),
                         Err(cur) => w = cur,
                     }
                 }
@@ -411,7 +421,7 @@ impl Core {
     /// still in the epoch the ticket was issued in.
     #[inline]
     pub(crate) fn still_valid(&self, t: Ticket) -> bool {
-        epoch_of(self.word()) == t.epoch
+        epoch_of(self.word()) == t.epoch()
     }
 
     /// Counts a rejection.
@@ -425,8 +435,8 @@ impl Core {
     /// A ticket that was never used (the service was dropped or its
     /// readiness failed after admission): gives a probe slot back.
     pub(crate) fn release(&self, t: Ticket) {
-        if t.probe {
-            self.return_probe(t.epoch);
+        if t.is_probe() {
+            self.return_probe(t.epoch());
         }
     }
 
@@ -479,7 +489,7 @@ impl Core {
         if slow {
             c.slow.fetch_add(1, Ordering::Relaxed);
         }
-        if t.probe {
+        if t.is_probe() {
             return self.complete_probe(t, outcome, slow, clock);
         }
         if outcome == Outcome::Ignored {
@@ -496,7 +506,7 @@ impl Core {
     fn complete_consecutive(&self, t: Ticket, failure: bool, n: u32, clock: &impl Fn() -> Instant) {
         let mut w = self.word();
         loop {
-            if w & STATE_MASK != CLOSED || epoch_of(w) != t.epoch {
+            if w & STATE_MASK != CLOSED || epoch_of(w) != t.epoch() {
                 return;
             }
             let run = field_a(w);
@@ -538,7 +548,7 @@ impl Core {
         clock: &impl Fn() -> Instant,
     ) {
         let w = self.word();
-        if w & STATE_MASK != CLOSED || epoch_of(w) != t.epoch {
+        if w & STATE_MASK != CLOSED || epoch_of(w) != t.epoch() {
             return;
         }
         let counts = match &self.window {
@@ -584,11 +594,11 @@ impl Core {
         clock: &impl Fn() -> Instant,
     ) {
         if outcome == Outcome::Ignored {
-            return self.return_probe(t.epoch);
+            return self.return_probe(t.epoch());
         }
         let good = outcome == Outcome::Success && !slow;
         let mut w = self.word();
-        while w & STATE_MASK == HALF_OPEN && epoch_of(w) == t.epoch {
+        while w & STATE_MASK == HALF_OPEN && epoch_of(w) == t.epoch() {
             if !good {
                 match self.transition(w, State::Open, clock) {
                     Ok(()) => return,

@@ -225,7 +225,8 @@ impl TimeWindow {
         slow: bool,
     ) -> Option<Counts> {
         let t = self.slice(now);
-        let buckets = &self.stripes[stripe % self.stripes.len()].0;
+        // `stripes.len()` is a power of two (see `state::default_stripes`).
+        let buckets = &self.stripes[stripe & (self.stripes.len() - 1)].0;
         let b = &buckets[(t % TIME_BUCKETS) as usize];
         loop {
             let cur = b.slice.load(Ordering::Acquire);
