@@ -2,9 +2,12 @@
 //! on the closed path (a no-op inner service that always succeeds) and on
 //! the open path (rejection), with 1 and 2 threads sharing one breaker.
 //!
-//! Each call is driven by hand (poll_ready, call, poll the future with a
-//! no-op waker), so the numbers are the breaker's own cost, not an
-//! executor's. With 2 threads every thread has its own service clone (as
+//! Each call goes through the `Service` trait (failsafe, which has no tower
+//! layer, is wrapped in a minimal service) and is driven by hand:
+//! `poll_ready`, `call`, poll the future with a no-op waker. So the numbers
+//! are the breaker's own cost, not an executor's; "no breaker (harness)"
+//! is the inner service alone. A future that is pending (tower-resilience's
+//! async mutex under contention) is polled again at once. With 2 threads every thread has its own service clone (as
 //! hyper or axum clone a service per connection) and the reported time is
 //! wall time divided by the total number of calls: perfect scaling halves
 //! it.
@@ -19,7 +22,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use failsafe::futures::CircuitBreaker as _;
 use tower::{Layer, Service};
 use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Window};
 
@@ -58,18 +60,6 @@ fn drive<S: Service<u32>>(svc: &mut S, req: u32) -> Result<S::Response, S::Error
         }
     }
     let mut fut = pin!(svc.call(req));
-    loop {
-        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-            return r;
-        }
-    }
-}
-
-/// Polls a future to completion with a no-op waker.
-#[inline]
-fn complete<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut fut = pin!(fut);
     loop {
         if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
             return r;
@@ -119,6 +109,33 @@ where
         barrier.wait();
         start.elapsed()
     })
+}
+
+/// failsafe has no tower layer: this wraps its breaker as a service, so
+/// every breaker is measured through the same `Service` calls.
+#[derive(Clone)]
+struct Failsafe<B> {
+    breaker: B,
+    inner: Noop,
+}
+
+impl<B: failsafe::futures::CircuitBreaker> Service<u32> for Failsafe<B> {
+    type Response = u32;
+    type Error = failsafe::Error<std::io::Error>;
+    type Future = failsafe::futures::ResponseFuture<
+        Ready<Result<u32, std::io::Error>>,
+        B::FailurePolicy,
+        B::Instrument,
+        failsafe::Any,
+    >;
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    #[inline]
+    fn call(&mut self, req: u32) -> Self::Future {
+        self.breaker.call(self.inner.call(req))
+    }
 }
 
 fn failsafe_breaker() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync {
@@ -191,29 +208,23 @@ fn bench(c: &mut Criterion) {
             }
             service!("tower-patterns (consecutive)", ours_consecutive(fail));
             service!("tower-patterns (count window 100)", ours_count_window(fail));
+            if fail {
+                // Held open by `force_open`: no deadline, so no clock read.
+                let layer = CircuitBreakerLayer::consecutive(5, Duration::from_secs(3600));
+                layer.handle().force_open();
+                service!("tower-patterns (force_open)", layer.layer(Noop { fail }));
+            }
             service!("tower-resilience", resilience(fail));
 
-            // failsafe has no tower layer: call its breaker with the inner future.
-            let breaker = failsafe_breaker();
-            let mut inner = Noop { fail };
-            if fail {
-                for i in 0..200 {
-                    let _ = complete(breaker.call(inner.call(i)));
+            service!(
+                "failsafe",
+                Failsafe {
+                    breaker: failsafe_breaker(),
+                    inner: Noop { fail }
                 }
-            }
-            g.bench_function("failsafe", |b| {
-                b.iter_custom(|iters| {
-                    run_threads(
-                        &(breaker.clone(), inner),
-                        |(breaker, inner), i| {
-                            let _ = black_box(complete(breaker.call(inner.call(i))));
-                        },
-                        threads,
-                        iters,
-                        &rt,
-                    )
-                })
-            });
+            );
+            // The harness alone: the inner service with no breaker.
+            service!("no breaker (harness)", Noop { fail });
             g.finish();
         }
     }

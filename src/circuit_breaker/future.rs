@@ -40,11 +40,16 @@ impl<C> Guard<C> {
         }
     }
 
+    /// Records the outcome (in place: moving the guard out of the future
+    /// would cost a copy on the hot path).
     #[inline]
-    fn finish<Res, E>(mut self, result: &Result<Res, E>)
+    fn finish<Res, E>(&mut self, result: &Result<Res, E>)
     where
         C: Classify<Res, E>,
     {
+        if self.ticket & DONE != 0 {
+            return;
+        }
         let ticket = Ticket::from_bits(self.ticket);
         self.ticket |= DONE;
         let shard = &*self.shard;
@@ -135,7 +140,7 @@ where
         match this.kind.project() {
             KindProj::Called { fut } => {
                 let result = ready!(fut.poll(cx));
-                if let Some(guard) = this.guard.take() {
+                if let Some(guard) = this.guard {
                     guard.finish(&result);
                 }
                 Poll::Ready(result.map_err(Into::into))

@@ -16,7 +16,9 @@ use crate::classify::Classify;
 
 /// What one service clone shares with the futures it creates. One per
 /// clone, so the reference count each call touches is not shared between
-/// threads.
+/// threads; aligned to its own cache lines so two clones' counts never
+/// share one.
+#[repr(align(128))]
 pub(crate) struct Shard<C> {
     pub(crate) core: Arc<Core>,
     pub(crate) classify: C,
@@ -188,7 +190,9 @@ where
         } else {
             0
         };
-        let guard = Guard::new(self.shard.clone(), ticket, start);
-        ResponseFuture::called(self.inner.call(req), guard)
+        // The inner call first, then the guard straight into the future
+        // (building the guard first would park it on the stack and copy it).
+        let fut = self.inner.call(req);
+        ResponseFuture::called(fut, Guard::new(self.shard.clone(), ticket, start))
     }
 }
