@@ -90,7 +90,7 @@ impl fmt::Display for Open {
             (_, Some(d)) => write!(
                 f,
                 "circuit breaker is open after repeated failures; the call was not sent: \
-                 a probe call is let through in {d:?}"
+                 a probe call is let through in {d:.1?}"
             ),
             (_, None) => f.write_str(
                 "circuit breaker is held open (force_open); the call was not sent: \
