@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -798,4 +798,42 @@ async fn stress_no_lost_or_double_counted_outcomes() {
         // No probe slot leaked: nothing is in flight any more.
         assert_eq!(handle.probes_in_flight(), 0, "{s:?}");
     }
+}
+
+/// An inner service whose readiness is controlled by the test.
+#[derive(Clone)]
+struct Gate(Arc<AtomicBool>);
+
+impl Service<()> for Gate {
+    type Response = ();
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<(), Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.0.load(Ordering::SeqCst) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+    fn call(&mut self, _: ()) -> Self::Future {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_waiting_on_readiness_fails_fast_once_the_breaker_opens() {
+    let open = Arc::new(AtomicBool::new(false));
+    let layer = CircuitBreakerLayer::consecutive(1, 10 * SEC);
+    let mut svc = layer.layer(Gate(open.clone()));
+    // Admitted while closed, then stuck behind the inner service...
+    assert!(futures::poll!(svc.ready()).is_pending());
+    // ...when the breaker opens: the next poll is ready at once.
+    layer.handle().force_open();
+    let ready = tokio::time::timeout(SEC, svc.ready()).await;
+    let svc = ready
+        .expect("an open breaker waited for the inner service")
+        .unwrap();
+    let err = svc.call(()).await.unwrap_err();
+    assert!(err.is::<Open>());
+    assert!(!open.load(Ordering::SeqCst));
 }

@@ -146,6 +146,11 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit & GO != 0 && !self.shard.core.still_valid(Ticket::from_bits(self.permit)) {
+            // Admitted earlier, but the breaker has moved since (it may have
+            // opened while we waited for the inner service): decide again.
+            self.release();
+        }
         if self.permit == NO_PERMIT {
             self.permit = self.admit();
         }
