@@ -62,7 +62,11 @@
 //! state lives in one atomic word that only transitions write, per-call
 //! counters are striped across cache lines, and each service clone has its
 //! own reference-counted share of the breaker. An open breaker rejects with
-//! one atomic load and one clock read. See `benches/circuit_breaker.rs`.
+//! one atomic load, one clock read (to know whether the open duration is
+//! over) and the allocation of the boxed [`Open`] error; a breaker held
+//! open by [`Handle::force_open`] skips the clock. The time window reads
+//! the clock once per call, and slow-call detection twice. See
+//! `benches/circuit_breaker.rs`.
 //!
 //! # Semantics worth knowing
 //!
