@@ -22,11 +22,24 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Not every feature combination emits events.
+#[allow(unused_macros, unused_imports)]
 mod trace;
 
+pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
 mod error;
+pub mod fetch;
+pub mod limit;
+pub mod paginate;
+pub mod pool;
+pub mod queue;
+pub mod retry;
+
+#[cfg(feature = "upstream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]
+pub mod upstream;
 
 pub use error::ConfigError;
 /// The error type of every layer in this crate, as in tower.

@@ -1,0 +1,468 @@
+//! [`CacheLayer`], its builder, and the [`CacheHandle`] for statistics and
+//! invalidation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_layer::Layer;
+
+use super::key::{FnKey, KeyFn, Md5Json};
+use super::service::{Cache, Cached, Core, Policy};
+use super::store::{thread_stripe, AnyStore, MemoryStore, Store};
+use crate::classify::DefaultClassify;
+use crate::ConfigError;
+
+/// The longest duration any cache setting accepts: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The most entries the in-memory store can be asked to hold.
+const MAX_ENTRIES: usize = (u32::MAX / 2) as usize;
+
+/// A [`Layer`] that caches the responses of the service it wraps.
+///
+/// Made by [`CacheLayer::builder`]. Cloning the layer, and every service
+/// it makes, shares one cache and one set of statistics; a fresh cache
+/// comes only from a fresh `build()`.
+///
+/// `Req` and `Res` are the request and response types of the wrapped
+/// service (usually inferred); `KF` makes keys of type `K` ([`Md5Json`]
+/// and `String` unless [`key_fn`](CacheLayerBuilder::key_fn) was given)
+/// and `C` decides what may be stored ([`DefaultClassify`]: every `Ok`).
+pub struct CacheLayer<Req, Res, K = String, KF = Md5Json, C = DefaultClassify> {
+    core: Arc<Core<K, Res>>,
+    policy: Arc<Policy<KF, C>>,
+    _req: PhantomData<fn(Req)>,
+}
+
+impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
+    /// A builder with the defaults: 5-minute TTL, at most 10,000 entries,
+    /// no stale serving, errors not cached, MD5-of-JSON keys, every `Ok`
+    /// stored.
+    pub fn builder() -> CacheLayerBuilder<Req, Res, Md5Json, DefaultClassify> {
+        CacheLayerBuilder {
+            ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            error_ttl: None,
+            key_fn: Md5Json,
+            classify: DefaultClassify,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Res, K, KF, C> CacheLayer<Req, Res, K, KF, C> {
+    /// A handle on this layer's cache: statistics, invalidation, cleanup.
+    pub fn handle(&self) -> CacheHandle<K, Res> {
+        CacheHandle::new(self.core.clone())
+    }
+
+    /// The key `req` is cached under (`None`: not cacheable), for use
+    /// with [`CacheHandle::invalidate`].
+    pub fn key_of(&self, req: &Req) -> Option<K>
+    where
+        KF: KeyFn<Req, Key = K>,
+    {
+        self.policy.key_fn.key(req)
+    }
+}
+
+impl<Req, Res, K, KF, C> Clone for CacheLayer<Req, Res, K, KF, C> {
+    fn clone(&self) -> Self {
+        CacheLayer {
+            core: self.core.clone(),
+            policy: self.policy.clone(),
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<Req, Res, K, KF, C> fmt::Debug for CacheLayer<Req, Res, K, KF, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("ttl", &self.core.ttl)
+            .field("stale_while_revalidate", &self.core.swr)
+            .field("stale_if_error", &self.core.sie)
+            .field("cache_errors", &self.core.error_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, Res, K, KF, C> Layer<S> for CacheLayer<Req, Res, K, KF, C>
+where
+    KF: KeyFn<Req, Key = K>,
+{
+    type Service = Cache<S, Req, Res, KF, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Cache::new(inner, self.core.clone(), self.policy.clone())
+    }
+}
+
+/// Builds a [`CacheLayer`]; see [`CacheLayer::builder`] for the defaults.
+pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
+    ttl: Duration,
+    max_entries: usize,
+    swr: Duration,
+    sie: Duration,
+    error_ttl: Option<Duration>,
+    key_fn: KF,
+    classify: C,
+    _types: PhantomData<fn(Req) -> Res>,
+}
+
+impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayerBuilder")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .field("stale_while_revalidate", &self.swr)
+            .field("stale_if_error", &self.sie)
+            .field("cache_errors", &self.error_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
+    /// How long a stored response stays fresh (default 5 minutes; more
+    /// than zero, at most 100 years).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The most entries kept (default 10,000; at least 1). When full, the
+    /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// For this long after an entry goes stale, serve it at once and
+    /// refresh it in the background (one refresh per key at a time).
+    /// Zero (the default) turns this off.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.swr = window;
+        self
+    }
+
+    /// For this long after an entry goes stale, serve it when the inner
+    /// call fails (the classifier says [`Outcome::Failure`](crate::classify::Outcome::Failure))
+    /// instead of the failure. Zero (the default) turns this off.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.sie = window;
+        self
+    }
+
+    /// Also cache what is not a success (errors, and responses the
+    /// classifier calls failures or ignores, like an HTTP 404) for `ttl`
+    /// (more than zero). Off by default: only successes are stored.
+    ///
+    /// Cached errors reach every caller as [`SharedError`](super::SharedError).
+    pub fn cache_errors(mut self, ttl: Duration) -> Self {
+        self.error_ttl = Some(ttl);
+        self
+    }
+
+    /// Key requests with `f` instead of MD5-of-JSON: the fast choice when
+    /// a request has a natural key.
+    ///
+    /// ```
+    /// use tower_patterns::cache::CacheLayer;
+    ///
+    /// struct GetUser {
+    ///     id: u64,
+    /// }
+    /// let layer = CacheLayer::<GetUser, String>::builder()
+    ///     .key_fn(|req: &GetUser| req.id)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(layer.key_of(&GetUser { id: 7 }), Some(7));
+    /// ```
+    pub fn key_fn<F, K>(self, f: F) -> CacheLayerBuilder<Req, Res, FnKey<F>, C>
+    where
+        F: Fn(&Req) -> K,
+        K: Clone + Eq + Hash + Send + Sync + 'static,
+    {
+        self.key(FnKey(f))
+    }
+
+    /// Key requests with any [`KeyFn`].
+    pub fn key<KF2: KeyFn<Req>>(self, key_fn: KF2) -> CacheLayerBuilder<Req, Res, KF2, C> {
+        CacheLayerBuilder {
+            ttl: self.ttl,
+            max_entries: self.max_entries,
+            swr: self.swr,
+            sie: self.sie,
+            error_ttl: self.error_ttl,
+            key_fn,
+            classify: self.classify,
+            _types: PhantomData,
+        }
+    }
+
+    /// Decide with `classify` what may be stored: only
+    /// [`Outcome::Success`](crate::classify::Outcome::Success) is (default:
+    /// [`DefaultClassify`], every `Ok`). With
+    /// [`HttpClassify`](crate::classify::HttpClassify), 5xx, 429 and 408
+    /// responses are failures and other 4xx are ignored: neither is stored.
+    pub fn classify<C2>(self, classify: C2) -> CacheLayerBuilder<Req, Res, KF, C2> {
+        CacheLayerBuilder {
+            ttl: self.ttl,
+            max_entries: self.max_entries,
+            swr: self.swr,
+            sie: self.sie,
+            error_ttl: self.error_ttl,
+            key_fn: self.key_fn,
+            classify,
+            _types: PhantomData,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let dur = |field, d: Duration, zero_ok: bool| {
+            if (!zero_ok && d.is_zero()) || d > MAX_DURATION {
+                Err(ConfigError::new(
+                    "cache",
+                    field,
+                    format!("{d:?}"),
+                    if zero_ok {
+                        "must be at most 100 years"
+                    } else {
+                        "must be more than zero and at most 100 years"
+                    },
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        dur("ttl", self.ttl, false)?;
+        dur("stale_while_revalidate", self.swr, true)?;
+        dur("stale_if_error", self.sie, true)?;
+        if let Some(t) = self.error_ttl {
+            dur("cache_errors", t, false)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the layer with the in-memory [`MemoryStore`].
+    ///
+    /// Fails with a [`ConfigError`] naming the field when a duration is
+    /// zero (where not allowed) or over 100 years, or `max_entries` is 0
+    /// or over 2^31 - 1.
+    pub fn build(self) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
+    where
+        KF: KeyFn<Req>,
+        Res: Clone + Send + Sync + 'static,
+    {
+        if self.max_entries == 0 || self.max_entries > MAX_ENTRIES {
+            return Err(ConfigError::new(
+                "cache",
+                "max_entries",
+                self.max_entries.to_string(),
+                format!("must be between 1 and {MAX_ENTRIES}"),
+            ));
+        }
+        let store = AnyStore::Memory(MemoryStore::new(self.max_entries));
+        self.build_any(store)
+    }
+
+    /// Builds the layer over a [`Store`] of your own (`max_entries` is then
+    /// the store's business and is not used).
+    ///
+    /// Fails with a [`ConfigError`] when a duration is out of range.
+    pub fn build_with_store<St>(
+        self,
+        store: St,
+    ) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
+    where
+        KF: KeyFn<Req>,
+        St: Store<KF::Key, Cached<Res>> + 'static,
+    {
+        self.build_any(AnyStore::Custom(Box::new(store)))
+    }
+
+    fn build_any(
+        self,
+        store: AnyStore<KF::Key, Cached<Res>>,
+    ) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
+    where
+        KF: KeyFn<Req>,
+    {
+        self.check()?;
+        Ok(CacheLayer {
+            core: Arc::new(Core {
+                ttl: self.ttl,
+                swr: self.swr,
+                sie: self.sie,
+                error_ttl: self.error_ttl,
+                store,
+                flights: Mutex::new(HashMap::new()),
+                counters: Counters::new(),
+            }),
+            policy: Arc::new(Policy {
+                key_fn: self.key_fn,
+                classify: self.classify,
+            }),
+            _req: PhantomData,
+        })
+    }
+}
+
+/// A handle on a cache: statistics, invalidation and cleanup. Cheap to
+/// clone; every clone sees the same cache.
+pub struct CacheHandle<K, Res> {
+    core: Arc<Core<K, Res>>,
+}
+
+impl<K, Res> Clone for CacheHandle<K, Res> {
+    fn clone(&self) -> Self {
+        CacheHandle {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<K, Res> fmt::Debug for CacheHandle<K, Res>
+where
+    K: Hash + Eq + Send + Sync,
+    Res: Clone + Send + Sync,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<K, Res> CacheHandle<K, Res> {
+    pub(crate) fn new(core: Arc<Core<K, Res>>) -> Self {
+        CacheHandle { core }
+    }
+}
+
+impl<K, Res> CacheHandle<K, Res>
+where
+    K: Hash + Eq + Send + Sync,
+    Res: Clone + Send + Sync,
+{
+    /// A snapshot of the cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        let c = self.core.counters.sum();
+        CacheStats {
+            hits: c[0],
+            misses: c[1],
+            coalesced: c[2],
+            stale_served: c[3],
+            evictions: self.core.store.evictions(),
+            entries: self.core.store.len(),
+        }
+    }
+
+    /// Removes the entry for `key`; `true` if there was one. A load
+    /// already in flight for `key` still completes and stores its result.
+    pub fn invalidate(&self, key: &K) -> bool {
+        self.core.store.remove(key)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.core.store.clear();
+    }
+
+    /// Removes every expired entry now (they are otherwise removed when
+    /// next looked up) and returns how many were removed. An entry counts
+    /// as expired once it can no longer be served even stale.
+    pub fn cleanup(&self) -> usize {
+        self.core.store.cleanup(Instant::now())
+    }
+}
+
+/// Counters of a cache, from [`CacheHandle::stats`].
+///
+/// Every cacheable request counts once in `hits`, `misses` or
+/// `coalesced`; requests whose key function gave no key pass through and
+/// are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the cache without waiting, fresh or (with
+    /// stale-while-revalidate) stale.
+    pub hits: u64,
+    /// Requests that started a call to the inner service.
+    pub misses: u64,
+    /// Requests that joined a call already in flight for their key.
+    pub coalesced: u64,
+    /// Responses served from stale entries, by stale-while-revalidate or
+    /// stale-if-error (also counted in one of the fields above).
+    pub stale_served: u64,
+    /// Entries evicted to stay within `max_entries`.
+    pub evictions: u64,
+    /// Entries held now.
+    pub entries: usize,
+}
+
+// --------------------------------------------------------------------------
+// Striped counters: each thread bumps its own cache line.
+
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    c: [AtomicU64; 4],
+}
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn add(&self, i: usize, n: u64) {
+        self.stripes[thread_stripe() % STRIPES].c[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.add(0, 1);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.add(1, 1);
+    }
+
+    pub(crate) fn coalesced(&self) {
+        self.add(2, 1);
+    }
+
+    pub(crate) fn stale_hit(&self) {
+        self.add(0, 1);
+        self.add(3, 1);
+    }
+
+    pub(crate) fn stale_served(&self, n: u64) {
+        self.add(3, n);
+    }
+
+    fn sum(&self) -> [u64; 4] {
+        let mut out = [0; 4];
+        for s in self.stripes.iter() {
+            for (o, c) in out.iter_mut().zip(&s.c) {
+                *o += c.load(Ordering::Relaxed);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,379 @@
+//! The [`Cache`] service and the state its clones share.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::util::{Oneshot, ServiceExt};
+use tower_service::Service;
+
+use super::flight::{Flight, Output, SharedError};
+use super::future::ResponseFuture;
+use super::key::KeyFn;
+use super::layer::Counters;
+use super::store::{AnyStore, Entry, Store};
+use crate::classify::{Classify, Outcome};
+use crate::trace::trace_event;
+use crate::BoxError;
+
+/// What the cache stores for a key: a response, or (only with
+/// [`cache_errors`](super::CacheLayerBuilder::cache_errors)) an error.
+///
+/// This is the value type a custom [`Store`] holds.
+#[derive(Clone, Debug)]
+pub enum Cached<Res> {
+    /// A response of the inner service.
+    Response(Res),
+    /// An error of the inner service, served to every caller until it
+    /// expires.
+    Error(SharedError),
+}
+
+impl<Res> Cached<Res> {
+    fn into_result(self) -> Result<Res, BoxError> {
+        match self {
+            Cached::Response(r) => Ok(r),
+            Cached::Error(e) => Err(Box::new(e)),
+        }
+    }
+}
+
+/// `at + d`, saturating instead of panicking on overflow.
+#[inline]
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d).unwrap_or(at)
+}
+
+/// The state every clone of a layer and its services share.
+pub(crate) struct Core<K, Res> {
+    pub(crate) ttl: Duration,
+    pub(crate) swr: Duration,
+    pub(crate) sie: Duration,
+    pub(crate) error_ttl: Option<Duration>,
+    pub(crate) store: AnyStore<K, Cached<Res>>,
+    pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
+    pub(crate) counters: Counters,
+}
+
+impl<K, Res> Core<K, Res> {
+    pub(crate) fn flights(&self) -> MutexGuard<'_, HashMap<K, Arc<Flight<Res>>>> {
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn entry(
+        &self,
+        value: Cached<Res>,
+        now: Instant,
+        ttl: Duration,
+        keep: Duration,
+    ) -> Entry<Cached<Res>> {
+        let fresh_until = later(now, ttl);
+        Entry {
+            value,
+            fresh_until,
+            keep_until: later(fresh_until, keep),
+        }
+    }
+}
+
+/// How keys are made and outcomes judged; shared by a layer's services.
+pub(crate) struct Policy<KF, C> {
+    pub(crate) key_fn: KF,
+    pub(crate) classify: C,
+}
+
+/// A service that answers from the cache when it can; made by
+/// [`CacheLayer`](super::CacheLayer).
+///
+/// `poll_ready` is always ready: a hit never waits for the inner service.
+/// On a miss the cache calls a clone of the inner service (with
+/// [`ServiceExt::oneshot`], which waits for that clone's readiness) in a
+/// tokio task of its own. Clones share the cache.
+pub struct Cache<S, Req, Res, KF: KeyFn<Req>, C> {
+    inner: S,
+    core: Arc<Core<KF::Key, Res>>,
+    policy: Arc<Policy<KF, C>>,
+    _req: PhantomData<fn(Req)>,
+}
+
+impl<S, Req, Res, KF: KeyFn<Req>, C> Cache<S, Req, Res, KF, C> {
+    pub(crate) fn new(inner: S, core: Arc<Core<KF::Key, Res>>, policy: Arc<Policy<KF, C>>) -> Self {
+        Cache {
+            inner,
+            core,
+            policy,
+            _req: PhantomData,
+        }
+    }
+
+    /// A handle on the cache this service uses (shared with the layer
+    /// that made it and every clone).
+    pub fn handle(&self) -> super::CacheHandle<KF::Key, Res> {
+        super::CacheHandle::new(self.core.clone())
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the cache, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, Req, Res, KF: KeyFn<Req>, C> Clone for Cache<S, Req, Res, KF, C> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+            core: self.core.clone(),
+            policy: self.policy.clone(),
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, Req, Res, KF: KeyFn<Req>, C> fmt::Debug for Cache<S, Req, Res, KF, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("inner", &self.inner)
+            .field("ttl", &self.core.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, Res, KF, C> Service<Req> for Cache<S, Req, Res, KF, C>
+where
+    S: Service<Req, Response = Res> + Clone + Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+    Req: Send + 'static,
+    Res: Clone + Send + Sync + 'static,
+    KF: KeyFn<Req> + Send + Sync + 'static,
+    C: Classify<Res, S::Error> + Send + Sync + 'static,
+{
+    type Response = Res;
+    type Error = BoxError;
+    type Future = ResponseFuture<Oneshot<S, Req>, Res>;
+
+    /// Always ready: readiness of the inner service is awaited only on a
+    /// miss, on the clone that makes the call.
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let Some(key) = self.policy.key_fn.key(&req) else {
+            return ResponseFuture::direct(self.inner.clone().oneshot(req));
+        };
+        let core = &*self.core;
+        let now = Instant::now();
+        if let Some(entry) = core.store.get(&key, now) {
+            if now < entry.fresh_until {
+                core.counters.hit();
+                return ResponseFuture::ready(entry.value.into_result());
+            }
+            if let Cached::Response(stale) = entry.value {
+                if now < later(entry.fresh_until, core.swr) {
+                    core.counters.stale_hit();
+                    self.refresh(key, req, now);
+                    return ResponseFuture::ready(Ok(stale));
+                }
+            }
+        }
+        self.load(key, req, now)
+    }
+}
+
+impl<S, Req, Res, KF, C> Cache<S, Req, Res, KF, C>
+where
+    S: Service<Req, Response = Res> + Clone + Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+    Req: Send + 'static,
+    Res: Clone + Send + Sync + 'static,
+    KF: KeyFn<Req> + Send + Sync + 'static,
+    C: Classify<Res, S::Error> + Send + Sync + 'static,
+{
+    /// Serves a miss: joins the load in flight for `key`, or starts one.
+    #[cold]
+    fn load(
+        &mut self,
+        key: KF::Key,
+        req: Req,
+        now: Instant,
+    ) -> ResponseFuture<Oneshot<S, Req>, Res> {
+        let core = self.core.clone();
+        let mut flights = core.flights();
+        if let Some(flight) = flights.get(&key) {
+            let waiter = flight.join();
+            drop(flights);
+            core.counters.coalesced();
+            return ResponseFuture::waiting(waiter);
+        }
+        // A load may have finished between our lookup and taking the lock.
+        if let Some(entry) = core.store.get(&key, now) {
+            if now < entry.fresh_until {
+                drop(flights);
+                core.counters.hit();
+                return ResponseFuture::ready(entry.value.into_result());
+            }
+        }
+        core.counters.miss();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime to run a shared load on: call through, uncached.
+            drop(flights);
+            return ResponseFuture::direct(self.inner.clone().oneshot(req));
+        };
+        let flight = Flight::new();
+        let waiter = flight.join();
+        flights.insert(key.clone(), flight.clone());
+        drop(flights);
+        trace_event!(DEBUG, "cache miss: loading");
+        rt.spawn(self.load_task(key, req, flight));
+        ResponseFuture::waiting(waiter)
+    }
+
+    /// Starts a background refresh of a stale `key`, unless one is
+    /// already running or the entry was refreshed meanwhile.
+    #[cold]
+    fn refresh(&mut self, key: KF::Key, req: Req, now: Instant) {
+        let core = self.core.clone();
+        let mut flights = core.flights();
+        if flights.contains_key(&key) {
+            return;
+        }
+        if matches!(core.store.get(&key, now), Some(e) if now < e.fresh_until) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let flight = Flight::new();
+        flights.insert(key.clone(), flight.clone());
+        drop(flights);
+        trace_event!(DEBUG, "cache entry stale: refreshing in the background");
+        rt.spawn(self.load_task(key, req, flight));
+    }
+
+    /// The task that calls the inner service once for `key`, stores what
+    /// may be stored and hands the outcome to every waiter.
+    fn load_task(
+        &self,
+        key: KF::Key,
+        req: Req,
+        flight: Arc<Flight<Res>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        let policy = self.policy.clone();
+        let guard = LoadGuard {
+            core: self.core.clone(),
+            key,
+            flight,
+            done: false,
+        };
+        async move {
+            let result = inner.oneshot(req).await;
+            let outcome = policy.classify.classify(&result);
+            let core = guard.core.clone();
+            let now = Instant::now();
+            let keep = core.swr.max(core.sie);
+            match (result, outcome) {
+                (Ok(res), Outcome::Success) => {
+                    let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
+                    core.store.insert(guard.key.clone(), entry);
+                    guard.finish(|_| Output::Value { value: res });
+                }
+                (result, outcome) => {
+                    if outcome.is_failure() && !core.sie.is_zero() {
+                        if let Some(Entry {
+                            value: Cached::Response(stale),
+                            fresh_until,
+                            ..
+                        }) = core.store.get(&guard.key, now)
+                        {
+                            if now < later(fresh_until, core.sie) {
+                                trace_event!(DEBUG, "cache load failed: serving stale entry");
+                                let counters = &core.counters;
+                                guard.finish(|n| {
+                                    counters.stale_served(n as u64);
+                                    Output::Value { value: stale }
+                                });
+                                return;
+                            }
+                        }
+                    }
+                    match core.error_ttl {
+                        Some(ttl) => {
+                            let cached = match result {
+                                Ok(res) => Cached::Response(res),
+                                Err(e) => Cached::Error(SharedError::new(e.into())),
+                            };
+                            let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
+                            core.store.insert(guard.key.clone(), entry);
+                            guard.finish(|_| match cached {
+                                Cached::Response(value) => Output::Value { value },
+                                Cached::Error(e) => Output::Shared(e),
+                            });
+                        }
+                        None => guard.finish(|n| match result {
+                            Ok(value) => Output::Value { value },
+                            Err(e) if n <= 1 => Output::Solo(Some(e.into())),
+                            Err(e) => Output::Shared(SharedError::new(e.into())),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Owns a load's registration: takes the flight off the map and
+/// completes it, whether the load finishes, panics or is dropped.
+struct LoadGuard<K: Hash + Eq, Res> {
+    core: Arc<Core<K, Res>>,
+    key: K,
+    flight: Arc<Flight<Res>>,
+    done: bool,
+}
+
+impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
+    fn unregister(&self) {
+        let mut flights = self.core.flights();
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            flights.remove(&self.key);
+        }
+    }
+
+    fn finish(mut self, make: impl FnOnce(usize) -> Output<Res>) {
+        self.done = true;
+        self.unregister();
+        self.flight.complete(make);
+    }
+}
+
+impl<K: Hash + Eq, Res> Drop for LoadGuard<K, Res> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.unregister();
+            self.flight.complete(|_| Output::Abandoned);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Errors returned when a task cannot be submitted.
+
+use std::fmt;
+
+/// The queue already holds `capacity` pending tasks.
+///
+/// Returned inside a [`tower::BoxError`] by the [`Service`](tower_service::Service)
+/// impl when `call` is used without a successful `poll_ready`, and inside
+/// [`TrySubmitError::Full`] by [`TaskQueue::try_submit`](super::TaskQueue::try_submit).
+/// Wait with [`TaskQueue::submit`](super::TaskQueue::submit) or `poll_ready`
+/// instead, or raise the builder's `capacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueFull {
+    pub(crate) capacity: usize,
+}
+
+impl QueueFull {
+    /// The queue's capacity (pending tasks it holds at most).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task queue is full ({} pending tasks); wait for room with submit().await or poll_ready, or raise capacity",
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
+/// The queue no longer accepts tasks: it was shut down, every
+/// [`TaskQueue`](super::TaskQueue) handle was dropped, or its workers were
+/// stopped (for example because the tokio runtime shut down).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueClosed;
+
+impl fmt::Display for QueueClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task queue is shut down and accepts no new tasks")
+    }
+}
+
+impl std::error::Error for QueueClosed {}
+
+/// Why [`TaskQueue::try_submit`](super::TaskQueue::try_submit) refused a
+/// request; the request is handed back.
+pub enum TrySubmitError<Req> {
+    /// The queue holds `capacity` pending tasks already.
+    Full(QueueFull, Req),
+    /// The queue is shut down.
+    Closed(QueueClosed, Req),
+}
+
+impl<Req> TrySubmitError<Req> {
+    /// The request that was not submitted.
+    pub fn into_request(self) -> Req {
+        match self {
+            TrySubmitError::Full(_, req) | TrySubmitError::Closed(_, req) => req,
+        }
+    }
+
+    /// True when the queue was full (a later attempt may succeed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySubmitError::Full(..))
+    }
+
+    /// True when the queue is shut down (no later attempt can succeed).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySubmitError::Closed(..))
+    }
+}
+
+impl<Req> fmt::Debug for TrySubmitError<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySubmitError::Full(e, _) => f.debug_tuple("Full").field(e).finish_non_exhaustive(),
+            TrySubmitError::Closed(e, _) => {
+                f.debug_tuple("Closed").field(e).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+impl<Req> fmt::Display for TrySubmitError<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySubmitError::Full(e, _) => e.fmt(f),
+            TrySubmitError::Closed(e, _) => e.fmt(f),
+        }
+    }
+}
+
+impl<Req> std::error::Error for TrySubmitError<Req> {}

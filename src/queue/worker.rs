@@ -1,0 +1,165 @@
+//! The worker loop: take a job, drive the inner service (readiness first),
+//! catch panics, honour cancellation, record the outcome.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::queue::{Job, Shared};
+use super::task::{panic_message, Cell, TaskError};
+
+/// One worker: runs jobs one at a time until the queue is closed and empty.
+pub(crate) async fn run_worker<S, Req>(
+    shared: Arc<Shared<Req, S::Response, S::Error>>,
+    mut service: S,
+    index: usize,
+) where
+    S: Service<Req>,
+    Req: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    let mut guard = WorkerGuard {
+        shared,
+        current: None,
+        index,
+    };
+    while let Some(job) = (NextJob {
+        shared: &guard.shared,
+        index,
+    })
+    .await
+    {
+        let Job { cell, req } = job;
+        if !guard.shared.start(&cell) {
+            // Cancelled while pending: already accounted for.
+            continue;
+        }
+        guard.current = Some(cell);
+        let cell_ref = guard.current.as_deref().expect("just set");
+        let out = Run {
+            service: &mut service,
+            req: Some(req),
+            future: None,
+            cell: cell_ref,
+        }
+        .await;
+        let cell = guard.current.take().expect("set above");
+        guard.shared.finish(&cell, out);
+        // Keep a worker fed by a long queue of instant tasks from hogging
+        // its runtime thread.
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// Accounts for the worker's end, however it ends: a task it was running
+/// when dropped (runtime shutdown) is reported `Cancelled`; the last worker
+/// to stop closes the queue and cancels whatever is still pending, so no
+/// waiter hangs.
+struct WorkerGuard<Req, Res, E> {
+    shared: Arc<Shared<Req, Res, E>>,
+    current: Option<Arc<Cell<Res, E>>>,
+    index: usize,
+}
+
+impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.current.take() {
+            self.shared.finish(&cell, Err(TaskError::Cancelled));
+        }
+        self.shared.worker_stopped(self.index);
+    }
+}
+
+/// Waits for the next job; `None` once the queue is closed and empty.
+struct NextJob<'a, Req, Res, E> {
+    shared: &'a Shared<Req, Res, E>,
+    index: usize,
+}
+
+impl<Req, Res, E> Future for NextJob<'_, Req, Res, E> {
+    type Output = Option<Job<Req, Res, E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.shared.poll_next_job(cx, self.index)
+    }
+}
+
+pin_project! {
+    /// Runs one task on the inner service: `poll_ready`, then `call`, then
+    /// the response future, each under `catch_unwind`, checking for
+    /// cancellation before every step. Dropping it drops the task's future.
+    struct Run<'a, S, Req, Res, E>
+    where
+        S: Service<Req>,
+    {
+        service: &'a mut S,
+        req: Option<Req>,
+        #[pin]
+        future: Option<S::Future>,
+        cell: &'a Cell<Res, E>,
+    }
+}
+
+impl<S, Req> Future for Run<'_, S, Req, S::Response, S::Error>
+where
+    S: Service<Req>,
+{
+    type Output = Result<S::Response, TaskError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if this.cell.cancel_requested() {
+                this.future.set(None);
+                return Poll::Ready(Err(TaskError::Cancelled));
+            }
+            if let Some(fut) = this.future.as_mut().as_pin_mut() {
+                match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                    Ok(Poll::Ready(Ok(res))) => return Poll::Ready(Ok(res)),
+                    Ok(Poll::Ready(Err(e))) => return Poll::Ready(Err(TaskError::Failed(e))),
+                    Ok(Poll::Pending) => {
+                        if this.cell.park_worker(cx.waker()) {
+                            continue;
+                        }
+                        return Poll::Pending;
+                    }
+                    Err(payload) => {
+                        this.future.set(None);
+                        return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
+                    }
+                }
+            }
+            let service = &mut **this.service;
+            match catch_unwind(AssertUnwindSafe(|| service.poll_ready(cx))) {
+                Ok(Poll::Ready(Ok(()))) => {}
+                Ok(Poll::Ready(Err(e))) => return Poll::Ready(Err(TaskError::Failed(e))),
+                Ok(Poll::Pending) => {
+                    if this.cell.park_worker(cx.waker()) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Err(payload) => {
+                    return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
+                }
+            }
+            let Some(req) = this.req.take() else {
+                // Unreachable: the request is taken exactly once, right
+                // before the future is stored.
+                return Poll::Ready(Err(TaskError::Cancelled));
+            };
+            match catch_unwind(AssertUnwindSafe(|| service.call(req))) {
+                Ok(fut) => this.future.set(Some(fut)),
+                Err(payload) => {
+                    return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
+                }
+            }
+        }
+    }
+}

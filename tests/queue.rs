@@ -1,0 +1,804 @@
+//! Behaviour of `tower_patterns::queue` through its public API.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_patterns::queue::{
+    QueueClosed, QueueFull, Shutdown, TaskError, TaskQueue, TaskStatus, TrySubmitError,
+};
+
+/// What a test task does.
+#[derive(Clone)]
+enum Job {
+    Ok(u32),
+    Fail(&'static str),
+    Panic,
+    Sleep(u64),
+    /// Waits for a permit of this gate; sets the flag when the future is dropped.
+    Gate(Arc<Semaphore>, Arc<AtomicBool>),
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The test service; counts the calls it receives.
+fn jobs(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<Job, Response = u32, Error = &'static str, Future: Send> + Clone + Send + 'static
+{
+    service_fn(move |job: Job| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match job {
+                Job::Ok(n) => Ok(n),
+                Job::Fail(msg) => Err(msg),
+                Job::Panic => panic!("boom in task"),
+                Job::Sleep(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(ms as u32)
+                }
+                Job::Gate(gate, dropped) => {
+                    let _guard = SetOnDrop(dropped);
+                    gate.acquire().await.expect("gate open").forget();
+                    Ok(0)
+                }
+            }
+        }
+    })
+}
+
+fn gate() -> (Arc<Semaphore>, Arc<AtomicBool>) {
+    (
+        Arc::new(Semaphore::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+async fn wait_status<Req: Send + 'static, Res: Send + 'static, E: Send + 'static>(
+    queue: &TaskQueue<Req, Res, E>,
+    id: tower_patterns::queue::TaskId,
+    want: TaskStatus,
+) {
+    for _ in 0..10_000 {
+        if queue.status(id) == Some(want) {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{id} never reached {want:?}: {:?}", queue.status(id));
+}
+
+#[tokio::test]
+async fn results_are_delivered_for_success_failure_and_panic() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(calls.clone()))
+        .unwrap();
+    let ok = queue.submit(Job::Ok(7)).await.unwrap();
+    let fail = queue.submit(Job::Fail("bad input")).await.unwrap();
+    let panic = queue.submit(Job::Panic).await.unwrap();
+    // The single worker survives the panic and runs the next task.
+    let after = queue.submit(Job::Ok(8)).await.unwrap();
+
+    assert_eq!(queue.result(ok).await.unwrap(), 7);
+    match queue.result(fail).await {
+        Err(TaskError::Failed(msg)) => assert_eq!(msg, "bad input"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    match queue.result(panic).await {
+        Err(TaskError::Panicked(msg)) => assert!(msg.contains("boom in task"), "{msg}"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(queue.result(after).await.unwrap(), 8);
+
+    let stats = queue.stats();
+    assert_eq!(stats.submitted, 4);
+    assert_eq!(stats.completed, 2);
+    assert_eq!(stats.failed, 2);
+    assert_eq!(stats.panicked, 1);
+    assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
+    // Taken results are forgotten.
+    assert_eq!(queue.status(ok), None);
+    assert!(matches!(queue.result(ok).await, Err(TaskError::NotFound(id)) if id == ok));
+}
+
+#[tokio::test]
+async fn statuses_are_kept_until_taken() {
+    let queue = TaskQueue::builder()
+        .workers(2)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let ok = queue.submit(Job::Ok(1)).await.unwrap();
+    let fail = queue.submit(Job::Fail("no")).await.unwrap();
+    let panic = queue.submit(Job::Panic).await.unwrap();
+    wait_status(&queue, ok, TaskStatus::Completed).await;
+    wait_status(&queue, fail, TaskStatus::Failed).await;
+    wait_status(&queue, panic, TaskStatus::Failed).await;
+    assert_eq!(queue.stats().retained, 3);
+    assert!(queue.result(panic).await.unwrap_err().is_panic());
+    assert_eq!(queue.stats().retained, 2);
+}
+
+#[tokio::test]
+async fn a_dropped_handle_leaves_the_result_for_later() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let handle = queue.submit_with_handle(Job::Ok(4)).await.unwrap();
+    let id = handle.id();
+    drop(handle);
+    wait_status(&queue, id, TaskStatus::Completed).await;
+    assert_eq!(queue.stats().retained, 1);
+    assert_eq!(queue.result(id).await.unwrap(), 4);
+    assert_eq!(queue.stats().tracked, 0);
+
+    // A handle kept alive reports the status, and still has it once taken.
+    let mut handle = queue.submit_with_handle(Job::Fail("nope")).await.unwrap();
+    wait_status(&queue, handle.id(), TaskStatus::Failed).await;
+    assert_eq!(handle.status(), TaskStatus::Failed);
+    assert_eq!(queue.stats().retained, 0, "the live handle will take it");
+    assert!((&mut handle).await.is_err());
+    assert_eq!(handle.status(), TaskStatus::Failed);
+    assert!(!handle.cancel(), "already finished");
+}
+
+#[tokio::test]
+async fn panics_in_poll_ready_and_call_become_task_errors() {
+    /// Panics in its first `poll_ready`, and in `call` for zero.
+    #[derive(Clone, Default)]
+    struct Faulty(Arc<AtomicBool>);
+    impl Service<u8> for Faulty {
+        type Response = u8;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<u8, BoxError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if !self.0.swap(true, Ordering::SeqCst) {
+                panic!("not ready, ever");
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, n: u8) -> Self::Future {
+            if n == 0 {
+                panic!("call refused zero");
+            }
+            std::future::ready(Ok(n))
+        }
+    }
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(Faulty::default())
+        .unwrap();
+    let first = queue.submit_with_handle(1).await.unwrap();
+    match first.await {
+        Err(TaskError::Panicked(msg)) => assert_eq!(msg, "not ready, ever"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    let zero = queue.submit_with_handle(0).await.unwrap();
+    let one = queue.submit_with_handle(1).await.unwrap();
+    match zero.await {
+        Err(TaskError::Panicked(msg)) => assert_eq!(msg, "call refused zero"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(one.await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn result_waits_and_can_be_bounded_by_a_timeout() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let id = queue.submit(Job::Sleep(10_000)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let waited = tokio::time::timeout(Duration::from_secs(1), queue.result(id)).await;
+    assert!(waited.is_err(), "the task takes 10 s");
+    assert_eq!(queue.status(id), Some(TaskStatus::Running));
+    // The timed-out wait left the result in place for this one.
+    assert_eq!(queue.result(id).await.unwrap(), 10_000);
+    // Woken at completion: no polling interval added to the task's 10 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn cancel_pending_task_never_runs() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(calls.clone()))
+        .unwrap();
+    let (gate, _) = gate();
+    let blocker = queue
+        .submit(Job::Gate(gate.clone(), Arc::default()))
+        .await
+        .unwrap();
+    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let pending = queue.submit_with_handle(Job::Ok(5)).await.unwrap();
+    assert_eq!(pending.status(), TaskStatus::Pending);
+    assert_eq!(queue.stats().queued, 1);
+
+    assert!(queue.cancel(pending.id()));
+    assert!(!queue.cancel(pending.id()), "already cancelled");
+    assert_eq!(queue.status(pending.id()), Some(TaskStatus::Cancelled));
+    assert_eq!(queue.stats().queued, 0, "its slot is freed at once");
+
+    gate.add_permits(1);
+    assert_eq!(queue.result(blocker).await.unwrap(), 0);
+    assert!(pending.await.unwrap_err().is_cancelled());
+    // Let the worker look for more work: the cancelled task must not run.
+    let probe = queue.submit(Job::Ok(1)).await.unwrap();
+    queue.result(probe).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "blocker and probe only");
+    assert_eq!(queue.stats().cancelled, 1);
+}
+
+#[tokio::test]
+async fn cancel_running_task_drops_its_future() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let (gate, dropped) = gate();
+    let handle = queue
+        .submit_with_handle(Job::Gate(gate, dropped.clone()))
+        .await
+        .unwrap();
+    wait_status(&queue, handle.id(), TaskStatus::Running).await;
+    assert!(!dropped.load(Ordering::SeqCst));
+
+    assert!(handle.cancel());
+    let id = handle.id();
+    assert!(handle.await.unwrap_err().is_cancelled());
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the task's future was dropped"
+    );
+    assert_eq!(queue.status(id), None, "taken");
+    // The worker is free again.
+    let next = queue.submit(Job::Ok(3)).await.unwrap();
+    assert_eq!(queue.result(next).await.unwrap(), 3);
+    let stats = queue.stats();
+    assert_eq!((stats.cancelled, stats.running), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_at_capacity() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .capacity(2)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let (gate, _) = gate();
+    let blocker = queue
+        .submit(Job::Gate(gate.clone(), Arc::default()))
+        .await
+        .unwrap();
+    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let a = queue.try_submit(Job::Ok(1)).unwrap();
+    let b = queue.try_submit(Job::Ok(2)).unwrap();
+
+    match queue.try_submit(Job::Ok(3)) {
+        Err(TrySubmitError::Full(full, Job::Ok(3))) => assert_eq!(full.capacity(), 2),
+        other => panic!("expected Full, got {:?}", other.map_err(|e| e.to_string())),
+    }
+    // `submit` waits for room...
+    let waiting = tokio::time::timeout(Duration::from_secs(5), queue.submit(Job::Ok(4))).await;
+    assert!(waiting.is_err(), "submit must wait while the queue is full");
+    // ...and so does the Service's poll_ready.
+    let mut svc = queue.clone();
+    let ready = tokio::time::timeout(Duration::from_secs(5), svc.ready()).await;
+    assert!(
+        ready.is_err(),
+        "poll_ready must wait while the queue is full"
+    );
+    // `call` without readiness reports QueueFull.
+    let err = svc.call(Job::Ok(5)).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<QueueFull>().map(|e| e.capacity()),
+        Some(2)
+    );
+    assert!(err.to_string().contains("full"), "{err}");
+
+    // Room appears as the worker takes the next task.
+    let submit = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.submit(Job::Ok(6)).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!submit.is_finished());
+    gate.add_permits(1);
+    let c = submit.await.unwrap().unwrap();
+    for (id, want) in [(a, 1), (b, 2), (c, 6)] {
+        assert_eq!(queue.result(id).await.unwrap(), want);
+    }
+    // A reserved slot is honoured by call.
+    let id = svc.ready().await.unwrap().call(Job::Ok(9)).await.unwrap();
+    assert_eq!(queue.result(id).await.unwrap(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiting_submit_passes_its_wake_up_on() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .capacity(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let (gate, _) = gate();
+    let blocker = queue
+        .submit(Job::Gate(gate.clone(), Arc::default()))
+        .await
+        .unwrap();
+    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let queued = queue.submit(Job::Ok(1)).await.unwrap();
+
+    // Two submitters wait for room: first `a`, then `b`.
+    let mut a = Box::pin(queue.submit(Job::Ok(2)));
+    assert!(futures::poll!(a.as_mut()).is_pending());
+    let b = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.submit(Job::Ok(3)).await }
+    });
+    tokio::task::yield_now().await;
+    // Room appears and `a` is told; `a` is dropped without using it.
+    assert!(queue.cancel(queued));
+    drop(a);
+    let b = tokio::time::timeout(Duration::from_secs(5), b)
+        .await
+        .expect("b must get the room a gave up")
+        .unwrap()
+        .unwrap();
+    gate.add_permits(1);
+    assert_eq!(queue.result(b).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn service_impl_submits_and_reports_closed() {
+    let queue = TaskQueue::builder()
+        .workers(2)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let id = queue.clone().oneshot(Job::Ok(11)).await.unwrap();
+    assert_eq!(queue.result(id).await.unwrap(), 11);
+
+    let summary = queue.shutdown(Shutdown::Now).await;
+    assert!(summary.cancelled.is_empty());
+    let err = queue.clone().oneshot(Job::Ok(1)).await.unwrap_err();
+    assert!(err.downcast_ref::<QueueClosed>().is_some(), "{err}");
+    assert_eq!(queue.submit(Job::Ok(1)).await, Err(QueueClosed));
+    assert!(queue.try_submit(Job::Ok(1)).unwrap_err().is_closed());
+    assert!(queue.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_finishes_accepted_work() {
+    let queue = TaskQueue::builder()
+        .workers(2)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 1..=10 {
+        ids.push(queue.submit(Job::Sleep(i * 100)).await.unwrap());
+    }
+    let summary = queue
+        .shutdown(Shutdown::Graceful(Duration::from_secs(60)))
+        .await;
+    assert!(!summary.deadline_reached);
+    assert!(summary.cancelled.is_empty());
+    assert_eq!(summary.completed, 10);
+    for (i, id) in ids.into_iter().enumerate() {
+        assert_eq!(queue.status(id), Some(TaskStatus::Completed));
+        assert_eq!(queue.result(id).await.unwrap(), (i as u32 + 1) * 100);
+    }
+    assert_eq!(queue.stats().tracked, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_deadline_cancels_the_rest_and_accounts_for_every_id() {
+    let queue = TaskQueue::builder()
+        .workers(2)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        handles.push(queue.submit_with_handle(Job::Sleep(1_000)).await.unwrap());
+    }
+    let ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
+    // Two workers, 1 s per task: by 2.5 s four tasks are done, two are
+    // running and four still pending.
+    let summary = queue
+        .shutdown(Shutdown::Graceful(Duration::from_millis(2_500)))
+        .await;
+    assert!(summary.deadline_reached);
+    assert_eq!(summary.completed, 4);
+    assert_eq!(summary.cancelled.len(), 6);
+
+    let cancelled: HashSet<_> = summary.cancelled.iter().copied().collect();
+    for (id, handle) in ids.iter().zip(handles) {
+        let status = queue.status(*id).expect("every accepted task has a status");
+        let result = handle.await;
+        if cancelled.contains(id) {
+            assert_eq!(status, TaskStatus::Cancelled);
+            assert!(result.unwrap_err().is_cancelled());
+        } else {
+            assert_eq!(status, TaskStatus::Completed);
+            assert_eq!(result.unwrap(), 1_000);
+        }
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.completed, stats.cancelled), (4, 6));
+    assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn shutdown_now_cancels_everything_unfinished() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let (gate, dropped) = gate();
+    let running = queue
+        .submit(Job::Gate(gate, dropped.clone()))
+        .await
+        .unwrap();
+    wait_status(&queue, running, TaskStatus::Running).await;
+    let pending = queue.submit(Job::Ok(1)).await.unwrap();
+    let summary = queue.shutdown(Shutdown::Now).await;
+    assert_eq!(summary.cancelled, vec![running, pending]);
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(queue.result(running).await.unwrap_err().is_cancelled());
+    assert!(queue.result(pending).await.unwrap_err().is_cancelled());
+    // A second shutdown has nothing left to do.
+    assert_eq!(queue.shutdown(Shutdown::Now).await.cancelled, vec![]);
+}
+
+#[tokio::test]
+async fn dropping_the_last_queue_handle_drains_accepted_tasks() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let a = queue.submit_with_handle(Job::Ok(1)).await.unwrap();
+    let b = queue.submit_with_handle(Job::Ok(2)).await.unwrap();
+    drop(queue);
+    assert_eq!(a.await.unwrap(), 1);
+    assert_eq!(b.await.unwrap(), 2);
+}
+
+#[test]
+fn stopped_runtime_cancels_tasks_instead_of_losing_them() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (gate, _) = gate();
+    let (queue, running, pending) = rt.block_on(async {
+        let queue = TaskQueue::builder()
+            .workers(1)
+            .build(jobs(Arc::default()))
+            .unwrap();
+        let running = queue
+            .submit_with_handle(Job::Gate(gate, Arc::default()))
+            .await
+            .unwrap();
+        wait_status(&queue, running.id(), TaskStatus::Running).await;
+        let pending = queue.submit_with_handle(Job::Ok(1)).await.unwrap();
+        (queue, running, pending)
+    });
+    drop(rt);
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    other.block_on(async {
+        assert!(running.await.unwrap_err().is_cancelled());
+        assert!(pending.await.unwrap_err().is_cancelled());
+        assert!(queue.is_closed());
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_results_expire_after_retention() {
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .retain_results(Duration::from_secs(60))
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let id = queue.submit(Job::Ok(1)).await.unwrap();
+    wait_status(&queue, id, TaskStatus::Completed).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(queue.status(id), Some(TaskStatus::Completed));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(queue.status(id), None);
+    assert!(matches!(
+        queue.result(id).await,
+        Err(TaskError::NotFound(_))
+    ));
+    assert_eq!(queue.stats().tracked, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_queue_drops_expired_results_on_time() {
+    /// A response that reports when it is dropped.
+    struct Tracked(Arc<AtomicBool>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let svc = service_fn({
+        let dropped = dropped.clone();
+        move |()| std::future::ready(Ok::<_, BoxError>(Tracked(dropped.clone())))
+    });
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .retain_results(Duration::from_secs(60))
+        .build(svc)
+        .unwrap();
+    let id = queue.submit(()).await.unwrap();
+    wait_status(&queue, id, TaskStatus::Completed).await;
+    // Nobody touches the queue: the janitor alone must drop the result.
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "kept for the retention period"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(dropped.load(Ordering::SeqCst), "dropped once expired");
+    assert_eq!(queue.status(id), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_stays_bounded_over_a_long_run() {
+    const TASKS: u32 = 100_000;
+    let queue = TaskQueue::builder()
+        .workers(4)
+        .capacity(256)
+        .max_retained(1_000)
+        .retain_results(Duration::from_secs(300))
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let mut max_tracked = 0;
+    let (mut first, mut last) = (None, None);
+    for i in 0..TASKS {
+        // Nobody waits: every result is parked in the table.
+        let id = queue.submit(Job::Ok(i)).await.unwrap();
+        first.get_or_insert(id);
+        last = Some(id);
+        if i % 1_000 == 0 {
+            max_tracked = max_tracked.max(queue.stats().tracked);
+        }
+    }
+    let last = last.unwrap();
+    wait_status(&queue, last, TaskStatus::Completed).await;
+    let stats = queue.stats();
+    assert_eq!(stats.completed, u64::from(TASKS));
+    assert_eq!(stats.retained, 1_000, "at the bound");
+    assert_eq!(stats.tracked, 1_000);
+    assert!(max_tracked <= 1_000 + 256 + 4, "tracked {max_tracked}");
+    // The newest are kept, the oldest forgotten.
+    assert_eq!(queue.result(last).await.unwrap(), TASKS - 1);
+    assert_eq!(queue.status(last), None, "taken");
+    assert_eq!(
+        queue.status(first.unwrap()),
+        None,
+        "evicted by max_retained"
+    );
+
+    // Results taken through handles leave nothing behind.
+    for i in 0..10_000 {
+        let handle = queue.submit_with_handle(Job::Ok(i)).await.unwrap();
+        if i % 2 == 0 {
+            assert_eq!(handle.await.unwrap(), i);
+        } else {
+            drop(handle); // dropped: the result is parked instead
+        }
+    }
+    assert!(queue.stats().tracked <= 1_000 + 256 + 4);
+    while queue.stats().completed < u64::from(TASKS) + 10_000 {
+        tokio::task::yield_now().await;
+    }
+    // Retention ends and everything is forgotten.
+    tokio::time::advance(Duration::from_secs(301)).await;
+    let stats = queue.stats();
+    assert_eq!((stats.retained, stats.tracked), (0, 0));
+}
+
+/// Fails every request's first attempt; tracks how many run at once.
+#[derive(Clone, Default)]
+struct Flaky {
+    attempts: Arc<Mutex<std::collections::HashMap<u32, u32>>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl Service<u32> for Flaky {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<u32, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let a = attempts.entry(n).or_default();
+            *a += 1;
+            *a
+        };
+        let in_flight = self.in_flight.clone();
+        let max = self.max_in_flight.clone();
+        Box::pin(async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            if attempt == 1 {
+                Err("first attempt fails".into())
+            } else {
+                Ok(n * 10)
+            }
+        })
+    }
+}
+
+/// Retries any error, up to two times (tower's own `Policy`).
+#[derive(Clone)]
+struct RetryTwice(u32);
+
+impl tower::retry::Policy<u32, u32, BoxError> for RetryTwice {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut u32, result: &mut Result<u32, BoxError>) -> Option<Self::Future> {
+        if result.is_err() && self.0 > 0 {
+            self.0 -= 1;
+            Some(std::future::ready(()))
+        } else {
+            None
+        }
+    }
+
+    fn clone_request(&mut self, req: &u32) -> Option<u32> {
+        Some(*req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn layered_inner_service_applies_per_task() {
+    // tower's own limit and retry layers for now; ours are built in parallel.
+    let flaky = Flaky::default();
+    let inner = ServiceBuilder::new()
+        .concurrency_limit(2)
+        .retry(RetryTwice(2))
+        .service(flaky.clone());
+    let queue = TaskQueue::builder().workers(5).build(inner).unwrap();
+    let mut handles = Vec::new();
+    for n in 0..20 {
+        handles.push(queue.submit_with_handle(n).await.unwrap());
+    }
+    for (n, handle) in (0..20).zip(handles) {
+        assert_eq!(handle.await.unwrap(), n * 10, "retried inside the queue");
+    }
+    let attempts = flaky.attempts.lock().unwrap();
+    assert!(attempts.values().all(|&a| a == 2), "{attempts:?}");
+    // Five workers, but the limit inside the queue holds them to two.
+    assert_eq!(flaky.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn builder_rejects_bad_values() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let err = TaskQueue::builder()
+        .workers(0)
+        .build(jobs(Arc::default()))
+        .unwrap_err();
+    assert_eq!(err.field(), "workers");
+    let err = TaskQueue::builder()
+        .capacity(0)
+        .build(jobs(Arc::default()))
+        .unwrap_err();
+    assert_eq!(err.field(), "capacity");
+    drop(_enter);
+    let err = TaskQueue::builder()
+        .build(jobs(Arc::default()))
+        .unwrap_err();
+    assert_eq!(err.field(), "runtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submitters_and_cancels_account_for_every_task() {
+    let queue = TaskQueue::builder()
+        .workers(3)
+        .capacity(64)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    let mut submitters = Vec::new();
+    for s in 0..4u32 {
+        let queue = queue.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..2_000u32 {
+                let job = if i % 3 == 0 {
+                    Job::Sleep(0)
+                } else {
+                    Job::Ok(i)
+                };
+                let handle = queue.submit_with_handle(job).await.unwrap();
+                if (i + s) % 5 == 0 {
+                    handle.cancel();
+                }
+                handles.push(handle);
+            }
+            let (mut ok, mut cancelled) = (0u64, 0u64);
+            for handle in handles {
+                match handle.await {
+                    Ok(_) => ok += 1,
+                    Err(TaskError::Cancelled) => cancelled += 1,
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+            }
+            (ok, cancelled)
+        }));
+    }
+    let (mut ok, mut cancelled) = (0, 0);
+    for s in submitters {
+        let (o, c) = s.await.unwrap();
+        ok += o;
+        cancelled += c;
+    }
+    assert_eq!(ok + cancelled, 8_000);
+    let stats = queue.stats();
+    assert_eq!(stats.submitted, 8_000);
+    assert_eq!((stats.completed, stats.cancelled), (ok, cancelled));
+    assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn futures_are_send_and_queue_is_shareable() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Sync>(_: &T) {}
+    let queue = TaskQueue::builder()
+        .workers(1)
+        .build(jobs(Arc::default()))
+        .unwrap();
+    assert_send(&queue);
+    assert_sync(&queue);
+    let submit = queue.submit(Job::Ok(1));
+    assert_send(&submit);
+    let id = submit.await.unwrap();
+    let result = queue.result(id);
+    assert_send(&result);
+    assert_eq!(result.await.unwrap(), 1);
+    let handle = queue.submit_with_handle(Job::Ok(2)).await.unwrap();
+    assert_send(&handle);
+    assert_sync(&handle);
+    let shutdown = queue.shutdown(Shutdown::Graceful(Duration::from_secs(1)));
+    assert_send(&shutdown);
+    // Shutdown runs from another task while the handle is awaited here.
+    let queue2 = queue.clone();
+    let summary = tokio::spawn(async move {
+        queue2
+            .shutdown(Shutdown::Graceful(Duration::from_secs(1)))
+            .await
+    });
+    drop(shutdown);
+    assert_eq!(handle.await.unwrap(), 2);
+    assert!(summary.await.unwrap().cancelled.is_empty());
+}
