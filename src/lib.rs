@@ -27,6 +27,7 @@
 mod trace;
 
 pub mod cache;
+pub mod circuit_breaker;
 pub mod classify;
 mod error;
 pub mod fetch;
