@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, ServiceBuilder};
+use tower_patterns::classify::Outcome;
 use tower_patterns::paginate::{
     self, Cursor, CursorRequest, JsonPages, LinkHeader, Page, PageNumber, PageRequest, Paginator,
     WalkError,
 };
+use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Item {
@@ -590,40 +592,34 @@ async fn resume_a_cursor_walk_from_its_token() {
     assert_eq!(server.state.total(), 1);
 }
 
-#[derive(Clone)]
-struct RetryTransient {
-    left: usize,
+/// The crate's retry layer, retrying the page errors
+/// `paginate::Error::is_transient` calls transient.
+type Transient = fn(&Result<Page<Item>, paginate::Error>) -> Outcome;
+
+fn transient(result: &Result<Page<Item>, paginate::Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.is_transient() => Outcome::Failure,
+        Err(_) => Outcome::Ignored,
+    }
 }
 
-impl<Req: Clone, Res> tower::retry::Policy<Req, Res, paginate::Error> for RetryTransient {
-    type Future = std::future::Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut Req,
-        result: &mut Result<Res, paginate::Error>,
-    ) -> Option<Self::Future> {
-        match result {
-            Err(e) if e.is_transient() && self.left > 0 => {
-                self.left -= 1;
-                Some(std::future::ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
+fn retry_transient(max_attempts: u32) -> RetryLayer<Transient> {
+    RetryLayer::builder()
+        .max_attempts(max_attempts)
+        .backoff(Backoff::constant(Duration::ZERO).jitter(Jitter::None))
+        .classify(transient as Transient)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_retry_layer_retries_a_transient_page_failure_transparently() {
-    // tower's own retry layer for now; the crate's `retry` module plugs in the same way.
     let server = Server::start().await;
     server.state.fail_page_once.store(4, Ordering::SeqCst);
+    let retry = retry_transient(3);
     let svc = ServiceBuilder::new()
-        .retry(RetryTransient { left: 2 })
+        .layer(retry.clone())
         .service(page_number_service(&server, "/items"));
     let items: Vec<Item> = Paginator::new(svc, PageNumber::new(1, 100))
         .items()
@@ -632,11 +628,12 @@ async fn a_retry_layer_retries_a_transient_page_failure_transparently() {
         .unwrap();
     assert_eq!(ids(&items), (0..1000).collect::<Vec<_>>());
     assert_eq!(server.state.count("page=4&"), 2, "page 4 was retried once");
+    assert_eq!(retry.stats().retries, 1);
 
     // The same around the Link-header walk's page service.
     server.state.fail_page_once.store(3, Ordering::SeqCst);
     let svc = ServiceBuilder::new()
-        .retry(RetryTransient { left: 2 })
+        .layer(retry_transient(3))
         .service(JsonPages::<Item>::new(client()));
     let first: Uri = server
         .url("/items/link?page=1&per_page=100")
@@ -948,7 +945,7 @@ async fn walks_the_shared_flaky_upstream_with_retries() {
 
     // Link headers, retried per page.
     let svc = ServiceBuilder::new()
-        .retry(RetryTransient { left: 30 })
+        .layer(retry_transient(31))
         .service(JsonPages::<Item>::new(client()));
     let first: Uri = upstream
         .url("/items/link?page=1&per_page=90")
@@ -965,7 +962,7 @@ async fn walks_the_shared_flaky_upstream_with_retries() {
     // Page numbers over the same page service.
     let base = upstream.url("/items");
     let svc = ServiceBuilder::new()
-        .retry(RetryTransient { left: 30 })
+        .layer(retry_transient(31))
         .map_request(move |r: PageRequest| -> Uri {
             format!("{base}?page={}&per_page={}", r.page, r.per_page)
                 .parse()

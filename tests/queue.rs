@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::queue::{
     QueueClosed, QueueFull, Shutdown, TaskError, TaskQueue, TaskStatus, TrySubmitError,
 };
+use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 
 /// What a test task does.
 #[derive(Clone)]
@@ -656,34 +658,19 @@ impl Service<u32> for Flaky {
     }
 }
 
-/// Retries any error, up to two times (tower's own `Policy`).
-#[derive(Clone)]
-struct RetryTwice(u32);
-
-impl tower::retry::Policy<u32, u32, BoxError> for RetryTwice {
-    type Future = std::future::Ready<()>;
-
-    fn retry(&mut self, _: &mut u32, result: &mut Result<u32, BoxError>) -> Option<Self::Future> {
-        if result.is_err() && self.0 > 0 {
-            self.0 -= 1;
-            Some(std::future::ready(()))
-        } else {
-            None
-        }
-    }
-
-    fn clone_request(&mut self, req: &u32) -> Option<u32> {
-        Some(*req)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn layered_inner_service_applies_per_task() {
-    // tower's own limit and retry layers for now; ours are built in parallel.
+    // The crate's own limit and retry layers inside the queue.
     let flaky = Flaky::default();
+    let limit = ConcurrencyLimitLayer::new(2);
+    let retry = RetryLayer::builder()
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::from_millis(1)).jitter(Jitter::None))
+        .build()
+        .unwrap();
     let inner = ServiceBuilder::new()
-        .concurrency_limit(2)
-        .retry(RetryTwice(2))
+        .layer(limit.clone())
+        .layer(retry.clone())
         .service(flaky.clone());
     let queue = TaskQueue::builder().workers(5).build(inner).unwrap();
     let mut handles = Vec::new();
@@ -697,6 +684,9 @@ async fn layered_inner_service_applies_per_task() {
     assert!(attempts.values().all(|&a| a == 2), "{attempts:?}");
     // Five workers, but the limit inside the queue holds them to two.
     assert_eq!(flaky.max_in_flight.load(Ordering::SeqCst), 2);
+    let stats = retry.stats();
+    assert_eq!((stats.attempts, stats.retries), (40, 20));
+    assert_eq!(limit.stats().in_flight, 0);
 }
 
 #[test]
