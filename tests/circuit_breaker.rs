@@ -708,7 +708,7 @@ async fn stress_no_lost_or_double_counted_outcomes() {
     for layer in [
         CircuitBreakerLayer::builder()
             .consecutive_failures(3)
-            .open_duration(Duration::from_micros(200))
+            .open_duration(Duration::from_millis(1))
             .half_open_calls(2)
             .classify(classify)
             .build()
@@ -717,7 +717,7 @@ async fn stress_no_lost_or_double_counted_outcomes() {
             .sliding_window(Window::Count(20))
             .minimum_calls(10)
             .failure_rate_threshold(0.3)
-            .open_duration(Duration::from_micros(200))
+            .open_duration(Duration::from_millis(1))
             .half_open_calls(3)
             .classify(classify)
             .build()
@@ -766,7 +766,7 @@ async fn stress_no_lost_or_double_counted_outcomes() {
                         counter.fetch_add(1, Ordering::Relaxed);
                         if rng.u8(0..50) == 0 {
                             // Let wall-clock time pass so open periods end.
-                            tokio::time::sleep(Duration::from_micros(300)).await;
+                            tokio::time::sleep(Duration::from_micros(1200)).await;
                         }
                     }
                 })
@@ -791,8 +791,8 @@ async fn stress_no_lost_or_double_counted_outcomes() {
             s.successes + s.failures + s.ignored + s.cancelled
         );
         assert!(
-            s.opened > 0 && s.rejected > 0,
-            "the run never opened the breaker: {s:?}"
+            s.opened >= 2 && s.rejected > 0,
+            "the run never cycled the breaker: {s:?}"
         );
         assert!(s.window_calls <= 20);
         // No probe slot leaked: nothing is in flight any more.
