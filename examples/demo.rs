@@ -452,7 +452,7 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
             async move {
                 let user = users.oneshot(get(&url)).await?;
                 let mut conn = pool.acquire().await?;
-                conn.save(user.id, user.name.clone());
+                conn.save(user.id, user.name.clone()).await;
                 Ok::<_, BoxError>(format!("saved {} via conn #{}", user.name, conn.id))
             }
         })
@@ -575,6 +575,7 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         let at = stack.started.elapsed();
         let result = users.clone().oneshot(get(&upstream.url(&path))).await;
         let sent = upstream.requests() - before;
+        let mut return_text: Option<String> = None;
         let outcome = match &result {
             Ok(_) => {
                 if up_at.is_some() && stack.breaker.state() == State::Closed {
@@ -587,9 +588,16 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
                     opened_at.get_or_insert_with(Instant::now);
                     if sent == 0 {
                         fail_fast += 1;
+                    } else {
+                        // Attempts that reached the server failed and
+                        // (re)opened the breaker; the next one was refused.
+                        return_text = Some(format!(
+                            "HTTP 503 x{sent}, breaker (re)opened, then {}",
+                            describe(e)
+                        ));
                     }
                 }
-                describe(e)
+                return_text.take().unwrap_or_else(|| describe(e))
             }
         };
         lines.push((
@@ -749,7 +757,9 @@ struct Conn {
 }
 
 impl Conn {
-    fn save(&mut self, key: u64, value: String) {
+    /// Writes a row; takes a few milliseconds, like a real database would.
+    async fn save(&mut self, key: u64, value: String) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
         self.rows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
