@@ -372,9 +372,11 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
                 checkpoint = stream.checkpoint().cloned();
                 let wait = find_open(&e).and_then(Open::retry_after);
                 println!(
-                    "  walk stopped after {} items: {e}; resuming at {:?}{}",
+                    "  walk stopped after {} items: {e}; resuming at {}{}",
                     items.len(),
-                    checkpoint.as_ref().map(|u| u.to_string()),
+                    checkpoint
+                        .as_ref()
+                        .map_or_else(|| "nothing".into(), |u| u.to_string()),
                     wait.map(|w| format!(" after the breaker's {w:?}"))
                         .unwrap_or_default()
                 );
