@@ -34,6 +34,7 @@ pub mod limit;
 pub mod paginate;
 pub mod pool;
 pub mod queue;
+pub mod respond;
 
 #[cfg(feature = "upstream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]
