@@ -1,8 +1,11 @@
 //! [`GrpcClassify`]: gRPC outcomes for retry and the circuit breaker.
 
+use std::any::Any;
 use std::time::Duration;
 
+use crate::circuit_breaker::Open;
 use crate::classify::{Classify, Outcome};
+use crate::BoxError;
 
 // gRPC status codes (grpc/doc/statuscodes.md); no tonic needed here.
 const OK: i32 = 0;
@@ -25,7 +28,11 @@ const DATA_LOSS: i32 = 15;
 /// are beyond what a response-level classifier can see; they count as
 /// successes.
 ///
-/// - `Err(_)` (connect errors, resets): [`Outcome::Failure`].
+/// - `Err(_)` (connect errors, resets): [`Outcome::Failure`], except a
+///   [`circuit_breaker::Open`](crate::circuit_breaker::Open) (as such, or
+///   inside a [`BoxError`](crate::BoxError)): the call never left this
+///   process, so it is [`Outcome::Ignored`]: retry does not hammer an
+///   open breaker, and an outer breaker does not count it.
 /// - A non-200 HTTP status: [`Outcome::Failure`].
 /// - `grpc-status` `UNAVAILABLE` (14), `RESOURCE_EXHAUSTED` (8),
 ///   `DEADLINE_EXCEEDED` (4), `INTERNAL` (13), `UNKNOWN` (2),
@@ -66,10 +73,21 @@ impl GrpcClassify {
     }
 }
 
-impl<B, E> Classify<http::Response<B>, E> for GrpcClassify {
+/// Whether `err` is, or is a `BoxError` holding, an open breaker's error.
+fn is_open<E: 'static>(err: &E) -> bool {
+    let any: &dyn Any = err;
+    if any.is::<Open>() {
+        return true;
+    }
+    any.downcast_ref::<BoxError>()
+        .is_some_and(|b| b.is::<Open>())
+}
+
+impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassify {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         let res = match result {
             Ok(res) => res,
+            Err(e) if is_open(e) => return Outcome::Ignored,
             Err(_) => return Outcome::Failure,
         };
         if res.status() != http::StatusCode::OK {
@@ -125,5 +143,21 @@ mod tests {
             Outcome::Failure
         );
         assert_eq!(c.retry_after(&res(200, Some("14"))), None);
+
+        let open =
+            crate::circuit_breaker::CircuitBreakerLayer::consecutive(1, Duration::from_secs(1));
+        open.handle().force_open();
+        let mut svc = tower::Layer::layer(
+            &open,
+            tower::service_fn(|_: ()| async { Ok::<_, BoxError>(http::Response::new(())) }),
+        );
+        let err = futures::executor::block_on(async {
+            use tower::{Service, ServiceExt};
+            svc.ready().await.unwrap().call(()).await.unwrap_err()
+        });
+        let boxed: Result<http::Response<()>, BoxError> = Err(err);
+        assert_eq!(c.classify(&boxed), Outcome::Ignored);
+        let other: Result<http::Response<()>, BoxError> = Err("reset".into());
+        assert_eq!(c.classify(&other), Outcome::Failure);
     }
 }
