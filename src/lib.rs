@@ -35,6 +35,7 @@ pub mod paginate;
 pub mod pool;
 pub mod queue;
 pub mod respond;
+pub mod retry;
 
 #[cfg(feature = "upstream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]

@@ -1,0 +1,298 @@
+//! [`RetryLayer`], its builder, and the state its services share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::backoff::Backoff;
+use super::budget::RetryBudget;
+use super::service::Retry;
+use super::shared::Core;
+use crate::classify::DefaultClassify;
+use crate::ConfigError;
+
+/// Applies [`Retry`] to services: retries calls the classifier calls a
+/// [`Failure`](crate::classify::Outcome::Failure), with backoff, an
+/// optional budget and an optional overall deadline.
+///
+/// Cheap to clone (the configuration is copied, the classifier cloned,
+/// the shared state reference counted). Every service made by one layer
+/// (and every clone of those services) shares one budget and one set of
+/// [`RetryStats`]; a new layer starts fresh.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_patterns::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
+///
+/// let layer = RetryLayer::builder()
+///     .max_attempts(3)
+///     .backoff(
+///         Backoff::exponential(Duration::from_millis(100))
+///             .factor(2.0)
+///             .max_delay(Duration::from_secs(10))
+///             .jitter(Jitter::Full),
+///     )
+///     .budget(RetryBudget::new(0.2, 10, Duration::from_secs(10)))
+///     .deadline(Duration::from_secs(30))
+///     .build()
+///     .expect("valid retry config");
+/// assert_eq!(layer.stats().attempts, 0);
+///
+/// let err = RetryLayer::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.field(), "max_attempts");
+/// ```
+pub struct RetryLayer<C = DefaultClassify> {
+    core: Arc<Core>,
+    config: Config,
+    classify: C,
+}
+
+impl<C: Clone> Clone for RetryLayer<C> {
+    fn clone(&self) -> Self {
+        RetryLayer {
+            core: Arc::clone(&self.core),
+            config: self.config,
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for RetryLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("config", &self.config)
+            .field("budget", &self.core.budget_config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryLayer<DefaultClassify> {
+    /// A builder with the defaults: 3 attempts, [`Backoff::default`]
+    /// (100 ms doubling to at most 10 s, full jitter), every `Err` a
+    /// failure, no budget, no deadline.
+    pub fn builder() -> RetryLayerBuilder<DefaultClassify> {
+        RetryLayerBuilder {
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            classify: DefaultClassify,
+            budget: None,
+            deadline: None,
+        }
+    }
+
+    /// Sugar for the common case: `max_attempts` calls in total, backoff
+    /// from 100 ms doubling up to 10 s with full jitter, every `Err` a
+    /// failure, and the default [`RetryBudget`] (20 % of recent first
+    /// attempts plus 10 retries a second, over 10 s).
+    ///
+    /// `max_attempts` of 0 is treated as 1 (no retries), so this never
+    /// fails.
+    pub fn exponential(max_attempts: u32) -> Self {
+        let cfg = RetryLayer::builder()
+            .max_attempts(max_attempts.max(1))
+            .budget(RetryBudget::default());
+        RetryLayer::from_parts(
+            Config {
+                max_attempts: cfg.max_attempts,
+                backoff: cfg.backoff,
+                deadline: None,
+            },
+            DefaultClassify,
+            cfg.budget,
+        )
+    }
+}
+
+impl<C> RetryLayer<C> {
+    fn from_parts(config: Config, classify: C, budget: Option<RetryBudget>) -> Self {
+        RetryLayer {
+            core: Core::new(budget),
+            config,
+            classify,
+        }
+    }
+
+    /// A snapshot of the attempts, retries and budget refusals of every
+    /// service this layer made.
+    pub fn stats(&self) -> RetryStats {
+        self.core.stats()
+    }
+
+    /// Total calls allowed per request, the first one included.
+    pub fn max_attempts(&self) -> u32 {
+        self.config.max_attempts
+    }
+
+    /// The backoff schedule.
+    pub fn backoff(&self) -> Backoff {
+        self.config.backoff
+    }
+
+    /// The overall deadline per request, if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.config.deadline
+    }
+
+    /// The retry budget, if any.
+    pub fn budget(&self) -> Option<RetryBudget> {
+        self.core.budget_config
+    }
+
+    /// The classifier deciding which results are retried.
+    pub fn classifier(&self) -> &C {
+        &self.classify
+    }
+}
+
+impl<S, C: Clone> Layer<S> for RetryLayer<C> {
+    type Service = Retry<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::new(inner, self.core.slot(), self.config, self.classify.clone())
+    }
+}
+
+/// Builds a [`RetryLayer`]; see [`RetryLayer::builder`] for the defaults.
+///
+/// Nothing is checked until [`build`](RetryLayerBuilder::build), which
+/// returns a [`ConfigError`] naming the first field out of range.
+#[derive(Clone, Debug)]
+#[must_use = "call .build() to get a RetryLayer"]
+pub struct RetryLayerBuilder<C = DefaultClassify> {
+    max_attempts: u32,
+    backoff: Backoff,
+    classify: C,
+    budget: Option<RetryBudget>,
+    deadline: Option<Duration>,
+}
+
+impl<C> RetryLayerBuilder<C> {
+    /// Total calls per request, the first one included: 3 means one call
+    /// and up to two retries. At least 1.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The delays between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// What counts as a failure (and is retried) and what a server's
+    /// `Retry-After` says: any [`Classify`](crate::classify::Classify), such
+    /// as [`HttpClassify`](crate::classify::HttpClassify) or a closure.
+    /// Only [`Outcome::Failure`](crate::classify::Outcome::Failure) is
+    /// retried.
+    ///
+    /// The classifier must be `Clone` to be used as a layer: each response
+    /// future carries its own copy, so that the success path touches no
+    /// shared state. Keep it cheap to clone (the built-in ones and
+    /// capture-free closures are zero-sized; put large state in an `Arc`).
+    pub fn classify<C2>(self, classify: C2) -> RetryLayerBuilder<C2> {
+        RetryLayerBuilder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            classify,
+            budget: self.budget,
+            deadline: self.deadline,
+        }
+    }
+
+    /// Caps retries to a fraction of recent traffic; see [`RetryBudget`].
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// An overall time limit per request, measured from the call: no
+    /// attempt starts after it and no backoff sleep is begun that would end
+    /// past it. It does not cut short an attempt already in flight (put a
+    /// `tower::timeout::TimeoutLayer` inside the retry for that). Must be
+    /// more than zero.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Checks every value and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field: `max_attempts` (0),
+    /// `backoff.factor` (below 1.0 or not finite), `backoff.max_delay`
+    /// (below the base delay), `budget.ratio`, `budget.window` (see
+    /// [`RetryBudget`]) or `deadline` (zero).
+    pub fn build(self) -> Result<RetryLayer<C>, ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "retry",
+                "max_attempts",
+                "0",
+                "must be at least 1 (the first call counts)",
+            ));
+        }
+        let b = &self.backoff;
+        if !(b.factor.is_finite() && b.factor >= 1.0) {
+            return Err(ConfigError::new(
+                "retry",
+                "backoff.factor",
+                format!("{:?}", b.factor),
+                "must be a finite number of at least 1.0",
+            ));
+        }
+        if b.max_delay < b.base {
+            return Err(ConfigError::new(
+                "retry",
+                "backoff.max_delay",
+                format!("{:?}", b.max_delay),
+                format!("must be at least the base delay ({:?})", b.base),
+            ));
+        }
+        if let Some(budget) = &self.budget {
+            budget.validate()?;
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "retry",
+                "deadline",
+                "0ns",
+                "must be more than zero",
+            ));
+        }
+        Ok(RetryLayer::from_parts(
+            Config {
+                max_attempts: self.max_attempts,
+                backoff: self.backoff,
+                deadline: self.deadline,
+            },
+            self.classify,
+            self.budget,
+        ))
+    }
+}
+
+/// A snapshot of a retry layer's counters, from [`RetryLayer::stats`] or
+/// [`Retry::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Calls made to the inner service: first attempts plus retries.
+    pub attempts: u64,
+    /// Calls that were retries (not first attempts).
+    pub retries: u64,
+    /// Retries not made because the [`RetryBudget`] was spent.
+    pub budget_refusals: u64,
+}
+
+/// The validated, immutable configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) deadline: Option<Duration>,
+}
