@@ -45,13 +45,25 @@
 //! axum wants infallible services, so a stack of our layers goes under
 //! `axum::error_handling::HandleErrorLayer` with [`handle_error`]:
 //!
-//! ```ignore
-//! let app = Router::new().route("/users/{id}", get(user)).layer(
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use std::time::Duration;
+//! use axum::{error_handling::HandleErrorLayer, routing::get, Router};
+//! use tower::ServiceBuilder;
+//! use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+//! use tower_patterns::limit::ConcurrencyLimitLayer;
+//! use tower_patterns::respond;
+//!
+//! async fn user() -> &'static str { "alice" }
+//!
+//! let app: Router = Router::new().route("/users/{id}", get(user)).layer(
 //!     ServiceBuilder::new()
 //!         .layer(HandleErrorLayer::new(respond::handle_error))
 //!         .layer(ConcurrencyLimitLayer::new(64).reject_when_full())
 //!         .layer(CircuitBreakerLayer::consecutive(5, Duration::from_secs(10))),
 //! );
+//! # let _ = app;
+//! # }
 //! ```
 //!
 //! [`ErrorResponse`] also implements `IntoResponse`, for handlers that
@@ -68,7 +80,17 @@
 //! that are (or wrap) a `tonic::Status` and resets the stream for any
 //! other. So put `map_err(`[`into_status`]`)` outermost:
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "tonic")]
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tonic::transport::Server;
+//! use tower::ServiceBuilder;
+//! use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+//! use tower_patterns::limit::ConcurrencyLimitLayer;
+//! use tower_patterns::respond;
+//!
+//! let (_reporter, health_service) = tonic_health::server::health_reporter();
 //! Server::builder()
 //!     .layer(
 //!         ServiceBuilder::new()
@@ -78,8 +100,10 @@
 //!             .into_inner(),
 //!     )
 //!     .add_service(health_service)
-//!     .serve(addr)
+//!     .serve("127.0.0.1:50051".parse()?)
 //!     .await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! On the client side the same `map_err` outermost around a `Channel`

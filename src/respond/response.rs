@@ -122,19 +122,13 @@ impl ErrorResponse {
     /// A short message for the client, free of internal details.
     pub fn message(&self) -> &'static str {
         match self.kind {
-            ErrorKind::CircuitOpen => {
-                "service unavailable: a dependency is failing; try again later"
-            }
-            ErrorKind::Overloaded => {
-                "service unavailable: the server is at capacity; try again shortly"
-            }
-            ErrorKind::QueueFull => {
-                "service unavailable: the work queue is full; try again shortly"
-            }
+            ErrorKind::CircuitOpen => "a dependency is failing; try again later",
+            ErrorKind::Overloaded => "the server is at capacity; try again shortly",
+            ErrorKind::QueueFull => "the work queue is full; try again shortly",
             ErrorKind::PoolTimeout => {
-                "service unavailable: no backend connection became free in time; try again shortly"
+                "no backend connection became free in time; try again shortly"
             }
-            ErrorKind::ShuttingDown => "service unavailable: the server is shutting down",
+            ErrorKind::ShuttingDown => "the server is shutting down",
             ErrorKind::Timeout => "the request timed out",
             ErrorKind::UpstreamTimeout => "an upstream service did not answer in time",
             ErrorKind::Upstream => "an upstream service failed",
