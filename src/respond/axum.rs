@@ -3,7 +3,8 @@
 
 use axum::response::{IntoResponse, Response};
 
-use super::{error_response, ErrorKind, ErrorResponse};
+use super::{error_response, ErrorResponse};
+#[cfg(feature = "tracing")]
 use crate::trace::trace_event;
 use crate::BoxError;
 
@@ -38,7 +39,8 @@ impl IntoResponse for ErrorResponse {
 /// sees only a generic message); the others at `DEBUG`.
 pub async fn handle_error(err: BoxError) -> Response {
     let answer = error_response(&err);
-    if answer.kind() == ErrorKind::Internal {
+    #[cfg(feature = "tracing")]
+    if answer.kind() == super::ErrorKind::Internal {
         trace_event!(ERROR, error = %err, "unrecognised error answered with 500");
     } else {
         trace_event!(DEBUG, error = %err, status = answer.status().as_u16(), "error answered");
