@@ -221,3 +221,87 @@ async fn unknown_errors_are_a_generic_500() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "1");
 }
+
+/// The stack of `examples/axum_server.rs`: cache in front of limit and
+/// breaker. While the breaker is open, cached paths are still served and
+/// the others get 503 + `Retry-After`; failures are not cached.
+#[tokio::test(start_paused = true)]
+async fn cache_in_front_serves_hits_while_breaker_is_open() {
+    use axum::http::Response;
+    use tower_patterns::cache::CacheLayer;
+
+    let failing = Arc::new(AtomicBool::new(false));
+    let backend_calls = Arc::new(AtomicUsize::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(20))
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let state = breaker.handle();
+    let cache = CacheLayer::builder()
+        .ttl(Duration::from_secs(300))
+        .max_entries(100)
+        .key_fn(|req: &Request<Body>| req.uri().path().to_owned())
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let users = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(respond::handle_error))
+        .map_response(|res: Response<Bytes>| res.map(Body::from))
+        .layer(cache)
+        .layer(ConcurrencyLimitLayer::new(8).reject_when_full())
+        .layer(breaker)
+        .service_fn({
+            let failing = failing.clone();
+            let calls = backend_calls.clone();
+            move |req: Request<Body>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let fail = failing.load(Ordering::SeqCst);
+                let path = req.uri().path().to_owned();
+                async move {
+                    let status = if fail { 502 } else { 200 };
+                    Ok::<_, tower::BoxError>(
+                        Response::builder()
+                            .status(status)
+                            .body(Bytes::from(path))
+                            .unwrap(),
+                    )
+                }
+            }
+        });
+    let app = Router::new().route_service("/users/{id}", users);
+    let get = |path: &'static str| {
+        app.clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+
+    assert_eq!(get("/users/1").await.unwrap().status(), StatusCode::OK);
+    failing.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(
+            get("/users/2").await.unwrap().status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    assert_eq!(state.state(), State::Open);
+    assert_eq!(
+        backend_calls.load(Ordering::SeqCst),
+        3,
+        "502s are not cached"
+    );
+
+    let res = get("/users/3").await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "20");
+
+    let res = get("/users/1").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "cached answer despite the open breaker"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"/users/1");
+    assert_eq!(backend_calls.load(Ordering::SeqCst), 3);
+}
