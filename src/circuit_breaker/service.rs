@@ -1,0 +1,203 @@
+//! The service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower::BoxError;
+use tower_service::Service;
+
+use super::error::Open;
+use super::future::{Guard, ResponseFuture};
+use super::layer::Handle;
+use super::state::{Admit, Core, Ticket};
+use crate::classify::Classify;
+
+/// What one service clone shares with the futures it creates. One per
+/// clone, so the reference count each call touches is not shared between
+/// threads; aligned to its own cache lines so two clones' counts never
+/// share one.
+#[repr(align(128))]
+pub(crate) struct Shard<C> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) classify: C,
+    pub(crate) stripe: usize,
+}
+
+/// The admission a service holds between `poll_ready` and `call`, packed
+/// in one word (`NO_PERMIT`, `REJECTED`, or `GO | ticket bits`) so the hot
+/// path moves 8 bytes, not an enum with an error inside.
+const NO_PERMIT: u64 = 0;
+const GO: u64 = 1 << 62;
+const REJECTED: u64 = 1 << 63;
+
+/// A service guarded by a circuit breaker; made by
+/// [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// - **Closed**: `poll_ready` waits for the inner service; the call goes
+///   through and its outcome is recorded.
+/// - **Open**: `poll_ready` is ready at once, without polling the inner
+///   service, and `call` returns a future that fails with [`Open`] without
+///   calling it.
+/// - **Half-open**: `poll_ready` takes one of the probe slots (or, when all
+///   are taken, behaves as open) and keeps it until `call`; dropping the
+///   service or the response future gives the slot back.
+///
+/// Clones share the breaker.
+pub struct CircuitBreaker<S, C = crate::classify::DefaultClassify> {
+    inner: S,
+    shard: Arc<Shard<C>>,
+    permit: u64,
+    /// Why, when `permit` is `REJECTED`.
+    rejection: Option<Open>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn new(inner: S, core: Arc<Core>, classify: C) -> Self {
+        let stripe = core.stripe();
+        CircuitBreaker {
+            inner,
+            shard: Arc::new(Shard {
+                core,
+                classify,
+                stripe,
+            }),
+            permit: NO_PERMIT,
+            rejection: None,
+        }
+    }
+
+    /// A handle on the breaker this service shares with its layer.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.shard.core.clone())
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    fn release(&mut self) {
+        let permit = std::mem::replace(&mut self.permit, NO_PERMIT);
+        if permit & GO != 0 {
+            self.shard.core.release(Ticket::from_bits(permit));
+        }
+    }
+
+    #[inline]
+    fn admit(&mut self) -> u64 {
+        match self.shard.core.admit(&Instant::now) {
+            Admit::Go(t) => GO | t.bits(),
+            Admit::Reject(open) => {
+                self.rejection = Some(open);
+                REJECTED
+            }
+        }
+    }
+
+    #[cold]
+    fn reject<F>(&mut self) -> ResponseFuture<F, C> {
+        self.shard.core.rejected(self.shard.stripe);
+        ResponseFuture::rejected(self.rejection.take().unwrap_or_else(Open::probes_busy))
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        // A clone shares the breaker but not this service's admission.
+        CircuitBreaker::new(
+            self.inner.clone(),
+            self.shard.core.clone(),
+            self.shard.classify.clone(),
+        )
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.shard.core)
+            .finish()
+    }
+}
+
+impl<S, C> Drop for CircuitBreaker<S, C> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit & GO != 0 && !self.shard.core.still_valid(Ticket::from_bits(self.permit)) {
+            // Admitted earlier, but the breaker has moved since (it may have
+            // opened while we waited for the inner service): decide again.
+            self.release();
+        }
+        if self.permit == NO_PERMIT {
+            self.permit = self.admit();
+        }
+        if self.permit == REJECTED {
+            // Open: no need for the inner service to be ready to fail fast.
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                self.release();
+                Poll::Ready(Err(e.into()))
+            }
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let permit = std::mem::replace(&mut self.permit, NO_PERMIT);
+        let mut ticket = Ticket::from_bits(permit);
+        // The hot path: admitted, and the breaker has not moved since.
+        if permit & GO == 0 || !self.shard.core.still_valid(ticket) {
+            if permit & GO != 0 {
+                self.shard.core.release(ticket);
+            }
+            // Rejected in `poll_ready`, or the breaker moved (or `call` came
+            // without `poll_ready`): decide again.
+            let again = if permit == REJECTED {
+                REJECTED
+            } else {
+                self.admit()
+            };
+            if again == REJECTED {
+                return self.reject();
+            }
+            ticket = Ticket::from_bits(again);
+        }
+        let core = &self.shard.core;
+        let start = if core.times_calls() {
+            core.nanos(Instant::now()) + 1
+        } else {
+            0
+        };
+        // The inner call first, then the guard straight into the future
+        // (building the guard first would park it on the stack and copy it).
+        let fut = self.inner.call(req);
+        ResponseFuture::called(fut, Guard::new(self.shard.clone(), ticket, start))
+    }
+}
