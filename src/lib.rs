@@ -6,7 +6,43 @@
 //! [`Service`](tower_service::Service); fetch, pagination, the task queue
 //! and the pool are services themselves, so the layers stack around them too.
 //!
-//! Every pattern shares a few conventions:
+//! ```
+//! use std::time::Duration;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//! use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+//! use tower_patterns::limit::ConcurrencyLimitLayer;
+//! use tower_patterns::retry::RetryLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_patterns::BoxError> {
+//! // Any service: here a function that doubles a number.
+//! let double = service_fn(|n: u64| async move { Ok::<_, tower_patterns::BoxError>(n * 2) });
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(RetryLayer::exponential(3))
+//!     .layer(CircuitBreakerLayer::consecutive(5, Duration::from_secs(60)))
+//!     .layer(ConcurrencyLimitLayer::new(10))
+//!     .service(double);
+//! assert_eq!(svc.ready().await?.call(21).await?, 42);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## A tour
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`retry`] | [`RetryLayer`](retry::RetryLayer): backoff with jitter, `Retry-After`, deadline, a budget shared by clones, replayable HTTP requests |
+//! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer): consecutive and rate models, count and time windows, slow calls, bounded half-open probes; fails fast with [`circuit_breaker::Open`] |
+//! | [`limit`] | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) (bounded wait, shedding, permit held to body end), [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) (Gradient2, AIMD), [`limit::gather`] and [`limit::join_bounded`] |
+//! | [`cache`] | [`CacheLayer`](cache::CacheLayer): TTL, md5-of-JSON keys, single-flight, stale-while-revalidate / stale-if-error, bounded S3-FIFO store |
+//! | [`fetch`] | [`HttpClient`](fetch::HttpClient) service on hyper-util (rustls HTTPS), [`fetch::fetch_json`], [`fetch::fetch_all`], [`JsonLayer`](fetch::JsonLayer), [`fetch::stream_body`] |
+//! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
+//! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
+//! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
+//! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer |
+//! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
+//!
+//! ## Conventions every pattern follows
 //!
 //! - **One notion of failure.** Layers that react to failures take a
 //!   [`classify::Classify`] value; [`classify::HttpClassify`] treats 5xx,
@@ -14,10 +50,22 @@
 //! - **Builders validate.** `builder().build()` returns
 //!   `Result<_, `[`ConfigError`]`>` naming the field that was out of range.
 //! - **Clones share state.** Cloning a service (as hyper, axum and tonic do
-//!   per connection) shares its breaker, cache, permits and statistics.
+//!   per connection) shares its breaker, cache, permits and statistics; a
+//!   fresh state only comes from a fresh layer.
+//! - **`poll_ready` tells the truth.** Capacity is reserved in `poll_ready`;
+//!   a layer that can answer without the inner service (a cache hit, an open
+//!   breaker) does not wait for the inner service's readiness.
+//! - **Errors are [`BoxError`]** carrying public structs you can
+//!   `downcast_ref`: [`circuit_breaker::Open`], [`limit::Overloaded`],
+//!   [`queue::QueueFull`], ...; domain services (fetch, paginate, pool)
+//!   return their own enums.
+//! - **Cancellation is normal.** Dropping any future at any await point
+//!   leaks nothing: no permit, no probe slot, no in-flight cache entry, no
+//!   queue slot, no pool resource.
 //! - **Time is tokio's.** All timing uses `tokio::time`, so tests run with
-//!   paused time.
-//! - **Errors are `tower::BoxError`** carrying public, downcastable structs.
+//!   `#[tokio::test(start_paused = true)]`.
+//! - **Observability.** Stateful components have a cheap `stats()`; with
+//!   the `tracing` feature they emit events on state changes.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -35,6 +83,7 @@ pub mod limit;
 pub mod paginate;
 pub mod pool;
 pub mod queue;
+pub mod respond;
 pub mod retry;
 
 #[cfg(feature = "upstream")]
@@ -42,5 +91,10 @@ pub mod retry;
 pub mod upstream;
 
 pub use error::ConfigError;
+
+// The README's example is compiled and run as a doc test, so it stays true.
+#[cfg(all(doctest, feature = "upstream"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 /// The error type of every layer in this crate, as in tower.
 pub use tower::BoxError;

@@ -1,0 +1,405 @@
+//! [`ErrorResponse`]: what an error from our layers means for a caller.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use http::{header, HeaderValue, StatusCode};
+
+use crate::BoxError;
+
+/// What went wrong, as far as a client of the server needs to know.
+///
+/// Found by walking the error's [`source`](Error::source) chain (outermost
+/// first) and downcasting each link to this crate's public error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`circuit_breaker::Open`](crate::circuit_breaker::Open): a
+    /// dependency failed repeatedly and the breaker fails calls fast.
+    CircuitOpen,
+    /// [`limit::Overloaded`](crate::limit::Overloaded): every permit of a
+    /// concurrency limit was taken.
+    Overloaded,
+    /// [`queue::QueueFull`](crate::queue::QueueFull): the task queue holds
+    /// as many pending tasks as it may.
+    QueueFull,
+    /// [`pool::AcquireTimeout`](crate::pool::AcquireTimeout): no pooled
+    /// resource (a database connection, say) became free in time.
+    PoolTimeout,
+    /// [`queue::QueueClosed`](crate::queue::QueueClosed) or
+    /// [`pool::PoolClosed`](crate::pool::PoolClosed): the server is
+    /// shutting down.
+    ShuttingDown,
+    /// `tower::timeout::error::Elapsed` or `tokio::time::error::Elapsed`:
+    /// a deadline of this server passed.
+    Timeout,
+    /// [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout):
+    /// an upstream server did not answer in time.
+    UpstreamTimeout,
+    /// Any other [`fetch::FetchError`](crate::fetch::FetchError) (an error
+    /// status, a transport failure, a body that did not decode): an
+    /// upstream server failed.
+    Upstream,
+    /// Nothing this crate recognises.
+    Internal,
+}
+
+/// An HTTP answer for an error from our layers: status, optional
+/// `Retry-After`, and a short message that is safe to show clients.
+///
+/// Build one with [`error_response`]. The message never contains the
+/// error's own text (which may name internal hosts, URLs or queries):
+/// log the error itself on the server if you need the details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorResponse {
+    kind: ErrorKind,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+}
+
+/// How long to ask clients to wait after a rejection that carries no
+/// time of its own (overload, full queue, pool timeout): long enough to
+/// let a burst drain, short enough not to idle a healthy server.
+pub const SHORT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl ErrorResponse {
+    /// An answer for a given kind of error, with the status and
+    /// `Retry-After` [`error_response`] would choose (no `Retry-After`
+    /// for [`ErrorKind::CircuitOpen`]: use [`with_retry_after`](Self::with_retry_after)).
+    pub fn from_kind(kind: ErrorKind) -> Self {
+        let (status, retry_after) = match kind {
+            ErrorKind::CircuitOpen | ErrorKind::ShuttingDown => {
+                (StatusCode::SERVICE_UNAVAILABLE, None)
+            }
+            // 503, not 429: the server is over its capacity, the client is
+            // not over a quota of its own. 429 tells a client that *it*
+            // sends too much; here every client is turned away alike.
+            ErrorKind::Overloaded | ErrorKind::QueueFull | ErrorKind::PoolTimeout => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some(SHORT_RETRY_AFTER))
+            }
+            ErrorKind::Timeout | ErrorKind::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, None),
+            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, None),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        ErrorResponse {
+            kind,
+            status,
+            retry_after,
+        }
+    }
+
+    /// The same answer with another `Retry-After` (`None` removes it).
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// What kind of error this answers.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// How long the client should wait before trying again, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// `Retry-After` in whole seconds: rounded up, and at least 1 (a
+    /// `Retry-After: 0` invites an immediate stampede).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            secs.max(1)
+        })
+    }
+
+    /// A short message for the client, free of internal details.
+    pub fn message(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::CircuitOpen => "a dependency is failing; try again later",
+            ErrorKind::Overloaded => "the server is at capacity; try again shortly",
+            ErrorKind::QueueFull => "the work queue is full; try again shortly",
+            ErrorKind::PoolTimeout => {
+                "no backend connection became free in time; try again shortly"
+            }
+            ErrorKind::ShuttingDown => "the server is shutting down",
+            ErrorKind::Timeout => "the request timed out",
+            ErrorKind::UpstreamTimeout => "an upstream service did not answer in time",
+            ErrorKind::Upstream => "an upstream service failed",
+            ErrorKind::Internal => "internal server error",
+        }
+    }
+
+    /// The answer as an `http::Response`: the status, `Retry-After` when
+    /// known, `Content-Type: text/plain; charset=utf-8`, and the
+    /// [`message`](Self::message) as the body.
+    pub fn into_http<B: From<&'static str>>(self) -> http::Response<B> {
+        let mut res = http::Response::new(B::from(self.message()));
+        *res.status_mut() = self.status;
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+impl fmt::Display for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message())
+    }
+}
+
+/// Maps an error from our layers to an HTTP answer.
+///
+/// Walks `err` and its [`source`](Error::source) chain, outermost first,
+/// and answers for the first link it recognises:
+///
+/// | error | status | `Retry-After` |
+/// |---|---|---|
+/// | [`circuit_breaker::Open`](crate::circuit_breaker::Open) | 503 | until the next probe (seconds, rounded up, at least 1); none when held open by `force_open` |
+/// | [`limit::Overloaded`](crate::limit::Overloaded) | 503 | [`SHORT_RETRY_AFTER`] |
+/// | [`queue::QueueFull`](crate::queue::QueueFull) | 503 | [`SHORT_RETRY_AFTER`] |
+/// | [`pool::AcquireTimeout`](crate::pool::AcquireTimeout) | 503 | [`SHORT_RETRY_AFTER`] |
+/// | [`queue::QueueClosed`](crate::queue::QueueClosed), [`pool::PoolClosed`](crate::pool::PoolClosed) | 503 | none |
+/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed` | 504 | none |
+/// | [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout) | 504 | none |
+/// | any other [`fetch::FetchError`](crate::fetch::FetchError) | 502 | none |
+/// | anything else | 500 | none |
+///
+/// Overload is a 503 and not a 429 on purpose: 429 says "*you* sent too
+/// many requests" (a per-client quota), while a full limiter turns every
+/// client away because the *server* is at capacity.
+///
+/// Wrappers such as [`cache::SharedError`](crate::cache::SharedError) and
+/// [`pool::PoolError`](crate::pool::PoolError) expose the error they wrap
+/// as their source, so they are seen through.
+pub fn error_response(err: &BoxError) -> ErrorResponse {
+    let root: &(dyn Error + 'static) = &**err;
+    error_response_for(root)
+}
+
+/// [`error_response`] for any error, not only a boxed one.
+pub fn error_response_for(err: &(dyn Error + 'static)) -> ErrorResponse {
+    let mut link = Some(err);
+    while let Some(e) = link {
+        if let Some(found) = recognise(e) {
+            return found;
+        }
+        link = e.source();
+    }
+    ErrorResponse::from_kind(ErrorKind::Internal)
+}
+
+fn recognise(e: &(dyn Error + 'static)) -> Option<ErrorResponse> {
+    use crate::{circuit_breaker, fetch, limit, pool, queue};
+
+    if let Some(open) = e.downcast_ref::<circuit_breaker::Open>() {
+        return Some(
+            ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(open.retry_after()),
+        );
+    }
+    let kind = if e.is::<limit::Overloaded>() {
+        ErrorKind::Overloaded
+    } else if e.is::<queue::QueueFull>() {
+        ErrorKind::QueueFull
+    } else if e.is::<pool::AcquireTimeout>() {
+        ErrorKind::PoolTimeout
+    } else if e.is::<queue::QueueClosed>() || e.is::<pool::PoolClosed>() {
+        ErrorKind::ShuttingDown
+    } else if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
+        ErrorKind::Timeout
+    } else if let Some(fetch) = e.downcast_ref::<fetch::FetchError>() {
+        if fetch.is_timeout() {
+            ErrorKind::UpstreamTimeout
+        } else {
+            ErrorKind::Upstream
+        }
+    } else {
+        return None;
+    };
+    Some(ErrorResponse::from_kind(kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::SharedError;
+    use crate::circuit_breaker::{CircuitBreakerLayer, Open};
+    use crate::fetch::FetchError;
+    use crate::limit::Overloaded;
+    use crate::pool::{PoolClosed, PoolError};
+    use crate::queue::{QueueClosed, QueueFull};
+    use tower::{Service, ServiceExt};
+
+    /// An error that wraps another, as layers and applications do.
+    #[derive(Debug)]
+    struct Context(BoxError);
+    impl fmt::Display for Context {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("while handling the request")
+        }
+    }
+    impl Error for Context {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    async fn open_error(open_for: Duration) -> BoxError {
+        let layer = CircuitBreakerLayer::consecutive(1, open_for);
+        let mut svc = tower::Layer::layer(
+            &layer,
+            tower::service_fn(|_: ()| async { Err::<(), BoxError>("down".into()) }),
+        );
+        let _ = svc.ready().await.unwrap().call(()).await;
+        let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(err.is::<Open>(), "{err}");
+        err
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_is_503_with_retry_after_rounded_up() {
+        let err = open_error(Duration::from_millis(2_500)).await;
+        let answer = error_response(&err);
+        assert_eq!(answer.kind(), ErrorKind::CircuitOpen);
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.retry_after(), Some(Duration::from_millis(2_500)));
+        assert_eq!(answer.retry_after_secs(), Some(3));
+        let res: http::Response<String> = answer.into_http();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+        assert!(res.body().contains("try again later"));
+
+        // Less than a second (or a half-open breaker's zero) still says 1.
+        let err = open_error(Duration::from_millis(10)).await;
+        assert_eq!(error_response(&err).retry_after_secs(), Some(1));
+        let zero =
+            ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(Some(Duration::ZERO));
+        assert_eq!(zero.retry_after_secs(), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_open_breaker_has_no_retry_after() {
+        let layer = CircuitBreakerLayer::consecutive(1, Duration::from_secs(5));
+        layer.handle().force_open();
+        let mut svc = tower::Layer::layer(
+            &layer,
+            tower::service_fn(|_: ()| async { Ok::<(), BoxError>(()) }),
+        );
+        let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+        let res: http::Response<String> = error_response(&err).into_http();
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn overload_queue_and_pool_are_503_with_short_retry_after() {
+        let errors: Vec<(BoxError, ErrorKind)> = vec![
+            (
+                Overloaded::new(8, Duration::ZERO).into(),
+                ErrorKind::Overloaded,
+            ),
+            (QueueFull { capacity: 4 }.into(), ErrorKind::QueueFull),
+        ];
+        for (err, kind) in errors {
+            let answer = error_response(&err);
+            assert_eq!(answer.kind(), kind);
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let res: http::Response<String> = answer.into_http();
+            assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        }
+        for err in [BoxError::from(QueueClosed), BoxError::from(PoolClosed)] {
+            let answer = error_response(&err);
+            assert_eq!(answer.kind(), ErrorKind::ShuttingDown);
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(answer.retry_after(), None);
+        }
+        // PoolError<E> is generic; its source is seen through.
+        let closed: BoxError = PoolError::<std::io::Error>::Closed(PoolClosed).into();
+        assert_eq!(error_response(&closed).kind(), ErrorKind::ShuttingDown);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_are_504() {
+        let svc = tower::timeout::Timeout::new(
+            tower::service_fn(|_: ()| std::future::pending::<Result<(), BoxError>>()),
+            Duration::from_secs(1),
+        );
+        let err = svc.oneshot(()).await.unwrap_err();
+        assert_eq!(error_response(&err).status(), StatusCode::GATEWAY_TIMEOUT);
+
+        let err: BoxError =
+            tokio::time::timeout(Duration::from_secs(1), std::future::pending::<()>())
+                .await
+                .unwrap_err()
+                .into();
+        assert_eq!(error_response(&err).kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn fetch_errors_are_502_or_504_without_leaking_the_url() {
+        let timeout: BoxError = FetchError::Timeout {
+            url: "http://10.0.0.7/secret".into(),
+            after: Duration::from_secs(3),
+        }
+        .into();
+        let answer = error_response(&timeout);
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(answer.kind(), ErrorKind::UpstreamTimeout);
+
+        let status: BoxError = FetchError::Status {
+            url: "http://10.0.0.7/secret".into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: bytes::Bytes::from_static(b"stack trace"),
+        }
+        .into();
+        let res: http::Response<String> = error_response(&status).into_http();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert!(!res.body().contains("10.0.0.7"), "{}", res.body());
+        assert!(!res.body().contains("stack trace"));
+    }
+
+    #[test]
+    fn unknown_errors_are_a_generic_500() {
+        let err: BoxError = "password=hunter2 rejected by db-7".into();
+        let answer = error_response(&err);
+        assert_eq!(answer.kind(), ErrorKind::Internal);
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let res: http::Response<String> = answer.into_http();
+        assert_eq!(res.body(), "internal server error");
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn walks_the_source_chain() {
+        let wrapped: BoxError =
+            Context(Context(Overloaded::new(1, Duration::ZERO).into()).into()).into();
+        assert_eq!(error_response(&wrapped).kind(), ErrorKind::Overloaded);
+
+        let shared: BoxError = SharedError::new(QueueFull { capacity: 1 }.into()).into();
+        assert_eq!(error_response(&shared).kind(), ErrorKind::QueueFull);
+
+        // The outermost recognised error wins.
+        let outer: BoxError = FetchError::Transport {
+            url: "http://u/".into(),
+            source: Box::new(Overloaded::new(1, Duration::ZERO)),
+        }
+        .into();
+        assert_eq!(error_response(&outer).kind(), ErrorKind::Upstream);
+    }
+}

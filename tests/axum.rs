@@ -1,0 +1,307 @@
+//! axum routes behind our layers answer overload and open breakers with
+//! 503 + `Retry-After`, and never with a 500 by accident.
+#![cfg(feature = "axum")]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{mpsc, Semaphore};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_patterns::circuit_breaker::{CircuitBreakerLayer, State};
+use tower_patterns::classify::HttpClassify;
+use tower_patterns::limit::ConcurrencyLimitLayer;
+use tower_patterns::respond;
+
+/// 200 concurrent requests over real HTTP against a route limited to 20
+/// in flight: 20 answers 200, 180 answers 503 with `Retry-After`, none
+/// anything else; the overload does not trip the breaker behind the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_get_only_200_or_503() {
+    const LIMIT: usize = 20;
+    const REQUESTS: usize = 200;
+
+    // Admitted requests wait here until every rejection is in.
+    let gate = Arc::new(Semaphore::new(0));
+    let breaker = CircuitBreakerLayer::consecutive(5, Duration::from_secs(30));
+    let breaker_state = breaker.handle();
+    let limit = ConcurrencyLimitLayer::new(LIMIT).reject_when_full();
+    let limit_stats = limit.clone();
+
+    let app = Router::new()
+        .route(
+            "/work",
+            get({
+                let gate = gate.clone();
+                move || async move {
+                    let _pass = gate.acquire().await.expect("gate open");
+                    "done"
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(respond::handle_error))
+                // The limit sits outside the breaker: rejections are not
+                // failures of the backend and must not open it.
+                .layer(limit)
+                .layer(breaker),
+        );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    for _ in 0..REQUESTS {
+        let client = client.clone();
+        let done_tx = done_tx.clone();
+        let uri: hyper::Uri = format!("http://{addr}/work").parse().unwrap();
+        tokio::spawn(async move {
+            let res = client.get(uri).await.expect("request");
+            let status = res.status();
+            let retry_after = res.headers().get("retry-after").cloned();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            done_tx.send((status, retry_after, body)).unwrap();
+        });
+    }
+    drop(done_tx);
+
+    let mut answers = Vec::with_capacity(REQUESTS);
+    // The rejections come back while the admitted requests hold the gate.
+    let bound = Duration::from_secs(60);
+    while answers.len() < REQUESTS - LIMIT {
+        let a = tokio::time::timeout(bound, done_rx.recv())
+            .await
+            .expect("rejections should arrive at once")
+            .expect("all senders alive");
+        assert_eq!(
+            a.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "only rejections before the gate opens"
+        );
+        answers.push(a);
+    }
+    assert_eq!(limit_stats.stats().in_flight, LIMIT);
+    gate.add_permits(REQUESTS);
+    while let Some(a) = tokio::time::timeout(bound, done_rx.recv())
+        .await
+        .expect("admitted finish")
+    {
+        answers.push(a);
+    }
+    assert_eq!(answers.len(), REQUESTS);
+
+    let ok = answers.iter().filter(|a| a.0 == StatusCode::OK).count();
+    let unavailable = answers
+        .iter()
+        .filter(|a| a.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!((ok, unavailable), (LIMIT, REQUESTS - LIMIT));
+    for (status, retry_after, body) in &answers {
+        if *status == StatusCode::OK {
+            assert_eq!(body.as_ref(), b"done");
+            assert!(retry_after.is_none());
+        } else {
+            assert_eq!(retry_after.as_ref().expect("503 carries Retry-After"), "1");
+            assert!(std::str::from_utf8(body).unwrap().contains("at capacity"));
+        }
+    }
+    assert_eq!(breaker_state.state(), State::Closed);
+    assert_eq!(breaker_state.stats().failures, 0);
+    assert_eq!(limit_stats.stats().rejected, (REQUESTS - LIMIT) as u64);
+    server.abort();
+}
+
+/// A backend that starts failing opens the breaker; the open breaker
+/// answers 503 with `Retry-After` (the time to the next probe) without
+/// calling the handler, and closes again once a probe succeeds.
+#[tokio::test(start_paused = true)]
+async fn open_breaker_is_503_with_retry_after_then_recovers() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let handler_calls = Arc::new(AtomicUsize::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(3)
+        .open_duration(Duration::from_secs(10))
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let state = breaker.handle();
+
+    let app = Router::new()
+        .route(
+            "/users/{id}",
+            get({
+                let failing = failing.clone();
+                let calls = handler_calls.clone();
+                move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if failing.load(Ordering::SeqCst) {
+                        (StatusCode::BAD_GATEWAY, "database down")
+                    } else {
+                        (StatusCode::OK, "alice")
+                    }
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(respond::handle_error))
+                .layer(breaker),
+        );
+    let get = |app: &Router| {
+        app.clone()
+            .oneshot(Request::get("/users/1").body(Body::empty()).unwrap())
+    };
+
+    for _ in 0..3 {
+        assert_eq!(get(&app).await.unwrap().status(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(state.state(), State::Open);
+
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let res = get(&app).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // 7.5 s left until the probe, rounded up.
+    assert_eq!(res.headers()["retry-after"], "8");
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(handler_calls.load(Ordering::SeqCst), 3, "failed fast");
+
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    let res = get(&app).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("retry-after").is_none());
+    assert_eq!(state.state(), State::Closed);
+}
+
+/// An error nobody maps is a 500 with a generic body, and an error
+/// response built by hand is usable as a handler's answer.
+#[tokio::test]
+async fn unknown_errors_are_a_generic_500() {
+    let app = Router::new()
+        .route("/", get(|| async { "unreachable" }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(respond::handle_error))
+                .layer(tower::layer::layer_fn(|_inner| {
+                    tower::service_fn(|_req: Request<Body>| async {
+                        Err::<axum::response::Response, tower::BoxError>(
+                            "connect to 10.1.2.3:5432 failed".into(),
+                        )
+                    })
+                })),
+        );
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"internal server error");
+
+    let overloaded = Router::new().route(
+        "/",
+        get(|| async { respond::ErrorResponse::from_kind(respond::ErrorKind::Overloaded) }),
+    );
+    let res = overloaded
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+}
+
+/// The stack of `examples/axum_server.rs`: cache in front of limit and
+/// breaker. While the breaker is open, cached paths are still served and
+/// the others get 503 + `Retry-After`; failures are not cached.
+#[tokio::test(start_paused = true)]
+async fn cache_in_front_serves_hits_while_breaker_is_open() {
+    use axum::http::Response;
+    use tower_patterns::cache::CacheLayer;
+
+    let failing = Arc::new(AtomicBool::new(false));
+    let backend_calls = Arc::new(AtomicUsize::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(20))
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let state = breaker.handle();
+    let cache = CacheLayer::builder()
+        .ttl(Duration::from_secs(300))
+        .max_entries(100)
+        .key_fn(|req: &Request<Body>| req.uri().path().to_owned())
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let users = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(respond::handle_error))
+        .map_response(|res: Response<Bytes>| res.map(Body::from))
+        .layer(cache)
+        .layer(ConcurrencyLimitLayer::new(8).reject_when_full())
+        .layer(breaker)
+        .service_fn({
+            let failing = failing.clone();
+            let calls = backend_calls.clone();
+            move |req: Request<Body>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let fail = failing.load(Ordering::SeqCst);
+                let path = req.uri().path().to_owned();
+                async move {
+                    let status = if fail { 502 } else { 200 };
+                    Ok::<_, tower::BoxError>(
+                        Response::builder()
+                            .status(status)
+                            .body(Bytes::from(path))
+                            .unwrap(),
+                    )
+                }
+            }
+        });
+    let app = Router::new().route_service("/users/{id}", users);
+    let get = |path: &'static str| {
+        app.clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+
+    assert_eq!(get("/users/1").await.unwrap().status(), StatusCode::OK);
+    failing.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(
+            get("/users/2").await.unwrap().status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    assert_eq!(state.state(), State::Open);
+    assert_eq!(
+        backend_calls.load(Ordering::SeqCst),
+        3,
+        "502s are not cached"
+    );
+
+    let res = get("/users/3").await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "20");
+
+    let res = get("/users/1").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "cached answer despite the open breaker"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"/users/1");
+    assert_eq!(backend_calls.load(Ordering::SeqCst), 3);
+}
