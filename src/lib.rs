@@ -39,6 +39,7 @@
 //! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
 //! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
+//! | [`respond`] | our errors as HTTP answers (axum) and `tonic::Status`es: 503 + `Retry-After` for an open breaker or overload, 504 for timeouts |
 //! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer |
 //! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
 //!
