@@ -2,13 +2,13 @@
 //! HttpClient, from `examples/support/demo_stack.rs`) against the shared
 //! `upstream` server through an outage.
 //!
-//! These tests use real time: the server and the client talk over real
-//! loopback sockets, and with paused time tokio would jump the clock to
-//! the next timer (the client's request timeout) whenever it waits for a
-//! socket. Every wait is driven by the code under test (the breaker's
-//! `Open::retry_after`), never a guessed sleep, and nothing asserts a
-//! duration measured on the wall clock except through the breaker's own
-//! transition timestamps.
+//! The server and the client talk over real loopback sockets, so these
+//! tests cannot start with paused time: tokio would jump the clock to the
+//! next timer (the client's request timeout) whenever it waits for a
+//! socket. Nothing sleeps on the wall clock either: where the breaker's open
+//! duration must pass, [`skip`] pauses tokio's clock, moves it forward by
+//! exactly what the breaker reported (`Open::retry_after`) and resumes it,
+//! so the wait is exact and instant.
 
 #[path = "../examples/support/demo_stack.rs"]
 mod demo_stack;
@@ -25,6 +25,14 @@ use tower_patterns::upstream::{Upstream, UpstreamConfig};
 use demo_stack::{get, DemoStack, Res, StackConfig};
 
 const OPEN: Duration = Duration::from_millis(400);
+
+/// Moves tokio's clock forward by `d` at once, with no socket I/O pending:
+/// the breaker sees `d` pass, the wall clock does not.
+async fn skip(d: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(d).await;
+    tokio::time::resume();
+}
 
 fn config() -> StackConfig {
     StackConfig {
@@ -124,7 +132,7 @@ async fn breaker_opens_fails_fast_and_recovers_without_losing_or_doubling_reques
     // Recovery: the server comes back; after the open duration (as the
     // breaker itself reported) one probe goes through and closes it.
     upstream.set_down(false);
-    tokio::time::sleep(wait).await;
+    skip(wait).await;
     let r = call(&stack, &url(50)).await;
     assert_eq!(status(&r), Some(StatusCode::OK));
     assert_eq!(upstream.requests(), 11);
@@ -170,14 +178,14 @@ async fn a_failed_probe_reopens_and_the_next_one_closes() {
 
     // Still down when the probe goes: it fails and the breaker opens again;
     // the caller's next attempt is refused at once.
-    tokio::time::sleep(wait).await;
+    skip(wait).await;
     let r = call(&stack, &url(3)).await;
     let wait = open_of(&r).and_then(Open::retry_after).expect("open again");
     assert_eq!(upstream.requests(), 6, "exactly one probe");
     assert_eq!(stack.breaker.state(), State::Open);
 
     upstream.set_down(false);
-    tokio::time::sleep(wait).await;
+    skip(wait).await;
     let r = call(&stack, &url(4)).await;
     assert_eq!(status(&r), Some(StatusCode::OK));
     assert_eq!(upstream.requests(), 7);
