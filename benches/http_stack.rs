@@ -26,12 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tower::ServiceExt;
+use tower::{BoxError, Layer, ServiceExt};
+use tower_patterns::cache::CacheLayer;
 use tower_patterns::fetch::HttpClient;
 use tower_patterns::limit::join_bounded;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, Collect, DemoStack, StackConfig};
+use demo_stack::{get, Collect, DemoStack, Req, Res, StackClassify, StackConfig, UriKey};
 
 const BATCH: u64 = 32;
 const IN_FLIGHT: usize = 8;
@@ -51,7 +52,7 @@ fn http_stack(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (bare, stack) = {
+    let (bare, stack, cache_only) = {
         let _guard = rt.enter();
         let bare = Collect(HttpClient::new());
         let stack = DemoStack::build(&StackConfig {
@@ -59,8 +60,21 @@ fn http_stack(c: &mut Criterion) {
             ..StackConfig::default()
         })
         .unwrap();
-        (bare, stack)
+        // The demo's cache layer, alone over `Collect(HttpClient)` (errors
+        // boxed, as the limit below the cache in the stack does).
+        let cache_only = CacheLayer::<Req, Res>::builder()
+            .ttl(Duration::from_secs(60))
+            .max_entries(10_000)
+            .key(UriKey)
+            .classify(StackClassify)
+            .build()
+            .unwrap()
+            .layer(Collect(HttpClient::new()).map_err(BoxError::from));
+        (bare, stack, cache_only)
     };
+    // Retry -> breaker -> limit -> Collect(HttpClient): the stack under
+    // its cache (shares the stack's state).
+    let no_cache = stack.svc.get_ref().clone();
     let counter = AtomicU64::new(0);
     let next_url = || format!("{base}?n={}", counter.fetch_add(1, Ordering::Relaxed));
 
@@ -73,6 +87,60 @@ fn http_stack(c: &mut Criterion) {
     group.bench_function("bare HttpClient", |b| {
         b.to_async(&rt).iter(|| {
             let reqs = (0..BATCH).map(|_| bare.clone().oneshot(get(&next_url())));
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    assert_eq!(r.unwrap().status(), 200);
+                }
+            }
+        })
+    });
+    group.bench_function("bare HttpClient, each call spawned", |b| {
+        b.to_async(&rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| {
+                let call = bare.clone().oneshot(get(&next_url()));
+                async move { tokio::spawn(call).await.unwrap() }
+            });
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    assert_eq!(r.unwrap().status(), 200);
+                }
+            }
+        })
+    });
+    // The bare client, but each response is kept (the last 10,000, as the
+    // cache keeps them): shows what holding on to responses costs.
+    let kept = std::cell::RefCell::new(std::collections::VecDeque::new());
+    group.bench_function("bare HttpClient, responses kept", |b| {
+        b.to_async(&rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| bare.clone().oneshot(get(&next_url())));
+            let kept = &kept;
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    let r = r.unwrap();
+                    assert_eq!(r.status(), 200);
+                    let mut kept = kept.borrow_mut();
+                    if kept.len() == 10_000 {
+                        kept.pop_front();
+                    }
+                    kept.push_back(r);
+                }
+            }
+        })
+    });
+    drop(kept);
+    group.bench_function("retry+breaker+limit, no cache", |b| {
+        b.to_async(&rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| no_cache.clone().oneshot(get(&next_url())));
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    assert_eq!(r.unwrap().status(), 200);
+                }
+            }
+        })
+    });
+    group.bench_function("cache alone, all misses", |b| {
+        b.to_async(&rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| cache_only.clone().oneshot(get(&next_url())));
             async move {
                 for r in join_bounded(reqs, IN_FLIGHT).await {
                     assert_eq!(r.unwrap().status(), 200);
