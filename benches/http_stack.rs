@@ -11,6 +11,12 @@
 //! and S3-FIFO eviction once full) is measured along with retry, breaker
 //! and limit; "all hits" shows what the cache saves.
 //!
+//! Variants that isolate the parts: the bare client with each call in a
+//! spawned task (what a spawned cache load costs), the bare client keeping
+//! its last 10,000 responses (what holding responses costs), the stack
+//! without its cache (retry, breaker, limit), and the cache alone over
+//! `Collect(HttpClient)`.
+//!
 //! The server runs on its own one-thread runtime; the clients on a
 //! current-thread runtime; each iteration is a batch of 32 requests with
 //! at most 8 in flight.
