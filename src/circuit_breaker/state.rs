@@ -31,34 +31,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error::Open;
 use super::window::{CountWindow, Counts, Padded, RateWindow, TimeWindow, Window};
 use crate::classify::Outcome;
+use crate::rejection::Open;
+pub use crate::rejection::State;
 use crate::trace::trace_event;
-
-/// The state of a circuit breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Calls go through; outcomes are counted.
-    Closed,
-    /// Calls fail fast with [`Open`] until the open duration has passed
-    /// (or, after [`Handle::force_open`](super::Handle::force_open), until
-    /// the breaker is closed by hand).
-    Open,
-    /// A limited number of probe calls go through; if they all succeed the
-    /// breaker closes, if one fails it opens again.
-    HalfOpen,
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
-        })
-    }
-}
 
 /// A snapshot of a breaker's state and counters, from
 /// [`Handle::stats`](super::Handle::stats).

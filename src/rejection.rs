@@ -1,0 +1,142 @@
+//! The crate's own fast-fail rejections: errors a layer returns without
+//! calling its inner service.
+//!
+//! They live below every pattern, beside [`ConfigError`](crate::ConfigError),
+//! so that [`classify`](crate::classify) can recognise them without importing
+//! the modules that raise them (imports run downward). Their public homes are
+//! the pattern modules, which re-export them:
+//! [`circuit_breaker::Open`](crate::circuit_breaker::Open) and
+//! [`circuit_breaker::State`](crate::circuit_breaker::State).
+
+use std::fmt;
+use std::time::Duration;
+
+/// The state of a circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls go through; outcomes are counted.
+    Closed,
+    /// Calls fail fast with [`Open`] until the open duration has passed
+    /// (or, after [`Handle::force_open`](crate::circuit_breaker::Handle::force_open), until
+    /// the breaker is closed by hand).
+    Open,
+    /// A limited number of probe calls go through; if they all succeed the
+    /// breaker closes, if one fails it opens again.
+    HalfOpen,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// A call was failed fast because the circuit breaker is open (or
+/// half-open with every probe slot taken). The inner service was not
+/// called.
+///
+/// Services wrapped in a [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker) return
+/// it inside a [`BoxError`](tower::BoxError); get it back with
+/// `downcast_ref`:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{BoxError, Service, ServiceExt};
+/// use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let layer = CircuitBreakerLayer::consecutive(1, Duration::from_secs(30));
+/// layer.handle().force_open();
+/// let mut svc = tower::Layer::layer(&layer, tower::service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+/// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// let open = err.downcast_ref::<Open>().expect("an Open error");
+/// assert_eq!(open.retry_after(), None); // held open by force_open
+/// # }
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Open {
+    /// Nanoseconds until the next probe, or `HELD` / `PROBES_BUSY`. One
+    /// word, so the rejection path moves 8 bytes.
+    code: u64,
+}
+
+const HELD: u64 = u64::MAX;
+const PROBES_BUSY: u64 = u64::MAX - 1;
+
+impl Open {
+    pub(crate) fn until(retry_after: Duration) -> Self {
+        Open {
+            code: retry_after.as_nanos().min(u128::from(PROBES_BUSY - 1)) as u64,
+        }
+    }
+
+    pub(crate) fn held() -> Self {
+        Open { code: HELD }
+    }
+
+    pub(crate) fn probes_busy() -> Self {
+        Open { code: PROBES_BUSY }
+    }
+
+    /// How long, as of the rejection, until the breaker lets a probe call
+    /// through.
+    ///
+    /// `Some(Duration::ZERO)` when the breaker is half-open and all its
+    /// probe slots are taken (a slot frees as soon as a probe finishes);
+    /// `None` when the breaker is held open by
+    /// [`Handle::force_open`](crate::circuit_breaker::Handle::force_open) and will not probe
+    /// until it is closed by hand.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.code {
+            HELD => None,
+            PROBES_BUSY => Some(Duration::ZERO),
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// The breaker's state at the rejection: [`State::Open`] or
+    /// [`State::HalfOpen`].
+    pub fn state(&self) -> State {
+        if self.code == PROBES_BUSY {
+            State::HalfOpen
+        } else {
+            State::Open
+        }
+    }
+}
+
+impl fmt::Display for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state(), self.retry_after()) {
+            (State::HalfOpen, _) => f.write_str(
+                "circuit breaker is half-open and every probe slot is taken; \
+                 the call was not sent: retry once the probes have finished",
+            ),
+            (_, Some(d)) => write!(
+                f,
+                "circuit breaker is open after repeated failures; the call was not sent: \
+                 a probe call is let through in {d:.1?}"
+            ),
+            (_, None) => f.write_str(
+                "circuit breaker is held open (force_open); the call was not sent: \
+                 no call goes through until the breaker is closed (force_closed or reset)",
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Open")
+            .field("state", &self.state())
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
+}
+
+impl std::error::Error for Open {}
