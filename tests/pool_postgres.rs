@@ -2,29 +2,16 @@
 //!
 //! The server's URL comes from `TOWER_PATTERNS_PG_URL` (CI starts one with
 //! `.ci/postgres.sh`). Without it each test reports itself as skipped on
-//! the terminal (not captured output) and returns.
+//! the terminal (not captured output) and returns; under CI it fails.
 #![cfg(feature = "postgres")]
 
-use std::io::Write;
+mod common;
+use common::pg_url;
+
 use std::time::Duration;
 
 use tower_patterns::pool::postgres::PgManager;
 use tower_patterns::pool::{Pool, PoolError};
-
-fn pg_url() -> Option<String> {
-    match std::env::var("TOWER_PATTERNS_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            // Straight to stderr, past the test harness's capture, so a
-            // skip is never mistaken for a pass.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: TOWER_PATTERNS_PG_URL not set (start PostgreSQL, see .ci/postgres.sh)"
-            );
-            None
-        }
-    }
-}
 
 async fn pg_pool(url: &str, min: usize, max: usize) -> Pool<PgManager> {
     Pool::builder()
