@@ -38,7 +38,7 @@ use crate::sync::lock;
 use crate::ConfigError;
 
 /// The component named in configuration errors.
-const C: &str = "retry";
+const RETRY: &str = "retry";
 
 /// Number of time slots the window is divided into.
 pub(crate) const SLOTS: usize = 10;
@@ -97,9 +97,9 @@ impl RetryBudget {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check::in_range(C, "budget.ratio", self.ratio, 0.0, 1000.0)?;
+        check::in_range(RETRY, "budget.ratio", self.ratio, 0.0, 1000.0)?;
         check::in_range(
-            C,
+            RETRY,
             "budget.window",
             self.window,
             Duration::from_millis(10),

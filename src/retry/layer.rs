@@ -234,23 +234,23 @@ impl<C> RetryLayerBuilder<C> {
     /// (below the base delay), `budget.ratio`, `budget.window` (see
     /// [`RetryBudget`]) or `deadline` (zero).
     pub fn build(self) -> Result<RetryLayer<C>, ConfigError> {
-        const C: &str = "retry";
-        check::at_least(C, "max_attempts", self.max_attempts, 1)?;
+        const RETRY: &str = "retry";
+        check::at_least(RETRY, "max_attempts", self.max_attempts, 1)?;
         let b = &self.backoff;
         if !(b.factor.is_finite() && b.factor >= 1.0) {
             return Err(ConfigError::new(
-                C,
+                RETRY,
                 "backoff.factor",
                 format!("{:?}", b.factor),
                 "must be a finite number of at least 1.0",
             ));
         }
-        check::at_least(C, "backoff.max_delay", b.max_delay, b.base)?;
+        check::at_least(RETRY, "backoff.max_delay", b.max_delay, b.base)?;
         if let Some(budget) = &self.budget {
             budget.validate()?;
         }
         if let Some(deadline) = self.deadline {
-            check::nonzero(C, "deadline", deadline)?;
+            check::nonzero(RETRY, "deadline", deadline)?;
         }
         Ok(RetryLayer::from_parts(
             Config {
