@@ -26,8 +26,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tower::filter::AsyncFilterLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_patterns::circuit_breaker::{CircuitBreakerLayer, State};
+use tower_patterns::classify::GrpcClassify;
 use tower_patterns::limit::ConcurrencyLimitLayer;
-use tower_patterns::respond::{self, GrpcClassify, RETRY_PUSHBACK_MS};
+use tower_patterns::respond::{self, RETRY_PUSHBACK_MS};
 use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 
 /// Failures and stalls injected between our layers and tonic's routes.

@@ -108,12 +108,13 @@
 //!
 //! On the client side the same `map_err` outermost around a `Channel`
 //! stack keeps the code (tonic would report an unknown error as
-//! `UNKNOWN`), and [`GrpcClassify`] tells retry and the breaker which
-//! gRPC answers are failures. `examples/tonic_health.rs` shows both ends.
+//! `UNKNOWN`), and
+//! [`classify::GrpcClassify`](crate::classify::GrpcClassify) tells retry
+//! and the breaker which gRPC answers are failures.
+//! `examples/tonic_health.rs` shows both ends.
 
 #[cfg(feature = "axum")]
 mod axum;
-mod grpc;
 mod response;
 #[cfg(feature = "tonic")]
 mod tonic;
@@ -124,7 +125,6 @@ pub use self::axum::handle_error;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub use self::tonic::{into_status, to_status, RETRY_PUSHBACK_MS};
-pub use grpc::GrpcClassify;
 pub use response::{
     error_response, error_response_for, ErrorKind, ErrorResponse, SHORT_RETRY_AFTER,
 };

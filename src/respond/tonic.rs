@@ -7,7 +7,9 @@ use super::{error_response_for, ErrorKind};
 use crate::BoxError;
 
 /// gRPC's name for "retry after": the delay in milliseconds, which gRPC
-/// clients with a retry policy honour (the gRFC A6 "server pushback").
+/// clients with a retry policy honour (the gRFC A6 "server pushback"), as
+/// does [`GrpcClassify`](crate::classify::GrpcClassify) for our retry
+/// layer.
 pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 
 /// Maps an error from our layers to a [`tonic::Status`].

@@ -33,7 +33,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::error::check;
+use crate::sync::lock;
 use crate::ConfigError;
+
+/// The component named in configuration errors.
+const RETRY: &str = "retry";
 
 /// Number of time slots the window is divided into.
 pub(crate) const SLOTS: usize = 10;
@@ -92,22 +97,14 @@ impl RetryBudget {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.ratio.is_finite() && (0.0..=1000.0).contains(&self.ratio)) {
-            return Err(ConfigError::new(
-                "retry",
-                "budget.ratio",
-                format!("{:?}", self.ratio),
-                "must be a number between 0.0 and 1000.0",
-            ));
-        }
-        if self.window < Duration::from_millis(10) || self.window > Duration::from_secs(3600) {
-            return Err(ConfigError::new(
-                "retry",
-                "budget.window",
-                format!("{:?}", self.window),
-                "must be between 10ms and 1h",
-            ));
-        }
+        check::in_range(RETRY, "budget.ratio", self.ratio, 0.0, 1000.0)?;
+        check::in_range(
+            RETRY,
+            "budget.window",
+            self.window,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        )?;
         Ok(())
     }
 }
@@ -154,9 +151,7 @@ impl BudgetState {
     /// count of first attempts. Returns whether the retry may go ahead
     /// (and, if so, records it).
     pub(crate) fn try_withdraw(&self, now: Instant, first_attempts: impl FnOnce() -> u64) -> bool {
-        // Nothing in the critical section can panic, but never propagate a
-        // poisoned lock to callers either.
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ring = lock(&self.ring);
         // Read under the lock so every reader sees a value at least as new
         // as the one stored in any slot.
         let total = first_attempts();

@@ -12,9 +12,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::layer::Config;
+use super::plan::plan_retry;
 use super::replay::Replay;
-use super::shared::Core;
+use super::shared::{Config, Core};
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 
@@ -334,75 +334,6 @@ fn finish<F, T>(mut state: Pin<&mut State<F, T>>, last: Option<T>) -> Poll<T> {
         Some(last) => Poll::Ready(last),
         None => panic!("retry::ResponseFuture lost its last result"),
     }
-}
-
-/// Decides whether a failed attempt is retried; returns the delay and the
-/// current time if so. Counts budget refusals.
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn plan_retry<C, Res, E>(
-    config: &Config,
-    classify: &C,
-    core: Option<&Core>,
-    attempts: u32,
-    have_copy: bool,
-    prev_delay: Duration,
-    deadline: Option<Instant>,
-    result: &Result<Res, E>,
-) -> Option<(Duration, Instant)>
-where
-    C: Classify<Res, E>,
-{
-    if attempts >= config.max_attempts {
-        trace_event!(INFO, attempts, "retry: giving up, attempts exhausted");
-        return None;
-    }
-    if !have_copy {
-        trace_event!(
-            INFO,
-            attempts,
-            "retry: giving up, request cannot be replayed"
-        );
-        return None;
-    }
-    let backoff = &config.backoff;
-    let delay = match classify.retry_after(result) {
-        Some(asked) => asked.min(backoff.max_delay),
-        None => backoff.delay(attempts, prev_delay),
-    };
-    let now = Instant::now();
-    if let Some(deadline) = deadline {
-        // Neither a sleep that would end past the deadline nor an attempt
-        // starting at it.
-        if now.checked_add(delay).is_none_or(|end| end >= deadline) {
-            trace_event!(
-                INFO,
-                attempts,
-                delay_ms = delay.as_millis() as u64,
-                "retry: giving up, the next attempt would start past the deadline"
-            );
-            return None;
-        }
-    }
-    if let Some(core) = core {
-        let granted = match &core.budget {
-            Some(budget) => budget.try_withdraw(now, || core.first_attempts()),
-            None => true,
-        };
-        if !granted {
-            core.refusals.fetch_add(1, Ordering::Relaxed);
-            trace_event!(WARN, attempts, "retry: budget exhausted, not retrying");
-            return None;
-        }
-    }
-    trace_event!(
-        INFO,
-        attempts,
-        delay_ms = delay.as_millis() as u64,
-        "retry: attempt failed, backing off"
-    );
-    Some((delay, now))
 }
 
 /// Points the timer at `at`, creating it on first use.

@@ -1,4 +1,4 @@
-//! [`RetryLayer`], its builder, and the state its services share.
+//! [`RetryLayer`] and its builder.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use tower_layer::Layer;
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
 use super::service::Retry;
-use super::shared::Core;
+use super::shared::{Config, Core, RetryStats};
 use crate::classify::DefaultClassify;
+use crate::error::check;
 use crate::ConfigError;
 
 /// Applies [`Retry`] to services: retries calls the classifier calls a
@@ -172,12 +173,14 @@ pub struct RetryLayerBuilder<C = DefaultClassify> {
 impl<C> RetryLayerBuilder<C> {
     /// Total calls per request, the first one included: 3 means one call
     /// and up to two retries. At least 1.
+    #[must_use = "call .build() to get a RetryLayer"]
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
         self
     }
 
     /// The delays between attempts.
+    #[must_use = "call .build() to get a RetryLayer"]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -193,6 +196,7 @@ impl<C> RetryLayerBuilder<C> {
     /// future carries its own copy, so that the success path touches no
     /// shared state. Keep it cheap to clone (the built-in ones and
     /// capture-free closures are zero-sized; put large state in an `Arc`).
+    #[must_use = "call .build() to get a RetryLayer"]
     pub fn classify<C2>(self, classify: C2) -> RetryLayerBuilder<C2> {
         RetryLayerBuilder {
             max_attempts: self.max_attempts,
@@ -204,6 +208,7 @@ impl<C> RetryLayerBuilder<C> {
     }
 
     /// Caps retries to a fraction of recent traffic; see [`RetryBudget`].
+    #[must_use = "call .build() to get a RetryLayer"]
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
@@ -214,6 +219,7 @@ impl<C> RetryLayerBuilder<C> {
     /// past it. It does not cut short an attempt already in flight (put a
     /// `tower::timeout::TimeoutLayer` inside the retry for that). Must be
     /// more than zero.
+    #[must_use = "call .build() to get a RetryLayer"]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
@@ -228,41 +234,23 @@ impl<C> RetryLayerBuilder<C> {
     /// (below the base delay), `budget.ratio`, `budget.window` (see
     /// [`RetryBudget`]) or `deadline` (zero).
     pub fn build(self) -> Result<RetryLayer<C>, ConfigError> {
-        if self.max_attempts == 0 {
-            return Err(ConfigError::new(
-                "retry",
-                "max_attempts",
-                "0",
-                "must be at least 1 (the first call counts)",
-            ));
-        }
+        const RETRY: &str = "retry";
+        check::at_least(RETRY, "max_attempts", self.max_attempts, 1)?;
         let b = &self.backoff;
         if !(b.factor.is_finite() && b.factor >= 1.0) {
             return Err(ConfigError::new(
-                "retry",
+                RETRY,
                 "backoff.factor",
                 format!("{:?}", b.factor),
                 "must be a finite number of at least 1.0",
             ));
         }
-        if b.max_delay < b.base {
-            return Err(ConfigError::new(
-                "retry",
-                "backoff.max_delay",
-                format!("{:?}", b.max_delay),
-                format!("must be at least the base delay ({:?})", b.base),
-            ));
-        }
+        check::at_least(RETRY, "backoff.max_delay", b.max_delay, b.base)?;
         if let Some(budget) = &self.budget {
             budget.validate()?;
         }
-        if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::new(
-                "retry",
-                "deadline",
-                "0ns",
-                "must be more than zero",
-            ));
+        if let Some(deadline) = self.deadline {
+            check::nonzero(RETRY, "deadline", deadline)?;
         }
         Ok(RetryLayer::from_parts(
             Config {
@@ -274,25 +262,4 @@ impl<C> RetryLayerBuilder<C> {
             self.budget,
         ))
     }
-}
-
-/// A snapshot of a retry layer's counters, from [`RetryLayer::stats`] or
-/// [`Retry::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RetryStats {
-    /// Calls made to the inner service: first attempts plus retries.
-    pub attempts: u64,
-    /// Calls that were retries (not first attempts).
-    pub retries: u64,
-    /// Retries not made because the [`RetryBudget`] was spent.
-    pub budget_refusals: u64,
-}
-
-/// The validated, immutable configuration.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Config {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) deadline: Option<Duration>,
 }

@@ -7,9 +7,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{Config, RetryStats};
 use super::replay::Replay;
-use super::shared::Slot;
+use super::shared::{Config, RetryStats, Slot};
 use crate::classify::{Classify, DefaultClassify};
 
 /// Retries the calls its classifier calls a failure. Made by

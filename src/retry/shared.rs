@@ -1,5 +1,6 @@
 //! The state every service made by one [`RetryLayer`](super::RetryLayer)
-//! shares: counters and the budget.
+//! shares: the configuration, the counters, the budget, and the
+//! [`RetryStats`] snapshot read from them.
 //!
 //! # Keeping the success path free of atomic read-modify-writes
 //!
@@ -28,9 +29,35 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
 
+use super::backoff::Backoff;
 use super::budget::{BudgetState, RetryBudget};
-use super::layer::RetryStats;
+use crate::sync::{lock, read, write};
+
+/// The validated, immutable configuration, copied into every service and
+/// response future (so the success path reads no shared memory).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) deadline: Option<Duration>,
+}
+
+/// A snapshot of a retry layer's counters, from
+/// [`RetryLayer::stats`](super::RetryLayer::stats) or
+/// [`Retry::stats`](super::Retry::stats): both read the same counters,
+/// shared by every service the layer made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Calls made to the inner service: first attempts plus retries.
+    pub attempts: u64,
+    /// Calls that were retries (not first attempts).
+    pub retries: u64,
+    /// Retries not made because the [`RetryBudget`] was spent.
+    pub budget_refusals: u64,
+}
 
 /// The shared, non-generic state of one layer.
 #[derive(Debug)]
@@ -74,7 +101,7 @@ impl Core {
             refusals: AtomicU64::new(0),
             first: Mutex::new(FirstAttempts::default()),
         });
-        write_registry().insert(core.id, Arc::downgrade(&core));
+        write(&REGISTRY).insert(core.id, Arc::downgrade(&core));
         core
     }
 
@@ -84,12 +111,11 @@ impl Core {
 
     /// The state of layer `id`, if any handle to it is still alive.
     pub(crate) fn lookup(id: u64) -> Option<Arc<Core>> {
-        let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-        registry.get(&id).and_then(Weak::upgrade)
+        read(&REGISTRY).get(&id).and_then(Weak::upgrade)
     }
 
     fn first(&self) -> MutexGuard<'_, FirstAttempts> {
-        self.first.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.first)
     }
 
     /// All first attempts ever made through this layer.
@@ -121,12 +147,8 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         // Ids are never reused, so this is our entry.
-        write_registry().remove(&self.id);
+        write(&REGISTRY).remove(&self.id);
     }
-}
-
-fn write_registry() -> std::sync::RwLockWriteGuard<'static, BTreeMap<u64, Weak<Core>>> {
-    REGISTRY.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A service handle's own first-attempt counter (and its reference to the
@@ -200,6 +222,6 @@ mod tests {
         assert!(Core::lookup(id).is_some());
         drop(slot);
         assert!(Core::lookup(id).is_none());
-        assert!(!REGISTRY.read().unwrap().contains_key(&id));
+        assert!(!read(&REGISTRY).contains_key(&id));
     }
 }

@@ -3,9 +3,10 @@
 use std::any::Any;
 use std::time::Duration;
 
-use crate::circuit_breaker::Open;
-use crate::classify::{Classify, Outcome};
-use crate::BoxError;
+use tower::BoxError;
+
+use super::{Classify, Outcome};
+use crate::rejection::Open;
 
 // gRPC status codes (grpc/doc/statuscodes.md); no tonic needed here.
 const OK: i32 = 0;
@@ -42,12 +43,13 @@ const DATA_LOSS: i32 = 15;
 ///   will not change its answer.
 /// - Otherwise: [`Outcome::Success`].
 ///
-/// [`Classify::retry_after`] reads `grpc-retry-pushback-ms`, as
-/// [`into_status`](super::into_status) writes it on the server.
+/// [`Classify::retry_after`] reads `grpc-retry-pushback-ms`
+/// ([`RETRY_PUSHBACK_MS`](crate::respond::RETRY_PUSHBACK_MS)), as
+/// [`respond::into_status`](crate::respond::into_status) writes it on the
+/// server.
 ///
 /// ```
-/// use tower_patterns::classify::{Classify, Outcome};
-/// use tower_patterns::respond::GrpcClassify;
+/// use tower_patterns::classify::{Classify, GrpcClassify, Outcome};
 ///
 /// let unavailable = http::Response::builder()
 ///     .header("grpc-status", "14")
@@ -144,18 +146,12 @@ mod tests {
         );
         assert_eq!(c.retry_after(&res(200, Some("14"))), None);
 
-        let open =
-            crate::circuit_breaker::CircuitBreakerLayer::consecutive(1, Duration::from_secs(1));
-        open.handle().force_open();
-        let mut svc = tower::Layer::layer(
-            &open,
-            tower::service_fn(|_: ()| async { Ok::<_, BoxError>(http::Response::new(())) }),
-        );
-        let err = futures::executor::block_on(async {
-            use tower::{Service, ServiceExt};
-            svc.ready().await.unwrap().call(()).await.unwrap_err()
-        });
-        let boxed: Result<http::Response<()>, BoxError> = Err(err);
+        // An open breaker's rejection, as such or boxed as the breaker
+        // returns it: the call never left this process.
+        let open: Result<http::Response<()>, Open> = Err(Open::held());
+        assert_eq!(c.classify(&open), Outcome::Ignored);
+        let boxed: Result<http::Response<()>, BoxError> =
+            Err(Open::until(Duration::from_secs(1)).into());
         assert_eq!(c.classify(&boxed), Outcome::Ignored);
         let other: Result<http::Response<()>, BoxError> = Err("reset".into());
         assert_eq!(c.classify(&other), Outcome::Failure);
