@@ -40,8 +40,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tower::filter::AsyncFilterLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Handle};
+use tower_patterns::classify::GrpcClassify;
 use tower_patterns::limit::ConcurrencyLimitLayer;
-use tower_patterns::respond::{self, GrpcClassify, RETRY_PUSHBACK_MS};
+use tower_patterns::respond::{self, RETRY_PUSHBACK_MS};
 use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 
 /// Failure injection between our layers and the health service.
