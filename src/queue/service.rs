@@ -116,8 +116,10 @@ where
     /// `tokio::time::timeout` to bound the wait; dropping it leaves the
     /// result in place for a later call.
     ///
-    /// Resolves to [`TaskError::NotFound`](super::TaskError::NotFound) if the id is unknown, expired or
+    /// Resolves to [`TaskError::NotFound`] if the id is unknown, expired or
     /// already taken.
+    ///
+    /// [`TaskError::NotFound`]: super::TaskError::NotFound
     pub fn result(&self, id: TaskId) -> TaskResult<Res, E> {
         let cell = self.shared.table.lookup(id);
         TaskResult {
@@ -127,8 +129,10 @@ where
 
     /// Cancels a task: a pending task never runs (its queue slot is freed at
     /// once), a running task's future is dropped by its worker. Either way
-    /// it ends `Cancelled` and its waiters get [`TaskError::Cancelled`](super::TaskError::Cancelled).
+    /// it ends `Cancelled` and its waiters get [`TaskError::Cancelled`].
     /// Returns false if the task is unknown or already finished.
+    ///
+    /// [`TaskError::Cancelled`]: super::TaskError::Cancelled
     pub fn cancel(&self, id: TaskId) -> bool {
         Table::cancel(&*self.shared, id)
     }

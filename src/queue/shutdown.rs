@@ -29,8 +29,11 @@ pub struct ShutdownSummary {
     pub failed: u64,
     /// Tasks the shutdown cancelled because they had not finished by the
     /// deadline (all of them, pending and running, for [`Shutdown::Now`]).
-    /// Each has status [`TaskStatus::Cancelled`](super::TaskStatus::Cancelled) and its waiters get
-    /// [`TaskError::Cancelled`](super::TaskError::Cancelled).
+    /// Each has status [`TaskStatus::Cancelled`] and its waiters get
+    /// [`TaskError::Cancelled`].
+    ///
+    /// [`TaskStatus::Cancelled`]: super::TaskStatus::Cancelled
+    /// [`TaskError::Cancelled`]: super::TaskError::Cancelled
     pub cancelled: Vec<TaskId>,
     /// True if accepted work was still unfinished at the deadline.
     pub deadline_reached: bool,

@@ -34,7 +34,7 @@ pub enum TaskStatus {
     /// The inner service returned an error, or the task panicked.
     Failed,
     /// Cancelled by [`TaskQueue::cancel`](super::TaskQueue::cancel),
-    /// [`TaskHandle::cancel`] or a shutdown before it finished.
+    /// [`TaskHandle::cancel`](super::TaskHandle::cancel) or a shutdown before it finished.
     Cancelled,
 }
 
