@@ -12,9 +12,11 @@ use tokio::sync::Semaphore;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::queue::{
-    QueueClosed, QueueFull, Shutdown, TaskError, TaskQueue, TaskStatus, TrySubmitError,
+    QueueClosed, QueueFull, Shutdown, TaskError, TaskHandle, TaskId, TaskQueue, TaskQueueBuilder,
+    TaskStatus, TrySubmitError,
 };
 use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
+use tower_patterns::ConfigError;
 
 /// What a test task does.
 #[derive(Clone)]
@@ -60,16 +62,82 @@ fn jobs(
     })
 }
 
-fn gate() -> (Arc<Semaphore>, Arc<AtomicBool>) {
-    (
-        Arc::new(Semaphore::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    )
+/// The queue the tests build over [`jobs`].
+type Queue = TaskQueue<Job, u32, &'static str>;
+
+/// Builds `builder` over a fresh [`jobs`] service.
+fn build(builder: TaskQueueBuilder) -> Result<Queue, ConfigError> {
+    builder.build(jobs(Arc::default()))
+}
+
+/// Like [`build`], for a configuration that is valid.
+fn start(builder: TaskQueueBuilder) -> Queue {
+    build(builder).unwrap()
+}
+
+/// A queue of `workers` workers, the other settings at their defaults.
+fn with_workers(workers: usize) -> Queue {
+    start(TaskQueue::builder().workers(workers))
+}
+
+/// A current-thread runtime, for the tests that drive runtimes themselves.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A task that runs until the test opens its gate, and tells when its
+/// future was dropped.
+struct Gate {
+    permits: Arc<Semaphore>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate {
+            permits: Arc::new(Semaphore::new(0)),
+            dropped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn job(&self) -> Job {
+        Job::Gate(self.permits.clone(), self.dropped.clone())
+    }
+
+    /// Lets one gated task finish.
+    fn open(&self) {
+        self.permits.add_permits(1);
+    }
+
+    /// True once a gated task's future was dropped.
+    fn dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// Submits a gated task and waits until a worker runs it (with one worker,
+/// everything submitted next stays pending until `gate.open()`).
+async fn occupy(queue: &Queue) -> (TaskId, Gate) {
+    let gate = Gate::new();
+    let id = queue.submit(gate.job()).await.unwrap();
+    wait_status(queue, id, TaskStatus::Running).await;
+    (id, gate)
+}
+
+/// Like [`occupy`], through a [`TaskHandle`].
+async fn occupy_with_handle(queue: &Queue) -> (TaskHandle<u32, &'static str>, Gate) {
+    let gate = Gate::new();
+    let handle = queue.submit_with_handle(gate.job()).await.unwrap();
+    wait_status(queue, handle.id(), TaskStatus::Running).await;
+    (handle, gate)
 }
 
 async fn wait_status<Req: Send + 'static, Res: Send + 'static, E: Send + 'static>(
     queue: &TaskQueue<Req, Res, E>,
-    id: tower_patterns::queue::TaskId,
+    id: TaskId,
     want: TaskStatus,
 ) {
     for _ in 0..10_000 {
@@ -83,11 +151,7 @@ async fn wait_status<Req: Send + 'static, Res: Send + 'static, E: Send + 'static
 
 #[tokio::test]
 async fn results_are_delivered_for_success_failure_and_panic() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(calls.clone()))
-        .unwrap();
+    let queue = with_workers(1);
     let ok = queue.submit(Job::Ok(7)).await.unwrap();
     let fail = queue.submit(Job::Fail("bad input")).await.unwrap();
     let panic = queue.submit(Job::Panic).await.unwrap();
@@ -118,10 +182,7 @@ async fn results_are_delivered_for_success_failure_and_panic() {
 
 #[tokio::test]
 async fn statuses_are_kept_until_taken() {
-    let queue = TaskQueue::builder()
-        .workers(2)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(2);
     let ok = queue.submit(Job::Ok(1)).await.unwrap();
     let fail = queue.submit(Job::Fail("no")).await.unwrap();
     let panic = queue.submit(Job::Panic).await.unwrap();
@@ -135,10 +196,7 @@ async fn statuses_are_kept_until_taken() {
 
 #[tokio::test]
 async fn a_dropped_handle_leaves_the_result_for_later() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(1);
     let handle = queue.submit_with_handle(Job::Ok(4)).await.unwrap();
     let id = handle.id();
     drop(handle);
@@ -199,10 +257,7 @@ async fn panics_in_poll_ready_and_call_become_task_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn result_waits_and_can_be_bounded_by_a_timeout() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(1);
     let id = queue.submit(Job::Sleep(10_000)).await.unwrap();
     let started = tokio::time::Instant::now();
     let waited = tokio::time::timeout(Duration::from_secs(1), queue.result(id)).await;
@@ -221,12 +276,7 @@ async fn cancel_pending_task_never_runs() {
         .workers(1)
         .build(jobs(calls.clone()))
         .unwrap();
-    let (gate, _) = gate();
-    let blocker = queue
-        .submit(Job::Gate(gate.clone(), Arc::default()))
-        .await
-        .unwrap();
-    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let (blocker, gate) = occupy(&queue).await;
     let pending = queue.submit_with_handle(Job::Ok(5)).await.unwrap();
     assert_eq!(pending.status(), TaskStatus::Pending);
     assert_eq!(queue.stats().queued, 1);
@@ -236,7 +286,7 @@ async fn cancel_pending_task_never_runs() {
     assert_eq!(queue.status(pending.id()), Some(TaskStatus::Cancelled));
     assert_eq!(queue.stats().queued, 0, "its slot is freed at once");
 
-    gate.add_permits(1);
+    gate.open();
     assert_eq!(queue.result(blocker).await.unwrap(), 0);
     assert!(pending.await.unwrap_err().is_cancelled());
     // Let the worker look for more work: the cancelled task must not run.
@@ -248,25 +298,14 @@ async fn cancel_pending_task_never_runs() {
 
 #[tokio::test]
 async fn cancel_running_task_drops_its_future() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
-    let (gate, dropped) = gate();
-    let handle = queue
-        .submit_with_handle(Job::Gate(gate, dropped.clone()))
-        .await
-        .unwrap();
-    wait_status(&queue, handle.id(), TaskStatus::Running).await;
-    assert!(!dropped.load(Ordering::SeqCst));
+    let queue = with_workers(1);
+    let (handle, gate) = occupy_with_handle(&queue).await;
+    assert!(!gate.dropped());
 
     assert!(handle.cancel());
     let id = handle.id();
     assert!(handle.await.unwrap_err().is_cancelled());
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "the task's future was dropped"
-    );
+    assert!(gate.dropped(), "the task's future was dropped");
     assert_eq!(queue.status(id), None, "taken");
     // The worker is free again.
     let next = queue.submit(Job::Ok(3)).await.unwrap();
@@ -277,17 +316,8 @@ async fn cancel_running_task_drops_its_future() {
 
 #[tokio::test(start_paused = true)]
 async fn backpressure_at_capacity() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .capacity(2)
-        .build(jobs(Arc::default()))
-        .unwrap();
-    let (gate, _) = gate();
-    let blocker = queue
-        .submit(Job::Gate(gate.clone(), Arc::default()))
-        .await
-        .unwrap();
-    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let queue = start(TaskQueue::builder().workers(1).capacity(2));
+    let (_, gate) = occupy(&queue).await;
     let a = queue.try_submit(Job::Ok(1)).unwrap();
     let b = queue.try_submit(Job::Ok(2)).unwrap();
 
@@ -320,7 +350,7 @@ async fn backpressure_at_capacity() {
     });
     tokio::task::yield_now().await;
     assert!(!submit.is_finished());
-    gate.add_permits(1);
+    gate.open();
     let c = submit.await.unwrap().unwrap();
     for (id, want) in [(a, 1), (b, 2), (c, 6)] {
         assert_eq!(queue.result(id).await.unwrap(), want);
@@ -332,17 +362,8 @@ async fn backpressure_at_capacity() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiting_submit_passes_its_wake_up_on() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .capacity(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
-    let (gate, _) = gate();
-    let blocker = queue
-        .submit(Job::Gate(gate.clone(), Arc::default()))
-        .await
-        .unwrap();
-    wait_status(&queue, blocker, TaskStatus::Running).await;
+    let queue = start(TaskQueue::builder().workers(1).capacity(1));
+    let (_, gate) = occupy(&queue).await;
     let queued = queue.submit(Job::Ok(1)).await.unwrap();
 
     // Two submitters wait for room: first `a`, then `b`.
@@ -361,16 +382,13 @@ async fn a_dropped_waiting_submit_passes_its_wake_up_on() {
         .expect("b must get the room a gave up")
         .unwrap()
         .unwrap();
-    gate.add_permits(1);
+    gate.open();
     assert_eq!(queue.result(b).await.unwrap(), 3);
 }
 
 #[tokio::test]
 async fn service_impl_submits_and_reports_closed() {
-    let queue = TaskQueue::builder()
-        .workers(2)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(2);
     let id = queue.clone().oneshot(Job::Ok(11)).await.unwrap();
     assert_eq!(queue.result(id).await.unwrap(), 11);
 
@@ -385,10 +403,7 @@ async fn service_impl_submits_and_reports_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn graceful_shutdown_finishes_accepted_work() {
-    let queue = TaskQueue::builder()
-        .workers(2)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(2);
     let mut ids = Vec::new();
     for i in 1..=10 {
         ids.push(queue.submit(Job::Sleep(i * 100)).await.unwrap());
@@ -408,10 +423,7 @@ async fn graceful_shutdown_finishes_accepted_work() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_deadline_cancels_the_rest_and_accounts_for_every_id() {
-    let queue = TaskQueue::builder()
-        .workers(2)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(2);
     let mut handles = Vec::new();
     for _ in 0..10 {
         handles.push(queue.submit_with_handle(Job::Sleep(1_000)).await.unwrap());
@@ -445,20 +457,12 @@ async fn shutdown_deadline_cancels_the_rest_and_accounts_for_every_id() {
 
 #[tokio::test]
 async fn shutdown_now_cancels_everything_unfinished() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
-    let (gate, dropped) = gate();
-    let running = queue
-        .submit(Job::Gate(gate, dropped.clone()))
-        .await
-        .unwrap();
-    wait_status(&queue, running, TaskStatus::Running).await;
+    let queue = with_workers(1);
+    let (running, gate) = occupy(&queue).await;
     let pending = queue.submit(Job::Ok(1)).await.unwrap();
     let summary = queue.shutdown(Shutdown::Now).await;
     assert_eq!(summary.cancelled, vec![running, pending]);
-    assert!(dropped.load(Ordering::SeqCst));
+    assert!(gate.dropped());
     assert!(queue.result(running).await.unwrap_err().is_cancelled());
     assert!(queue.result(pending).await.unwrap_err().is_cancelled());
     // A second shutdown has nothing left to do.
@@ -467,10 +471,7 @@ async fn shutdown_now_cancels_everything_unfinished() {
 
 #[tokio::test]
 async fn dropping_the_last_queue_handle_drains_accepted_tasks() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(1);
     let a = queue.submit_with_handle(Job::Ok(1)).await.unwrap();
     let b = queue.submit_with_handle(Job::Ok(2)).await.unwrap();
     drop(queue);
@@ -480,30 +481,15 @@ async fn dropping_the_last_queue_handle_drains_accepted_tasks() {
 
 #[test]
 fn stopped_runtime_cancels_tasks_instead_of_losing_them() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (gate, _) = gate();
+    let rt = runtime();
     let (queue, running, pending) = rt.block_on(async {
-        let queue = TaskQueue::builder()
-            .workers(1)
-            .build(jobs(Arc::default()))
-            .unwrap();
-        let running = queue
-            .submit_with_handle(Job::Gate(gate, Arc::default()))
-            .await
-            .unwrap();
-        wait_status(&queue, running.id(), TaskStatus::Running).await;
+        let queue = with_workers(1);
+        let (running, _gate) = occupy_with_handle(&queue).await;
         let pending = queue.submit_with_handle(Job::Ok(1)).await.unwrap();
         (queue, running, pending)
     });
     drop(rt);
-    let other = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    other.block_on(async {
+    runtime().block_on(async {
         assert!(running.await.unwrap_err().is_cancelled());
         assert!(pending.await.unwrap_err().is_cancelled());
         assert!(queue.is_closed());
@@ -512,11 +498,11 @@ fn stopped_runtime_cancels_tasks_instead_of_losing_them() {
 
 #[tokio::test(start_paused = true)]
 async fn finished_results_expire_after_retention() {
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .retain_results(Duration::from_secs(60))
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = start(
+        TaskQueue::builder()
+            .workers(1)
+            .retain_results(Duration::from_secs(60)),
+    );
     let id = queue.submit(Job::Ok(1)).await.unwrap();
     wait_status(&queue, id, TaskStatus::Completed).await;
     tokio::time::advance(Duration::from_secs(59)).await;
@@ -565,13 +551,13 @@ async fn idle_queue_drops_expired_results_on_time() {
 #[tokio::test(start_paused = true)]
 async fn memory_stays_bounded_over_a_long_run() {
     const TASKS: u32 = 100_000;
-    let queue = TaskQueue::builder()
-        .workers(4)
-        .capacity(256)
-        .max_retained(1_000)
-        .retain_results(Duration::from_secs(300))
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = start(
+        TaskQueue::builder()
+            .workers(4)
+            .capacity(256)
+            .max_retained(1_000)
+            .retain_results(Duration::from_secs(300)),
+    );
     let mut max_tracked = 0;
     let (mut first, mut last) = (None, None);
     for i in 0..TASKS {
@@ -691,34 +677,20 @@ async fn layered_inner_service_applies_per_task() {
 
 #[test]
 fn builder_rejects_bad_values() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _enter = rt.enter();
-    let err = TaskQueue::builder()
-        .workers(0)
-        .build(jobs(Arc::default()))
-        .unwrap_err();
+    let err = build(TaskQueue::builder().workers(0)).unwrap_err();
     assert_eq!(err.field(), "workers");
-    let err = TaskQueue::builder()
-        .capacity(0)
-        .build(jobs(Arc::default()))
-        .unwrap_err();
+    let err = build(TaskQueue::builder().capacity(0)).unwrap_err();
     assert_eq!(err.field(), "capacity");
     drop(_enter);
-    let err = TaskQueue::builder()
-        .build(jobs(Arc::default()))
-        .unwrap_err();
+    let err = build(TaskQueue::builder()).unwrap_err();
     assert_eq!(err.field(), "runtime");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submitters_and_cancels_account_for_every_task() {
-    let queue = TaskQueue::builder()
-        .workers(3)
-        .capacity(64)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = start(TaskQueue::builder().workers(3).capacity(64));
     let mut submitters = Vec::new();
     for s in 0..4u32 {
         let queue = queue.clone();
@@ -764,10 +736,7 @@ async fn concurrent_submitters_and_cancels_account_for_every_task() {
 async fn futures_are_send_and_queue_is_shareable() {
     fn assert_send<T: Send>(_: &T) {}
     fn assert_sync<T: Sync>(_: &T) {}
-    let queue = TaskQueue::builder()
-        .workers(1)
-        .build(jobs(Arc::default()))
-        .unwrap();
+    let queue = with_workers(1);
     assert_send(&queue);
     assert_sync(&queue);
     let submit = queue.submit(Job::Ok(1));

@@ -1,6 +1,9 @@
-//! Errors returned when a task cannot be submitted.
+//! Why a task could not be submitted ([`QueueFull`], [`QueueClosed`],
+//! [`TrySubmitError`]), and why a task produced no response ([`TaskError`]).
 
 use std::fmt;
+
+use super::task::{TaskId, TaskStatus};
 
 /// The queue already holds `capacity` pending tasks.
 ///
@@ -96,3 +99,70 @@ impl<Req> fmt::Display for TrySubmitError<Req> {
 }
 
 impl<Req> std::error::Error for TrySubmitError<Req> {}
+
+/// Why a task produced no response. `E` is the inner service's error.
+///
+/// `TaskError<E>` implements [`std::error::Error`] whenever `E` is
+/// `Debug + Display` (so `TaskError<tower::BoxError>` converts with `?`);
+/// match on [`TaskError::Failed`] to get the inner error back.
+#[derive(Debug)]
+pub enum TaskError<E> {
+    /// The inner service (its `poll_ready` or its response future) returned
+    /// this error.
+    Failed(E),
+    /// The task panicked (in `poll_ready`, `call` or its future); the
+    /// message is the panic's payload. The worker survived.
+    Panicked(String),
+    /// The task was cancelled before it finished: by `cancel`, by a
+    /// shutdown deadline, or because the workers stopped.
+    Cancelled,
+    /// There is no result for this id: it was never issued by this queue,
+    /// its result expired (`retain_results` / `max_retained`), or another
+    /// waiter already took it.
+    NotFound(TaskId),
+}
+
+impl<E> TaskError<E> {
+    /// The terminal status this error corresponds to (`None` for `NotFound`).
+    pub fn status(&self) -> Option<TaskStatus> {
+        match self {
+            TaskError::Failed(_) | TaskError::Panicked(_) => Some(TaskStatus::Failed),
+            TaskError::Cancelled => Some(TaskStatus::Cancelled),
+            TaskError::NotFound(_) => None,
+        }
+    }
+
+    /// The inner service's error, if that is what this is.
+    pub fn into_failed(self) -> Option<E> {
+        match self {
+            TaskError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True for [`TaskError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// True for [`TaskError::Panicked`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => write!(f, "task failed: {e}"),
+            TaskError::Panicked(msg) => write!(f, "task panicked: {msg}"),
+            TaskError::Cancelled => f.write_str("task was cancelled before it finished"),
+            TaskError::NotFound(id) => write!(
+                f,
+                "no result for {id}: unknown id, result expired (see retain_results) or already taken"
+            ),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}

@@ -40,6 +40,8 @@
 //! let summary = queue.shutdown(Shutdown::Graceful(Duration::from_secs(30))).await;
 //! assert!(summary.cancelled.is_empty());
 //! assert_eq!(queue.status(last), Some(TaskStatus::Completed));
+//! let stats = queue.stats();
+//! assert_eq!((stats.submitted, stats.completed, stats.failed), (4, 3, 1));
 //! # Ok(())
 //! # }
 //! ```
@@ -68,15 +70,31 @@
 //!
 //! Finished results whose waiters have gone are kept like any other, so a
 //! status table can still be printed after the work is done.
+
+// Imports run downward: builder -> service -> future, shutdown -> shared ->
+// jobs, table, handle -> cell -> error, task, waiters. The worker imports
+// only the shared state below it; `stats` stands alone.
+
+mod builder;
+mod cell;
 mod error;
-#[allow(clippy::module_inception)]
-mod queue;
+mod future;
+mod handle;
+mod jobs;
+mod service;
+mod shared;
+mod shutdown;
+mod stats;
+mod table;
 mod task;
+mod waiters;
 mod worker;
 
-pub use error::{QueueClosed, QueueFull, TrySubmitError};
-pub use queue::{
-    QueueStats, ResponseFuture, Shutdown, ShutdownSummary, Submit, SubmitWithHandle, TaskQueue,
-    TaskQueueBuilder,
-};
-pub use task::{TaskError, TaskHandle, TaskId, TaskResult, TaskStatus};
+pub use builder::TaskQueueBuilder;
+pub use error::{QueueClosed, QueueFull, TaskError, TrySubmitError};
+pub use future::{ResponseFuture, Submit, SubmitWithHandle};
+pub use handle::{TaskHandle, TaskResult};
+pub use service::TaskQueue;
+pub use shutdown::{Shutdown, ShutdownSummary};
+pub use stats::QueueStats;
+pub use task::{TaskId, TaskStatus};

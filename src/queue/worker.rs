@@ -10,8 +10,10 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::queue::{Job, Shared};
-use super::task::{panic_message, Cell, TaskError};
+use super::cell::Cell;
+use super::error::TaskError;
+use super::jobs::Job;
+use super::shared::Shared;
 
 /// One worker: runs jobs one at a time until the queue is closed and empty.
 pub(crate) async fn run_worker<S, Req>(
@@ -161,5 +163,16 @@ where
                 }
             }
         }
+    }
+}
+
+/// A panic payload as text.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<&'static str>() {
+        Ok(s) => (*s).to_owned(),
+        Err(payload) => match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(_) => "panic with a non-string payload".to_owned(),
+        },
     }
 }

@@ -1,0 +1,220 @@
+//! The shared record of one task: its state machine (pending, running,
+//! done, taken), its result once finished, and who waits for it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use super::error::TaskError;
+use super::task::{TaskId, TaskStatus};
+use super::waiters::Waiters;
+use crate::sync::lock;
+
+/// The shared record of one task: its state, its result once finished, and
+/// who waits for it.
+pub(crate) struct Cell<Res, E> {
+    pub(crate) id: TaskId,
+    cancel: AtomicBool,
+    inner: Mutex<Inner<Res, E>>,
+}
+
+struct Inner<Res, E> {
+    state: State<Res, E>,
+    /// The worker's waker while the task runs and is not ready, so `cancel`
+    /// can interrupt it.
+    worker: Option<Waker>,
+    waiters: Waiters,
+    /// Somebody already handed the finished result to the expiry queue.
+    parked: bool,
+    /// A `TaskHandle` exists: it will take the result, or park it when
+    /// dropped, so the worker need not.
+    handle: bool,
+}
+
+enum State<Res, E> {
+    Pending,
+    Running,
+    Done(Result<Res, TaskError<E>>),
+    Taken(TaskStatus),
+}
+
+fn outcome_status<Res, E>(out: &Result<Res, TaskError<E>>) -> TaskStatus {
+    match out {
+        Ok(_) => TaskStatus::Completed,
+        Err(e) => e.status().unwrap_or(TaskStatus::Failed),
+    }
+}
+
+/// What a waiter found in `Cell::poll_take`.
+pub(crate) enum Taken<Res, E> {
+    /// The finished result, now taken, and its status.
+    Result(TaskStatus, Result<Res, TaskError<E>>),
+    /// Another waiter took the result first; the task ended with this status.
+    Gone(TaskStatus),
+}
+
+/// What `Cell::cancel` did.
+pub(crate) enum Cancel {
+    /// The task had already finished (or was being cancelled).
+    NotActive,
+    /// A pending task is now `Cancelled`; `park` says whether the caller
+    /// must hand the result to the expiry queue.
+    Pending { park: bool },
+    /// A running task was asked to stop; its worker finishes it.
+    Running,
+}
+
+impl<Res, E> Cell<Res, E> {
+    pub(crate) fn new(id: TaskId, handle: bool) -> Self {
+        Cell {
+            id,
+            cancel: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                state: State::Pending,
+                worker: None,
+                waiters: Waiters::default(),
+                parked: false,
+                handle,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<Res, E>> {
+        lock(&self.inner)
+    }
+
+    pub(crate) fn status(&self) -> TaskStatus {
+        match &self.lock().state {
+            State::Pending => TaskStatus::Pending,
+            State::Running => TaskStatus::Running,
+            State::Done(out) => outcome_status(out),
+            State::Taken(s) => *s,
+        }
+    }
+
+    /// Pending -> Running; false if the task was cancelled meanwhile.
+    pub(crate) fn start(&self) -> bool {
+        let mut g = self.lock();
+        if matches!(g.state, State::Pending) {
+            g.state = State::Running;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
+    }
+
+    /// Stores the worker's waker so `cancel` can wake it; returns whether a
+    /// cancel was requested (checked after storing, so none is missed).
+    pub(crate) fn park_worker(&self, waker: &Waker) -> bool {
+        {
+            let mut g = self.lock();
+            match &g.worker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => g.worker = Some(waker.clone()),
+            }
+        }
+        self.cancel_requested()
+    }
+
+    /// Running -> Done. Returns the final status and whether the caller must
+    /// park the result (no waiter is there to take it), or `None` if the
+    /// task was not running.
+    pub(crate) fn finish(&self, out: Result<Res, TaskError<E>>) -> Option<(TaskStatus, bool)> {
+        let mut g = self.lock();
+        if !matches!(g.state, State::Running) {
+            return None;
+        }
+        // A cancel that won the race with completion stands: `cancel`
+        // returned true, so the task ends `Cancelled`.
+        let out = if self.cancel_requested() {
+            Err(TaskError::Cancelled)
+        } else {
+            out
+        };
+        let status = outcome_status(&out);
+        g.state = State::Done(out);
+        g.worker = None;
+        Some((status, Self::settle(&mut g)))
+    }
+
+    /// After a transition to Done: wake the waiters, or decide to park.
+    fn settle(g: &mut Inner<Res, E>) -> bool {
+        if g.waiters.live() > 0 {
+            g.waiters.notify_all();
+            false
+        } else if g.handle {
+            false
+        } else {
+            g.parked = true;
+            true
+        }
+    }
+
+    pub(crate) fn cancel(&self) -> Cancel {
+        let mut g = self.lock();
+        match g.state {
+            State::Pending => {
+                g.state = State::Done(Err(TaskError::Cancelled));
+                Cancel::Pending {
+                    park: Self::settle(&mut g),
+                }
+            }
+            State::Running => {
+                if self.cancel.swap(true, Ordering::AcqRel) {
+                    return Cancel::NotActive;
+                }
+                if let Some(w) = g.worker.take() {
+                    w.wake();
+                }
+                Cancel::Running
+            }
+            State::Done(_) | State::Taken(_) => Cancel::NotActive,
+        }
+    }
+
+    /// Takes the finished result for the waiter holding `key` (and removes
+    /// its waker), or registers its waker until the task finishes.
+    pub(crate) fn poll_take(&self, key: &mut Option<usize>, waker: &Waker) -> Poll<Taken<Res, E>> {
+        let mut g = self.lock();
+        match &g.state {
+            State::Done(out) => {
+                let status = outcome_status(out);
+                let State::Done(out) = std::mem::replace(&mut g.state, State::Taken(status)) else {
+                    unreachable!("matched Done above")
+                };
+                g.waiters.remove(key);
+                Poll::Ready(Taken::Result(status, out))
+            }
+            State::Taken(status) => {
+                let status = *status;
+                g.waiters.remove(key);
+                Poll::Ready(Taken::Gone(status))
+            }
+            State::Pending | State::Running => {
+                g.waiters.register(key, waker);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// A waiter holding `key` goes away (`handle`: it is the task's
+    /// `TaskHandle`). Returns whether the caller must park the finished
+    /// result, now that nobody will take it.
+    pub(crate) fn leave(&self, key: &mut Option<usize>, handle: bool) -> bool {
+        let mut g = self.lock();
+        g.waiters.remove(key);
+        if handle {
+            g.handle = false;
+        }
+        if matches!(g.state, State::Done(_)) && g.waiters.live() == 0 && !g.handle && !g.parked {
+            g.parked = true;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The state every [`TaskQueue`](super::TaskQueue) clone, task handle and
+//! worker shares: the job queue under its lock, the task table, the
+//! counters, and the janitor that expires kept results.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::cell::{Cancel, Cell};
+use super::error::TaskError;
+use super::handle::Table;
+use super::jobs::{Job, Jobs};
+use super::stats::QueueStats;
+use super::table::TaskTable;
+use super::task::{TaskId, TaskStatus};
+use crate::sync::{lock, Padded};
+use crate::trace::trace_event;
+
+/// Task counts since the queue was built; the hot ones on their own cache
+/// lines.
+#[derive(Default)]
+pub(crate) struct Counters {
+    started: Padded<AtomicU64>,
+    pub(crate) completed: Padded<AtomicU64>,
+    pub(crate) failed: Padded<AtomicU64>,
+    panicked: AtomicU64,
+    cancelled: Padded<AtomicU64>,
+    cancelled_pending: AtomicU64,
+}
+
+/// Everything the queue handles, handles and workers share.
+pub(crate) struct Shared<Req, Res, E> {
+    pub(crate) jobs: Mutex<Jobs<Req, Res, E>>,
+    pub(crate) table: TaskTable<Res, E>,
+    pub(crate) counters: Counters,
+    pub(crate) capacity: usize,
+    pub(crate) workers: usize,
+    /// Live `TaskQueue` clones; the last one to go closes the queue.
+    pub(crate) handles: AtomicUsize,
+    live_workers: AtomicUsize,
+    /// Becomes true when the last worker has stopped.
+    pub(crate) stopped: watch::Sender<bool>,
+}
+
+impl<Req, Res, E> Shared<Req, Res, E> {
+    /// An open queue with one handle and `workers` live workers (the caller
+    /// spawns them).
+    pub(crate) fn new(
+        workers: usize,
+        capacity: usize,
+        retain: Duration,
+        max_retained: usize,
+    ) -> Self {
+        Shared {
+            jobs: Mutex::new(Jobs::new(workers, capacity)),
+            table: TaskTable::new(retain, max_retained),
+            counters: Counters::default(),
+            capacity,
+            workers,
+            handles: AtomicUsize::new(1),
+            live_workers: AtomicUsize::new(workers),
+            stopped: watch::channel(false).0,
+        }
+    }
+
+    /// Accepts a task (room and openness checked by the caller); returns its
+    /// cell and an idle worker to wake once the lock is released.
+    pub(crate) fn push_locked(
+        &self,
+        jobs: &mut Jobs<Req, Res, E>,
+        req: Req,
+        handle: bool,
+    ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
+        let id = jobs.next_id;
+        jobs.next_id += 1;
+        let cell = Arc::new(Cell::new(TaskId(id), handle));
+        self.table.insert(id, cell.clone());
+        jobs.queue.push_back(Job {
+            cell: cell.clone(),
+            req,
+        });
+        (cell, jobs.wake_worker())
+    }
+
+    pub(crate) fn poll_next_job(
+        &self,
+        cx: &mut Context<'_>,
+        index: usize,
+    ) -> Poll<Option<Job<Req, Res, E>>> {
+        let mut jobs = lock(&self.jobs);
+        jobs.unidle(index);
+        if let Some(job) = jobs.queue.pop_front() {
+            let submitter = if jobs.space.live() > 0 {
+                jobs.space.notify_one()
+            } else {
+                None
+            };
+            let worker = jobs.wake_worker();
+            drop(jobs);
+            if let Some(w) = submitter {
+                w.wake();
+            }
+            if let Some(w) = worker {
+                w.wake();
+            }
+            return Poll::Ready(Some(job));
+        }
+        if jobs.closed {
+            return Poll::Ready(None);
+        }
+        jobs.idle(index, cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Pending -> Running, counted; false if it was cancelled meanwhile.
+    pub(crate) fn start(&self, cell: &Cell<Res, E>) -> bool {
+        if cell.start() {
+            self.counters.started.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Running -> its terminal status, counted, result delivered or parked.
+    pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>) {
+        let panicked = matches!(out, Err(TaskError::Panicked(_)));
+        let Some((status, park)) = cell.finish(out) else {
+            return;
+        };
+        let c = &self.counters;
+        match status {
+            TaskStatus::Completed => c.completed.fetch_add(1, Ordering::Release),
+            TaskStatus::Cancelled => c.cancelled.fetch_add(1, Ordering::Release),
+            _ => {
+                if panicked {
+                    c.panicked.fetch_add(1, Ordering::Relaxed);
+                    trace_event!(WARN, task = %cell.id, "task panicked; worker carries on");
+                }
+                c.failed.fetch_add(1, Ordering::Release)
+            }
+        };
+        if park {
+            self.table.park(cell.id);
+        }
+    }
+
+    /// Stops accepting tasks; idle workers wake to drain and exit.
+    pub(crate) fn close(&self) {
+        lock(&self.jobs).close();
+    }
+
+    /// A cancelled pending task, counted, parked if nobody waits.
+    fn cancelled_pending(&self, id: TaskId, park: bool) {
+        self.counters.cancelled.fetch_add(1, Ordering::Release);
+        self.counters
+            .cancelled_pending
+            .fetch_add(1, Ordering::Relaxed);
+        if park {
+            self.table.park(id);
+        }
+    }
+
+    /// Cancels every task still waiting in the queue.
+    fn cancel_queued(&self) -> Vec<TaskId> {
+        let drained: Vec<_> = {
+            let mut jobs = lock(&self.jobs);
+            let drained = jobs.queue.drain(..).collect();
+            jobs.space.notify_all();
+            drained
+        };
+        let mut ids = Vec::with_capacity(drained.len());
+        for job in drained {
+            if let Cancel::Pending { park } = job.cell.cancel() {
+                self.cancelled_pending(job.cell.id, park);
+                ids.push(job.cell.id);
+            }
+        }
+        ids
+    }
+
+    /// Cancels every unfinished task, pending or running; returns their ids
+    /// in order.
+    pub(crate) fn cancel_all(&self) -> Vec<TaskId> {
+        let mut ids = self.cancel_queued();
+        for active in self.table.unfinished() {
+            for cell in active {
+                match cell.cancel() {
+                    Cancel::NotActive => {}
+                    Cancel::Running => ids.push(cell.id),
+                    Cancel::Pending { park } => {
+                        self.cancelled_pending(cell.id, park);
+                        ids.push(cell.id);
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            trace_event!(
+                WARN,
+                cancelled = ids.len(),
+                "task queue deadline passed: tasks cancelled"
+            );
+        }
+        ids
+    }
+
+    pub(crate) fn worker_stopped(&self, index: usize) {
+        {
+            // A worker dropped while woken must not hold up the others.
+            let mut jobs = lock(&self.jobs);
+            jobs.unidle(index);
+            let wake = jobs.wake_worker();
+            drop(jobs);
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
+        if self.live_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close();
+            // Only reachable with tasks left if the workers were dropped
+            // (runtime shutdown): make sure none is left hanging.
+            self.cancel_queued();
+            self.stopped.send_replace(true);
+            trace_event!(INFO, "task queue workers stopped");
+        }
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        let (submitted, queued) = {
+            let jobs = lock(&self.jobs);
+            (jobs.next_id - 1, jobs.queue.len() as u64)
+        };
+        let (retained, tracked) = self.table.sizes();
+        let c = &self.counters;
+        let started = c.started.load(Ordering::Acquire);
+        let completed = c.completed.load(Ordering::Acquire);
+        let failed = c.failed.load(Ordering::Acquire);
+        let cancelled = c.cancelled.load(Ordering::Acquire);
+        let cancelled_pending = c.cancelled_pending.load(Ordering::Acquire);
+        let finished_running = completed + failed + cancelled.saturating_sub(cancelled_pending);
+        QueueStats {
+            submitted,
+            queued,
+            running: started.saturating_sub(finished_running),
+            completed,
+            failed,
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled,
+            retained,
+            tracked,
+        }
+    }
+}
+
+impl<Req, Res, E> Table<Res, E> for Shared<Req, Res, E>
+where
+    Req: Send,
+    Res: Send,
+    E: Send,
+{
+    fn taken(&self, id: TaskId) {
+        self.table.taken(id);
+    }
+
+    fn park(&self, id: TaskId) {
+        self.table.park(id);
+    }
+
+    fn cancel(&self, id: TaskId) -> bool {
+        let Some(cell) = self.table.lookup(id) else {
+            return false;
+        };
+        match cell.cancel() {
+            Cancel::NotActive => false,
+            Cancel::Running => {
+                trace_event!(DEBUG, task = %id, "running task cancelled");
+                true
+            }
+            Cancel::Pending { park } => {
+                let wake = {
+                    let mut jobs = lock(&self.jobs);
+                    match jobs.queue.iter().position(|j| j.cell.id == id) {
+                        Some(pos) => {
+                            jobs.queue.remove(pos);
+                            jobs.space.notify_one()
+                        }
+                        None => None,
+                    }
+                };
+                if let Some(w) = wake {
+                    w.wake();
+                }
+                self.cancelled_pending(id, park);
+                trace_event!(DEBUG, task = %id, "pending task cancelled");
+                true
+            }
+        }
+    }
+}
+
+/// Expires retained results on time even when the queue is idle: sleeps
+/// until the earliest expiry, or until a result is parked. Holds only a
+/// weak reference, so it never keeps a dropped queue alive.
+pub(crate) async fn janitor<Req, Res, E>(shared: Weak<Shared<Req, Res, E>>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            shared.table.next_expiry()
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => wake.notified().await,
+        }
+    }
+}
