@@ -87,6 +87,7 @@ impl Counters {
     }
 
     /// Counts one call whose future was dropped before it completed.
+    #[inline]
     pub(crate) fn cancelled(&self, stripe: usize) {
         self.stripe(stripe)
             .cancelled

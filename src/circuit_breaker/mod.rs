@@ -64,9 +64,9 @@
 //! own reference-counted share of the breaker. An open breaker rejects with
 //! one atomic load, one clock read (to know whether the open duration is
 //! over) and the allocation of the boxed [`Open`] error; a breaker held
-//! open by [`CircuitBreakerHandle::force_open`] skips the clock. The time window reads
-//! the clock once per call, and slow-call detection twice. See
-//! `benches/circuit_breaker.rs`.
+//! open by [`CircuitBreakerHandle::force_open`] skips the clock. The time
+//! window reads the clock once per call, and slow-call detection twice.
+//! See `benches/circuit_breaker.rs`.
 //!
 //! # Semantics worth knowing
 //!
@@ -76,9 +76,18 @@
 //!   was reset) is not counted.
 //! - A half-open probe that never completes keeps its slot; put a timeout
 //!   inside the breaker.
-//! - [`CircuitBreakerHandle::force_open`] holds the breaker open with no timer until
-//!   [`CircuitBreakerHandle::force_closed`] or [`CircuitBreakerHandle::reset`].
+//! - [`CircuitBreakerHandle::force_open`] holds the breaker open with no
+//!   timer until [`CircuitBreakerHandle::force_closed`] or
+//!   [`CircuitBreakerHandle::reset`].
+//! - [`CircuitBreakerLayer::stats`], [`CircuitBreaker::stats`] and
+//!   [`CircuitBreakerHandle::stats`] return the same
+//!   [`CircuitBreakerStats`] snapshot of the one shared breaker.
 
+// From the top down (imports run one way): layer (and its `build`) ->
+// builder, service -> future -> core; handle -> core. core is the breaker
+// every clone shares; below it: config (the rules), counters (striped),
+// notify (callbacks), stats, window (pure sliding windows), word (the
+// packed state word) and ticket (an admitted call's proof).
 mod builder;
 mod config;
 mod core;
