@@ -103,6 +103,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// (`1 ..= 1_048_575`). Cannot be combined with the rate-model settings
     /// (`failure_rate_threshold`, `sliding_window`, `minimum_calls`,
     /// `slow_call`).
+    #[must_use = "a setter returns the updated builder"]
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive = Some(n);
         self
@@ -110,6 +111,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
 
     /// Open when the share of failures in the window reaches `rate`
     /// (`0 < rate <= 1`). Default 0.5.
+    #[must_use = "a setter returns the updated builder"]
     pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
         self.failure_rate_threshold = Some(rate);
         self
@@ -118,6 +120,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// The window the rates are measured over: the last `n` calls
     /// ([`Window::Count`], `1 ..= 1_000_000`) or the last `d` of time
     /// ([`Window::Time`], at least 1 ms). Default `Window::Count(100)`.
+    #[must_use = "a setter returns the updated builder"]
     pub fn sliding_window(mut self, window: Window) -> Self {
         self.window = Some(window);
         self
@@ -126,6 +129,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// No verdict until the window holds this many calls (at least 1, and
     /// at most the size of a count window). Default: the count window's
     /// size up to 100; 100 for a time window.
+    #[must_use = "a setter returns the updated builder"]
     pub fn minimum_calls(mut self, n: usize) -> Self {
         self.minimum_calls = Some(n);
         self
@@ -136,6 +140,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// reaches `rate` (`0 < rate <= 1`). A slow half-open probe counts as a
     /// failed probe. Off by default; when on, every call's duration is
     /// measured.
+    #[must_use = "a setter returns the updated builder"]
     pub fn slow_call(mut self, threshold: Duration, rate: f64) -> Self {
         self.slow = Some((threshold, rate));
         self
@@ -143,6 +148,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
 
     /// How long the breaker stays open before it lets probes through.
     /// Default 60 s. Zero means "probe on the next call".
+    #[must_use = "a setter returns the updated builder"]
     pub fn open_duration(mut self, d: Duration) -> Self {
         self.open_duration = d;
         self
@@ -151,6 +157,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// Grow the open duration: each opening that follows a failed half-open
     /// probe doubles it, up to `max` (at least `open_duration`). Closing
     /// starts again from `open_duration`. Default: no growth.
+    #[must_use = "a setter returns the updated builder"]
     pub fn open_duration_max(mut self, max: Duration) -> Self {
         self.open_duration_max = Some(max);
         self
@@ -160,6 +167,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// (`1 ..= 1_048_575`); all must succeed to close it, any failure opens
     /// it again. A probe whose future is dropped, or whose outcome is
     /// ignored, gives its slot back. Default 1.
+    #[must_use = "a setter returns the updated builder"]
     pub fn half_open_calls(mut self, n: u32) -> Self {
         self.half_open_calls = n;
         self
@@ -168,6 +176,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// What counts as a failure; see [`Classify`](crate::classify::Classify).
     /// [`Outcome::Ignored`](crate::classify::Outcome::Ignored) results count
     /// as neither success nor failure.
+    #[must_use = "a setter returns the updated builder"]
     pub fn classify<C2>(self, classify: C2) -> CircuitBreakerLayerBuilder<C2> {
         CircuitBreakerLayerBuilder {
             consecutive: self.consecutive,
@@ -187,6 +196,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// thread that caused it (or that is already running callbacks). It may
     /// use the [`CircuitBreakerHandle`](super::CircuitBreakerHandle); keep
     /// it short, it runs on the request path.
+    #[must_use = "a setter returns the updated builder"]
     pub fn on_state_change<F>(mut self, f: F) -> Self
     where
         F: Fn(State, State) + Send + Sync + 'static,
