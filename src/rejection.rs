@@ -17,7 +17,7 @@ pub enum State {
     /// Calls go through; outcomes are counted.
     Closed,
     /// Calls fail fast with [`Open`] until the open duration has passed
-    /// (or, after [`Handle::force_open`](crate::circuit_breaker::Handle::force_open), until
+    /// (or, after [`CircuitBreakerHandle::force_open`](crate::circuit_breaker::CircuitBreakerHandle::force_open), until
     /// the breaker is closed by hand).
     Open,
     /// A limited number of probe calls go through; if they all succeed the
@@ -89,7 +89,7 @@ impl Open {
     /// `Some(Duration::ZERO)` when the breaker is half-open and all its
     /// probe slots are taken (a slot frees as soon as a probe finishes);
     /// `None` when the breaker is held open by
-    /// [`Handle::force_open`](crate::circuit_breaker::Handle::force_open) and will not probe
+    /// [`CircuitBreakerHandle::force_open`](crate::circuit_breaker::CircuitBreakerHandle::force_open) and will not probe
     /// until it is closed by hand.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.code {

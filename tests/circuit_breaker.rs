@@ -626,7 +626,9 @@ async fn clones_share_a_breaker_and_new_layers_do_not() {
 
 #[test]
 fn builder_rejects_bad_values() {
-    let field = |b: tower_patterns::circuit_breaker::Builder| b.build().unwrap_err().field();
+    let field = |b: tower_patterns::circuit_breaker::CircuitBreakerLayerBuilder| {
+        b.build().unwrap_err().field()
+    };
     let b = CircuitBreakerLayer::builder;
     assert_eq!(
         field(b().failure_rate_threshold(0.0)),
@@ -668,7 +670,7 @@ fn builder_rejects_bad_values() {
     let err = b().failure_rate_threshold(2.0).build().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid circuit_breaker config: failure_rate_threshold = 2 (must be > 0 and <= 1)"
+        "invalid circuit_breaker config: failure_rate_threshold = 2.0 (must be between 0.0 and 1.0)"
     );
     // Time windows take any minimum.
     b().sliding_window(Window::Time(SEC))

@@ -1,4 +1,5 @@
-//! The response future.
+//! The response future, and the guard that records an admitted call's
+//! outcome.
 
 use std::fmt;
 use std::future::Future;
@@ -11,16 +12,28 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::BoxError;
 
+use super::core::Core;
 use super::error::Open;
-use super::service::Shard;
-use super::state::Ticket;
+use super::ticket::Ticket;
 use crate::classify::Classify;
+use crate::sync::Padded;
+
+/// What one service clone shares with the futures it creates. One per
+/// clone, so the reference count each call touches is not shared between
+/// threads; held in a [`Padded`] so two clones' counts never share a cache
+/// line.
+pub(crate) struct Shard<C> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) classify: C,
+    /// The clone's stripe of the breaker's counters and time window.
+    pub(crate) stripe: usize,
+}
 
 /// Records the outcome of an admitted call, or its cancellation if dropped
 /// first. Every field is a word, so moving the future around costs plain
 /// 8-byte copies.
 pub(crate) struct Guard<C> {
-    shard: Arc<Shard<C>>,
+    shard: Arc<Padded<Shard<C>>>,
     /// The ticket's bits, plus `DONE` once the outcome is recorded.
     ticket: u64,
     /// 1 + nanoseconds since the breaker's creation when the call started,
@@ -32,7 +45,7 @@ const DONE: u64 = 1 << 63;
 
 impl<C> Guard<C> {
     #[inline]
-    pub(crate) fn new(shard: Arc<Shard<C>>, ticket: Ticket, start: u64) -> Self {
+    pub(crate) fn new(shard: Arc<Padded<Shard<C>>>, ticket: Ticket, start: u64) -> Self {
         Guard {
             shard,
             ticket: ticket.bits(),

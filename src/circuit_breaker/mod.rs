@@ -7,7 +7,7 @@
 //! immediately instead of after a timeout. After the open duration the
 //! breaker turns **half-open** and lets a few probe calls through; if they
 //! all succeed it closes, if one fails it opens again (for longer, if
-//! [`open_duration_max`](Builder::open_duration_max) is set).
+//! [`open_duration_max`](CircuitBreakerLayerBuilder::open_duration_max) is set).
 //!
 //! Two models decide when to open:
 //!
@@ -16,7 +16,7 @@
 //! - **Rate** ([`CircuitBreakerLayer::builder`]): when the failure rate, or
 //!   the share of slow calls, over a sliding window ([`Window::Count`] or
 //!   [`Window::Time`]) reaches a threshold, once the window holds
-//!   [`minimum_calls`](Builder::minimum_calls).
+//!   [`minimum_calls`](CircuitBreakerLayerBuilder::minimum_calls).
 //!
 //! What counts as a failure is a [`Classify`](crate::classify::Classify),
 //! the same one retry uses; [`Outcome::Ignored`](crate::classify::Outcome)
@@ -64,9 +64,9 @@
 //! own reference-counted share of the breaker. An open breaker rejects with
 //! one atomic load, one clock read (to know whether the open duration is
 //! over) and the allocation of the boxed [`Open`] error; a breaker held
-//! open by [`Handle::force_open`] skips the clock. The time window reads
-//! the clock once per call, and slow-call detection twice. See
-//! `benches/circuit_breaker.rs`.
+//! open by [`CircuitBreakerHandle::force_open`] skips the clock. The time
+//! window reads the clock once per call, and slow-call detection twice.
+//! See `benches/circuit_breaker.rs`.
 //!
 //! # Semantics worth knowing
 //!
@@ -76,19 +76,39 @@
 //!   was reset) is not counted.
 //! - A half-open probe that never completes keeps its slot; put a timeout
 //!   inside the breaker.
-//! - [`Handle::force_open`] holds the breaker open with no timer until
-//!   [`Handle::force_closed`] or [`Handle::reset`].
+//! - [`CircuitBreakerHandle::force_open`] holds the breaker open with no
+//!   timer until [`CircuitBreakerHandle::force_closed`] or
+//!   [`CircuitBreakerHandle::reset`].
+//! - [`CircuitBreakerLayer::stats`], [`CircuitBreaker::stats`] and
+//!   [`CircuitBreakerHandle::stats`] return the same
+//!   [`CircuitBreakerStats`] snapshot of the one shared breaker.
 
+// From the top down (imports run one way): layer (and its `build`) ->
+// builder, service -> future -> core; handle -> core. core is the breaker
+// every clone shares; below it: config (the rules), counters (striped),
+// notify (callbacks), stats, window (pure sliding windows), word (the
+// packed state word) and ticket (an admitted call's proof).
+mod builder;
+mod config;
+mod core;
+mod counters;
 mod error;
 mod future;
+mod handle;
 mod layer;
+mod notify;
 mod service;
-mod state;
+mod stats;
+mod ticket;
 mod window;
+mod word;
 
+pub use crate::rejection::State;
+pub use builder::CircuitBreakerLayerBuilder;
 pub use error::Open;
 pub use future::ResponseFuture;
-pub use layer::{Builder, CircuitBreakerLayer, Handle};
+pub use handle::CircuitBreakerHandle;
+pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
-pub use state::{State, Stats};
+pub use stats::CircuitBreakerStats;
 pub use window::Window;

@@ -1,4 +1,4 @@
-//! The service.
+//! The service: admission in `poll_ready`, the call in `call`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,22 +8,14 @@ use tokio::time::Instant;
 use tower::BoxError;
 use tower_service::Service;
 
+use super::core::{Admit, Core};
 use super::error::Open;
-use super::future::{Guard, ResponseFuture};
-use super::layer::Handle;
-use super::state::{Admit, Core, Ticket};
+use super::future::{Guard, ResponseFuture, Shard};
+use super::handle::CircuitBreakerHandle;
+use super::stats::CircuitBreakerStats;
+use super::ticket::Ticket;
 use crate::classify::Classify;
-
-/// What one service clone shares with the futures it creates. One per
-/// clone, so the reference count each call touches is not shared between
-/// threads; aligned to its own cache lines so two clones' counts never
-/// share one.
-#[repr(align(128))]
-pub(crate) struct Shard<C> {
-    pub(crate) core: Arc<Core>,
-    pub(crate) classify: C,
-    pub(crate) stripe: usize,
-}
+use crate::sync::Padded;
 
 /// The admission a service holds between `poll_ready` and `call`, packed
 /// in one word (`NO_PERMIT`, `REJECTED`, or `GO | ticket bits`) so the hot
@@ -47,7 +39,7 @@ const REJECTED: u64 = 1 << 63;
 /// Clones share the breaker.
 pub struct CircuitBreaker<S, C = crate::classify::DefaultClassify> {
     inner: S,
-    shard: Arc<Shard<C>>,
+    shard: Arc<Padded<Shard<C>>>,
     permit: u64,
     /// Why, when `permit` is `REJECTED`.
     rejection: Option<Open>,
@@ -58,19 +50,25 @@ impl<S, C> CircuitBreaker<S, C> {
         let stripe = core.stripe();
         CircuitBreaker {
             inner,
-            shard: Arc::new(Shard {
+            shard: Arc::new(Padded(Shard {
                 core,
                 classify,
                 stripe,
-            }),
+            })),
             permit: NO_PERMIT,
             rejection: None,
         }
     }
 
     /// A handle on the breaker this service shares with its layer.
-    pub fn handle(&self) -> Handle {
-        Handle::new(self.shard.core.clone())
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle::new(self.shard.core.clone())
+    }
+
+    /// A snapshot of the breaker's state and counters (shared with the
+    /// layer and every clone); the same as `self.handle().stats()`.
+    pub fn stats(&self) -> CircuitBreakerStats {
+        self.shard.core.stats(&Instant::now)
     }
 
     /// The wrapped service.

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sync::Padded;
+
 /// The kind and size of the sliding window the rate model judges.
 ///
 /// ```
@@ -56,19 +58,6 @@ const SLOW: u8 = 4;
 
 fn slot_value(failure: bool, slow: bool) -> u8 {
     USED | if failure { FAIL } else { 0 } | if slow { SLOW } else { 0 }
-}
-
-/// Pads a value to its own cache line (128 bytes covers adjacent-line
-/// prefetching on x86 and the 128-byte lines of some ARM cores).
-#[repr(align(128))]
-#[derive(Default)]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 #[derive(Default)]
@@ -225,7 +214,7 @@ impl TimeWindow {
         slow: bool,
     ) -> Option<Counts> {
         let t = self.slice(now);
-        // `stripes.len()` is a power of two (see `state::default_stripes`).
+        // `stripes.len()` is a power of two (see `core::default_stripes`).
         let buckets = &self.stripes[stripe & (self.stripes.len() - 1)].0;
         let b = &buckets[(t % TIME_BUCKETS) as usize];
         loop {
