@@ -38,7 +38,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use tower::{BoxError, ServiceBuilder};
 use tower_patterns::cache::{CacheHandle, CacheLayer};
-use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Handle as BreakerHandle};
+use tower_patterns::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerHandle as BreakerHandle};
 use tower_patterns::classify::HttpClassify;
 use tower_patterns::fetch::{self, FetchError, HttpClient};
 use tower_patterns::limit::ConcurrencyLimitLayer;

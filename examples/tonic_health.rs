@@ -39,7 +39,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::filter::AsyncFilterLayer;
 use tower::{BoxError, Service, ServiceBuilder};
-use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Handle};
+use tower_patterns::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_patterns::classify::GrpcClassify;
 use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::respond::{self, RETRY_PUSHBACK_MS};
@@ -177,7 +177,7 @@ fn expect(ok: bool, what: &str) -> Result<(), BoxError> {
 async fn scenario(
     addr: SocketAddr,
     chaos: &Chaos,
-    server_state: &Handle,
+    server_state: &CircuitBreakerHandle,
     open_for: Duration,
 ) -> Result<(), BoxError> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
