@@ -52,11 +52,12 @@ pub mod concurrency;
 mod error;
 mod gate;
 mod gather;
+mod reservation;
 
-pub use adaptive::{AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitLayer};
+pub use adaptive::{AdaptiveLimit, AdaptiveLimitLayer, AdaptiveLimitLayerBuilder};
 pub use body::LimitBody;
 pub use concurrency::{
-    ConcurrencyLimit, ConcurrencyLimitBuilder, ConcurrencyLimitLayer, HoldUntilBodyEnd,
+    ConcurrencyLimit, ConcurrencyLimitLayer, ConcurrencyLimitLayerBuilder, HoldUntilBodyEnd,
     ReleaseOnResponse, ReleasePolicy,
 };
 pub use error::Overloaded;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::algorithm::Sample;
 use super::shared::Permit;
 use crate::classify::Classify;
-use crate::limit::Overloaded;
+use crate::limit::error::Overloaded;
 use crate::BoxError;
 
 pin_project! {
