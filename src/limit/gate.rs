@@ -14,7 +14,7 @@ use crate::trace::trace_event;
 
 /// How long a caller may wait for a permit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub(super) enum Wait {
     /// Wait as long as it takes (tower's behaviour).
     Forever,
     /// Wait at most this long, then fail with [`Overloaded`].
@@ -24,7 +24,7 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    pub(crate) fn up_to(d: Duration) -> Wait {
+    pub(super) fn up_to(d: Duration) -> Wait {
         if d.is_zero() {
             Wait::Never
         } else {
@@ -35,18 +35,18 @@ impl Wait {
 
 /// The permits and counters behind every clone of one limiter.
 #[derive(Debug)]
-pub(crate) struct Gate {
-    pub(crate) semaphore: Arc<Semaphore>,
+pub(super) struct Gate {
+    pub(super) semaphore: Arc<Semaphore>,
     /// The limit in force (fixed, or the adaptive limiter's current value).
-    pub(crate) limit: AtomicUsize,
+    pub(super) limit: AtomicUsize,
     /// Callers currently queued for a permit.
-    pub(crate) waiting: AtomicUsize,
+    pub(super) waiting: AtomicUsize,
     /// Calls refused with [`Overloaded`] since the limiter was built.
-    pub(crate) rejected: AtomicU64,
+    pub(super) rejected: AtomicU64,
 }
 
 impl Gate {
-    pub(crate) fn new(limit: usize) -> Gate {
+    pub(super) fn new(limit: usize) -> Gate {
         Gate {
             semaphore: Arc::new(Semaphore::new(limit)),
             limit: AtomicUsize::new(limit),
@@ -57,13 +57,13 @@ impl Gate {
 
     /// A gate for a fixed `limit`, raised to 1 (a limit of 0 would block
     /// every call forever) and lowered to [`Semaphore::MAX_PERMITS`].
-    pub(crate) fn clamped(limit: usize) -> Gate {
+    pub(super) fn clamped(limit: usize) -> Gate {
         Gate::new(limit.clamp(1, Semaphore::MAX_PERMITS))
     }
 
     /// The counters of a fixed limit, where every permit the semaphore does
     /// not hold is in flight.
-    pub(crate) fn stats(&self) -> LimitStats {
+    pub(super) fn stats(&self) -> LimitStats {
         let limit = self.limit.load(Ordering::Relaxed);
         LimitStats {
             limit,

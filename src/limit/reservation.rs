@@ -23,7 +23,7 @@ use crate::BoxError;
 
 /// The state every clone of one limiter shares: where a [`Reservation`]
 /// takes its permits from.
-pub(crate) trait Limiter: Clone {
+pub(super) trait Limiter: Clone {
     /// What a service holds from `poll_ready` until its call completes.
     type Permit;
 
@@ -61,7 +61,7 @@ impl Limiter for Arc<Gate> {
 ///
 /// A clone shares the limiter but reserves nothing: each clone takes its
 /// own permit in `poll_ready`.
-pub(crate) struct Reservation<L: Limiter> {
+pub(super) struct Reservation<L: Limiter> {
     limiter: L,
     wait: Wait,
     permit: Option<L::Permit>,
@@ -70,7 +70,7 @@ pub(crate) struct Reservation<L: Limiter> {
 }
 
 impl<L: Limiter> Reservation<L> {
-    pub(crate) fn new(limiter: L, wait: Wait) -> Self {
+    pub(super) fn new(limiter: L, wait: Wait) -> Self {
         Reservation {
             limiter,
             wait,
@@ -81,7 +81,7 @@ impl<L: Limiter> Reservation<L> {
     }
 
     /// The shared state.
-    pub(crate) fn limiter(&self) -> &L {
+    pub(super) fn limiter(&self) -> &L {
         &self.limiter
     }
 
@@ -93,7 +93,7 @@ impl<L: Limiter> Reservation<L> {
     /// response and the inner service is never called. A failed inner
     /// service gives its permit back.
     #[inline]
-    pub(crate) fn poll_ready<S, Req>(
+    pub(super) fn poll_ready<S, Req>(
         &mut self,
         inner: &mut S,
         cx: &mut Context<'_>,
@@ -134,7 +134,7 @@ impl<L: Limiter> Reservation<L> {
     /// When `poll_ready` did not return `Ready(Ok)` first (the `Service`
     /// contract), as tower's limiter does; `service` names the caller.
     #[inline]
-    pub(crate) fn take(&mut self, service: &'static str) -> Result<L::Permit, Overloaded> {
+    pub(super) fn take(&mut self, service: &'static str) -> Result<L::Permit, Overloaded> {
         if let Some(permit) = self.permit.take() {
             return Ok(permit);
         }

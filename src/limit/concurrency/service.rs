@@ -39,7 +39,7 @@ impl<S> ConcurrencyLimit<S> {
 impl<S, P> ConcurrencyLimit<S, P> {
     /// Wraps `inner` in the limit `gate`, shared with every other service
     /// built on it.
-    pub(crate) fn with_gate(inner: S, gate: Arc<Gate>, wait: Wait) -> Self {
+    pub(super) fn with_gate(inner: S, gate: Arc<Gate>, wait: Wait) -> Self {
         ConcurrencyLimit {
             inner,
             reservation: Reservation::new(gate, wait),
