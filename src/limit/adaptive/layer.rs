@@ -25,7 +25,8 @@ use crate::ConfigError;
 ///   call slower than a timeout.
 ///
 /// Failures are decided by a [`Classify`](crate::classify::Classify) ([`DefaultClassify`]: every `Err`;
-/// set another with [`classify`](Self::classify), e.g.
+/// set another with the builder's
+/// [`classify`](AdaptiveLimitLayerBuilder::classify) or [`classify`](Self::classify), e.g.
 /// [`HttpClassify`](crate::classify::HttpClassify) so 503s count). Calls
 /// whose future is dropped before it completes are not samples: place a
 /// timeout *inside* this layer so that timeouts reach it as errors.

@@ -4,10 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
-use super::future::{FutureKind, ResponseFuture};
+use super::future::ResponseFuture;
 use super::shared::Shared;
 use crate::classify::{Classify, DefaultClassify};
 use crate::limit::gate::{LimitStats, Wait};
@@ -95,19 +94,10 @@ where
     /// contract).
     fn call(&mut self, req: Req) -> Self::Future {
         match self.reservation.take("AdaptiveLimit") {
-            Ok(permit) => ResponseFuture {
-                kind: FutureKind::Called {
-                    future: self.inner.call(req),
-                    permit: Some(permit),
-                    started: Instant::now(),
-                    classify: self.classify.clone(),
-                },
-            },
-            Err(overloaded) => ResponseFuture {
-                kind: FutureKind::Overloaded {
-                    error: Some(overloaded),
-                },
-            },
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
+            }
+            Err(overloaded) => ResponseFuture::overloaded(overloaded),
         }
     }
 }
