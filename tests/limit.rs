@@ -529,13 +529,14 @@ async fn aimd_halves_on_failures_and_grows_back() {
             Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
         }
     });
+    // The classifier is set on the builder: 503s count as failures.
     let layer = AdaptiveLimitLayer::builder()
         .aimd()
         .initial_limit(10)
         .max_limit(40)
+        .classify(HttpClassify)
         .build()
-        .unwrap()
-        .classify(HttpClassify);
+        .unwrap();
     let svc = layer.layer(backend);
     let stats = {
         let layer = layer.clone();
@@ -672,6 +673,104 @@ async fn adaptive_builder_validates() {
     assert_eq!(layer.stats().limit, 8);
     assert_eq!(AdaptiveLimitLayer::gradient().stats().limit, 20);
     assert_eq!(AdaptiveLimitLayer::aimd().stats().limit, 20);
+}
+
+#[test]
+fn adaptive_builder_refuses_gradient_settings_under_aimd() {
+    // Before or after `.aimd()`: never silently dropped.
+    let cases = [
+        (
+            "smoothing",
+            AdaptiveLimitLayer::builder().aimd().smoothing(0.3).build(),
+        ),
+        (
+            "queue_size",
+            AdaptiveLimitLayer::builder().queue_size(4).aimd().build(),
+        ),
+        (
+            "long_window",
+            AdaptiveLimitLayer::builder().aimd().long_window(100).build(),
+        ),
+    ];
+    for (field, result) in cases {
+        let err = result.unwrap_err();
+        assert_eq!((err.component(), err.field()), ("adaptive_limit", field));
+        assert!(err.allowed().contains("Gradient2 only"), "{err}");
+    }
+    let err = AdaptiveLimitLayer::builder()
+        .aimd()
+        .smoothing(0.3)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.value(), "0.3");
+    // AIMD takes its own tuning.
+    let layer = AdaptiveLimitLayer::builder()
+        .aimd()
+        .backoff_ratio(0.7)
+        .timeout(Duration::from_secs(1))
+        .build();
+    assert!(layer.is_ok());
+}
+
+#[test]
+fn adaptive_builder_refuses_aimd_settings_under_gradient() {
+    // Gradient2 is the default, or chosen again after `.aimd()`.
+    let cases = [
+        (
+            "backoff_ratio",
+            AdaptiveLimitLayer::builder().backoff_ratio(0.7).build(),
+        ),
+        (
+            "timeout",
+            AdaptiveLimitLayer::builder()
+                .aimd()
+                .timeout(Duration::from_secs(1))
+                .gradient()
+                .build(),
+        ),
+    ];
+    for (field, result) in cases {
+        let err = result.unwrap_err();
+        assert_eq!((err.component(), err.field()), ("adaptive_limit", field));
+        assert!(err.allowed().contains("AIMD only"), "{err}");
+    }
+    // Gradient2 takes its own tuning.
+    let layer = AdaptiveLimitLayer::builder()
+        .smoothing(0.2)
+        .queue_size(2)
+        .long_window(100)
+        .build();
+    assert!(layer.is_ok());
+}
+
+#[test]
+fn builders_stats_and_reservations_follow_one_spelling() {
+    use tower_patterns::limit::{
+        AdaptiveLimitLayerBuilder, ConcurrencyLimit, ConcurrencyLimitLayerBuilder, LimitStats,
+    };
+    let fixed: ConcurrencyLimitLayerBuilder = ConcurrencyLimitLayer::builder().limit(3);
+    let fixed = fixed.build().unwrap();
+    let adaptive: AdaptiveLimitLayerBuilder = AdaptiveLimitLayer::builder().max_limit(5);
+    let adaptive = adaptive.build().unwrap();
+    assert_eq!(LimitStats::default().limit, 0);
+    // Every layer and every service reports the same shared counters.
+    let echo = service_fn(|n: u32| async move { Ok::<_, BoxError>(n) });
+    let mut svc = fixed.layer(echo);
+    let mut other = svc.clone();
+    assert!(svc.ready().now_or_never().is_some());
+    assert_eq!((fixed.stats().in_flight, other.stats().in_flight), (1, 1));
+    // A clone reserves its own permit.
+    assert!(other.ready().now_or_never().is_some());
+    assert_eq!(svc.stats().in_flight, 2);
+    drop((svc, other));
+    assert_eq!(fixed.stats().in_flight, 0);
+    let svc = adaptive.layer(echo);
+    assert_eq!((svc.stats().limit, adaptive.stats().limit), (5, 5));
+    // The service alone, with a limit of its own.
+    let mut alone = ConcurrencyLimit::new(echo, 0);
+    assert_eq!(alone.stats().limit, 1);
+    assert!(alone.ready().now_or_never().is_some());
+    assert_eq!(alone.stats().in_flight, 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,22 +1,5 @@
 //! Concurrency limits: fixed, bounded-wait, adaptive, and bounded gather.
 //!
-//! - [`ConcurrencyLimitLayer`]: at most `n` calls at once. Unlike tower's
-//!   `ConcurrencyLimit`, which can only queue forever, a caller can
-//!   [wait a bounded time](ConcurrencyLimitLayer::max_wait) or be
-//!   [rejected at once](ConcurrencyLimitLayer::reject_when_full) with
-//!   [`Overloaded`], and the permit can be
-//!   [held until an HTTP response body ends](ConcurrencyLimitLayer::hold_until_body_end).
-//! - [`AdaptiveLimitLayer`]: the limit moves with observed latency and
-//!   failures ([Gradient2](AdaptiveLimitLayer::gradient) or
-//!   [AIMD](AdaptiveLimitLayer::aimd), after Netflix's concurrency-limits).
-//! - [`gather`] / [`gather_unordered`]: run many requests through a service,
-//!   at most `n` at once, one `Result` per request.
-//!
-//! Permits are reserved in `poll_ready`, handed out first come, first
-//! served, and held until the response future completes or is dropped.
-//! Every service a layer makes, and every clone of them, shares that
-//! layer's permits and [`stats`](ConcurrencyLimitLayer::stats).
-//!
 //! ```
 //! use std::time::Duration;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -45,6 +28,32 @@
 //! assert_eq!(layer.stats().in_flight, 0);
 //! # }
 //! ```
+//!
+//! - [`ConcurrencyLimitLayer`]: at most `n` calls at once. Unlike tower's
+//!   `ConcurrencyLimit`, which can only queue forever, a caller can
+//!   [wait a bounded time](ConcurrencyLimitLayer::max_wait) or be
+//!   [rejected at once](ConcurrencyLimitLayer::reject_when_full) with
+//!   [`Overloaded`], and the permit can be
+//!   [held until an HTTP response body ends](ConcurrencyLimitLayer::hold_until_body_end).
+//! - [`AdaptiveLimitLayer`]: the limit moves with observed latency and
+//!   failures ([Gradient2](AdaptiveLimitLayer::gradient) or
+//!   [AIMD](AdaptiveLimitLayer::aimd), after Netflix's concurrency-limits).
+//! - [`gather`] / [`gather_unordered`]: run many requests through a service,
+//!   at most `n` at once, one `Result` per request.
+//!
+//! Permits are reserved in `poll_ready`, handed out first come, first
+//! served, and held until the response future completes or is dropped.
+//! Every service a layer makes, and every clone of them, shares that
+//! layer's permits and [`stats`](ConcurrencyLimitLayer::stats).
+//!
+//! | | fixed | adaptive |
+//! |---|---|---|
+//! | layer | [`ConcurrencyLimitLayer`] | [`AdaptiveLimitLayer`] |
+//! | builder | [`ConcurrencyLimitLayerBuilder`] | [`AdaptiveLimitLayerBuilder`] |
+//! | service | [`ConcurrencyLimit`] | [`AdaptiveLimit`] |
+//! | future | [`concurrency::ResponseFuture`] | [`adaptive::ResponseFuture`] |
+//! | error | [`Overloaded`] | [`Overloaded`] |
+//! | stats | [`LimitStats`] | [`LimitStats`] |
 
 pub mod adaptive;
 mod body;
@@ -52,11 +61,12 @@ pub mod concurrency;
 mod error;
 mod gate;
 mod gather;
+mod reservation;
 
-pub use adaptive::{AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitLayer};
+pub use adaptive::{AdaptiveLimit, AdaptiveLimitLayer, AdaptiveLimitLayerBuilder};
 pub use body::LimitBody;
 pub use concurrency::{
-    ConcurrencyLimit, ConcurrencyLimitBuilder, ConcurrencyLimitLayer, HoldUntilBodyEnd,
+    ConcurrencyLimit, ConcurrencyLimitLayer, ConcurrencyLimitLayerBuilder, HoldUntilBodyEnd,
     ReleaseOnResponse, ReleasePolicy,
 };
 pub use error::Overloaded;

@@ -11,12 +11,12 @@ use tokio::time::Instant;
 use super::algorithm::Sample;
 use super::shared::Permit;
 use crate::classify::Classify;
-use crate::limit::Overloaded;
+use crate::limit::error::Overloaded;
 use crate::BoxError;
 
 pin_project! {
     #[project = FutureKindProj]
-    pub(super) enum FutureKind<F, C> {
+    enum FutureKind<F, C> {
         Called {
             #[pin]
             future: F,
@@ -36,7 +36,28 @@ pin_project! {
     /// Dropped before completion, it releases the permit and reports nothing.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        pub(super) kind: FutureKind<F, C>,
+        kind: FutureKind<F, C>,
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    /// A call under `permit`, timed from now.
+    pub(super) fn called(future: F, permit: Permit, classify: C) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Called {
+                future,
+                permit: Some(permit),
+                started: Instant::now(),
+                classify,
+            },
+        }
+    }
+
+    /// A call the limiter refused; the inner service was not called.
+    pub(super) fn overloaded(error: Overloaded) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Overloaded { error: Some(error) },
+        }
     }
 }
 

@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
-use super::algorithm::{Aimd, AimdConfig, Algorithm, Bounds, Gradient2, GradientConfig};
 use super::service::AdaptiveLimit;
-use super::shared::{Kind, Shared};
+use super::settings::{Choice, Settings};
+use super::shared::Shared;
 use crate::classify::DefaultClassify;
-use crate::limit::gate::{Acquire, LimitStats, Wait};
+use crate::limit::gate::{LimitStats, Wait};
 use crate::ConfigError;
 
 /// A concurrency limit that moves with the latency and failures it
@@ -26,7 +25,8 @@ use crate::ConfigError;
 ///   call slower than a timeout.
 ///
 /// Failures are decided by a [`Classify`](crate::classify::Classify) ([`DefaultClassify`]: every `Err`;
-/// set another with [`classify`](Self::classify), e.g.
+/// set another with the builder's
+/// [`classify`](AdaptiveLimitLayerBuilder::classify) or [`classify`](Self::classify), e.g.
 /// [`HttpClassify`](crate::classify::HttpClassify) so 503s count). Calls
 /// whose future is dropped before it completes are not samples: place a
 /// timeout *inside* this layer so that timeouts reach it as errors.
@@ -37,9 +37,9 @@ use crate::ConfigError;
 /// The limit lives in the layer: every service it makes, and their clones,
 /// share it.
 pub struct AdaptiveLimitLayer<C = DefaultClassify> {
-    pub(super) shared: Arc<Shared>,
-    pub(super) wait: Wait,
-    pub(super) classify: C,
+    shared: Arc<Shared>,
+    wait: Wait,
+    classify: C,
 }
 
 impl<C: Clone> Clone for AdaptiveLimitLayer<C> {
@@ -65,17 +65,17 @@ impl AdaptiveLimitLayer {
     /// Gradient2 with the defaults: limit starts at 20 and moves within
     /// 1..=200. See [`builder`](Self::builder) to change them.
     pub fn gradient() -> Self {
-        AdaptiveLimitBuilder::new().build_unchecked()
+        AdaptiveLimitLayerBuilder::new().build_unchecked()
     }
 
     /// AIMD with the defaults: limit starts at 20 and moves within 1..=200;
     /// halves on a failure or a call slower than 5 s.
     pub fn aimd() -> Self {
-        AdaptiveLimitBuilder::new().aimd().build_unchecked()
+        AdaptiveLimitLayerBuilder::new().aimd().build_unchecked()
     }
 
-    /// A builder for the limits and tuning (Gradient2 unless
-    /// [`aimd`](AdaptiveLimitBuilder::aimd) is chosen).
+    /// A builder for the limits, the tuning and the classifier (Gradient2
+    /// unless [`aimd`](AdaptiveLimitLayerBuilder::aimd) is chosen).
     ///
     /// ```
     /// use tower_patterns::limit::AdaptiveLimitLayer;
@@ -92,14 +92,16 @@ impl AdaptiveLimitLayer {
     /// let err = AdaptiveLimitLayer::builder().min_limit(10).max_limit(5).build();
     /// assert_eq!(err.unwrap_err().field(), "max_limit");
     /// ```
-    pub fn builder() -> AdaptiveLimitBuilder {
-        AdaptiveLimitBuilder::new()
+    pub fn builder() -> AdaptiveLimitLayerBuilder {
+        AdaptiveLimitLayerBuilder::new()
     }
 }
 
 impl<C> AdaptiveLimitLayer<C> {
     /// Uses `classify` to decide which calls failed (failures shrink the
-    /// limit).
+    /// limit); also on the builder, as
+    /// [`AdaptiveLimitLayerBuilder::classify`].
+    #[must_use = "the layer with the new classifier is returned"]
     pub fn classify<C2>(self, classify: C2) -> AdaptiveLimitLayer<C2> {
         AdaptiveLimitLayer {
             shared: self.shared,
@@ -110,6 +112,7 @@ impl<C> AdaptiveLimitLayer<C> {
 
     /// Waits at most `max_wait` for a permit, then fails with [`Overloaded`](crate::limit::Overloaded).
     /// Zero means [`reject_when_full`](Self::reject_when_full).
+    #[must_use = "the changed layer is returned"]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
         self
@@ -117,6 +120,7 @@ impl<C> AdaptiveLimitLayer<C> {
 
     /// Never waits: fails at once with [`Overloaded`](crate::limit::Overloaded) when the limit is
     /// reached (Netflix's server-side behaviour).
+    #[must_use = "the changed layer is returned"]
     pub fn reject_when_full(mut self) -> Self {
         self.wait = Wait::Never;
         self
@@ -133,221 +137,179 @@ impl<S, C: Clone> Layer<S> for AdaptiveLimitLayer<C> {
     type Service = AdaptiveLimit<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AdaptiveLimit {
-            inner,
-            shared: self.shared.clone(),
-            wait: self.wait,
-            classify: self.classify.clone(),
-            permit: None,
-            rejected: None,
-            acquire: Acquire::Idle,
-        }
+        AdaptiveLimit::with_shared(inner, self.shared.clone(), self.wait, self.classify.clone())
     }
 }
 
-/// Builds an [`AdaptiveLimitLayer`]; [`build`](Self::build) validates.
+/// Builds an [`AdaptiveLimitLayer`]; from [`AdaptiveLimitLayer::builder`].
+///
+/// Gradient2 unless [`aimd`](Self::aimd) is chosen. The limits, the wait
+/// and the classifier apply to both algorithms; each tuning setting applies
+/// to one, and [`build`](Self::build) refuses one given for the other
+/// rather than ignore it:
+///
+/// ```
+/// use tower_patterns::classify::HttpClassify;
+/// use tower_patterns::limit::AdaptiveLimitLayer;
+///
+/// let layer = AdaptiveLimitLayer::builder()
+///     .aimd()
+///     .backoff_ratio(0.7)
+///     .classify(HttpClassify)
+///     .build()
+///     .unwrap();
+/// assert_eq!(layer.stats().limit, 20);
+///
+/// // `smoothing` tunes Gradient2 only.
+/// let err = AdaptiveLimitLayer::builder().aimd().smoothing(0.3).build().unwrap_err();
+/// assert_eq!(err.field(), "smoothing");
+/// ```
+#[must_use = "call .build() to get an AdaptiveLimitLayer"]
 #[derive(Clone, Debug)]
-pub struct AdaptiveLimitBuilder {
-    kind: Kind,
-    initial: Option<usize>,
-    min: usize,
-    max: usize,
+pub struct AdaptiveLimitLayerBuilder<C = DefaultClassify> {
+    settings: Settings,
     wait: Wait,
+    classify: C,
 }
 
-const DEFAULT_INITIAL: usize = 20;
-
-impl AdaptiveLimitBuilder {
+impl AdaptiveLimitLayerBuilder {
     fn new() -> Self {
-        AdaptiveLimitBuilder {
-            kind: Kind::Gradient(GradientConfig::default()),
-            initial: None,
-            min: 1,
-            max: 200,
+        AdaptiveLimitLayerBuilder {
+            settings: Settings::default(),
             wait: Wait::Forever,
+            classify: DefaultClassify,
         }
     }
+}
 
-    /// Use Gradient2 (the default), with its default tuning.
+impl<C> AdaptiveLimitLayerBuilder<C> {
+    /// Use Gradient2 (the default).
+    #[must_use = "the changed builder is returned"]
     pub fn gradient(mut self) -> Self {
-        if !matches!(self.kind, Kind::Gradient(_)) {
-            self.kind = Kind::Gradient(GradientConfig::default());
-        }
+        self.settings.choice = Choice::Gradient;
         self
     }
 
-    /// Use AIMD, with its default tuning.
+    /// Use AIMD.
+    #[must_use = "the changed builder is returned"]
     pub fn aimd(mut self) -> Self {
-        if !matches!(self.kind, Kind::Aimd(_)) {
-            self.kind = Kind::Aimd(AimdConfig::default());
-        }
+        self.settings.choice = Choice::Aimd;
         self
+    }
+
+    /// Uses `classify` to decide which calls failed (failures shrink the
+    /// limit). Default [`DefaultClassify`]: every `Err`; use
+    /// [`HttpClassify`](crate::classify::HttpClassify) so 5xx, 429 and 408
+    /// responses count too.
+    #[must_use = "the changed builder is returned"]
+    pub fn classify<C2>(self, classify: C2) -> AdaptiveLimitLayerBuilder<C2> {
+        AdaptiveLimitLayerBuilder {
+            settings: self.settings,
+            wait: self.wait,
+            classify,
+        }
     }
 
     /// The limit to start from (default 20, kept within min..=max when not
-    /// set explicitly).
+    /// set explicitly; when set, it must lie within them).
+    #[must_use = "the changed builder is returned"]
     pub fn initial_limit(mut self, limit: usize) -> Self {
-        self.initial = Some(limit);
+        self.settings.initial = Some(limit);
         self
     }
 
     /// The lowest the limit may go (default 1; at least 1).
+    #[must_use = "the changed builder is returned"]
     pub fn min_limit(mut self, limit: usize) -> Self {
-        self.min = limit;
+        self.settings.min = limit;
         self
     }
 
-    /// The highest the limit may go (default 200).
+    /// The highest the limit may go (default 200; at least `min_limit`).
+    #[must_use = "the changed builder is returned"]
     pub fn max_limit(mut self, limit: usize) -> Self {
-        self.max = limit;
+        self.settings.max = limit;
         self
     }
 
     /// Gradient2 only: the weight of each new estimate, in (0, 1]. Lower is
     /// steadier, higher reacts faster. Default 0.1 (Netflix uses 0.2 with
     /// windowed samples; this limiter updates on every call).
+    #[must_use = "the changed builder is returned"]
     pub fn smoothing(mut self, smoothing: f64) -> Self {
-        if let Kind::Gradient(c) = &mut self.kind {
-            c.smoothing = smoothing;
-        }
+        self.settings.smoothing(smoothing);
         self
     }
 
     /// Gradient2 only: how far the limit may grow per call while latency
-    /// is flat (before smoothing). Default 1.
+    /// is flat (before smoothing). Default 1; 1 to `max_limit`.
+    #[must_use = "the changed builder is returned"]
     pub fn queue_size(mut self, queue_size: usize) -> Self {
-        if let Kind::Gradient(c) = &mut self.kind {
-            c.queue_size = queue_size;
-        }
+        self.settings.queue_size(queue_size);
         self
     }
 
     /// Gradient2 only: how many calls the long-term latency average spans.
-    /// Default 600.
+    /// Default 600; at least 1.
+    #[must_use = "the changed builder is returned"]
     pub fn long_window(mut self, calls: u32) -> Self {
-        if let Kind::Gradient(c) = &mut self.kind {
-            c.long_window = calls;
-        }
+        self.settings.long_window(calls);
         self
     }
 
     /// AIMD only: the factor applied to the limit on a failure, in (0, 1).
     /// Default 0.5.
+    #[must_use = "the changed builder is returned"]
     pub fn backoff_ratio(mut self, ratio: f64) -> Self {
-        if let Kind::Aimd(c) = &mut self.kind {
-            c.backoff_ratio = ratio;
-        }
+        self.settings.backoff_ratio(ratio);
         self
     }
 
-    /// AIMD only: a call slower than this counts as a failure. Default 5 s.
+    /// AIMD only: a call slower than this counts as a failure. Default 5 s;
+    /// more than zero.
+    #[must_use = "the changed builder is returned"]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        if let Kind::Aimd(c) = &mut self.kind {
-            c.timeout = timeout;
-        }
+        self.settings.timeout(timeout);
         self
     }
 
     /// See [`AdaptiveLimitLayer::max_wait`].
+    #[must_use = "the changed builder is returned"]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
         self
     }
 
     /// See [`AdaptiveLimitLayer::reject_when_full`].
+    #[must_use = "the changed builder is returned"]
     pub fn reject_when_full(mut self) -> Self {
         self.wait = Wait::Never;
         self
     }
 
-    /// The layer, or a [`ConfigError`] naming the first field out of range.
-    pub fn build(self) -> Result<AdaptiveLimitLayer, ConfigError> {
-        const C: &str = "adaptive_limit";
-        let err =
-            |field, value: String, allowed: String| Err(ConfigError::new(C, field, value, allowed));
-        if self.min == 0 || self.min > Semaphore::MAX_PERMITS {
-            return err(
-                "min_limit",
-                self.min.to_string(),
-                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
-            );
-        }
-        if self.max < self.min || self.max > Semaphore::MAX_PERMITS {
-            return err(
-                "max_limit",
-                self.max.to_string(),
-                format!(
-                    "must be between min_limit ({}) and {}",
-                    self.min,
-                    Semaphore::MAX_PERMITS
-                ),
-            );
-        }
-        if let Some(initial) = self.initial {
-            if initial < self.min || initial > self.max {
-                return err(
-                    "initial_limit",
-                    initial.to_string(),
-                    format!(
-                        "must be between min_limit ({}) and max_limit ({})",
-                        self.min, self.max
-                    ),
-                );
-            }
-        }
-        match self.kind {
-            Kind::Gradient(c) => {
-                if !(c.smoothing > 0.0 && c.smoothing <= 1.0) {
-                    return err(
-                        "smoothing",
-                        c.smoothing.to_string(),
-                        "must be in (0, 1]".into(),
-                    );
-                }
-                if c.queue_size == 0 || c.queue_size > self.max {
-                    return err(
-                        "queue_size",
-                        c.queue_size.to_string(),
-                        format!("must be between 1 and max_limit ({})", self.max),
-                    );
-                }
-                if c.long_window == 0 {
-                    return err("long_window", "0".into(), "must be at least 1".into());
-                }
-            }
-            Kind::Aimd(c) => {
-                if !(c.backoff_ratio > 0.0 && c.backoff_ratio < 1.0) {
-                    return err(
-                        "backoff_ratio",
-                        c.backoff_ratio.to_string(),
-                        "must be in (0, 1)".into(),
-                    );
-                }
-                if c.timeout.is_zero() {
-                    return err("timeout", "0s".into(), "must be more than zero".into());
-                }
-            }
-        }
-        Ok(self.build_unchecked())
-    }
-
-    fn build_unchecked(self) -> AdaptiveLimitLayer {
-        let bounds = Bounds {
-            initial: self
-                .initial
-                .unwrap_or(DEFAULT_INITIAL)
-                .clamp(self.min, self.max),
-            min: self.min,
-            max: self.max,
-        };
-        let algorithm: Box<dyn Algorithm> = match self.kind {
-            Kind::Gradient(c) => Box::new(Gradient2::new(bounds, c)),
-            Kind::Aimd(c) => Box::new(Aimd::new(bounds, c)),
-        };
-        AdaptiveLimitLayer {
+    /// The layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field out of range
+    /// (`min_limit`, `max_limit`, `initial_limit`, then the chosen
+    /// algorithm's tuning), or a tuning setting of the algorithm not chosen
+    /// (`smoothing`, `queue_size`, `long_window` under AIMD;
+    /// `backoff_ratio`, `timeout` under Gradient2).
+    pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError> {
+        let algorithm = self.settings.algorithm()?;
+        Ok(AdaptiveLimitLayer {
             shared: Arc::new(Shared::new(algorithm)),
             wait: self.wait,
-            classify: DefaultClassify,
+            classify: self.classify,
+        })
+    }
+
+    fn build_unchecked(self) -> AdaptiveLimitLayer<C> {
+        AdaptiveLimitLayer {
+            shared: Arc::new(Shared::new(self.settings.algorithm_unchecked())),
+            wait: self.wait,
+            classify: self.classify,
         }
     }
 }

@@ -2,34 +2,40 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
-use super::future::{FutureKind, ResponseFuture};
-use super::shared::{Permit, Shared};
+use super::future::ResponseFuture;
+use super::shared::Shared;
 use crate::classify::{Classify, DefaultClassify};
-use crate::limit::gate::{Acquire, LimitStats, Wait};
-use crate::limit::Overloaded;
+use crate::limit::gate::{LimitStats, Wait};
+use crate::limit::reservation::{Limiter, Reservation};
 use crate::BoxError;
 
 /// A service under an adaptive concurrency limit; made by
-/// [`AdaptiveLimitLayer`](super::AdaptiveLimitLayer). Clones share the limit.
+/// [`AdaptiveLimitLayer`](super::AdaptiveLimitLayer). Clones share the limit;
+/// each clone reserves its own permit in `poll_ready`.
 pub struct AdaptiveLimit<S, C = DefaultClassify> {
-    pub(super) inner: S,
-    pub(super) shared: Arc<Shared>,
-    pub(super) wait: Wait,
-    pub(super) classify: C,
-    pub(super) permit: Option<Permit>,
-    pub(super) rejected: Option<Overloaded>,
-    pub(super) acquire: Acquire,
+    inner: S,
+    reservation: Reservation<Arc<Shared>>,
+    classify: C,
 }
 
 impl<S, C> AdaptiveLimit<S, C> {
+    /// Wraps `inner` in the limiter `shared`, shared with every other
+    /// service built on it.
+    pub(super) fn with_shared(inner: S, shared: Arc<Shared>, wait: Wait, classify: C) -> Self {
+        AdaptiveLimit {
+            inner,
+            reservation: Reservation::new(shared, wait),
+            classify,
+        }
+    }
+
     /// A snapshot of the shared counters and the current limit.
     pub fn stats(&self) -> LimitStats {
-        self.shared.stats()
+        self.reservation.limiter().stats()
     }
 
     /// The wrapped service.
@@ -53,12 +59,8 @@ impl<S: Clone, C: Clone> Clone for AdaptiveLimit<S, C> {
     fn clone(&self) -> Self {
         AdaptiveLimit {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
-            wait: self.wait,
+            reservation: self.reservation.clone(),
             classify: self.classify.clone(),
-            permit: None,
-            rejected: None,
-            acquire: Acquire::Idle,
         }
     }
 }
@@ -67,8 +69,7 @@ impl<S: fmt::Debug, C> fmt::Debug for AdaptiveLimit<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveLimit")
             .field("inner", &self.inner)
-            .field("stats", &self.shared.stats())
-            .field("has_permit", &self.permit.is_some())
+            .field("reservation", &self.reservation)
             .finish_non_exhaustive()
     }
 }
@@ -84,25 +85,7 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.permit.is_none() {
-            if self.rejected.is_some() {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(self.acquire.poll_acquire(&self.shared.gate, self.wait, cx)) {
-                Ok(permit) => self.permit = Some(Permit::new(permit, self.shared.clone())),
-                Err(overloaded) => {
-                    self.rejected = Some(overloaded);
-                    return Poll::Ready(Ok(()));
-                }
-            }
-        }
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(Err(e)) => {
-                self.permit = None;
-                Poll::Ready(Err(e.into()))
-            }
-            other => other.map_err(Into::into),
-        }
+        self.reservation.poll_ready(&mut self.inner, cx)
     }
 
     /// # Panics
@@ -110,24 +93,11 @@ where
     /// When called without a successful `poll_ready` first (the `Service`
     /// contract).
     fn call(&mut self, req: Req) -> Self::Future {
-        if let Some(permit) = self.permit.take() {
-            let future = self.inner.call(req);
-            return ResponseFuture {
-                kind: FutureKind::Called {
-                    future,
-                    permit: Some(permit),
-                    started: Instant::now(),
-                    classify: self.classify.clone(),
-                },
-            };
-        }
-        let overloaded = self.rejected.take().expect(
-            "AdaptiveLimit::call without poll_ready: poll_ready must return Ready(Ok) first",
-        );
-        ResponseFuture {
-            kind: FutureKind::Overloaded {
-                error: Some(overloaded),
-            },
+        match self.reservation.take("AdaptiveLimit") {
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
+            }
+            Err(overloaded) => ResponseFuture::overloaded(overloaded),
         }
     }
 }

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, TryLockError};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::algorithm::{AimdConfig, Algorithm, GradientConfig, Sample};
+use super::algorithm::{Algorithm, Sample};
 use crate::limit::gate::{Gate, LimitStats};
+use crate::limit::reservation::Limiter;
 use crate::trace::trace_event;
 
 /// State shared by every clone of one adaptive limiter.
@@ -92,6 +93,26 @@ impl Shared {
     }
 }
 
+/// The adaptive limiter's services reserve on the shared state: each permit
+/// counts itself in flight and pays off the debt of a lowered limit.
+impl Limiter for Arc<Shared> {
+    type Permit = Permit;
+
+    #[inline]
+    fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    #[inline]
+    fn grant(&self, permit: OwnedSemaphorePermit) -> Permit {
+        Permit::new(permit, self.clone())
+    }
+
+    fn stats(&self) -> LimitStats {
+        Shared::stats(self)
+    }
+}
+
 /// A held permit of the adaptive limiter.
 pub(super) struct Permit {
     pub(super) permit: Option<OwnedSemaphorePermit>,
@@ -125,11 +146,4 @@ impl Drop for Permit {
             }
         }
     }
-}
-
-/// Which algorithm moves the limit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Kind {
-    Gradient(GradientConfig),
-    Aimd(AimdConfig),
 }

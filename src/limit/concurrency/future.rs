@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::policy::{ReleaseOnResponse, ReleasePolicy};
-use crate::limit::Overloaded;
+use crate::limit::error::Overloaded;
 use crate::BoxError;
 
 pin_project! {

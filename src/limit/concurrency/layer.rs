@@ -11,7 +11,8 @@ use tower_layer::Layer;
 
 use super::policy::{HoldUntilBodyEnd, ReleaseOnResponse};
 use super::service::ConcurrencyLimit;
-use crate::limit::gate::{Acquire, Gate, LimitStats, Wait};
+use crate::error::check;
+use crate::limit::gate::{Gate, LimitStats, Wait};
 use crate::ConfigError;
 
 /// Applies a fixed concurrency limit to a service: at most `limit` calls
@@ -29,9 +30,9 @@ use crate::ConfigError;
 /// still gets one limit), and [`stats`](Self::stats) reports for all of
 /// them. A fresh limit comes from a fresh layer.
 pub struct ConcurrencyLimitLayer<P = ReleaseOnResponse> {
-    pub(super) gate: Arc<Gate>,
-    pub(super) wait: Wait,
-    pub(super) _policy: PhantomData<fn() -> P>,
+    gate: Arc<Gate>,
+    wait: Wait,
+    _policy: PhantomData<fn() -> P>,
 }
 
 impl<P> Clone for ConcurrencyLimitLayer<P> {
@@ -62,7 +63,7 @@ impl ConcurrencyLimitLayer {
     /// and values above [`Semaphore::MAX_PERMITS`] are lowered to it; use
     /// [`builder`](Self::builder) to get a [`ConfigError`] instead.
     pub fn new(limit: usize) -> Self {
-        Self::with(limit.clamp(1, Semaphore::MAX_PERMITS), Wait::Forever)
+        Self::with(Gate::clamped(limit), Wait::Forever)
     }
 
     /// A builder that validates the limit.
@@ -81,16 +82,16 @@ impl ConcurrencyLimitLayer {
     /// let err = ConcurrencyLimitLayer::builder().limit(0).build().unwrap_err();
     /// assert_eq!(err.field(), "limit");
     /// ```
-    pub fn builder() -> ConcurrencyLimitBuilder {
-        ConcurrencyLimitBuilder {
+    pub fn builder() -> ConcurrencyLimitLayerBuilder {
+        ConcurrencyLimitLayerBuilder {
             limit: None,
             wait: Wait::Forever,
         }
     }
 
-    fn with(limit: usize, wait: Wait) -> Self {
+    fn with(gate: Gate, wait: Wait) -> Self {
         ConcurrencyLimitLayer {
-            gate: Arc::new(Gate::new(limit)),
+            gate: Arc::new(gate),
             wait,
             _policy: PhantomData,
         }
@@ -122,6 +123,7 @@ impl<P> ConcurrencyLimitLayer<P> {
     /// and the inner service is never called), as tower's `LoadShed` does.
     /// A bounded wait uses the tokio timer: it must run inside a tokio
     /// runtime with time enabled (the fast path, a free permit, does not).
+    #[must_use = "the changed layer is returned"]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
         self
@@ -129,6 +131,7 @@ impl<P> ConcurrencyLimitLayer<P> {
 
     /// Never waits: when every permit is taken the call fails at once with
     /// [`Overloaded`](crate::limit::Overloaded) (load shedding).
+    #[must_use = "the changed layer is returned"]
     pub fn reject_when_full(mut self) -> Self {
         self.wait = Wait::Never;
         self
@@ -136,17 +139,7 @@ impl<P> ConcurrencyLimitLayer<P> {
 
     /// A snapshot of the shared counters.
     pub fn stats(&self) -> LimitStats {
-        fixed_stats(&self.gate)
-    }
-}
-
-pub(super) fn fixed_stats(gate: &Gate) -> LimitStats {
-    let limit = gate.limit.load(Ordering::Relaxed);
-    LimitStats {
-        limit,
-        in_flight: limit.saturating_sub(gate.semaphore.available_permits()),
-        waiting: gate.waiting.load(Ordering::Relaxed),
-        rejected: gate.rejected.load(Ordering::Relaxed),
+        self.gate.stats()
     }
 }
 
@@ -154,62 +147,58 @@ impl<S, P> Layer<S> for ConcurrencyLimitLayer<P> {
     type Service = ConcurrencyLimit<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyLimit {
-            inner,
-            gate: self.gate.clone(),
-            wait: self.wait,
-            permit: None,
-            rejected: None,
-            acquire: Acquire::Idle,
-            _policy: PhantomData,
-        }
+        ConcurrencyLimit::with_gate(inner, self.gate.clone(), self.wait)
     }
 }
 
-/// Builds a [`ConcurrencyLimitLayer`], validating the limit.
+/// Builds a [`ConcurrencyLimitLayer`], validating the limit; from
+/// [`ConcurrencyLimitLayer::builder`].
+#[must_use = "call .build() to get a ConcurrencyLimitLayer"]
 #[derive(Clone, Debug)]
-pub struct ConcurrencyLimitBuilder {
+pub struct ConcurrencyLimitLayerBuilder {
     limit: Option<usize>,
     wait: Wait,
 }
 
-impl ConcurrencyLimitBuilder {
+impl ConcurrencyLimitLayerBuilder {
     /// The most calls allowed at once (required; 1 to [`Semaphore::MAX_PERMITS`]).
+    #[must_use = "the changed builder is returned"]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
         self
     }
 
     /// See [`ConcurrencyLimitLayer::max_wait`].
+    #[must_use = "the changed builder is returned"]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
         self
     }
 
     /// See [`ConcurrencyLimitLayer::reject_when_full`].
+    #[must_use = "the changed builder is returned"]
     pub fn reject_when_full(mut self) -> Self {
         self.wait = Wait::Never;
         self
     }
 
-    /// The layer, or a [`ConfigError`] naming `limit` when it is missing,
-    /// zero or too large.
+    /// The layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `limit` when it is unset, zero or above
+    /// [`Semaphore::MAX_PERMITS`].
     pub fn build(self) -> Result<ConcurrencyLimitLayer, ConfigError> {
-        let allowed = || format!("must be between 1 and {}", Semaphore::MAX_PERMITS);
-        match self.limit {
-            None => Err(ConfigError::new(
-                "concurrency_limit",
+        const C: &str = "concurrency_limit";
+        let Some(limit) = self.limit else {
+            return Err(ConfigError::new(
+                C,
                 "limit",
                 "unset",
-                allowed(),
-            )),
-            Some(n) if n == 0 || n > Semaphore::MAX_PERMITS => Err(ConfigError::new(
-                "concurrency_limit",
-                "limit",
-                n.to_string(),
-                allowed(),
-            )),
-            Some(n) => Ok(ConcurrencyLimitLayer::with(n, self.wait)),
-        }
+                format!("required: between 1 and {}", Semaphore::MAX_PERMITS),
+            ));
+        };
+        let limit = check::in_range(C, "limit", limit, 1, Semaphore::MAX_PERMITS)?;
+        Ok(ConcurrencyLimitLayer::with(Gate::new(limit), self.wait))
     }
 }

@@ -2,47 +2,54 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
-use tokio::sync::OwnedSemaphorePermit;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{fixed_stats, ConcurrencyLimitLayer};
 use super::policy::{ReleaseOnResponse, ReleasePolicy};
-use crate::limit::gate::{Acquire, Gate, LimitStats, Wait};
-use crate::limit::Overloaded;
+use crate::limit::gate::{Gate, LimitStats, Wait};
+use crate::limit::reservation::{Limiter, Reservation};
 use crate::BoxError;
 
-/// A service with a fixed concurrency limit; made by [`ConcurrencyLimitLayer`].
+/// A service with a fixed concurrency limit; made by
+/// [`ConcurrencyLimitLayer`](super::ConcurrencyLimitLayer) or [`new`](Self::new).
 ///
 /// Clones share the limit; each clone reserves its own permit in
 /// `poll_ready`.
 pub struct ConcurrencyLimit<S, P = ReleaseOnResponse> {
-    pub(super) inner: S,
-    pub(super) gate: Arc<Gate>,
-    pub(super) wait: Wait,
-    pub(super) permit: Option<OwnedSemaphorePermit>,
-    pub(super) rejected: Option<Overloaded>,
-    pub(super) acquire: Acquire,
-    pub(super) _policy: PhantomData<fn() -> P>,
+    inner: S,
+    reservation: Reservation<Arc<Gate>>,
+    _policy: PhantomData<fn() -> P>,
 }
 
 impl<S> ConcurrencyLimit<S> {
-    /// Wraps `inner` with its own limit of `limit` calls (see
-    /// [`ConcurrencyLimitLayer::new`]).
+    /// Wraps `inner` with its own limit of `limit` calls; callers wait for
+    /// a permit as long as it takes. As with
+    /// [`ConcurrencyLimitLayer::new`](super::ConcurrencyLimitLayer::new), a
+    /// `limit` of 0 is raised to 1 and values above
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS) are
+    /// lowered to it.
     pub fn new(inner: S, limit: usize) -> Self {
-        ConcurrencyLimitLayer::new(limit).layer(inner)
+        ConcurrencyLimit::with_gate(inner, Arc::new(Gate::clamped(limit)), Wait::Forever)
     }
 }
 
 impl<S, P> ConcurrencyLimit<S, P> {
+    /// Wraps `inner` in the limit `gate`, shared with every other service
+    /// built on it.
+    pub(super) fn with_gate(inner: S, gate: Arc<Gate>, wait: Wait) -> Self {
+        ConcurrencyLimit {
+            inner,
+            reservation: Reservation::new(gate, wait),
+            _policy: PhantomData,
+        }
+    }
+
     /// A snapshot of the shared counters.
     pub fn stats(&self) -> LimitStats {
-        fixed_stats(&self.gate)
+        self.reservation.limiter().stats()
     }
 
     /// The wrapped service.
@@ -66,11 +73,7 @@ impl<S: Clone, P> Clone for ConcurrencyLimit<S, P> {
     fn clone(&self) -> Self {
         ConcurrencyLimit {
             inner: self.inner.clone(),
-            gate: self.gate.clone(),
-            wait: self.wait,
-            permit: None,
-            rejected: None,
-            acquire: Acquire::Idle,
+            reservation: self.reservation.clone(),
             _policy: PhantomData,
         }
     }
@@ -80,9 +83,7 @@ impl<S: fmt::Debug, P> fmt::Debug for ConcurrencyLimit<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLimit")
             .field("inner", &self.inner)
-            .field("limit", &self.gate.limit.load(Ordering::Relaxed))
-            .field("wait", &self.wait)
-            .field("has_permit", &self.permit.is_some())
+            .field("reservation", &self.reservation)
             .finish()
     }
 }
@@ -99,27 +100,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.permit.is_none() {
-            if self.rejected.is_some() {
-                // The next `call` answers `Overloaded` without the inner service.
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(self.acquire.poll_acquire(&self.gate, self.wait, cx)) {
-                Ok(permit) => self.permit = Some(permit),
-                Err(overloaded) => {
-                    self.rejected = Some(overloaded);
-                    return Poll::Ready(Ok(()));
-                }
-            }
-        }
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(Err(e)) => {
-                // A failed inner service should not sit on a permit.
-                self.permit = None;
-                Poll::Ready(Err(e.into()))
-            }
-            other => other.map_err(Into::into),
-        }
+        self.reservation.poll_ready(&mut self.inner, cx)
     }
 
     /// # Panics
@@ -128,12 +109,9 @@ where
     /// contract), as tower's limiter does.
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        if let Some(permit) = self.permit.take() {
-            return ResponseFuture::called(self.inner.call(req), permit);
+        match self.reservation.take("ConcurrencyLimit") {
+            Ok(permit) => ResponseFuture::called(self.inner.call(req), permit),
+            Err(overloaded) => ResponseFuture::overloaded(overloaded),
         }
-        let overloaded = self.rejected.take().expect(
-            "ConcurrencyLimit::call without poll_ready: poll_ready must return Ready(Ok) first",
-        );
-        ResponseFuture::overloaded(overloaded)
     }
 }
