@@ -9,7 +9,8 @@
 //!
 //! It starts `tower_patterns::upstream` on 127.0.0.1:0, builds one client
 //! stack (cache -> retry -> circuit breaker -> concurrency limit ->
-//! HttpClient, see `examples/support/demo_stack.rs`) and runs the seed's
+//! HttpClient, see `examples/support/demo_stack.rs`; the demo's settings
+//! are in `examples/support/demo_setup.rs`) and runs the seed's
 //! scenarios through it, one function each: fetch one, fetch many with
 //! per-URL errors, stream a large body, walk a paginated API on a flaky
 //! server, run jobs through a task queue that writes into a pooled
@@ -18,6 +19,8 @@
 //! fast, probed and closed again. Every scenario checks its own result;
 //! the process exits with status 1 if any check fails.
 
+#[path = "support/demo_setup.rs"]
+mod demo_setup;
 #[path = "support/demo_stack.rs"]
 mod demo_stack;
 #[path = "support/memory_db.rs"]
@@ -30,21 +33,19 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 use tokio::time::Instant;
-use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower::{service_fn, BoxError, ServiceExt};
 use tower_patterns::circuit_breaker::{Open, State};
-use tower_patterns::fetch::{self, FetchError, Json, JsonLayer};
+use tower_patterns::fetch::{self, FetchError};
 use tower_patterns::limit;
 use tower_patterns::paginate;
 use tower_patterns::pool::Pool;
 use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
-use tower_patterns::retry::Jitter;
-use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, DemoStack, Stack, StackConfig};
+use demo_setup::{Demo, Item, Plan};
+use demo_stack::get;
 use memory_db::Database;
-use report::{describe, find_open, heading, secs, Report, Scenario};
+use report::{describe, find_open, heading, print_totals, secs, Report, Scenario, Timeline};
 
 /// Every pattern of tower-patterns against a flaky local server, through
 /// an outage and its recovery, with a report (exit status 1 if a check
@@ -55,115 +56,6 @@ struct Args {
     /// body (for CI).
     #[arg(long)]
     quick: bool,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-struct Item {
-    id: u64,
-    name: String,
-}
-
-/// Durations and sizes for a full or a `--quick` run.
-struct Plan {
-    quick: bool,
-    open_duration: Duration,
-    base_delay: Duration,
-    max_delay: Duration,
-    stream_bytes: u64,
-    tick: Duration,
-    latency: Duration,
-}
-
-impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                quick,
-                open_duration: Duration::from_millis(300),
-                base_delay: Duration::from_millis(5),
-                max_delay: Duration::from_millis(20),
-                stream_bytes: 4 << 20,
-                tick: Duration::from_millis(20),
-                latency: Duration::ZERO,
-            }
-        } else {
-            Plan {
-                quick,
-                open_duration: Duration::from_secs(2),
-                base_delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(250),
-                stream_bytes: 64 << 20,
-                tick: Duration::from_millis(100),
-                latency: Duration::from_millis(2),
-            }
-        }
-    }
-}
-
-/// What every scenario runs against.
-struct Demo {
-    plan: Plan,
-    /// The flaky server.
-    upstream: Upstream,
-    /// The client stack and handles on its layers.
-    stack: DemoStack,
-    /// The stack with a JSON decoder on top: GET a URL, get a `User`.
-    users: Json<Stack, User>,
-}
-
-impl Demo {
-    /// Starts the server, builds the stack and prints what was built.
-    async fn start(plan: Plan) -> Result<Demo, BoxError> {
-        let upstream = Upstream::start(UpstreamConfig {
-            latency: plan.latency,
-            retry_after_secs: 1,
-            ..UpstreamConfig::default()
-        })
-        .await?;
-        let config = StackConfig {
-            attempts: 3,
-            base_delay: plan.base_delay,
-            max_delay: plan.max_delay,
-            jitter: Jitter::Full,
-            budget: true,
-            failures_to_open: 5,
-            open_duration: plan.open_duration,
-            concurrency: 8,
-            cache_ttl: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-        };
-        let stack = DemoStack::build(&config)?;
-        let users = JsonLayer::<User>::new().layer(stack.svc.clone());
-
-        println!(
-            "tower-patterns demo{}: upstream on http://{}",
-            if plan.quick { " (--quick)" } else { "" },
-            upstream.addr()
-        );
-        println!(
-            "stack: cache(uri, ttl 60s) -> retry({} attempts, {:?}x2 backoff, cap {:?}, budget) \
-             -> breaker({} failures in a row, open {:?}) -> limit({}) -> HttpClient",
-            config.attempts,
-            config.base_delay,
-            config.max_delay,
-            config.failures_to_open,
-            config.open_duration,
-            config.concurrency
-        );
-        Ok(Demo {
-            plan,
-            upstream,
-            stack,
-            users,
-        })
-    }
 }
 
 #[tokio::main]
@@ -194,28 +86,16 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
 
     heading("report");
     report.print_table();
-    print_totals(&demo);
+    print_totals(&demo.stack.stats(), &demo.upstream);
     println!("  total {:.2?}", started.elapsed());
     demo.upstream.shutdown().await;
-    let failures = report.failures();
-    if failures.is_empty() {
-        println!("\nall scenarios ok");
-        Ok(true)
-    } else {
-        println!("\n{} check(s) failed:", failures.len());
-        for f in &failures {
-            println!("  - {f}");
-        }
-        Ok(false)
-    }
+    Ok(report.print_outcome())
 }
 
 /// 1. One user through the stack, then the same user from the cache.
 async fn fetch_one(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("1. fetch one (JSON through the stack, then from the cache)");
-    let Demo {
-        upstream, users, ..
-    } = demo;
+    let (upstream, users) = (&demo.upstream, &demo.users);
     let mut s = Scenario::new("fetch one");
     let t = Instant::now();
     let before = upstream.requests();
@@ -252,9 +132,7 @@ async fn fetch_one(demo: &Demo) -> Result<Scenario, BoxError> {
 /// 2. Fifteen URLs, four at a time: one `Result` per URL, in input order.
 async fn fetch_many(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("2. fetch many (bounded gather, one Result per URL, in order)");
-    let Demo {
-        upstream, users, ..
-    } = demo;
+    let (upstream, users) = (&demo.upstream, &demo.users);
     let mut s = Scenario::new("fetch many");
     let t = Instant::now();
     let mut paths: Vec<String> = (1..=12).map(|id| format!("/users/{id}")).collect();
@@ -314,12 +192,7 @@ async fn fetch_many(demo: &Demo) -> Result<Scenario, BoxError> {
 /// 3. A large body read in bounded chunks, never held whole.
 async fn stream_large_body(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("3. stream a large body (bounded chunks, flat memory)");
-    let Demo {
-        plan,
-        upstream,
-        stack,
-        ..
-    } = demo;
+    let (plan, upstream, stack) = (&demo.plan, &demo.upstream, &demo.stack);
     let mut s = Scenario::new("stream body");
     let t = Instant::now();
     let chunk = 64 * 1024;
@@ -355,9 +228,7 @@ async fn stream_large_body(demo: &Demo) -> Result<Scenario, BoxError> {
 /// the rest; a second walk comes from the cache.
 async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("4. walk a paginated API (Link headers) while 20% of requests fail");
-    let Demo {
-        upstream, stack, ..
-    } = demo;
+    let (upstream, stack) = (&demo.upstream, &demo.stack);
     let mut s = Scenario::new("paginate");
     let t = Instant::now();
     upstream.set_fail_rate(0.2);
@@ -447,9 +318,7 @@ async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
 /// through the stack and saves it over a pooled database connection.
 async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("5. task queue (5 workers) fetching users into a pooled in-memory database");
-    let Demo {
-        upstream, users, ..
-    } = demo;
+    let (upstream, users) = (&demo.upstream, &demo.users);
     let mut s = Scenario::new("queue + pool");
     let t = Instant::now();
     let db = Database::default();
@@ -561,7 +430,7 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
     let mut opened_at: Option<Instant> = None;
     let mut fail_fast = 0u64;
     let mut successes_after_recovery = 0;
-    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut timeline = Timeline::default();
     let mut cached_ok_during_outage = false;
     let mut n = 0u64;
     loop {
@@ -572,14 +441,12 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
         }
         // Bring the server back once the breaker has been open for 1.5x
         // its open duration: the first probe fails, the next one closes.
-        if up_at.is_none() {
-            if let Some(at) = opened_at {
-                if at.elapsed() >= plan.open_duration * 3 / 2 {
-                    upstream.set_down(false);
-                    let now = stack.started.elapsed();
-                    up_at = Some(now);
-                    lines.push((secs(now), "upstream is back".into()));
-                }
+        if let (None, Some(at)) = (up_at, opened_at) {
+            if at.elapsed() >= plan.open_duration * 3 / 2 {
+                upstream.set_down(false);
+                let now = stack.started.elapsed();
+                up_at = Some(now);
+                timeline.push(now, "upstream is back");
             }
         }
         if n == 3 {
@@ -591,10 +458,8 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
             } else {
                 "error"
             };
-            lines.push((
-                secs(stack.started.elapsed()),
-                format!("/users/1 (cached)  -> {answer}"),
-            ));
+            let now = stack.started.elapsed();
+            timeline.push(now, format!("/users/1 (cached)  -> {answer}"));
         }
         let path = format!("/users/{}", 100 + n);
         let before = upstream.requests();
@@ -616,24 +481,21 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
                 } else {
                     // Attempts that reached the server failed and
                     // (re)opened the breaker; the next one was refused.
-                    format!(
-                        "HTTP 503 x{sent}, breaker (re)opened, then {}",
-                        describe(e)
-                    )
+                    format!("HTTP 503 x{sent}, breaker (re)opened, then {}", describe(e))
                 }
             }
             Err(e) => describe(e),
         };
-        lines.push((
-            secs(at),
+        timeline.push(
+            at,
             format!("{path:<18} -> {outcome}  [{sent} upstream request(s)]"),
-        ));
+        );
         if successes_after_recovery >= 3 {
             break;
         }
         tokio::time::sleep(plan.tick).await;
     }
-    print_timeline(&lines);
+    timeline.print();
 
     let transitions = stack.transitions();
     println!("  breaker transitions:");
@@ -687,68 +549,4 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
         ),
         t.elapsed(),
     ))
-}
-
-/// Prints the outage timeline (time, line), folding each run of calls that
-/// failed fast without reaching the server into its first line and a count.
-fn print_timeline(lines: &[(String, String)]) {
-    let fails_fast = |line: &str| {
-        line.contains("circuit open")
-            && line
-                .split_once("-> ")
-                .is_some_and(|(_, rest)| rest.contains("[0 "))
-    };
-    let mut i = 0;
-    while i < lines.len() {
-        let mut j = i + 1;
-        if lines[i].1.contains("circuit open") {
-            while j < lines.len() && fails_fast(&lines[j].1) {
-                j += 1;
-            }
-        }
-        if j - i > 2 {
-            println!("  {} {}", lines[i].0, lines[i].1);
-            println!(
-                "  {} ... {} more like this, each failed fast, none reached the server",
-                lines[j - 1].0,
-                j - i - 1
-            );
-        } else {
-            for line in &lines[i..j] {
-                println!("  {} {}", line.0, line.1);
-            }
-        }
-        i = j;
-    }
-}
-
-/// Prints every layer's counters and the server's, after all scenarios.
-fn print_totals(demo: &Demo) {
-    let s = demo.stack.stats();
-    let lookups = s.cache.hits + s.cache.misses + s.cache.coalesced;
-    println!(
-        "  retries: {} attempts, {} retries, {} refused by the budget",
-        s.retry.attempts, s.retry.retries, s.retry.budget_refusals
-    );
-    println!(
-        "  breaker: {} now, opened {} time(s), {} calls failed fast",
-        s.breaker_state, s.breaker_opened, s.breaker_rejected
-    );
-    println!(
-        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} coalesced, {} entries)",
-        s.cache.hits,
-        lookups,
-        100.0 * s.cache.hits as f64 / lookups.max(1) as f64,
-        s.cache.misses,
-        s.cache.coalesced,
-        s.cache.entries
-    );
-    println!(
-        "  limit: {} permits, {} in flight now; client sent {} requests; upstream received {} ({} were 503s)",
-        s.limit.limit,
-        s.limit.in_flight,
-        s.client_requests,
-        demo.upstream.requests(),
-        demo.upstream.failures_sent()
-    );
 }

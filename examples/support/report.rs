@@ -1,6 +1,7 @@
 //! The demo's report: each scenario collects its checks in a [`Scenario`],
 //! and the [`Report`] prints one line per scenario and the failed checks.
-//! Also the small formatting helpers the scenarios share.
+//! Also the printing helpers the scenarios share: headings, the outage
+//! [`Timeline`], error descriptions and the closing totals.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -8,6 +9,9 @@ use std::time::Duration;
 use tower::BoxError;
 use tower_patterns::circuit_breaker::Open;
 use tower_patterns::fetch::FetchError;
+use tower_patterns::upstream::Upstream;
+
+use crate::demo_stack::StackStats;
 
 /// One scenario's checks and, once finished, its line in the report.
 pub struct Scenario {
@@ -83,6 +87,20 @@ impl Report {
             .flat_map(|s| s.failures.iter().map(|f| format!("{}: {f}", s.name)))
             .collect()
     }
+
+    /// Prints "all scenarios ok" or every failed check; true if all passed.
+    pub fn print_outcome(&self) -> bool {
+        let failures = self.failures();
+        if failures.is_empty() {
+            println!("\nall scenarios ok");
+        } else {
+            println!("\n{} check(s) failed:", failures.len());
+            for f in &failures {
+                println!("  - {f}");
+            }
+        }
+        failures.is_empty()
+    }
 }
 
 /// Prints a scenario's heading, padded with `=` to a fixed width.
@@ -96,6 +114,84 @@ pub fn heading(title: &str) {
 /// A time since the start, as seconds with milliseconds.
 pub fn secs(d: Duration) -> String {
     format!("{:>7.3}s", d.as_secs_f64())
+}
+
+/// Timestamped lines, printed with each run of calls that failed fast
+/// (an open breaker, no request at the server) folded into its first line
+/// and a count.
+#[derive(Default)]
+pub struct Timeline {
+    lines: Vec<(String, String)>,
+}
+
+impl Timeline {
+    /// Adds `text` at `at` (time since the stack was built).
+    pub fn push(&mut self, at: Duration, text: impl Into<String>) {
+        self.lines.push((secs(at), text.into()));
+    }
+
+    /// Prints the lines, folding runs of fail-fast lines.
+    pub fn print(&self) {
+        let lines = &self.lines;
+        let fails_fast = |line: &str| {
+            line.contains("circuit open")
+                && line
+                    .split_once("-> ")
+                    .is_some_and(|(_, rest)| rest.contains("[0 "))
+        };
+        let mut i = 0;
+        while i < lines.len() {
+            let mut j = i + 1;
+            if lines[i].1.contains("circuit open") {
+                while j < lines.len() && fails_fast(&lines[j].1) {
+                    j += 1;
+                }
+            }
+            if j - i > 2 {
+                println!("  {} {}", lines[i].0, lines[i].1);
+                println!(
+                    "  {} ... {} more like this, each failed fast, none reached the server",
+                    lines[j - 1].0,
+                    j - i - 1
+                );
+            } else {
+                for line in &lines[i..j] {
+                    println!("  {} {}", line.0, line.1);
+                }
+            }
+            i = j;
+        }
+    }
+}
+
+/// Prints every layer's counters and the server's.
+pub fn print_totals(s: &StackStats, upstream: &Upstream) {
+    let lookups = s.cache.hits + s.cache.misses + s.cache.coalesced;
+    println!(
+        "  retries: {} attempts, {} retries, {} refused by the budget",
+        s.retry.attempts, s.retry.retries, s.retry.budget_refusals
+    );
+    println!(
+        "  breaker: {} now, opened {} time(s), {} calls failed fast",
+        s.breaker_state, s.breaker_opened, s.breaker_rejected
+    );
+    println!(
+        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} coalesced, {} entries)",
+        s.cache.hits,
+        lookups,
+        100.0 * s.cache.hits as f64 / lookups.max(1) as f64,
+        s.cache.misses,
+        s.cache.coalesced,
+        s.cache.entries
+    );
+    println!(
+        "  limit: {} permits, {} in flight now; client sent {} requests; upstream received {} ({} were 503s)",
+        s.limit.limit,
+        s.limit.in_flight,
+        s.client_requests,
+        upstream.requests(),
+        upstream.failures_sent()
+    );
 }
 
 /// Finds a breaker `Open` anywhere in an error's source chain.
