@@ -92,7 +92,7 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     Ok(report.print_outcome())
 }
 
-/// 1. One user through the stack, then the same user from the cache.
+/// Scenario 1: One user through the stack, then the same user from the cache.
 async fn fetch_one(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("1. fetch one (JSON through the stack, then from the cache)");
     let (upstream, users) = (&demo.upstream, &demo.users);
@@ -129,7 +129,7 @@ async fn fetch_one(demo: &Demo) -> Result<Scenario, BoxError> {
     ))
 }
 
-/// 2. Fifteen URLs, four at a time: one `Result` per URL, in input order.
+/// Scenario 2: Fifteen URLs, four at a time: one `Result` per URL, in input order.
 async fn fetch_many(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("2. fetch many (bounded gather, one Result per URL, in order)");
     let (upstream, users) = (&demo.upstream, &demo.users);
@@ -189,7 +189,7 @@ async fn fetch_many(demo: &Demo) -> Result<Scenario, BoxError> {
     ))
 }
 
-/// 3. A large body read in bounded chunks, never held whole.
+/// Scenario 3: A large body read in bounded chunks, never held whole.
 async fn stream_large_body(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("3. stream a large body (bounded chunks, flat memory)");
     let (plan, upstream, stack) = (&demo.plan, &demo.upstream, &demo.stack);
@@ -223,7 +223,7 @@ async fn stream_large_body(demo: &Demo) -> Result<Scenario, BoxError> {
     Ok(s.finish(format!("{mib:.0} MiB in {chunks} chunks"), took))
 }
 
-/// 4. A paginated API (Link headers) walked while 20% of requests fail:
+/// Scenario 4: A paginated API (Link headers) walked while 20% of requests fail:
 /// retry absorbs most failures, the walk resumes from its checkpoint after
 /// the rest; a second walk comes from the cache.
 async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
@@ -314,7 +314,7 @@ async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
     ))
 }
 
-/// 5. Sixteen jobs on a task queue with five workers; each fetches a user
+/// Scenario 5: Sixteen jobs on a task queue with five workers; each fetches a user
 /// through the stack and saves it over a pooled database connection.
 async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("5. task queue (5 workers) fetching users into a pooled in-memory database");
@@ -406,7 +406,7 @@ async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
     ))
 }
 
-/// 6. Steady traffic while the server is down: the breaker opens, fails
+/// Scenario 6: Steady traffic while the server is down: the breaker opens, fails
 /// fast, probes once the open duration has passed, and closes again after
 /// the server is back.
 async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
