@@ -20,6 +20,7 @@
 //! curl localhost:3000/upstream/up
 //! curl localhost:3000/stats
 //! cargo run --example axum_server --features axum -- --smoke   # checks itself and exits
+//! cargo run --example axum_server --features axum -- --help
 //! ```
 //!
 //! (`--features axum` is only needed without `--all-features`.)
@@ -35,6 +36,7 @@ use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use tower::{BoxError, ServiceBuilder};
 use tower_patterns::cache::{CacheHandle, CacheLayer};
@@ -45,39 +47,23 @@ use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::respond;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-struct Options {
+/// An axum app whose routes wear tower-patterns' cache, concurrency limit
+/// and circuit breaker, proxying `/users/{id}` to a flaky in-process
+/// upstream.
+#[derive(Parser)]
+struct Args {
+    /// Port to listen on, on 127.0.0.1 (with --smoke a free one is picked).
+    #[arg(long, default_value_t = 3000)]
     port: u16,
+    /// Chance in 0..1 that an upstream request answers 503.
+    #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
-    latency: Duration,
+    /// Upstream latency per request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Check cache, limit, breaker and recovery against itself, then exit.
+    #[arg(long)]
     smoke: bool,
-}
-
-fn usage() -> ! {
-    eprintln!("usage: axum_server [--port N] [--fail-rate 0..1] [--latency-ms N] [--smoke]");
-    std::process::exit(2)
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        port: 3000,
-        fail_rate: 0.0,
-        latency: Duration::from_millis(20),
-        smoke: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--port" => o.port = value().parse().unwrap_or_else(|_| usage()),
-            "--fail-rate" => o.fail_rate = value().parse().unwrap_or_else(|_| usage()),
-            "--latency-ms" => {
-                o.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
-            }
-            "--smoke" => o.smoke = true,
-            _ => usage(),
-        }
-    }
-    o
 }
 
 /// What the app shares with its `/stats` and `/upstream/*` routes.
@@ -183,22 +169,22 @@ async fn up(AxumState(app): AxumState<App>) -> &'static str {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let o = options();
+    let args = Args::parse();
     let upstream = Upstream::start(UpstreamConfig {
-        fail_rate: o.fail_rate,
-        latency: o.latency,
+        fail_rate: args.fail_rate,
+        latency: Duration::from_millis(args.latency_ms),
         ..UpstreamConfig::default()
     })
     .await?;
     let upstream = Arc::new(upstream);
-    let open_for = if o.smoke {
+    let open_for = if args.smoke {
         Duration::from_millis(500)
     } else {
         Duration::from_secs(5)
     };
     let (router, shared) = app(upstream, open_for);
 
-    let port = if o.smoke { 0 } else { o.port };
+    let port = if args.smoke { 0 } else { args.port };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     println!(
@@ -206,7 +192,7 @@ async fn main() -> Result<(), BoxError> {
         shared.upstream.addr()
     );
 
-    if o.smoke {
+    if args.smoke {
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         let result = smoke(addr, &shared).await;
         server.abort();

@@ -4,165 +4,64 @@
 //! ```sh
 //! cargo run --example demo            # about 10-15 s
 //! cargo run --example demo -- --quick # a few seconds, for CI
+//! cargo run --example demo -- --help
 //! ```
 //!
 //! It starts `tower_patterns::upstream` on 127.0.0.1:0, builds one client
 //! stack (cache -> retry -> circuit breaker -> concurrency limit ->
-//! HttpClient, see `examples/support/demo_stack.rs`) and runs the seed's
-//! scenarios through it: fetch one, fetch many with per-URL errors, stream
-//! a large body, walk a paginated API on a flaky server, run jobs through
-//! a task queue that writes into a pooled in-memory "database", and keep
+//! HttpClient, see `examples/support/demo_stack.rs`; the demo's settings
+//! are in `examples/support/demo_setup.rs`) and runs the seed's
+//! scenarios through it, one function each: fetch one, fetch many with
+//! per-URL errors, stream a large body, walk a paginated API on a flaky
+//! server, run jobs through a task queue that writes into a pooled
+//! in-memory "database" (`examples/support/memory_db.rs`), and keep
 //! traffic flowing through an outage until the breaker has opened, failed
 //! fast, probed and closed again. Every scenario checks its own result;
 //! the process exits with status 1 if any check fails.
 
+#[path = "support/demo_setup.rs"]
+mod demo_setup;
 #[path = "support/demo_stack.rs"]
 mod demo_stack;
+#[path = "support/memory_db.rs"]
+mod memory_db;
+#[path = "support/report.rs"]
+mod report;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 use tokio::time::Instant;
-use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower::{service_fn, BoxError, ServiceExt};
 use tower_patterns::circuit_breaker::{Open, State};
-use tower_patterns::fetch::{self, FetchError, JsonLayer};
+use tower_patterns::fetch::{self, FetchError};
 use tower_patterns::limit;
 use tower_patterns::paginate;
-use tower_patterns::pool::{Manager, Pool};
+use tower_patterns::pool::Pool;
 use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
-use tower_patterns::retry::Jitter;
-use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, DemoStack, StackConfig};
+use demo_setup::{Demo, Item, Plan};
+use demo_stack::get;
+use memory_db::Database;
+use report::{describe, find_open, heading, print_totals, secs, Report, Scenario, Timeline};
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-struct Item {
-    id: u64,
-    name: String,
-}
-
-/// Durations and sizes for a full or a `--quick` run.
-struct Plan {
+/// Every pattern of tower-patterns against a flaky local server, through
+/// an outage and its recovery, with a report (exit status 1 if a check
+/// fails).
+#[derive(Parser)]
+struct Args {
+    /// Run in a few seconds instead of 10-15: shorter waits and a smaller
+    /// body (for CI).
+    #[arg(long)]
     quick: bool,
-    open_duration: Duration,
-    base_delay: Duration,
-    max_delay: Duration,
-    stream_bytes: u64,
-    tick: Duration,
-    latency: Duration,
-}
-
-impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                quick,
-                open_duration: Duration::from_millis(300),
-                base_delay: Duration::from_millis(5),
-                max_delay: Duration::from_millis(20),
-                stream_bytes: 4 << 20,
-                tick: Duration::from_millis(20),
-                latency: Duration::ZERO,
-            }
-        } else {
-            Plan {
-                quick,
-                open_duration: Duration::from_secs(2),
-                base_delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(250),
-                stream_bytes: 64 << 20,
-                tick: Duration::from_millis(100),
-                latency: Duration::from_millis(2),
-            }
-        }
-    }
-}
-
-/// Checks collected per scenario; any failure makes the exit status 1.
-#[derive(Default)]
-struct Report {
-    rows: Vec<(String, String, bool, Duration)>,
-    failures: Vec<String>,
-    current: Vec<String>,
-}
-
-impl Report {
-    fn check(&mut self, ok: bool, what: impl Into<String>) {
-        if !ok {
-            let what = what.into();
-            println!("    !! check failed: {what}");
-            self.current.push(what);
-        }
-    }
-
-    fn finish(&mut self, scenario: &str, summary: String, took: Duration) {
-        let ok = self.current.is_empty();
-        for f in self.current.drain(..) {
-            self.failures.push(format!("{scenario}: {f}"));
-        }
-        self.rows.push((scenario.to_owned(), summary, ok, took));
-    }
-}
-
-fn heading(title: &str) {
-    println!(
-        "\n== {title} {}",
-        "=".repeat(70usize.saturating_sub(title.len()))
-    );
-}
-
-/// Finds a breaker `Open` anywhere in an error's source chain.
-fn find_open<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Open> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(open) = e.downcast_ref::<Open>() {
-            return Some(open);
-        }
-        cur = e.source();
-    }
-    None
-}
-
-/// A short description of an error from the stack (or a layer over it).
-fn describe(err: &BoxError) -> String {
-    if let Some(open) = find_open(err.as_ref()) {
-        return format!(
-            "circuit open (fail fast, probe in {:.0?})",
-            open.retry_after().unwrap_or_default()
-        );
-    }
-    if let Some(f) = err.downcast_ref::<FetchError>() {
-        return match f {
-            FetchError::Status { status, .. } => format!("HTTP {}", status.as_u16()),
-            FetchError::Decode { line, column, .. } => {
-                format!("bad JSON at line {line}, column {column}")
-            }
-            other => other.to_string(),
-        };
-    }
-    err.to_string()
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:>7.3}s", d.as_secs_f64())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let quick = std::env::args().skip(1).any(|a| a == "--quick");
-    match run(Plan::new(quick)).await {
+    let args = Args::parse();
+    match run(Plan::new(args.quick)).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -172,48 +71,32 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Runs the scenarios in order and prints the report; `Ok(false)` if any
+/// check failed.
 async fn run(plan: Plan) -> Result<bool, BoxError> {
     let started = Instant::now();
-    let upstream = Upstream::start(UpstreamConfig {
-        latency: plan.latency,
-        retry_after_secs: 1,
-        ..UpstreamConfig::default()
-    })
-    .await?;
-    let config = StackConfig {
-        attempts: 3,
-        base_delay: plan.base_delay,
-        max_delay: plan.max_delay,
-        jitter: Jitter::Full,
-        budget: true,
-        failures_to_open: 5,
-        open_duration: plan.open_duration,
-        concurrency: 8,
-        cache_ttl: Duration::from_secs(60),
-        timeout: Duration::from_secs(5),
-    };
-    let stack = DemoStack::build(&config)?;
-    let users = JsonLayer::<User>::new().layer(stack.svc.clone());
-
-    println!(
-        "tower-patterns demo{}: upstream on http://{}",
-        if plan.quick { " (--quick)" } else { "" },
-        upstream.addr()
-    );
-    println!(
-        "stack: cache(uri, ttl 60s) -> retry({} attempts, {:?}x2 backoff, cap {:?}, budget) \
-         -> breaker({} failures in a row, open {:?}) -> limit({}) -> HttpClient",
-        config.attempts,
-        config.base_delay,
-        config.max_delay,
-        config.failures_to_open,
-        config.open_duration,
-        config.concurrency
-    );
+    let demo = Demo::start(plan).await?;
     let mut report = Report::default();
+    report.add(fetch_one(&demo).await?);
+    report.add(fetch_many(&demo).await?);
+    report.add(stream_large_body(&demo).await?);
+    report.add(paginate_flaky(&demo).await?);
+    report.add(queue_and_pool(&demo).await?);
+    report.add(outage(&demo).await?);
 
-    // ---- 1. fetch one -------------------------------------------------
+    heading("report");
+    report.print_table();
+    print_totals(&demo.stack.stats(), &demo.upstream);
+    println!("  total {:.2?}", started.elapsed());
+    demo.upstream.shutdown().await;
+    Ok(report.print_outcome())
+}
+
+/// Scenario 1: One user through the stack, then the same user from the cache.
+async fn fetch_one(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("1. fetch one (JSON through the stack, then from the cache)");
+    let (upstream, users) = (&demo.upstream, &demo.users);
+    let mut s = Scenario::new("fetch one");
     let t = Instant::now();
     let before = upstream.requests();
     let first = users.clone().oneshot(get(&upstream.url("/users/1"))).await;
@@ -231,23 +114,26 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     }
     println!("  upstream saw {sent} request(s)");
     let ok_user = matches!(&first, Ok(u) if u.id == 1 && u.name == "user-1");
-    report.check(ok_user, "GET /users/1 decodes user 1");
-    report.check(
+    s.check(ok_user, "GET /users/1 decodes user 1");
+    s.check(
         first.as_ref().ok() == again.as_ref().ok(),
         "second GET returns the same user",
     );
-    report.check(
+    s.check(
         sent == 1,
         format!("the second GET is a cache hit (upstream saw {sent})"),
     );
-    report.finish(
-        "fetch one",
+    Ok(s.finish(
         format!("user 1 decoded; second call from cache ({hit:.0?})"),
         t.elapsed(),
-    );
+    ))
+}
 
-    // ---- 2. fetch many ------------------------------------------------
+/// Scenario 2: Fifteen URLs, four at a time: one `Result` per URL, in input order.
+async fn fetch_many(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("2. fetch many (bounded gather, one Result per URL, in order)");
+    let (upstream, users) = (&demo.upstream, &demo.users);
+    let mut s = Scenario::new("fetch many");
     let t = Instant::now();
     let mut paths: Vec<String> = (1..=12).map(|id| format!("/users/{id}")).collect();
     paths.insert(4, "/users/0".into()); // 404
@@ -277,41 +163,37 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         Ok(u) => *p == format!("/users/{}", u.id),
         Err(_) => true,
     });
-    let status_of = |i: usize| {
+    let fetch_error = |i: usize| {
         results[i]
             .as_ref()
             .err()
             .and_then(|e| e.downcast_ref::<FetchError>())
-            .and_then(|f| f.status())
-            .map(|s| s.as_u16())
     };
-    report.check(
+    let status_of = |i: usize| fetch_error(i).and_then(|f| f.status()).map(|s| s.as_u16());
+    s.check(
         ok == 12 && errors == 3,
         format!("12 ok and 3 errors (got {ok} / {errors})"),
     );
-    report.check(in_order, "results come back in input order");
-    report.check(
+    s.check(in_order, "results come back in input order");
+    s.check(
         status_of(4) == Some(404) && status_of(9) == Some(404),
         "unknown users are 404 errors in their own slots",
     );
-    report.check(
-        matches!(
-            results[14]
-                .as_ref()
-                .err()
-                .and_then(|e| e.downcast_ref::<FetchError>()),
-            Some(FetchError::Decode { .. })
-        ),
+    s.check(
+        matches!(fetch_error(14), Some(FetchError::Decode { .. })),
         "the non-user body is a decode error",
     );
-    report.finish(
-        "fetch many",
+    Ok(s.finish(
         format!("{ok} ok, {errors} per-URL errors, input order kept"),
         t.elapsed(),
-    );
+    ))
+}
 
-    // ---- 3. stream a large body ---------------------------------------
+/// Scenario 3: A large body read in bounded chunks, never held whole.
+async fn stream_large_body(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("3. stream a large body (bounded chunks, flat memory)");
+    let (plan, upstream, stack) = (&demo.plan, &demo.upstream, &demo.stack);
+    let mut s = Scenario::new("stream body");
     let t = Instant::now();
     let chunk = 64 * 1024;
     let url = upstream.url(&format!("/stream?bytes={}", plan.stream_bytes));
@@ -329,23 +211,25 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         "  {mib:.0} MiB in {chunks} chunks of at most {largest} bytes, {took:.2?} ({:.0} MiB/s)",
         mib / took.as_secs_f64().max(1e-9)
     );
-    report.check(
+    s.check(
         total == plan.stream_bytes,
         format!("read {total} of {} bytes", plan.stream_bytes),
     );
-    report.check(
+    s.check(
         body.total() == Some(total),
         "the stream reports a clean end",
     );
-    report.check(largest <= chunk, "no chunk is larger than the chunk size");
-    report.finish(
-        "stream body",
-        format!("{mib:.0} MiB in {chunks} chunks"),
-        took,
-    );
+    s.check(largest <= chunk, "no chunk is larger than the chunk size");
+    Ok(s.finish(format!("{mib:.0} MiB in {chunks} chunks"), took))
+}
 
-    // ---- 4. paginate on a flaky server --------------------------------
+/// Scenario 4: A paginated API (Link headers) walked while 20% of requests fail:
+/// retry absorbs most failures, the walk resumes from its checkpoint after
+/// the rest; a second walk comes from the cache.
+async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("4. walk a paginated API (Link headers) while 20% of requests fail");
+    let (upstream, stack) = (&demo.upstream, &demo.stack);
+    let mut s = Scenario::new("paginate");
     let t = Instant::now();
     upstream.set_fail_rate(0.2);
     let (fail_before, retry_before) = (upstream.failures_sent(), stack.retry.stats());
@@ -402,7 +286,7 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
             .iter()
             .enumerate()
             .all(|(i, it)| it.id == i as u64 + 1);
-    report.check(
+    s.check(
         exact,
         format!("every item once, in order (got {})", items.len()),
     );
@@ -417,31 +301,32 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         "  walked again: {} items, {sent} requests reached the server (pages are cached)",
         again.len()
     );
-    report.check(again == items, "the cached walk yields the same items");
-    report.check(
+    s.check(again == items, "the cached walk yields the same items");
+    s.check(
         sent == 0,
         format!("the cached walk sends nothing (sent {sent})"),
     );
-    report.finish(
-        "paginate",
+    Ok(s.finish(
         format!(
             "1000 items through {failed} injected failures ({retried} retries, {resumes} resumes)"
         ),
         t.elapsed(),
-    );
+    ))
+}
 
-    // ---- 5. task queue + pool -----------------------------------------
+/// Scenario 5: Sixteen jobs on a task queue with five workers; each fetches a user
+/// through the stack and saves it over a pooled database connection.
+async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("5. task queue (5 workers) fetching users into a pooled in-memory database");
+    let (upstream, users) = (&demo.upstream, &demo.users);
+    let mut s = Scenario::new("queue + pool");
     let t = Instant::now();
-    let db = Arc::new(Mutex::new(BTreeMap::new()));
+    let db = Database::default();
     let pool = Pool::builder()
         .min_size(1)
         .max_size(3)
         .acquire_timeout(Duration::from_secs(5))
-        .build(MemDb {
-            rows: db.clone(),
-            next: AtomicU64::new(1),
-        })
+        .build(db.manager())
         .await?;
     let job = {
         let users = users.clone();
@@ -493,36 +378,46 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         .await;
     let qs = queue.stats();
     let ps = pool.stats();
-    let rows = db.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let rows = db.rows();
     println!(
         "  queue: submitted {}, completed {}, failed {}; pool: {} connection(s) open (max {}), {} created; database rows: {rows}",
         qs.submitted, qs.completed, qs.failed, ps.size, ps.max_size, ps.created
     );
-    report.check(
+    s.check(
         completed == 14 && failed_jobs == 2,
         format!("14 jobs done, 2 failed (got {completed} / {failed_jobs})"),
     );
-    report.check(rows == 14, format!("14 rows written (got {rows})"));
-    report.check(
+    s.check(rows == 14, format!("14 rows written (got {rows})"));
+    s.check(
         ps.created <= 3 && ps.in_use == 0,
         "the pool stayed within 3 connections and got them all back",
     );
-    report.check(
+    s.check(
         summary.cancelled.is_empty(),
         "graceful shutdown cancelled nothing",
     );
     pool.close().await;
-    report.finish(
-        "queue + pool",
+    Ok(s.finish(
         format!(
             "{completed} jobs saved, {failed_jobs} failed (404), pool max {}",
             ps.max_size
         ),
         t.elapsed(),
-    );
+    ))
+}
 
-    // ---- 6. outage and recovery ---------------------------------------
+/// Scenario 6: Steady traffic while the server is down: the breaker opens, fails
+/// fast, probes once the open duration has passed, and closes again after
+/// the server is back.
+async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
     heading("6. outage and recovery (steady traffic; breaker opens, fails fast, probes, closes)");
+    let Demo {
+        plan,
+        upstream,
+        stack,
+        users,
+    } = demo;
+    let mut s = Scenario::new("outage");
     let t = Instant::now();
     let acct_before = (upstream.requests(), stack.stats());
     upstream.set_down(true);
@@ -535,49 +430,42 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     let mut opened_at: Option<Instant> = None;
     let mut fail_fast = 0u64;
     let mut successes_after_recovery = 0;
-    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut timeline = Timeline::default();
     let mut cached_ok_during_outage = false;
     let mut n = 0u64;
     loop {
         n += 1;
         if n > 2_000 {
-            report.check(false, "the breaker closed again within 2,000 requests");
+            s.check(false, "the breaker closed again within 2,000 requests");
             break;
         }
         // Bring the server back once the breaker has been open for 1.5x
         // its open duration: the first probe fails, the next one closes.
-        if up_at.is_none() {
-            if let Some(at) = opened_at {
-                if at.elapsed() >= plan.open_duration * 3 / 2 {
-                    upstream.set_down(false);
-                    let now = stack.started.elapsed();
-                    up_at = Some(now);
-                    lines.push((secs(now), "upstream is back".into()));
-                }
+        if let (None, Some(at)) = (up_at, opened_at) {
+            if at.elapsed() >= plan.open_duration * 3 / 2 {
+                upstream.set_down(false);
+                let now = stack.started.elapsed();
+                up_at = Some(now);
+                timeline.push(now, "upstream is back");
             }
         }
         if n == 3 {
             // A cached user is still served while the server is down.
             let r = users.clone().oneshot(get(&upstream.url("/users/1"))).await;
             cached_ok_during_outage = r.is_ok();
-            lines.push((
-                secs(stack.started.elapsed()),
-                format!(
-                    "/users/1 (cached)  -> {}",
-                    if r.is_ok() {
-                        "ok, from the cache"
-                    } else {
-                        "error"
-                    }
-                ),
-            ));
+            let answer = if r.is_ok() {
+                "ok, from the cache"
+            } else {
+                "error"
+            };
+            let now = stack.started.elapsed();
+            timeline.push(now, format!("/users/1 (cached)  -> {answer}"));
         }
         let path = format!("/users/{}", 100 + n);
         let before = upstream.requests();
         let at = stack.started.elapsed();
         let result = users.clone().oneshot(get(&upstream.url(&path))).await;
         let sent = upstream.requests() - before;
-        let mut return_text: Option<String> = None;
         let outcome = match &result {
             Ok(_) => {
                 if up_at.is_some() && stack.breaker.state() == State::Closed {
@@ -585,63 +473,30 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
                 }
                 "ok".to_string()
             }
-            Err(e) => {
-                if find_open(e.as_ref()).is_some() {
-                    opened_at.get_or_insert_with(Instant::now);
-                    if sent == 0 {
-                        fail_fast += 1;
-                    } else {
-                        // Attempts that reached the server failed and
-                        // (re)opened the breaker; the next one was refused.
-                        return_text = Some(format!(
-                            "HTTP 503 x{sent}, breaker (re)opened, then {}",
-                            describe(e)
-                        ));
-                    }
+            Err(e) if find_open(e.as_ref()).is_some() => {
+                opened_at.get_or_insert_with(Instant::now);
+                if sent == 0 {
+                    fail_fast += 1;
+                    describe(e)
+                } else {
+                    // Attempts that reached the server failed and
+                    // (re)opened the breaker; the next one was refused.
+                    format!("HTTP 503 x{sent}, breaker (re)opened, then {}", describe(e))
                 }
-                return_text.take().unwrap_or_else(|| describe(e))
             }
+            Err(e) => describe(e),
         };
-        lines.push((
-            secs(at),
+        timeline.push(
+            at,
             format!("{path:<18} -> {outcome}  [{sent} upstream request(s)]"),
-        ));
+        );
         if successes_after_recovery >= 3 {
             break;
         }
         tokio::time::sleep(plan.tick).await;
     }
-    // Print the timeline, folding runs of fail-fast lines.
-    let mut i = 0;
-    while i < lines.len() {
-        let mut j = i + 1;
-        let key = |s: &str| {
-            s.split_once("-> ")
-                .map(|(_, r)| r.to_owned())
-                .unwrap_or_default()
-        };
-        if lines[i].1.contains("circuit open") {
-            while j < lines.len()
-                && lines[j].1.contains("circuit open")
-                && key(&lines[j].1).contains("[0 ")
-            {
-                j += 1;
-            }
-        }
-        if j - i > 2 {
-            println!("  {} {}", lines[i].0, lines[i].1);
-            println!(
-                "  {} ... {} more like this, each failed fast, none reached the server",
-                lines[j - 1].0,
-                j - i - 1
-            );
-        } else {
-            for line in &lines[i..j] {
-                println!("  {} {}", line.0, line.1);
-            }
-        }
-        i = j;
-    }
+    timeline.print();
+
     let transitions = stack.transitions();
     println!("  breaker transitions:");
     for tr in &transitions {
@@ -652,8 +507,8 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     let closed = seq
         .iter()
         .rposition(|s| *s == (State::HalfOpen, State::Closed));
-    report.check(opened.is_some(), "the breaker opened during the outage");
-    report.check(
+    s.check(opened.is_some(), "the breaker opened during the outage");
+    s.check(
         closed.is_some() && closed > opened,
         "the breaker closed again after recovery",
     );
@@ -661,16 +516,16 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         transitions.iter().find(|t| t.to == State::Open),
         transitions.iter().find(|t| t.to == State::HalfOpen),
     ) {
-        report.check(
+        s.check(
             h.at + Duration::from_millis(5) >= o.at + plan.open_duration,
             "the first probe waited the open duration",
         );
     }
-    report.check(
+    s.check(
         fail_fast >= 3,
         format!("calls failed fast while open (got {fail_fast})"),
     );
-    report.check(
+    s.check(
         cached_ok_during_outage,
         "a cached user was served during the outage",
     );
@@ -683,104 +538,15 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
         "  accounting: {attempts} attempts - {rejected} rejected by the open breaker = {} = {upstream_sent} requests at the server",
         attempts - rejected
     );
-    report.check(
+    s.check(
         attempts - rejected == upstream_sent,
         "no request lost or doubled",
     );
-    report.finish(
-        "outage",
+    Ok(s.finish(
         format!(
             "opened, {fail_fast} failed fast, {} transitions, recovered",
             transitions.len()
         ),
         t.elapsed(),
-    );
-
-    // ---- report -------------------------------------------------------
-    heading("report");
-    println!("  {:<14} {:<4} {:>9}  result", "scenario", "", "time");
-    for (name, summary, ok, took) in &report.rows {
-        println!(
-            "  {name:<14} {:<4} {:>9}  {summary}",
-            if *ok { "ok" } else { "FAIL" },
-            format!("{:.2?}", took)
-        );
-    }
-    let s = stack.stats();
-    let lookups = s.cache.hits + s.cache.misses + s.cache.coalesced;
-    println!(
-        "  retries: {} attempts, {} retries, {} refused by the budget",
-        s.retry.attempts, s.retry.retries, s.retry.budget_refusals
-    );
-    println!(
-        "  breaker: {} now, opened {} time(s), {} calls failed fast",
-        s.breaker_state, s.breaker_opened, s.breaker_rejected
-    );
-    println!(
-        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} coalesced, {} entries)",
-        s.cache.hits,
-        lookups,
-        100.0 * s.cache.hits as f64 / lookups.max(1) as f64,
-        s.cache.misses,
-        s.cache.coalesced,
-        s.cache.entries
-    );
-    println!(
-        "  limit: {} permits, {} in flight now; client sent {} requests; upstream received {} ({} were 503s)",
-        s.limit.limit,
-        s.limit.in_flight,
-        s.client_requests,
-        upstream.requests(),
-        upstream.failures_sent()
-    );
-    println!("  total {:.2?}", started.elapsed());
-    upstream.shutdown().await;
-    if report.failures.is_empty() {
-        println!("\nall scenarios ok");
-        Ok(true)
-    } else {
-        println!("\n{} check(s) failed:", report.failures.len());
-        for f in &report.failures {
-            println!("  - {f}");
-        }
-        Ok(false)
-    }
-}
-
-/// An in-memory "database": each pooled connection writes into one map.
-struct MemDb {
-    rows: Arc<Mutex<BTreeMap<u64, String>>>,
-    next: AtomicU64,
-}
-
-struct Conn {
-    id: u64,
-    rows: Arc<Mutex<BTreeMap<u64, String>>>,
-}
-
-impl Conn {
-    /// Writes a row; takes a few milliseconds, like a real database would.
-    async fn save(&mut self, key: u64, value: String) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        self.rows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, value);
-    }
-}
-
-impl Manager for MemDb {
-    type Resource = Conn;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<Conn, std::io::Error> {
-        Ok(Conn {
-            id: self.next.fetch_add(1, Ordering::Relaxed),
-            rows: self.rows.clone(),
-        })
-    }
-
-    async fn recycle(&self, _conn: &mut Conn) -> Result<(), std::io::Error> {
-        Ok(())
-    }
+    ))
 }

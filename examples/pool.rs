@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_patterns::pool::{Manager, Pool, PoolError};
 
@@ -221,9 +222,18 @@ async fn postgres(url: &str) -> Result<(), tower::BoxError> {
     Ok(())
 }
 
+/// The resource pool: simulated connections, or PostgreSQL when given a
+/// URL.
+#[derive(Parser)]
+struct Args {
+    /// A PostgreSQL URL to run the transaction scenario against (needs the
+    /// `postgres` feature); without it, an in-memory "database".
+    url: Option<String>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), tower::BoxError> {
-    match std::env::args().nth(1) {
+    match Args::parse().url {
         None => in_memory().await,
         #[cfg(feature = "postgres")]
         Some(url) => postgres(&url).await,

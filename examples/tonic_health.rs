@@ -20,6 +20,7 @@
 //! ```sh
 //! cargo run --example tonic_health --features tonic            # runs the scenario, then serves on :50051 until Ctrl-C
 //! cargo run --example tonic_health --features tonic -- --smoke # runs the scenario and exits
+//! cargo run --example tonic_health --features tonic -- --help
 //! grpcurl -plaintext localhost:50051 grpc.health.v1.Health/Check
 //! ```
 
@@ -32,6 +33,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use tonic::transport::{Endpoint, Server};
 use tonic::Code;
@@ -113,16 +115,19 @@ fn show(
     }
 }
 
+/// A tonic Health server behind tower-patterns' concurrency limit and
+/// circuit breaker, and a client whose channel wears retry and a breaker:
+/// runs a scenario through both, then serves on 127.0.0.1:50051.
+#[derive(Parser)]
+struct Args {
+    /// Run the scenario with short timings and exit instead of serving.
+    #[arg(long)]
+    smoke: bool,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let smoke = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--smoke") => true,
-        Some(_) => {
-            eprintln!("usage: tonic_health [--smoke]");
-            std::process::exit(2)
-        }
-    };
+    let smoke = Args::parse().smoke;
     let open_for = Duration::from_millis(if smoke { 300 } else { 3_000 });
 
     // --- server ---
