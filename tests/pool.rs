@@ -151,10 +151,7 @@ async fn min_size_is_filled_in_the_background() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_size_is_never_exceeded_under_1000_concurrent_acquirers() {
     let manager = TestManager::default();
-    let pool = Pool::builder()
-        .max_size(16)
-        .build(manager.clone())
-        .unwrap();
+    let pool = Pool::builder().max_size(16).build(manager.clone()).unwrap();
     let out = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();

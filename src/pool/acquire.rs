@@ -19,7 +19,7 @@ use super::shared::{After, Inner, Live, Reason};
 use super::waiters::Grant;
 use crate::trace::trace_event;
 
-/// The body of [`Pool::acquire`].
+/// The body of [`Pool::acquire`](super::Pool::acquire).
 pub(super) async fn acquire<M: Manager>(
     inner: &Arc<Inner<M>>,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {

@@ -53,6 +53,7 @@ pub(super) async fn maintain<M: Manager>(pool: Weak<Inner<M>>, wake: Arc<Notify>
     }
 }
 
+/// Sleeps until `at`, or forever for `None`.
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -2,7 +2,6 @@
 //! as a tower [`Service`](tower_service::Service).
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,9 +10,8 @@ use super::error::{PoolClosed, PoolError};
 use super::future::AcquireFuture;
 use super::guard::Pooled;
 use super::manager::Manager;
-use super::shared::{Inner, Reason};
+use super::shared::Inner;
 use super::stats::PoolStats;
-use crate::trace::trace_event;
 
 /// A pool of resources made by a [`Manager`]: database connections,
 /// clients, buffers.
@@ -84,42 +82,13 @@ impl<M: Manager> Pool<M> {
     /// Calling `close` again, or from several tasks, is fine: each call
     /// waits for the same condition.
     pub async fn close(&self) {
-        let inner = &*self.inner;
-        let (idle, wakers) = {
-            let mut st = inner.lock();
-            st.closed = true;
-            inner.closed.store(true, Ordering::Release);
-            let idle = std::mem::take(&mut st.idle);
-            st.size -= idle.len();
-            (idle, st.waiters.close_all())
-        };
-        if !idle.is_empty() {
-            inner.count_closed(Reason::PoolClosed, idle.len() as u64);
-            trace_event!(
-                INFO,
-                closed = idle.len(),
-                "pool closing: idle resources closed"
-            );
-        }
-        drop(idle);
-        for waker in wakers {
-            waker.wake();
-        }
-        inner.maintenance.notify_one();
-        loop {
-            let notified = inner.closed_empty.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if inner.lock().size == 0 {
-                break;
-            }
-            notified.await;
-        }
+        self.inner.close();
+        self.inner.wait_until_empty().await;
     }
 
     /// Whether [`Pool::close`] has been called.
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.is_closed()
     }
 
     /// A snapshot of the pool's sizes and counters.

@@ -73,7 +73,7 @@ pub(super) struct Counters {
 pub(super) struct Inner<M: Manager> {
     pub(super) manager: M,
     pub(super) config: Config,
-    pub(super) state: Mutex<State<M::Resource>>,
+    state: Mutex<State<M::Resource>>,
     /// Mirrors `State::closed` for lock-free reads.
     pub(super) closed: AtomicBool,
     pub(super) counters: Counters,
@@ -309,10 +309,52 @@ impl<M: Manager> Inner<M> {
         }
     }
 
+    /// Refuses new acquires, fails the waiting ones and closes the idle
+    /// resources; the first half of [`Pool::close`](super::Pool::close).
+    pub(super) fn close(&self) {
+        let (idle, wakers) = {
+            let mut st = self.lock();
+            st.closed = true;
+            self.closed.store(true, Ordering::Release);
+            let idle = std::mem::take(&mut st.idle);
+            st.size -= idle.len();
+            (idle, st.waiters.close_all())
+        };
+        if !idle.is_empty() {
+            self.count_closed(Reason::PoolClosed, idle.len() as u64);
+            trace_event!(
+                INFO,
+                closed = idle.len(),
+                "pool closing: idle resources closed"
+            );
+        }
+        drop(idle);
+        for waker in wakers {
+            waker.wake();
+        }
+        self.maintenance.notify_one();
+    }
+
+    /// Waits until a closed pool's size reaches zero (every checked-out
+    /// resource came back); the second half of [`Pool::close`](super::Pool::close).
+    pub(super) async fn wait_until_empty(&self) {
+        loop {
+            let notified = self.closed_empty.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().size == 0 {
+                break;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the pool was closed (lock-free).
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Counts a timed-out acquire and describes the pool at that moment.
     pub(super) fn timed_out(&self) -> AcquireTimeout {
         let waited = self.config.acquire_timeout;
         self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
@@ -324,6 +366,7 @@ impl<M: Manager> Inner<M> {
         AcquireTimeout::new(waited, size, self.config.max_size, waiting)
     }
 
+    /// A snapshot of the sizes and counters.
     pub(super) fn stats(&self) -> PoolStats {
         let (size, idle, waiting) = {
             let st = self.lock();
@@ -354,6 +397,7 @@ impl<M: Manager> Inner<M> {
     }
 }
 
+/// The earlier of two optional instants (`None` is never).
 pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -61,6 +61,8 @@ impl<R> Default for Waiters<R> {
 }
 
 impl<R> Waiters<R> {
+    /// Joins the back of the line; returns the waiter's key and generation,
+    /// which it passes to [`Waiters::poll`] and [`Waiters::cancel`].
     pub(super) fn register(
         &mut self,
         waker: Waker,
@@ -148,6 +150,8 @@ impl<R> Waiters<R> {
         waker
     }
 
+    /// The waiter's grant if it has one (its slot is then freed), or
+    /// `Pending` with its waker updated.
     pub(super) fn poll(&mut self, key: usize, generation: u64, waker: &Waker) -> Poll<Grant<R>> {
         match &mut self.slots[key] {
             Slot::Waiting {
@@ -210,5 +214,111 @@ impl<R> Waiters<R> {
             wakers.extend(self.grant(key, Grant::Closed));
         }
         wakers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    fn join(w: &mut Waiters<u32>) -> (usize, u64) {
+        w.register(Waker::noop().clone(), Instant::now(), TIMEOUT)
+    }
+
+    fn taken(w: &mut Waiters<u32>, (key, generation): (usize, u64)) -> Option<Grant<u32>> {
+        match w.poll(key, generation, Waker::noop()) {
+            Poll::Ready(grant) => Some(grant),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn waiters_are_served_first_come_first_served() {
+        let mut w = Waiters::default();
+        let (a, b, c) = (join(&mut w), join(&mut w), join(&mut w));
+        assert_eq!(w.waiting, 3);
+        for (n, waiter) in [a, b, c].into_iter().enumerate() {
+            let key = w.pop_next().unwrap();
+            assert_eq!(key, waiter.0);
+            assert!(w.grant(key, Grant::Resource(n as u32)).is_some());
+        }
+        assert_eq!(w.waiting, 0);
+        assert!(w.pop_next().is_none());
+        assert!(matches!(taken(&mut w, b), Some(Grant::Resource(1))));
+        assert!(matches!(taken(&mut w, a), Some(Grant::Resource(0))));
+        assert!(matches!(taken(&mut w, c), Some(Grant::Resource(2))));
+    }
+
+    #[test]
+    fn a_waiter_still_waiting_stays_pending() {
+        let mut w = Waiters::<u32>::default();
+        let a = join(&mut w);
+        assert!(taken(&mut w, a).is_none());
+        assert_eq!(w.waiting, 1);
+    }
+
+    #[test]
+    fn a_cancelled_waiter_is_skipped_and_returns_an_untaken_grant() {
+        let mut w = Waiters::default();
+        let (a, b) = (join(&mut w), join(&mut w));
+        assert!(w.cancel(a.0, a.1).is_none(), "nothing was granted yet");
+        assert_eq!(w.waiting, 1);
+        let key = w.pop_next().unwrap();
+        assert_eq!(key, b.0, "the cancelled waiter is skipped");
+        let _ = w.grant(key, Grant::Resource(7));
+        assert!(matches!(w.cancel(b.0, b.1), Some(Grant::Resource(7))));
+        assert_eq!(w.waiting, 0);
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_answer_its_old_owner() {
+        let mut w = Waiters::<u32>::default();
+        let a = join(&mut w);
+        assert!(w.cancel(a.0, a.1).is_none());
+        let b = join(&mut w);
+        assert_eq!(a.0, b.0, "the slot is reused");
+        assert!(w.cancel(a.0, a.1).is_none(), "a stale cancel is ignored");
+        assert_eq!(w.waiting, 1);
+        assert_eq!(w.pop_next(), Some(b.0));
+    }
+
+    #[test]
+    fn stale_entries_are_compacted() {
+        let mut w = Waiters::<u32>::default();
+        let live = join(&mut w);
+        for _ in 0..1000 {
+            let gone = join(&mut w);
+            assert!(w.cancel(gone.0, gone.1).is_none());
+        }
+        assert!(
+            w.queue.len() <= 2 * w.waiting + 33,
+            "queue {}",
+            w.queue.len()
+        );
+        assert!(w.slots.len() <= 2);
+        assert_eq!(w.pop_next(), Some(live.0));
+    }
+
+    #[test]
+    fn only_an_expired_front_waiter_is_popped() {
+        let mut w = Waiters::<u32>::default();
+        let start = Instant::now();
+        let a = w.register(Waker::noop().clone(), start, TIMEOUT);
+        assert_eq!(w.front_deadline(), start.checked_add(TIMEOUT));
+        assert_eq!(w.pop_expired(start), None);
+        assert_eq!(w.pop_expired(start + TIMEOUT), Some(a.0));
+    }
+
+    #[test]
+    fn close_all_grants_closed_to_every_waiter() {
+        let mut w = Waiters::<u32>::default();
+        let (a, b) = (join(&mut w), join(&mut w));
+        assert_eq!(w.close_all().len(), 2);
+        assert_eq!(w.waiting, 0);
+        assert!(matches!(taken(&mut w, a), Some(Grant::Closed)));
+        assert!(matches!(taken(&mut w, b), Some(Grant::Closed)));
     }
 }
