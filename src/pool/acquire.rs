@@ -15,7 +15,8 @@ use tokio::time::{Instant, Sleep};
 use super::error::{PoolClosed, PoolError};
 use super::guard::{Pooled, SlotGuard};
 use super::manager::Manager;
-use super::shared::{After, Inner, Live, Reason};
+use super::shared::{After, Inner, Live};
+use super::stats::Reason;
 use super::waiters::Grant;
 use crate::trace::trace_event;
 

@@ -5,7 +5,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use super::manager::Manager;
-use super::shared::{Inner, Live, Reason};
+use super::shared::{Inner, Live};
+use super::stats::Reason;
 
 /// A resource checked out of a [`Pool`](super::Pool).
 ///

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::guard::SlotGuard;
 use super::manager::Manager;
-use super::shared::{earliest, Inner, Reason};
+use super::shared::{earliest, Inner};
+use super::stats::Reason;
 use super::waiters::Grant;
 use crate::trace::trace_event;
 

@@ -3,7 +3,7 @@
 //! lock, and the moves that return resources and free slots.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::error::AcquireTimeout;
 use super::manager::Manager;
-use super::stats::{ClosedByReason, PoolStats};
+use super::stats::{Counters, PoolStats, Reason};
 use super::waiters::{Grant, Waiters};
 use crate::sync::lock;
 use crate::trace::trace_event;
@@ -46,27 +46,6 @@ pub(super) struct Live<R> {
     pub(super) expires_at: Option<Instant>,
     /// When it was last returned; set only while `idle_timeout` is on.
     pub(super) idle_since: Option<Instant>,
-}
-
-/// Why a resource left the pool (indexes [`Counters::closed`]).
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Reason {
-    RecycleFailed = 0,
-    MaxLifetime = 1,
-    IdleTimeout = 2,
-    Detached = 3,
-    Interrupted = 4,
-    PoolClosed = 5,
-}
-
-/// The counters behind [`PoolStats`].
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) created: AtomicU64,
-    pub(super) recycled: AtomicU64,
-    pub(super) timed_out: AtomicU64,
-    pub(super) create_failed: AtomicU64,
-    closed: [AtomicU64; 6],
 }
 
 /// What every clone of a pool, every guard and every acquire share.
@@ -153,7 +132,7 @@ impl<M: Manager> Inner<M> {
     }
 
     pub(super) fn count_closed(&self, reason: Reason, n: u64) {
-        self.counters.closed[reason as usize].fetch_add(n, Ordering::Relaxed);
+        self.counters.count_closed(reason, n);
     }
 
     pub(super) fn new_live(&self, resource: M::Resource) -> Live<M::Resource> {
@@ -373,7 +352,6 @@ impl<M: Manager> Inner<M> {
             (st.size, st.idle.len(), st.waiters.waiting)
         };
         let c = &self.counters;
-        let closed = |r: Reason| c.closed[r as usize].load(Ordering::Relaxed);
         PoolStats {
             size,
             idle,
@@ -385,14 +363,7 @@ impl<M: Manager> Inner<M> {
             recycled: c.recycled.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             create_failed: c.create_failed.load(Ordering::Relaxed),
-            closed_by_reason: ClosedByReason {
-                recycle_failed: closed(Reason::RecycleFailed),
-                max_lifetime: closed(Reason::MaxLifetime),
-                idle_timeout: closed(Reason::IdleTimeout),
-                detached: closed(Reason::Detached),
-                interrupted: closed(Reason::Interrupted),
-                pool_closed: closed(Reason::PoolClosed),
-            },
+            closed_by_reason: c.closed_by_reason(),
         }
     }
 }

@@ -1,4 +1,7 @@
-//! [`PoolStats`], the snapshot [`Pool::stats`](super::Pool::stats) returns.
+//! [`PoolStats`], the snapshot [`Pool::stats`](super::Pool::stats) returns,
+//! and the counters behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a pool, from [`Pool::stats`](super::Pool::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,5 +59,48 @@ impl ClosedByReason {
             + self.detached
             + self.interrupted
             + self.pool_closed
+    }
+}
+
+/// Why a resource left the pool; indexes [`Counters`]' closed counts and
+/// names a field of [`ClosedByReason`].
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Reason {
+    RecycleFailed = 0,
+    MaxLifetime = 1,
+    IdleTimeout = 2,
+    Detached = 3,
+    Interrupted = 4,
+    PoolClosed = 5,
+}
+
+/// The counters behind [`PoolStats`].
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) created: AtomicU64,
+    pub(super) recycled: AtomicU64,
+    pub(super) timed_out: AtomicU64,
+    pub(super) create_failed: AtomicU64,
+    closed: [AtomicU64; 6],
+}
+
+impl Counters {
+    /// Counts `n` resources that left the pool for `reason`.
+    #[inline]
+    pub(super) fn count_closed(&self, reason: Reason, n: u64) {
+        self.closed[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The closed counts, by reason.
+    pub(super) fn closed_by_reason(&self) -> ClosedByReason {
+        let closed = |r: Reason| self.closed[r as usize].load(Ordering::Relaxed);
+        ClosedByReason {
+            recycle_failed: closed(Reason::RecycleFailed),
+            max_lifetime: closed(Reason::MaxLifetime),
+            idle_timeout: closed(Reason::IdleTimeout),
+            detached: closed(Reason::Detached),
+            interrupted: closed(Reason::Interrupted),
+            pool_closed: closed(Reason::PoolClosed),
+        }
     }
 }
