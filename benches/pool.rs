@@ -93,7 +93,6 @@ fn bench(c: &mut Criterion) {
             let pool = tower_patterns::pool::Pool::builder()
                 .max_size(POOL_SIZE)
                 .build(Ours)
-                .await
                 .unwrap();
             // Warm: all resources created before timing.
             let all: Vec<_> =

@@ -105,12 +105,11 @@ impl Manager for TestManager {
     }
 }
 
-async fn pool(manager: &TestManager, min: usize, max: usize) -> Pool<TestManager> {
+fn pool(manager: &TestManager, min: usize, max: usize) -> Pool<TestManager> {
     Pool::builder()
         .min_size(min)
         .max_size(max)
         .build(manager.clone())
-        .await
         .unwrap()
 }
 
@@ -125,7 +124,7 @@ async fn settle() {
 async fn min_size_is_filled_in_the_background() {
     let manager = TestManager::default();
     manager.set_create_delay(100);
-    let pool = pool(&manager, 10, 20).await;
+    let pool = pool(&manager, 10, 20);
     // `build` returned before any connection was made.
     assert_eq!(pool.stats().idle, 0);
     assert_eq!(manager.alive(), 0);
@@ -152,11 +151,7 @@ async fn min_size_is_filled_in_the_background() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_size_is_never_exceeded_under_1000_concurrent_acquirers() {
     let manager = TestManager::default();
-    let pool = Pool::builder()
-        .max_size(16)
-        .build(manager.clone())
-        .await
-        .unwrap();
+    let pool = Pool::builder().max_size(16).build(manager.clone()).unwrap();
     let out = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -195,7 +190,6 @@ async fn acquire_timeout_gives_a_clear_error() {
         .max_size(1)
         .acquire_timeout(Duration::from_secs(2))
         .build(manager.clone())
-        .await
         .unwrap();
     let held = pool.acquire().await.unwrap();
     let start = tokio::time::Instant::now();
@@ -221,7 +215,7 @@ async fn acquire_timeout_gives_a_clear_error() {
 #[tokio::test(start_paused = true)]
 async fn acquire_timeout_is_on_by_default() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let _held = pool.acquire().await.unwrap();
     let start = tokio::time::Instant::now();
     assert!(pool.acquire().await.unwrap_err().is_timeout());
@@ -236,7 +230,6 @@ async fn acquire_timeout_covers_waiting_and_creating_together() {
         .max_size(1)
         .acquire_timeout(Duration::from_secs(2))
         .build(manager.clone())
-        .await
         .unwrap();
 
     // A create slower than the timeout.
@@ -270,7 +263,6 @@ async fn a_recycle_check_slower_than_the_timeout_closes_the_resource() {
         .max_size(1)
         .acquire_timeout(Duration::from_secs(2))
         .build(manager.clone())
-        .await
         .unwrap();
     drop(pool.acquire().await.unwrap());
     manager.set_recycle_delay(5_000);
@@ -299,7 +291,6 @@ async fn background_creates_are_bounded_and_retried() {
         .max_size(2)
         .acquire_timeout(Duration::from_secs(1))
         .build(manager.clone())
-        .await
         .unwrap();
     // A background create may take at most acquire_timeout.
     tokio::time::sleep(Duration::from_millis(1_010)).await;
@@ -317,7 +308,7 @@ async fn background_creates_are_bounded_and_retried() {
 async fn create_error_reaches_the_caller_and_the_pool_recovers() {
     let manager = TestManager::default();
     manager.set_create_delay(10);
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     manager.fail_create(Some("password authentication failed for user \"app\""));
 
     // Two acquirers: the first creates, the second waits behind it. Each
@@ -347,7 +338,7 @@ async fn create_error_reaches_the_caller_and_the_pool_recovers() {
 #[tokio::test(start_paused = true)]
 async fn a_resource_failing_recycle_is_replaced_never_handed_out() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 2).await;
+    let pool = pool(&manager, 0, 2);
     let first = pool.acquire().await.unwrap();
     assert_eq!(first.id, 0);
     drop(first);
@@ -364,7 +355,7 @@ async fn a_resource_failing_recycle_is_replaced_never_handed_out() {
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_order_and_not_overtaken() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let held = pool.acquire().await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -394,7 +385,7 @@ async fn waiters_are_served_in_order_and_not_overtaken() {
 async fn cancelling_during_create_frees_the_slot() {
     let manager = TestManager::default();
     manager.set_create_delay(1_000);
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let cancelled = tokio::time::timeout(Duration::from_millis(100), pool.acquire()).await;
     assert!(cancelled.is_err());
     assert_eq!(pool.stats().size, 0, "the slot leaked");
@@ -418,7 +409,7 @@ async fn cancelling_during_create_frees_the_slot() {
 #[tokio::test(start_paused = true)]
 async fn cancelling_after_a_handover_passes_the_resource_on() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let spawn_waiter = || {
         let pool = pool.clone();
         tokio::spawn(async move { pool.acquire().await.map(|c| c.id) })
@@ -472,7 +463,6 @@ async fn thousands_of_random_cancellations_leave_counts_exact() {
         .min_size(2)
         .max_size(max)
         .build(manager.clone())
-        .await
         .unwrap();
     let mut tasks = Vec::new();
     for i in 0..3000u64 {
@@ -532,7 +522,6 @@ async fn random_cancellations_across_threads_leave_counts_exact() {
     let pool = Pool::builder()
         .max_size(max)
         .build(manager.clone())
-        .await
         .unwrap();
     let tasks: Vec<_> = (0..2000)
         .map(|i| {
@@ -575,7 +564,6 @@ async fn max_lifetime_closes_old_resources_with_jitter() {
         .max_lifetime(Some(Duration::from_secs(100)))
         .idle_timeout(None)
         .build(manager.clone())
-        .await
         .unwrap();
     settle().await;
     assert_eq!(pool.stats().idle, 4);
@@ -608,7 +596,6 @@ async fn lifetimes_are_spread_out() {
         .max_lifetime(Some(Duration::from_secs(1000)))
         .idle_timeout(None)
         .build(manager.clone())
-        .await
         .unwrap();
     settle().await;
     assert_eq!(pool.stats().created, 20);
@@ -638,7 +625,6 @@ async fn idle_timeout_shrinks_to_min_size() {
         .idle_timeout(Some(Duration::from_secs(10)))
         .max_lifetime(None)
         .build(manager.clone())
-        .await
         .unwrap();
     let conns: Vec<_> = futures::future::join_all((0..5).map(|_| pool.acquire())).await;
     drop(conns);
@@ -660,7 +646,7 @@ async fn idle_timeout_shrinks_to_min_size() {
 #[tokio::test(start_paused = true)]
 async fn close_waits_for_checked_out_resources() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 2).await;
+    let pool = pool(&manager, 0, 2);
     let held = pool.acquire().await.unwrap();
     drop(pool.acquire().await.unwrap()); // one idle
     let waiter = {
@@ -698,7 +684,7 @@ async fn close_waits_for_checked_out_resources() {
 #[tokio::test(start_paused = true)]
 async fn service_form_composes_with_a_timeout_layer() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let mut svc = ServiceBuilder::new()
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
             100,
@@ -725,7 +711,7 @@ async fn service_form_composes_with_a_timeout_layer() {
 #[tokio::test(start_paused = true)]
 async fn detach_takes_the_resource_out_for_good() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 0, 1).await;
+    let pool = pool(&manager, 0, 1);
     let conn = Pooled::detach(pool.acquire().await.unwrap());
     assert_eq!(conn.id, 0);
     let stats = pool.stats();
@@ -739,7 +725,7 @@ async fn detach_takes_the_resource_out_for_good() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_pool_ends_the_background_task() {
     let manager = TestManager::default();
-    let pool = pool(&manager, 3, 3).await;
+    let pool = pool(&manager, 3, 3);
     settle().await;
     assert_eq!(manager.alive(), 3);
     // The manager (inside the pool) holds one reference to `Shared`.
@@ -755,14 +741,12 @@ async fn bad_configuration_is_a_config_error() {
     let err = Pool::builder()
         .max_size(0)
         .build(TestManager::default())
-        .await
         .unwrap_err();
     assert_eq!(err.field(), "max_size");
     let err = Pool::builder()
         .min_size(10)
         .max_size(5)
         .build(TestManager::default())
-        .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -771,19 +755,22 @@ async fn bad_configuration_is_a_config_error() {
     let err = Pool::builder()
         .acquire_timeout(Duration::ZERO)
         .build(TestManager::default())
-        .await
         .unwrap_err();
     assert_eq!(err.field(), "acquire_timeout");
     let err = Pool::builder()
         .max_lifetime(Some(Duration::ZERO))
         .build(TestManager::default())
-        .await
         .unwrap_err();
     assert_eq!(err.field(), "max_lifetime");
     let err = Pool::builder()
         .idle_timeout(Some(Duration::ZERO))
         .build(TestManager::default())
-        .await
         .unwrap_err();
     assert_eq!(err.field(), "idle_timeout");
+}
+
+#[test]
+fn build_outside_a_runtime_is_a_config_error() {
+    let err = Pool::builder().build(TestManager::default()).unwrap_err();
+    assert_eq!(err.field(), "runtime");
 }

@@ -13,13 +13,12 @@ use std::time::Duration;
 use tower_patterns::pool::postgres::PgManager;
 use tower_patterns::pool::{Pool, PoolError};
 
-async fn pg_pool(url: &str, min: usize, max: usize) -> Pool<PgManager> {
+fn pg_pool(url: &str, min: usize, max: usize) -> Pool<PgManager> {
     Pool::builder()
         .min_size(min)
         .max_size(max)
         .acquire_timeout(Duration::from_secs(10))
         .build(PgManager::from_url(url).unwrap())
-        .await
         .unwrap()
 }
 
@@ -35,7 +34,7 @@ fn unique(prefix: &str) -> String {
 #[tokio::test]
 async fn seed_scenario_one_transaction_inserts_a_user_and_bumps_a_counter() {
     let Some(url) = pg_url() else { return };
-    let pool = pg_pool(&url, 2, 4).await;
+    let pool = pg_pool(&url, 2, 4);
     let users = unique("users");
     let counters = unique("counters");
     {
@@ -126,7 +125,7 @@ async fn backend_pid(conn: &tokio_postgres::Client) -> i32 {
 #[tokio::test]
 async fn a_killed_backend_is_replaced() {
     let Some(url) = pg_url() else { return };
-    let pool = pg_pool(&url, 0, 1).await;
+    let pool = pg_pool(&url, 0, 1);
     let old_pid = {
         let conn = pool.acquire().await.unwrap();
         backend_pid(&conn).await
@@ -164,7 +163,6 @@ async fn a_wrong_password_says_so() {
     let pool = Pool::builder()
         .max_size(1)
         .build(PgManager::new(config, tokio_postgres::NoTls))
-        .await
         .unwrap();
     let err = pool.acquire().await.unwrap_err();
     assert!(

@@ -4,8 +4,9 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::pool::{Inner, Live, Reason};
-use super::Manager;
+use super::manager::Manager;
+use super::shared::{Inner, Live};
+use super::stats::Reason;
 
 /// A resource checked out of a [`Pool`](super::Pool).
 ///
@@ -21,7 +22,7 @@ pub struct Pooled<M: Manager> {
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(pool: Arc<Inner<M>>, live: Live<M::Resource>) -> Self {
+    pub(super) fn new(pool: Arc<Inner<M>>, live: Live<M::Resource>) -> Self {
         Pooled {
             pool,
             live: Some(live),
@@ -91,15 +92,15 @@ where
 /// Owns one unit of the pool's size while a resource is being created or
 /// checked. Dropping it (an acquire was cancelled, a create failed) frees
 /// the unit: the next waiter may create, or the pool shrinks.
-pub(crate) struct SlotGuard<'a, M: Manager> {
+pub(super) struct SlotGuard<'a, M: Manager> {
     pool: &'a Inner<M>,
     armed: bool,
     /// Counted as a closed resource when the guard frees its slot.
-    pub(crate) reason: Option<Reason>,
+    pub(super) reason: Option<Reason>,
 }
 
 impl<'a, M: Manager> SlotGuard<'a, M> {
-    pub(crate) fn new(pool: &'a Inner<M>) -> Self {
+    pub(super) fn new(pool: &'a Inner<M>) -> Self {
         SlotGuard {
             pool,
             armed: true,
@@ -108,7 +109,7 @@ impl<'a, M: Manager> SlotGuard<'a, M> {
     }
 
     /// The slot now belongs to a live resource.
-    pub(crate) fn disarm(mut self) {
+    pub(super) fn disarm(mut self) {
         self.armed = false;
     }
 }

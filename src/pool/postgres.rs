@@ -10,8 +10,7 @@
 //!     .min_size(10)
 //!     .max_size(20)
 //!     .acquire_timeout(Duration::from_secs(30))
-//!     .build(manager)
-//!     .await?;
+//!     .build(manager)?;
 //!
 //! let mut conn = pool.acquire().await?;
 //! let tx = conn.transaction().await?;
@@ -26,7 +25,7 @@ use std::fmt;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
-use super::Manager;
+use super::manager::Manager;
 
 /// A [`Manager`] of PostgreSQL connections made with `tokio_postgres`.
 ///

@@ -1,0 +1,250 @@
+//! The body of [`Pool::acquire`](super::Pool::acquire): take an idle
+//! resource, reserve a slot, or wait in line ([`Checkout`]); then recycle
+//! or create within what is left of `acquire_timeout` ([`Timed`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::error::{PoolClosed, PoolError};
+use super::guard::{Pooled, SlotGuard};
+use super::manager::Manager;
+use super::shared::{After, Inner, Live};
+use super::stats::Reason;
+use super::waiters::Grant;
+use crate::trace::trace_event;
+
+/// The body of [`Pool::acquire`](super::Pool::acquire).
+pub(super) async fn acquire<M: Manager>(
+    inner: &Arc<Inner<M>>,
+) -> Result<Pooled<M>, PoolError<M::Error>> {
+    let mut checkout = Checkout {
+        inner,
+        queued: None,
+        deadline: None,
+        done: false,
+    };
+    let grant = (&mut checkout).await;
+    // What is left of acquire_timeout for recycling or creating: counted
+    // from the moment this call started waiting, or else from the first
+    // time recycle or create has to wait.
+    let mut limit = match checkout.deadline {
+        Some(deadline) => Limit::At(Some(deadline)),
+        None => Limit::After(inner.config.acquire_timeout),
+    };
+    let mut guard = SlotGuard::new(inner);
+    match grant {
+        Grant::Closed => {
+            guard.disarm(); // these grants carry no slot
+            Err(PoolError::Closed(PoolClosed))
+        }
+        Grant::TimedOut => {
+            guard.disarm();
+            Err(PoolError::Timeout(inner.timed_out()))
+        }
+        Grant::Create => inner.create_in(guard, &mut limit).await,
+        Grant::Resource(mut live) => {
+            // (Idle resources past their lifetime are closed on time by the
+            // background task, so no clock read is needed here.)
+            // Dropped mid-check, the resource may be in any state: close it
+            // rather than return it.
+            guard.reason = Some(Reason::Interrupted);
+            match Timed::new(inner.manager.recycle(&mut live.resource), &mut limit).await {
+                Some(Ok(())) => {
+                    inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
+                    guard.disarm();
+                    return Ok(Pooled::new(inner.clone(), live));
+                }
+                Some(Err(_error)) => {
+                    trace_event!(DEBUG, error = %_error, "pool: recycle failed, replacing the resource");
+                    inner.count_closed(Reason::RecycleFailed, 1);
+                    drop(live);
+                }
+                None => {
+                    drop(live);
+                    drop(guard); // counted as interrupted
+                    return Err(PoolError::Timeout(inner.timed_out()));
+                }
+            }
+            // Replace the closed resource in the same slot.
+            inner.create_in(guard, &mut limit).await
+        }
+    }
+}
+
+/// Takes an idle resource or reserves a slot on its first poll, or joins
+/// the queue (with its waker and deadline) and waits for a grant.
+struct Checkout<'a, M: Manager> {
+    inner: &'a Inner<M>,
+    queued: Option<(usize, u64)>,
+    /// Set when the caller had to queue: when its acquire_timeout ends.
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+impl<M: Manager> Future for Checkout<'_, M> {
+    type Output = Grant<Live<M::Resource>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let inner = this.inner;
+        let mut st = inner.lock();
+        if let Some((key, generation)) = this.queued {
+            let polled = st.waiters.poll(key, generation, cx.waker());
+            this.done = polled.is_ready();
+            return polled;
+        }
+        this.done = true;
+        if st.closed {
+            return Poll::Ready(Grant::Closed);
+        }
+        if st.waiters.waiting == 0 {
+            if let Some(live) = st.idle.pop_back() {
+                return Poll::Ready(Grant::Resource(live));
+            }
+            if st.size < inner.config.max_size {
+                st.size += 1;
+                return Poll::Ready(Grant::Create);
+            }
+        }
+        this.done = false;
+        let now = Instant::now();
+        let deadline = now.checked_add(inner.config.acquire_timeout);
+        this.deadline = deadline;
+        let first_in_line = st.waiters.waiting == 0;
+        this.queued = Some(st.waiters.register(
+            cx.waker().clone(),
+            now,
+            inner.config.acquire_timeout,
+        ));
+        // The background task fails waiters on time; wake it if this
+        // deadline comes before its next planned look.
+        let mut notify = false;
+        if let Some(deadline) = deadline {
+            if first_in_line && st.maint_wake.is_none_or(|wake| deadline < wake) {
+                st.maint_wake = Some(deadline);
+                notify = true;
+            }
+        }
+        drop(st);
+        if notify {
+            inner.maintenance.notify_one();
+        }
+        Poll::Pending
+    }
+}
+
+impl<M: Manager> Drop for Checkout<'_, M> {
+    fn drop(&mut self) {
+        let Some((key, generation)) = self.queued else {
+            return;
+        };
+        if self.done {
+            return;
+        }
+        let mut st = self.inner.lock();
+        let after = match st.waiters.cancel(key, generation) {
+            Some(Grant::Resource(live)) => self.inner.give_locked(&mut st, live),
+            Some(Grant::Create) => self.inner.free_slot_locked(&mut st),
+            Some(Grant::Closed | Grant::TimedOut) | None => After::default(),
+        };
+        drop(st);
+        self.inner.finish(after);
+    }
+}
+
+impl<M: Manager> Inner<M> {
+    /// Creates a resource in the slot `guard` holds.
+    async fn create_in(
+        self: &Arc<Self>,
+        mut guard: SlotGuard<'_, M>,
+        limit: &mut Limit,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        guard.reason = None;
+        let Some(created) = Timed::new(self.manager.create(), limit).await else {
+            return Err(PoolError::Timeout(self.timed_out()));
+        };
+        match created {
+            Ok(resource) => {
+                self.counters.created.fetch_add(1, Ordering::Relaxed);
+                if self.is_closed() {
+                    guard.reason = Some(Reason::PoolClosed);
+                    drop(resource);
+                    return Err(PoolError::Closed(PoolClosed));
+                }
+                let live = self.new_live(resource);
+                guard.disarm();
+                Ok(Pooled::new(self.clone(), live))
+            }
+            Err(error) => {
+                self.counters.create_failed.fetch_add(1, Ordering::Relaxed);
+                trace_event!(WARN, error = %error, "pool: creating a resource failed");
+                Err(PoolError::Create(error))
+            }
+        }
+    }
+}
+
+/// How long an acquire may still take.
+enum Limit {
+    /// This long from the first time a phase has to wait.
+    After(Duration),
+    /// Until then (`None`: the deadline overflowed, so never).
+    At(Option<Instant>),
+}
+
+pin_project! {
+    /// Runs `fut` within `limit`. The timer is set up only if `fut` does
+    /// not finish on its first poll, so the fast path costs no timer.
+    struct Timed<'l, F> {
+        #[pin]
+        fut: F,
+        limit: &'l mut Limit,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<'l, F> Timed<'l, F> {
+    fn new(fut: F, limit: &'l mut Limit) -> Self {
+        Timed {
+            fut,
+            limit,
+            sleep: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Timed<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.sleep.is_none() {
+            let at = match **this.limit {
+                Limit::At(at) => at,
+                Limit::After(timeout) => {
+                    let at = Instant::now().checked_add(timeout);
+                    **this.limit = Limit::At(at);
+                    at
+                }
+            };
+            match at {
+                Some(at) => *this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                None => return Poll::Pending,
+            }
+        }
+        match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    }
+}

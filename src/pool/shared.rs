@@ -1,0 +1,378 @@
+//! The state every handle, guard and acquire shares: [`Inner`], with the
+//! idle resources, the size, the waiter queue and the counters under one
+//! lock, and the moves that return resources and free slots.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::error::AcquireTimeout;
+use super::manager::Manager;
+use super::stats::{Counters, PoolStats, Reason};
+use super::waiters::{Grant, Waiters};
+use crate::sync::lock;
+use crate::trace::trace_event;
+
+/// Each resource's lifetime is shortened by a random amount up to this
+/// fraction of `max_lifetime`, so resources opened together do not all
+/// close together.
+const LIFETIME_JITTER: f64 = 0.1;
+
+/// The validated settings of [`PoolBuilder`](super::PoolBuilder).
+pub(super) struct Config {
+    pub(super) min_size: usize,
+    pub(super) max_size: usize,
+    pub(super) acquire_timeout: Duration,
+    pub(super) max_lifetime: Option<Duration>,
+    pub(super) idle_timeout: Option<Duration>,
+}
+
+impl Config {
+    /// Whether resources carry timestamps at all.
+    pub(super) fn timed(&self) -> bool {
+        self.max_lifetime.is_some() || self.idle_timeout.is_some()
+    }
+}
+
+/// A resource owned by the pool, with its bookkeeping.
+pub(super) struct Live<R> {
+    pub(super) resource: R,
+    /// When `max_lifetime` (with jitter) runs out; `None` for never.
+    pub(super) expires_at: Option<Instant>,
+    /// When it was last returned; set only while `idle_timeout` is on.
+    pub(super) idle_since: Option<Instant>,
+}
+
+/// What every clone of a pool, every guard and every acquire share.
+pub(super) struct Inner<M: Manager> {
+    pub(super) manager: M,
+    pub(super) config: Config,
+    state: Mutex<State<M::Resource>>,
+    /// Mirrors `State::closed` for lock-free reads.
+    pub(super) closed: AtomicBool,
+    pub(super) counters: Counters,
+    /// Wakes the background task: size fell below `min_size`, an idle
+    /// deadline moved earlier, the pool closed or was dropped.
+    pub(super) maintenance: Arc<Notify>,
+    /// Signalled when a closed pool's size reaches zero.
+    pub(super) closed_empty: Notify,
+}
+
+impl<M: Manager> Drop for Inner<M> {
+    fn drop(&mut self) {
+        // Lets the background task notice that the pool is gone.
+        self.maintenance.notify_one();
+    }
+}
+
+/// What the pool's lock guards.
+pub(super) struct State<R> {
+    /// Idle resources, least recently returned at the front.
+    pub(super) idle: VecDeque<Live<R>>,
+    /// Resources open or being created (idle + checked out + in transit).
+    pub(super) size: usize,
+    pub(super) closed: bool,
+    pub(super) waiters: Waiters<Live<R>>,
+    /// When the background task will next look at the idle resources and
+    /// the waiters' deadlines (`None`: not before it is notified).
+    pub(super) maint_wake: Option<Instant>,
+}
+
+/// Side effects to run after the state lock is released.
+#[derive(Default)]
+#[must_use]
+pub(super) struct After {
+    wake: Option<Waker>,
+    maintain: bool,
+    closed_empty: bool,
+}
+
+impl<M: Manager> Inner<M> {
+    /// A pool with no resources yet; the caller starts the background task
+    /// with [`Inner::maintenance`] and a weak reference.
+    pub(super) fn new(manager: M, config: Config) -> Self {
+        let idle = VecDeque::with_capacity(config.max_size.min(1024));
+        Inner {
+            manager,
+            config,
+            state: Mutex::new(State {
+                idle,
+                size: 0,
+                closed: false,
+                waiters: Waiters::default(),
+                maint_wake: None,
+            }),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            maintenance: Arc::new(Notify::new()),
+            closed_empty: Notify::new(),
+        }
+    }
+
+    /// Locks the state (no user code runs under this lock).
+    pub(super) fn lock(&self) -> MutexGuard<'_, State<M::Resource>> {
+        lock(&self.state)
+    }
+
+    pub(super) fn finish(&self, after: After) {
+        if let Some(waker) = after.wake {
+            waker.wake();
+        }
+        if after.maintain {
+            self.maintenance.notify_one();
+        }
+        if after.closed_empty {
+            self.closed_empty.notify_waiters();
+        }
+    }
+
+    pub(super) fn count_closed(&self, reason: Reason, n: u64) {
+        self.counters.count_closed(reason, n);
+    }
+
+    pub(super) fn new_live(&self, resource: M::Resource) -> Live<M::Resource> {
+        let expires_at = self.config.max_lifetime.and_then(|lifetime| {
+            let jitter = lifetime.mul_f64(fastrand::f64() * LIFETIME_JITTER);
+            Instant::now().checked_add(lifetime.saturating_sub(jitter))
+        });
+        Live {
+            resource,
+            expires_at,
+            idle_since: None,
+        }
+    }
+
+    /// Hands `live` to the first waiter, or makes it idle.
+    pub(super) fn give_locked(
+        &self,
+        st: &mut State<M::Resource>,
+        live: Live<M::Resource>,
+    ) -> After {
+        if let Some(key) = st.waiters.pop_next() {
+            return After {
+                wake: st.waiters.grant(key, Grant::Resource(live)),
+                ..After::default()
+            };
+        }
+        self.push_idle_locked(st, live)
+    }
+
+    /// Makes `live` idle (there are no waiters).
+    fn push_idle_locked(&self, st: &mut State<M::Resource>, mut live: Live<M::Resource>) -> After {
+        let mut after = After::default();
+        let idle_timeout = self.config.idle_timeout;
+        if idle_timeout.is_some() && live.idle_since.is_none() {
+            live.idle_since = Some(Instant::now());
+        }
+        let expires_at = live.expires_at;
+        st.idle.push_back(live);
+        // Wake the background task if this resource (or, now that the pool
+        // is above min_size, the oldest idle one) must be closed before the
+        // task's next planned look.
+        let mut deadline = expires_at;
+        if let Some(timeout) = idle_timeout {
+            if st.size > self.config.min_size {
+                let oldest = st.idle.front().and_then(|l| l.idle_since);
+                deadline = earliest(deadline, oldest.and_then(|t| t.checked_add(timeout)));
+            }
+        }
+        if let Some(deadline) = deadline {
+            if st.maint_wake.is_none_or(|wake| deadline < wake) {
+                st.maint_wake = Some(deadline);
+                after.maintain = true;
+            }
+        }
+        after
+    }
+
+    /// One unit of size is no longer backed by a resource: pass it to the
+    /// first waiter (who will create), or shrink the pool.
+    pub(super) fn free_slot_locked(&self, st: &mut State<M::Resource>) -> After {
+        let mut after = After::default();
+        if st.closed {
+            st.size -= 1;
+            after.closed_empty = st.size == 0;
+        } else if let Some(key) = st.waiters.pop_next() {
+            after.wake = st.waiters.grant(key, Grant::Create);
+        } else {
+            st.size -= 1;
+            after.maintain = st.size < self.config.min_size;
+        }
+        after
+    }
+
+    pub(super) fn free_slot(&self, reason: Option<Reason>) {
+        if let Some(reason) = reason {
+            self.count_closed(reason, 1);
+        }
+        let after = self.free_slot_locked(&mut self.lock());
+        self.finish(after);
+    }
+
+    /// A checked-out resource comes back (its guard was dropped).
+    pub(super) fn release(&self, mut live: Live<M::Resource>) {
+        let mut st = self.lock();
+        if st.closed {
+            let after = self.free_slot_locked(&mut st);
+            drop(st);
+            self.count_closed(Reason::PoolClosed, 1);
+            drop(live);
+            self.finish(after);
+            return;
+        }
+        let waiter = st.waiters.pop_next();
+        let now = match waiter {
+            // Handing over to a waiter: check the lifetime against the time
+            // it joined the queue (a little early, at most acquire_timeout)
+            // rather than read the clock on this hot path.
+            Some(key) => Some(st.waiters.registered_at(key)),
+            None => self.config.timed().then(Instant::now),
+        };
+        let expired = matches!((live.expires_at, now), (Some(exp), Some(now)) if now >= exp);
+        let after = match (waiter, expired) {
+            (Some(key), false) => After {
+                wake: st.waiters.grant(key, Grant::Resource(live)),
+                ..After::default()
+            },
+            (None, false) => {
+                if self.config.idle_timeout.is_some() {
+                    live.idle_since = now;
+                }
+                self.push_idle_locked(&mut st, live)
+            }
+            (Some(key), true) => {
+                // The slot goes to the waiter, who creates a replacement.
+                let after = After {
+                    wake: st.waiters.grant(key, Grant::Create),
+                    ..After::default()
+                };
+                drop(st);
+                self.count_closed(Reason::MaxLifetime, 1);
+                self.finish(after);
+                return; // `live` is dropped (closed) here, outside the lock
+            }
+            (None, true) => {
+                st.size -= 1;
+                let after = After {
+                    maintain: st.size < self.config.min_size,
+                    ..After::default()
+                };
+                drop(st);
+                self.count_closed(Reason::MaxLifetime, 1);
+                self.finish(after);
+                return;
+            }
+        };
+        drop(st);
+        self.finish(after);
+    }
+
+    /// A resource created by the background task joins the pool.
+    pub(super) fn deliver(&self, live: Live<M::Resource>) {
+        let mut st = self.lock();
+        if st.closed {
+            let after = self.free_slot_locked(&mut st);
+            drop(st);
+            self.count_closed(Reason::PoolClosed, 1);
+            drop(live);
+            self.finish(after);
+        } else {
+            let after = self.give_locked(&mut st, live);
+            drop(st);
+            self.finish(after);
+        }
+    }
+
+    /// Refuses new acquires, fails the waiting ones and closes the idle
+    /// resources; the first half of [`Pool::close`](super::Pool::close).
+    pub(super) fn close(&self) {
+        let (idle, wakers) = {
+            let mut st = self.lock();
+            st.closed = true;
+            self.closed.store(true, Ordering::Release);
+            let idle = std::mem::take(&mut st.idle);
+            st.size -= idle.len();
+            (idle, st.waiters.close_all())
+        };
+        if !idle.is_empty() {
+            self.count_closed(Reason::PoolClosed, idle.len() as u64);
+            trace_event!(
+                INFO,
+                closed = idle.len(),
+                "pool closing: idle resources closed"
+            );
+        }
+        drop(idle);
+        for waker in wakers {
+            waker.wake();
+        }
+        self.maintenance.notify_one();
+    }
+
+    /// Waits until a closed pool's size reaches zero (every checked-out
+    /// resource came back); the second half of [`Pool::close`](super::Pool::close).
+    pub(super) async fn wait_until_empty(&self) {
+        loop {
+            let notified = self.closed_empty.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().size == 0 {
+                break;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the pool was closed (lock-free).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Counts a timed-out acquire and describes the pool at that moment.
+    pub(super) fn timed_out(&self) -> AcquireTimeout {
+        let waited = self.config.acquire_timeout;
+        self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        let (size, waiting) = {
+            let st = self.lock();
+            (st.size, st.waiters.waiting)
+        };
+        trace_event!(WARN, ?waited, size, waiting, "pool acquire timed out");
+        AcquireTimeout::new(waited, size, self.config.max_size, waiting)
+    }
+
+    /// A snapshot of the sizes and counters.
+    pub(super) fn stats(&self) -> PoolStats {
+        let (size, idle, waiting) = {
+            let st = self.lock();
+            (st.size, st.idle.len(), st.waiters.waiting)
+        };
+        let c = &self.counters;
+        PoolStats {
+            size,
+            idle,
+            in_use: size - idle,
+            waiting,
+            min_size: self.config.min_size,
+            max_size: self.config.max_size,
+            created: c.created.load(Ordering::Relaxed),
+            recycled: c.recycled.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            create_failed: c.create_failed.load(Ordering::Relaxed),
+            closed_by_reason: c.closed_by_reason(),
+        }
+    }
+}
+
+/// The earlier of two optional instants (`None` is never).
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
