@@ -1,21 +1,22 @@
-//! [`CacheLayer`], its builder, and the [`CacheHandle`] for statistics and
-//! invalidation.
+//! [`CacheLayer`] and its builder, [`CacheLayerBuilder`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_layer::Layer;
 
+use super::core::{Cached, Core, Counters, Policy};
+use super::handle::CacheHandle;
 use super::key::{FnKey, KeyFn, Md5Json};
-use super::service::{Cache, Cached, Core, Policy};
-use super::store::{thread_stripe, AnyStore, MemoryStore, Store};
+use super::service::Cache;
+use super::stats::CacheStats;
+use super::store::{AnyStore, MemoryStore, Store};
 use crate::classify::DefaultClassify;
+use crate::error::check;
 use crate::ConfigError;
 
 /// The longest duration any cache setting accepts: 100 years.
@@ -63,6 +64,16 @@ impl<Req, Res, K, KF, C> CacheLayer<Req, Res, K, KF, C> {
         CacheHandle::new(self.core.clone())
     }
 
+    /// A snapshot of this layer's cache counters (shared with every
+    /// service it made); the same as `self.handle().stats()`.
+    pub fn stats(&self) -> CacheStats
+    where
+        K: Hash + Eq + Send + Sync,
+        Res: Clone + Send + Sync,
+    {
+        self.core.stats()
+    }
+
     /// The key `req` is cached under (`None`: not cacheable), for use
     /// with [`CacheHandle::invalidate`].
     pub fn key_of(&self, req: &Req) -> Option<K>
@@ -106,6 +117,7 @@ where
 }
 
 /// Builds a [`CacheLayer`]; see [`CacheLayer::builder`] for the defaults.
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     ttl: Duration,
     max_entries: usize,
@@ -132,6 +144,7 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
 impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// How long a stored response stays fresh (default 5 minutes; more
     /// than zero, at most 100 years).
+    #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -139,6 +152,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// The most entries kept (default 10,000; at least 1). When full, the
     /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
+    #[must_use]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries;
         self
@@ -147,6 +161,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// For this long after an entry goes stale, serve it at once and
     /// refresh it in the background (one refresh per key at a time).
     /// Zero (the default) turns this off.
+    #[must_use]
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         self.swr = window;
         self
@@ -155,6 +170,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// For this long after an entry goes stale, serve it when the inner
     /// call fails (the classifier says [`Outcome::Failure`](crate::classify::Outcome::Failure))
     /// instead of the failure. Zero (the default) turns this off.
+    #[must_use]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.sie = window;
         self
@@ -165,6 +181,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// (more than zero). Off by default: only successes are stored.
     ///
     /// Cached errors reach every caller as [`SharedError`](super::SharedError).
+    #[must_use]
     pub fn cache_errors(mut self, ttl: Duration) -> Self {
         self.error_ttl = Some(ttl);
         self
@@ -185,6 +202,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     ///     .unwrap();
     /// assert_eq!(layer.key_of(&GetUser { id: 7 }), Some(7));
     /// ```
+    #[must_use]
     pub fn key_fn<F, K>(self, f: F) -> CacheLayerBuilder<Req, Res, FnKey<F>, C>
     where
         F: Fn(&Req) -> K,
@@ -194,6 +212,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     }
 
     /// Key requests with any [`KeyFn`].
+    #[must_use]
     pub fn key<KF2: KeyFn<Req>>(self, key_fn: KF2) -> CacheLayerBuilder<Req, Res, KF2, C> {
         CacheLayerBuilder {
             ttl: self.ttl,
@@ -212,6 +231,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// [`DefaultClassify`], every `Ok`). With
     /// [`HttpClassify`](crate::classify::HttpClassify), 5xx, 429 and 408
     /// responses are failures and other 4xx are ignored: neither is stored.
+    #[must_use]
     pub fn classify<C2>(self, classify: C2) -> CacheLayerBuilder<Req, Res, KF, C2> {
         CacheLayerBuilder {
             ttl: self.ttl,
@@ -261,15 +281,9 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         Res: Clone + Send + Sync + 'static,
     {
-        if self.max_entries == 0 || self.max_entries > MAX_ENTRIES {
-            return Err(ConfigError::new(
-                "cache",
-                "max_entries",
-                self.max_entries.to_string(),
-                format!("must be between 1 and {MAX_ENTRIES}"),
-            ));
-        }
-        let store = AnyStore::Memory(MemoryStore::new(self.max_entries));
+        let max_entries =
+            check::in_range("cache", "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
+        let store = AnyStore::Memory(MemoryStore::new(max_entries));
         self.build_any(store)
     }
 
@@ -312,157 +326,5 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             }),
             _req: PhantomData,
         })
-    }
-}
-
-/// A handle on a cache: statistics, invalidation and cleanup. Cheap to
-/// clone; every clone sees the same cache.
-pub struct CacheHandle<K, Res> {
-    core: Arc<Core<K, Res>>,
-}
-
-impl<K, Res> Clone for CacheHandle<K, Res> {
-    fn clone(&self) -> Self {
-        CacheHandle {
-            core: self.core.clone(),
-        }
-    }
-}
-
-impl<K, Res> fmt::Debug for CacheHandle<K, Res>
-where
-    K: Hash + Eq + Send + Sync,
-    Res: Clone + Send + Sync,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheHandle")
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
-impl<K, Res> CacheHandle<K, Res> {
-    pub(crate) fn new(core: Arc<Core<K, Res>>) -> Self {
-        CacheHandle { core }
-    }
-}
-
-impl<K, Res> CacheHandle<K, Res>
-where
-    K: Hash + Eq + Send + Sync,
-    Res: Clone + Send + Sync,
-{
-    /// A snapshot of the cache's counters.
-    pub fn stats(&self) -> CacheStats {
-        let c = self.core.counters.sum();
-        CacheStats {
-            hits: c[0],
-            misses: c[1],
-            coalesced: c[2],
-            stale_served: c[3],
-            evictions: self.core.store.evictions(),
-            entries: self.core.store.len(),
-        }
-    }
-
-    /// Removes the entry for `key`; `true` if there was one. A load
-    /// already in flight for `key` still completes and stores its result.
-    pub fn invalidate(&self, key: &K) -> bool {
-        self.core.store.remove(key)
-    }
-
-    /// Removes every entry.
-    pub fn clear(&self) {
-        self.core.store.clear();
-    }
-
-    /// Removes every expired entry now (they are otherwise removed when
-    /// next looked up) and returns how many were removed. An entry counts
-    /// as expired once it can no longer be served even stale.
-    pub fn cleanup(&self) -> usize {
-        self.core.store.cleanup(Instant::now())
-    }
-}
-
-/// Counters of a cache, from [`CacheHandle::stats`].
-///
-/// Every cacheable request counts once in `hits`, `misses` or
-/// `coalesced`; requests whose key function gave no key pass through and
-/// are not counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Requests answered from the cache without waiting, fresh or (with
-    /// stale-while-revalidate) stale.
-    pub hits: u64,
-    /// Requests that started a call to the inner service.
-    pub misses: u64,
-    /// Requests that joined a call already in flight for their key.
-    pub coalesced: u64,
-    /// Responses served from stale entries, by stale-while-revalidate or
-    /// stale-if-error (also counted in one of the fields above).
-    pub stale_served: u64,
-    /// Entries evicted to stay within `max_entries`.
-    pub evictions: u64,
-    /// Entries held now.
-    pub entries: usize,
-}
-
-// --------------------------------------------------------------------------
-// Striped counters: each thread bumps its own cache line.
-
-const STRIPES: usize = 16;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Stripe {
-    c: [AtomicU64; 4],
-}
-
-pub(crate) struct Counters {
-    stripes: Box<[Stripe]>,
-}
-
-impl Counters {
-    fn new() -> Self {
-        Counters {
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
-        }
-    }
-
-    #[inline]
-    fn add(&self, i: usize, n: u64) {
-        self.stripes[thread_stripe() % STRIPES].c[i].fetch_add(n, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.add(0, 1);
-    }
-
-    pub(crate) fn miss(&self) {
-        self.add(1, 1);
-    }
-
-    pub(crate) fn coalesced(&self) {
-        self.add(2, 1);
-    }
-
-    pub(crate) fn stale_hit(&self) {
-        self.add(0, 1);
-        self.add(3, 1);
-    }
-
-    pub(crate) fn stale_served(&self, n: u64) {
-        self.add(3, n);
-    }
-
-    fn sum(&self) -> [u64; 4] {
-        let mut out = [0; 4];
-        for s in self.stripes.iter() {
-            for (o, c) in out.iter_mut().zip(&s.c) {
-                *o += c.load(Ordering::Relaxed);
-            }
-        }
-        out
     }
 }
