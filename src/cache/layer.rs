@@ -23,6 +23,8 @@ use crate::ConfigError;
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The most entries the in-memory store can be asked to hold.
 const MAX_ENTRIES: usize = (u32::MAX / 2) as usize;
+/// The in-memory store's bound when `max_entries` is not set.
+const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 /// A [`Layer`] that caches the responses of the service it wraps.
 ///
@@ -47,7 +49,7 @@ impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
     pub fn builder() -> CacheLayerBuilder<Req, Res, Md5Json, DefaultClassify> {
         CacheLayerBuilder {
             ttl: Duration::from_secs(300),
-            max_entries: 10_000,
+            max_entries: None,
             swr: Duration::ZERO,
             sie: Duration::ZERO,
             error_ttl: None,
@@ -120,7 +122,8 @@ where
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     ttl: Duration,
-    max_entries: usize,
+    /// `None`: not set (the in-memory default; a custom store's own bound).
+    max_entries: Option<usize>,
     swr: Duration,
     sie: Duration,
     error_ttl: Option<Duration>,
@@ -133,7 +136,10 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayerBuilder")
             .field("ttl", &self.ttl)
-            .field("max_entries", &self.max_entries)
+            .field(
+                "max_entries",
+                &self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            )
             .field("stale_while_revalidate", &self.swr)
             .field("stale_if_error", &self.sie)
             .field("cache_errors", &self.error_ttl)
@@ -152,9 +158,12 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// The most entries kept (default 10,000; at least 1). When full, the
     /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
+    ///
+    /// Applies to [`build`](Self::build) only: a store given to
+    /// [`build_with_store`](Self::build_with_store) keeps its own bound.
     #[must_use]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
-        self.max_entries = max_entries;
+        self.max_entries = Some(max_entries);
         self
     }
 
@@ -281,16 +290,23 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         Res: Clone + Send + Sync + 'static,
     {
-        let max_entries =
-            check::in_range("cache", "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
+        let max_entries = check::in_range(
+            "cache",
+            "max_entries",
+            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            1,
+            MAX_ENTRIES,
+        )?;
         let store = AnyStore::Memory(MemoryStore::new(max_entries));
         self.build_any(store)
     }
 
-    /// Builds the layer over a [`Store`] of your own (`max_entries` is then
-    /// the store's business and is not used).
+    /// Builds the layer over a [`Store`] of your own, which keeps its own
+    /// bound.
     ///
-    /// Fails with a [`ConfigError`] when a duration is out of range.
+    /// Fails with a [`ConfigError`] when a duration is out of range, or
+    /// when [`max_entries`](Self::max_entries) was set: it applies only to
+    /// the in-memory store of [`build`](Self::build).
     pub fn build_with_store<St>(
         self,
         store: St,
@@ -299,6 +315,14 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         St: Store<KF::Key, Cached<Res>> + 'static,
     {
+        if let Some(n) = self.max_entries {
+            return Err(ConfigError::new(
+                "cache",
+                "max_entries",
+                n.to_string(),
+                "applies only to the in-memory store of build(); bound your own store instead",
+            ));
+        }
         self.build_any(AnyStore::Custom(Box::new(store)))
     }
 

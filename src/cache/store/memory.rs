@@ -1,5 +1,6 @@
-//! The default in-memory store, [`MemoryStore`]: S3-FIFO shards behind
-//! read-write locks, with a per-thread-stripe lookup table in front.
+//! The default in-memory store, [`MemoryStore`]: N shards, each an S3-FIFO
+//! cache (`s3fifo.rs`) behind its own read-write lock, plus a
+//! per-thread-stripe direct-mapped lookup table in front.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -12,10 +13,6 @@ use super::hash::FoldState;
 use super::s3fifo::{Item, ShardInner};
 use super::{Entry, Store};
 use crate::sync::{self, thread_stripe, Padded};
-
-// ---------------------------------------------------------------------------
-// The in-memory store: N shards, each an S3-FIFO cache behind its own
-// RwLock, plus a per-thread-stripe direct-mapped lookup table in front.
 
 /// The most shards a [`MemoryStore`] uses.
 const MAX_SHARDS: usize = 64;

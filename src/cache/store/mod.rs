@@ -1,5 +1,6 @@
-//! Where cached responses live: the [`Store`] trait, which every store
-//! implements, and the stores of this crate ([`MemoryStore`], the default).
+//! Where cached responses live: the [`Store`] trait, the seam every store
+//! implements, and the stores of this crate beside it ([`MemoryStore`], the
+//! default, in `memory.rs`).
 
 mod hash;
 mod memory;
@@ -69,6 +70,8 @@ pub trait Store<K, V>: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------
+// The store a layer holds.
+
 /// The layer's store: the in-memory one dispatched statically (it is on
 /// every hit), or a user's behind a `dyn`.
 pub(crate) enum AnyStore<K, V> {
