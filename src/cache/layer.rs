@@ -119,7 +119,7 @@ where
 }
 
 /// Builds a [`CacheLayer`]; see [`CacheLayer::builder`] for the defaults.
-#[must_use = "a builder does nothing until `build()` is called"]
+#[must_use = "call .build() to get a CacheLayer"]
 pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     ttl: Duration,
     /// `None`: not set (the in-memory default; a custom store's own bound).
@@ -150,7 +150,7 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
 impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// How long a stored response stays fresh (default 5 minutes; more
     /// than zero, at most 100 years).
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -161,7 +161,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     ///
     /// Applies to [`build`](Self::build) only: a store given to
     /// [`build_with_store`](Self::build_with_store) keeps its own bound.
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = Some(max_entries);
         self
@@ -170,7 +170,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// For this long after an entry goes stale, serve it at once and
     /// refresh it in the background (one refresh per key at a time).
     /// Zero (the default) turns this off.
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         self.swr = window;
         self
@@ -179,7 +179,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// For this long after an entry goes stale, serve it when the inner
     /// call fails (the classifier says [`Outcome::Failure`](crate::classify::Outcome::Failure))
     /// instead of the failure. Zero (the default) turns this off.
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.sie = window;
         self
@@ -190,7 +190,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// (more than zero). Off by default: only successes are stored.
     ///
     /// Cached errors reach every caller as [`SharedError`](super::SharedError).
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn cache_errors(mut self, ttl: Duration) -> Self {
         self.error_ttl = Some(ttl);
         self
@@ -211,7 +211,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     ///     .unwrap();
     /// assert_eq!(layer.key_of(&GetUser { id: 7 }), Some(7));
     /// ```
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn key_fn<F, K>(self, f: F) -> CacheLayerBuilder<Req, Res, FnKey<F>, C>
     where
         F: Fn(&Req) -> K,
@@ -221,7 +221,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     }
 
     /// Key requests with any [`KeyFn`].
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn key<KF2: KeyFn<Req>>(self, key_fn: KF2) -> CacheLayerBuilder<Req, Res, KF2, C> {
         CacheLayerBuilder {
             ttl: self.ttl,
@@ -240,7 +240,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// [`DefaultClassify`], every `Ok`). With
     /// [`HttpClassify`](crate::classify::HttpClassify), 5xx, 429 and 408
     /// responses are failures and other 4xx are ignored: neither is stored.
-    #[must_use]
+    #[must_use = "a setter returns the changed builder"]
     pub fn classify<C2>(self, classify: C2) -> CacheLayerBuilder<Req, Res, KF, C2> {
         CacheLayerBuilder {
             ttl: self.ttl,
