@@ -624,4 +624,18 @@ async fn services_from_one_layer_share_the_cache() {
     assert_eq!((a.calls(), b.calls()), (1, 0));
     let s = layer.handle().stats();
     assert_eq!((s.hits, s.misses), (1, 1));
+    // The layer and every service it made report the same counters.
+    assert_eq!(layer.stats(), s);
+    assert_eq!(svc_a.stats(), s);
+    assert_eq!(svc_b.stats(), s);
+}
+
+#[test]
+fn max_entries_is_refused_with_a_store_of_ones_own() {
+    let e = CacheLayer::<u64, String>::builder()
+        .max_entries(10)
+        .key_fn(|k: &u64| *k)
+        .build_with_store(MemoryStore::new(10))
+        .unwrap_err();
+    assert_eq!(e.field(), "max_entries");
 }

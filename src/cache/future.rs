@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::flight::{LoadAbandoned, Waiter};
+use super::error::LoadAbandoned;
+use super::flight::Waiter;
 use crate::BoxError;
 
 pin_project! {

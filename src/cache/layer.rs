@@ -1,27 +1,30 @@
-//! [`CacheLayer`], its builder, and the [`CacheHandle`] for statistics and
-//! invalidation.
+//! [`CacheLayer`] and its builder, [`CacheLayerBuilder`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_layer::Layer;
 
+use super::core::{Cached, Core, Counters, Policy};
+use super::handle::CacheHandle;
 use super::key::{FnKey, KeyFn, Md5Json};
-use super::service::{Cache, Cached, Core, Policy};
-use super::store::{thread_stripe, AnyStore, MemoryStore, Store};
+use super::service::Cache;
+use super::stats::CacheStats;
+use super::store::{AnyStore, MemoryStore, Store};
 use crate::classify::DefaultClassify;
+use crate::error::check;
 use crate::ConfigError;
 
 /// The longest duration any cache setting accepts: 100 years.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The most entries the in-memory store can be asked to hold.
 const MAX_ENTRIES: usize = (u32::MAX / 2) as usize;
+/// The in-memory store's bound when `max_entries` is not set.
+const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 /// A [`Layer`] that caches the responses of the service it wraps.
 ///
@@ -46,7 +49,7 @@ impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
     pub fn builder() -> CacheLayerBuilder<Req, Res, Md5Json, DefaultClassify> {
         CacheLayerBuilder {
             ttl: Duration::from_secs(300),
-            max_entries: 10_000,
+            max_entries: None,
             swr: Duration::ZERO,
             sie: Duration::ZERO,
             error_ttl: None,
@@ -61,6 +64,16 @@ impl<Req, Res, K, KF, C> CacheLayer<Req, Res, K, KF, C> {
     /// A handle on this layer's cache: statistics, invalidation, cleanup.
     pub fn handle(&self) -> CacheHandle<K, Res> {
         CacheHandle::new(self.core.clone())
+    }
+
+    /// A snapshot of this layer's cache counters (shared with every
+    /// service it made); the same as `self.handle().stats()`.
+    pub fn stats(&self) -> CacheStats
+    where
+        K: Hash + Eq + Send + Sync,
+        Res: Clone + Send + Sync,
+    {
+        self.core.stats()
     }
 
     /// The key `req` is cached under (`None`: not cacheable), for use
@@ -106,9 +119,11 @@ where
 }
 
 /// Builds a [`CacheLayer`]; see [`CacheLayer::builder`] for the defaults.
+#[must_use = "call .build() to get a CacheLayer"]
 pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     ttl: Duration,
-    max_entries: usize,
+    /// `None`: not set (the in-memory default; a custom store's own bound).
+    max_entries: Option<usize>,
     swr: Duration,
     sie: Duration,
     error_ttl: Option<Duration>,
@@ -121,7 +136,10 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayerBuilder")
             .field("ttl", &self.ttl)
-            .field("max_entries", &self.max_entries)
+            .field(
+                "max_entries",
+                &self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            )
             .field("stale_while_revalidate", &self.swr)
             .field("stale_if_error", &self.sie)
             .field("cache_errors", &self.error_ttl)
@@ -132,6 +150,7 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
 impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// How long a stored response stays fresh (default 5 minutes; more
     /// than zero, at most 100 years).
+    #[must_use = "a setter returns the changed builder"]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -139,14 +158,19 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// The most entries kept (default 10,000; at least 1). When full, the
     /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
+    ///
+    /// Applies to [`build`](Self::build) only: a store given to
+    /// [`build_with_store`](Self::build_with_store) keeps its own bound.
+    #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
-        self.max_entries = max_entries;
+        self.max_entries = Some(max_entries);
         self
     }
 
     /// For this long after an entry goes stale, serve it at once and
     /// refresh it in the background (one refresh per key at a time).
     /// Zero (the default) turns this off.
+    #[must_use = "a setter returns the changed builder"]
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         self.swr = window;
         self
@@ -155,6 +179,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// For this long after an entry goes stale, serve it when the inner
     /// call fails (the classifier says [`Outcome::Failure`](crate::classify::Outcome::Failure))
     /// instead of the failure. Zero (the default) turns this off.
+    #[must_use = "a setter returns the changed builder"]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.sie = window;
         self
@@ -165,6 +190,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// (more than zero). Off by default: only successes are stored.
     ///
     /// Cached errors reach every caller as [`SharedError`](super::SharedError).
+    #[must_use = "a setter returns the changed builder"]
     pub fn cache_errors(mut self, ttl: Duration) -> Self {
         self.error_ttl = Some(ttl);
         self
@@ -185,6 +211,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     ///     .unwrap();
     /// assert_eq!(layer.key_of(&GetUser { id: 7 }), Some(7));
     /// ```
+    #[must_use = "a setter returns the changed builder"]
     pub fn key_fn<F, K>(self, f: F) -> CacheLayerBuilder<Req, Res, FnKey<F>, C>
     where
         F: Fn(&Req) -> K,
@@ -194,6 +221,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     }
 
     /// Key requests with any [`KeyFn`].
+    #[must_use = "a setter returns the changed builder"]
     pub fn key<KF2: KeyFn<Req>>(self, key_fn: KF2) -> CacheLayerBuilder<Req, Res, KF2, C> {
         CacheLayerBuilder {
             ttl: self.ttl,
@@ -212,6 +240,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// [`DefaultClassify`], every `Ok`). With
     /// [`HttpClassify`](crate::classify::HttpClassify), 5xx, 429 and 408
     /// responses are failures and other 4xx are ignored: neither is stored.
+    #[must_use = "a setter returns the changed builder"]
     pub fn classify<C2>(self, classify: C2) -> CacheLayerBuilder<Req, Res, KF, C2> {
         CacheLayerBuilder {
             ttl: self.ttl,
@@ -261,22 +290,23 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         Res: Clone + Send + Sync + 'static,
     {
-        if self.max_entries == 0 || self.max_entries > MAX_ENTRIES {
-            return Err(ConfigError::new(
-                "cache",
-                "max_entries",
-                self.max_entries.to_string(),
-                format!("must be between 1 and {MAX_ENTRIES}"),
-            ));
-        }
-        let store = AnyStore::Memory(MemoryStore::new(self.max_entries));
+        let max_entries = check::in_range(
+            "cache",
+            "max_entries",
+            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            1,
+            MAX_ENTRIES,
+        )?;
+        let store = AnyStore::Memory(MemoryStore::new(max_entries));
         self.build_any(store)
     }
 
-    /// Builds the layer over a [`Store`] of your own (`max_entries` is then
-    /// the store's business and is not used).
+    /// Builds the layer over a [`Store`] of your own, which keeps its own
+    /// bound.
     ///
-    /// Fails with a [`ConfigError`] when a duration is out of range.
+    /// Fails with a [`ConfigError`] when a duration is out of range, or
+    /// when [`max_entries`](Self::max_entries) was set: it applies only to
+    /// the in-memory store of [`build`](Self::build).
     pub fn build_with_store<St>(
         self,
         store: St,
@@ -285,6 +315,14 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         St: Store<KF::Key, Cached<Res>> + 'static,
     {
+        if let Some(n) = self.max_entries {
+            return Err(ConfigError::new(
+                "cache",
+                "max_entries",
+                n.to_string(),
+                "applies only to the in-memory store of build(); bound your own store instead",
+            ));
+        }
         self.build_any(AnyStore::Custom(Box::new(store)))
     }
 
@@ -312,157 +350,5 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             }),
             _req: PhantomData,
         })
-    }
-}
-
-/// A handle on a cache: statistics, invalidation and cleanup. Cheap to
-/// clone; every clone sees the same cache.
-pub struct CacheHandle<K, Res> {
-    core: Arc<Core<K, Res>>,
-}
-
-impl<K, Res> Clone for CacheHandle<K, Res> {
-    fn clone(&self) -> Self {
-        CacheHandle {
-            core: self.core.clone(),
-        }
-    }
-}
-
-impl<K, Res> fmt::Debug for CacheHandle<K, Res>
-where
-    K: Hash + Eq + Send + Sync,
-    Res: Clone + Send + Sync,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheHandle")
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
-impl<K, Res> CacheHandle<K, Res> {
-    pub(crate) fn new(core: Arc<Core<K, Res>>) -> Self {
-        CacheHandle { core }
-    }
-}
-
-impl<K, Res> CacheHandle<K, Res>
-where
-    K: Hash + Eq + Send + Sync,
-    Res: Clone + Send + Sync,
-{
-    /// A snapshot of the cache's counters.
-    pub fn stats(&self) -> CacheStats {
-        let c = self.core.counters.sum();
-        CacheStats {
-            hits: c[0],
-            misses: c[1],
-            coalesced: c[2],
-            stale_served: c[3],
-            evictions: self.core.store.evictions(),
-            entries: self.core.store.len(),
-        }
-    }
-
-    /// Removes the entry for `key`; `true` if there was one. A load
-    /// already in flight for `key` still completes and stores its result.
-    pub fn invalidate(&self, key: &K) -> bool {
-        self.core.store.remove(key)
-    }
-
-    /// Removes every entry.
-    pub fn clear(&self) {
-        self.core.store.clear();
-    }
-
-    /// Removes every expired entry now (they are otherwise removed when
-    /// next looked up) and returns how many were removed. An entry counts
-    /// as expired once it can no longer be served even stale.
-    pub fn cleanup(&self) -> usize {
-        self.core.store.cleanup(Instant::now())
-    }
-}
-
-/// Counters of a cache, from [`CacheHandle::stats`].
-///
-/// Every cacheable request counts once in `hits`, `misses` or
-/// `coalesced`; requests whose key function gave no key pass through and
-/// are not counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Requests answered from the cache without waiting, fresh or (with
-    /// stale-while-revalidate) stale.
-    pub hits: u64,
-    /// Requests that started a call to the inner service.
-    pub misses: u64,
-    /// Requests that joined a call already in flight for their key.
-    pub coalesced: u64,
-    /// Responses served from stale entries, by stale-while-revalidate or
-    /// stale-if-error (also counted in one of the fields above).
-    pub stale_served: u64,
-    /// Entries evicted to stay within `max_entries`.
-    pub evictions: u64,
-    /// Entries held now.
-    pub entries: usize,
-}
-
-// --------------------------------------------------------------------------
-// Striped counters: each thread bumps its own cache line.
-
-const STRIPES: usize = 16;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Stripe {
-    c: [AtomicU64; 4],
-}
-
-pub(crate) struct Counters {
-    stripes: Box<[Stripe]>,
-}
-
-impl Counters {
-    fn new() -> Self {
-        Counters {
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
-        }
-    }
-
-    #[inline]
-    fn add(&self, i: usize, n: u64) {
-        self.stripes[thread_stripe() % STRIPES].c[i].fetch_add(n, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.add(0, 1);
-    }
-
-    pub(crate) fn miss(&self) {
-        self.add(1, 1);
-    }
-
-    pub(crate) fn coalesced(&self) {
-        self.add(2, 1);
-    }
-
-    pub(crate) fn stale_hit(&self) {
-        self.add(0, 1);
-        self.add(3, 1);
-    }
-
-    pub(crate) fn stale_served(&self, n: u64) {
-        self.add(3, n);
-    }
-
-    fn sum(&self) -> [u64; 4] {
-        let mut out = [0; 4];
-        for s in self.stripes.iter() {
-            for (o, c) in out.iter_mut().zip(&s.c) {
-                *o += c.load(Ordering::Relaxed);
-            }
-        }
-        out
     }
 }

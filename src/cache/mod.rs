@@ -73,16 +73,23 @@
 //! # }
 //! ```
 
+mod core;
+mod error;
 mod flight;
 mod future;
+mod handle;
 mod key;
 mod layer;
 mod service;
+mod stats;
 mod store;
 
-pub use flight::{LoadAbandoned, SharedError};
+pub use self::core::Cached;
+pub use error::{LoadAbandoned, SharedError};
 pub use future::ResponseFuture;
+pub use handle::CacheHandle;
 pub use key::{FnKey, KeyFn, Md5Json};
-pub use layer::{CacheHandle, CacheLayer, CacheLayerBuilder, CacheStats};
-pub use service::{Cache, Cached};
+pub use layer::{CacheLayer, CacheLayerBuilder};
+pub use service::Cache;
+pub use stats::CacheStats;
 pub use store::{Entry, MemoryStore, Store};

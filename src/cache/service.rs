@@ -1,11 +1,11 @@
-//! The [`Cache`] service and the state its clones share.
+//! The [`Cache`] service: hits, misses, single-flight loads and
+//! background refreshes.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,80 +13,17 @@ use tokio::time::Instant;
 use tower::util::{Oneshot, ServiceExt};
 use tower_service::Service;
 
-use super::flight::{Flight, Output, SharedError};
+use super::core::{later, Cached, Core, Policy};
+use super::error::SharedError;
+use super::flight::{Flight, Output};
 use super::future::ResponseFuture;
+use super::handle::CacheHandle;
 use super::key::KeyFn;
-use super::layer::Counters;
-use super::store::{AnyStore, Entry, Store};
+use super::stats::CacheStats;
+use super::store::{Entry, Store};
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 use crate::BoxError;
-
-/// What the cache stores for a key: a response, or (only with
-/// [`cache_errors`](super::CacheLayerBuilder::cache_errors)) an error.
-///
-/// This is the value type a custom [`Store`] holds.
-#[derive(Clone, Debug)]
-pub enum Cached<Res> {
-    /// A response of the inner service.
-    Response(Res),
-    /// An error of the inner service, served to every caller until it
-    /// expires.
-    Error(SharedError),
-}
-
-impl<Res> Cached<Res> {
-    fn into_result(self) -> Result<Res, BoxError> {
-        match self {
-            Cached::Response(r) => Ok(r),
-            Cached::Error(e) => Err(Box::new(e)),
-        }
-    }
-}
-
-/// `at + d`, saturating instead of panicking on overflow.
-#[inline]
-pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d).unwrap_or(at)
-}
-
-/// The state every clone of a layer and its services share.
-pub(crate) struct Core<K, Res> {
-    pub(crate) ttl: Duration,
-    pub(crate) swr: Duration,
-    pub(crate) sie: Duration,
-    pub(crate) error_ttl: Option<Duration>,
-    pub(crate) store: AnyStore<K, Cached<Res>>,
-    pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
-    pub(crate) counters: Counters,
-}
-
-impl<K, Res> Core<K, Res> {
-    pub(crate) fn flights(&self) -> MutexGuard<'_, HashMap<K, Arc<Flight<Res>>>> {
-        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn entry(
-        &self,
-        value: Cached<Res>,
-        now: Instant,
-        ttl: Duration,
-        keep: Duration,
-    ) -> Entry<Cached<Res>> {
-        let fresh_until = later(now, ttl);
-        Entry {
-            value,
-            fresh_until,
-            keep_until: later(fresh_until, keep),
-        }
-    }
-}
-
-/// How keys are made and outcomes judged; shared by a layer's services.
-pub(crate) struct Policy<KF, C> {
-    pub(crate) key_fn: KF,
-    pub(crate) classify: C,
-}
 
 /// A service that answers from the cache when it can; made by
 /// [`CacheLayer`](super::CacheLayer).
@@ -114,8 +51,17 @@ impl<S, Req, Res, KF: KeyFn<Req>, C> Cache<S, Req, Res, KF, C> {
 
     /// A handle on the cache this service uses (shared with the layer
     /// that made it and every clone).
-    pub fn handle(&self) -> super::CacheHandle<KF::Key, Res> {
-        super::CacheHandle::new(self.core.clone())
+    pub fn handle(&self) -> CacheHandle<KF::Key, Res> {
+        CacheHandle::new(self.core.clone())
+    }
+
+    /// A snapshot of the counters of the cache this service uses (shared
+    /// with the layer that made it and every clone).
+    pub fn stats(&self) -> CacheStats
+    where
+        Res: Clone + Send + Sync,
+    {
+        self.core.stats()
     }
 
     /// The inner service.

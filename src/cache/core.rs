@@ -1,0 +1,156 @@
+//! The state a [`CacheLayer`](super::CacheLayer), its services and its
+//! handles share: the store, the loads in flight, the settings and the
+//! counters ([`Core`]); how keys are made and outcomes judged ([`Policy`]);
+//! and what is stored for a key ([`Cached`]).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::SharedError;
+use super::flight::Flight;
+use super::stats::CacheStats;
+use super::store::{AnyStore, Entry, Store};
+use crate::sync::{lock, thread_stripe, Padded};
+use crate::BoxError;
+
+/// What the cache stores for a key: a response, or (only with
+/// [`cache_errors`](super::CacheLayerBuilder::cache_errors)) an error.
+///
+/// This is the value type a custom [`Store`] holds.
+#[derive(Clone, Debug)]
+pub enum Cached<Res> {
+    /// A response of the inner service.
+    Response(Res),
+    /// An error of the inner service, served to every caller until it
+    /// expires.
+    Error(SharedError),
+}
+
+impl<Res> Cached<Res> {
+    pub(crate) fn into_result(self) -> Result<Res, BoxError> {
+        match self {
+            Cached::Response(r) => Ok(r),
+            Cached::Error(e) => Err(Box::new(e)),
+        }
+    }
+}
+
+/// `at + d`, saturating instead of panicking on overflow.
+#[inline]
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d).unwrap_or(at)
+}
+
+/// The state every clone of a layer and its services share.
+pub(crate) struct Core<K, Res> {
+    pub(crate) ttl: Duration,
+    pub(crate) swr: Duration,
+    pub(crate) sie: Duration,
+    pub(crate) error_ttl: Option<Duration>,
+    pub(crate) store: AnyStore<K, Cached<Res>>,
+    pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
+    pub(crate) counters: Counters,
+}
+
+impl<K, Res> Core<K, Res> {
+    pub(crate) fn flights(&self) -> MutexGuard<'_, HashMap<K, Arc<Flight<Res>>>> {
+        lock(&self.flights)
+    }
+
+    pub(crate) fn entry(
+        &self,
+        value: Cached<Res>,
+        now: Instant,
+        ttl: Duration,
+        keep: Duration,
+    ) -> Entry<Cached<Res>> {
+        let fresh_until = later(now, ttl);
+        Entry {
+            value,
+            fresh_until,
+            keep_until: later(fresh_until, keep),
+        }
+    }
+
+    /// A snapshot of the counters and the store's size.
+    pub(crate) fn stats(&self) -> CacheStats
+    where
+        K: Hash + Eq + Send + Sync,
+        Res: Clone + Send + Sync,
+    {
+        let c = self.counters.sum();
+        CacheStats {
+            hits: c[0],
+            misses: c[1],
+            coalesced: c[2],
+            stale_served: c[3],
+            evictions: self.store.evictions(),
+            entries: self.store.len(),
+        }
+    }
+}
+
+/// How keys are made and outcomes judged; shared by a layer's services.
+pub(crate) struct Policy<KF, C> {
+    pub(crate) key_fn: KF,
+    pub(crate) classify: C,
+}
+
+// --------------------------------------------------------------------------
+// Striped counters: each thread bumps its own cache line.
+
+const STRIPES: usize = 16;
+
+pub(crate) struct Counters {
+    stripes: Box<[Padded<[AtomicU64; 4]>]>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn add(&self, i: usize, n: u64) {
+        self.stripes[thread_stripe() % STRIPES][i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.add(0, 1);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.add(1, 1);
+    }
+
+    pub(crate) fn coalesced(&self) {
+        self.add(2, 1);
+    }
+
+    pub(crate) fn stale_hit(&self) {
+        self.add(0, 1);
+        self.add(3, 1);
+    }
+
+    pub(crate) fn stale_served(&self, n: u64) {
+        self.add(3, n);
+    }
+
+    fn sum(&self) -> [u64; 4] {
+        let mut out = [0; 4];
+        for s in self.stripes.iter() {
+            for (o, c) in out.iter_mut().zip(s.iter()) {
+                *o += c.load(Ordering::Relaxed);
+            }
+        }
+        out
+    }
+}
