@@ -40,7 +40,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use tower::{BoxError, ServiceBuilder};
 use tower_patterns::cache::{CacheHandle, CacheLayer};
-use tower_patterns::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerHandle as BreakerHandle};
+use tower_patterns::circuit_breaker::{CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer};
 use tower_patterns::classify::HttpClassify;
 use tower_patterns::fetch::{self, FetchError, HttpClient};
 use tower_patterns::limit::ConcurrencyLimitLayer;

@@ -326,8 +326,7 @@ async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
         .min_size(1)
         .max_size(3)
         .acquire_timeout(Duration::from_secs(5))
-        .build(db.manager())
-        .await?;
+        .build(db.manager())?;
     let job = {
         let users = users.clone();
         let pool = pool.clone();

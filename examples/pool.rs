@@ -82,8 +82,7 @@ async fn in_memory() -> Result<(), tower::BoxError> {
         .acquire_timeout(Duration::from_secs(2))
         .max_lifetime(Some(Duration::from_secs(1800)))
         .idle_timeout(Some(Duration::from_secs(600)))
-        .build(FakeDb::default())
-        .await?;
+        .build(FakeDb::default())?;
     println!("built: {:?}", pool.stats());
     tokio::time::sleep(Duration::from_millis(50)).await;
     let s = pool.stats();
@@ -174,8 +173,7 @@ async fn postgres(url: &str) -> Result<(), tower::BoxError> {
         .min_size(2)
         .max_size(10)
         .acquire_timeout(Duration::from_secs(5))
-        .build(PgManager::from_url(url)?)
-        .await?;
+        .build(PgManager::from_url(url)?)?;
     let conn = pool.acquire().await?;
     conn.batch_execute(
         "CREATE TABLE IF NOT EXISTS example_users (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL);

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tower::{BoxError, Layer, Service};
 use tower_patterns::cache::{Cache, CacheHandle, CacheLayer, CacheStats, KeyFn};
 use tower_patterns::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreakerHandle as BreakerHandle, Open, State,
+    CircuitBreaker, CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer, Open, State,
 };
 use tower_patterns::classify::{Classify, HttpClassify, Outcome};
 use tower_patterns::fetch::{FetchError, HttpClient};
