@@ -11,7 +11,9 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use super::{Page, Strategy, WalkError};
+use super::error::WalkError;
+use super::page::Page;
+use super::strategy::Strategy;
 use crate::trace::trace_event;
 
 type PageResult<S, T, R> = Result<Page<T>, <S as Service<R>>::Error>;
@@ -22,7 +24,7 @@ type SlotOf<S, St, T> =
 /// A snapshot of a walk's progress, from [`Pages::stats`] or [`Items::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PageStats {
+pub struct PaginateStats {
     /// Pages yielded so far.
     pub pages: u64,
     /// Items in the pages yielded so far (after any `max_items` cut).
@@ -91,7 +93,7 @@ where
     spawn: Option<Handle>,
     max_pages: Option<u64>,
     max_items: Option<u64>,
-    stats: PageStats,
+    stats: PaginateStats,
 }
 
 // The stream never pins its fields in place (futures are boxed or spawned).
@@ -134,7 +136,7 @@ where
             spawn,
             max_pages,
             max_items,
-            stats: PageStats::default(),
+            stats: PaginateStats::default(),
         }
     }
 
@@ -147,8 +149,8 @@ where
     }
 
     /// Progress so far.
-    pub fn stats(&self) -> PageStats {
-        PageStats {
+    pub fn stats(&self) -> PaginateStats {
+        PaginateStats {
             in_flight: self.queue.len(),
             ..self.stats
         }
@@ -390,7 +392,7 @@ where
     }
 
     /// Progress so far, counted in whole pages received.
-    pub fn stats(&self) -> PageStats {
+    pub fn stats(&self) -> PaginateStats {
         self.pages.stats()
     }
 
