@@ -197,4 +197,3 @@ impl http_body::Body for Body {
         }
     }
 }
-

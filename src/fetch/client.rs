@@ -21,8 +21,7 @@ use super::error::FetchError;
 use super::future::{InFlight, ResponseFuture};
 use super::shared::{
     Config, Counters, FetchStats, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_TIMEOUT,
-    DEFAULT_USER_AGENT,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
 };
 use super::uri::check_uri;
 use crate::error::check;

@@ -123,7 +123,12 @@ where
                 let collected = std::mem::take(this.collected);
                 match read {
                     Ok(()) => serde_json::from_slice::<T>(collected.as_slice())
-                        .map(|value| (head.take().unwrap_or_else(|| H::keep(HeaderMap::new())), value))
+                        .map(|value| {
+                            (
+                                head.take().unwrap_or_else(|| H::keep(HeaderMap::new())),
+                                value,
+                            )
+                        })
                         .map_err(|e| FetchError::decode(this.uri.to_string(), e)),
                     Err(CollectError::TooLarge) => Err(FetchError::BodyTooLarge {
                         url: this.uri.to_string(),

@@ -121,9 +121,7 @@ impl PaginateError {
             PaginateError::Fetch(FetchError::Status { status, .. }) => {
                 HttpClassify::classify_status(*status).is_failure()
             }
-            PaginateError::Fetch(FetchError::Transport { .. } | FetchError::Timeout { .. }) => {
-                true
-            }
+            PaginateError::Fetch(FetchError::Transport { .. } | FetchError::Timeout { .. }) => true,
             _ => false,
         }
     }

@@ -155,7 +155,10 @@ pub(crate) fn resolve_next(base: &Uri, link: &str) -> Result<Uri, WalkError> {
         Ok(url) => (url, false),
         Err(_) if base.scheme().is_some() && base.authority().is_some() => {
             let base = Url::parse(&base.to_string()).map_err(|e| invalid(e.to_string()))?;
-            (base.join(reference).map_err(|e| invalid(e.to_string()))?, false)
+            (
+                base.join(reference).map_err(|e| invalid(e.to_string()))?,
+                false,
+            )
         }
         Err(_) => {
             // A base without scheme or host (just a path): resolve against
@@ -164,7 +167,10 @@ pub(crate) fn resolve_next(base: &Uri, link: &str) -> Result<Uri, WalkError> {
             let base = origin
                 .join(&base.to_string())
                 .map_err(|e| invalid(e.to_string()))?;
-            (base.join(reference).map_err(|e| invalid(e.to_string()))?, true)
+            (
+                base.join(reference).map_err(|e| invalid(e.to_string()))?,
+                true,
+            )
         }
     };
     url.set_fragment(None);
@@ -282,14 +288,10 @@ mod tests {
         }
     }
 
-
     #[test]
     fn resolves_against_a_path_only_base() {
         let base: Uri = "/v1/items?page=1".parse().unwrap();
         assert_eq!(resolve_next(&base, "?page=2").unwrap(), "/v1/items?page=2");
-        assert_eq!(
-            resolve_next(&base, "http://h/x").unwrap(),
-            "http://h/x"
-        );
+        assert_eq!(resolve_next(&base, "http://h/x").unwrap(), "http://h/x");
     }
 }

@@ -114,7 +114,5 @@ pub use self::http::{json_link_paginator, JsonLinkPaginator, JsonPages};
 pub use self::link::parse_next_link;
 pub use self::page::Page;
 pub use self::paginator::Paginator;
-pub use self::strategy::{
-    Cursor, CursorRequest, LinkHeader, PageNumber, PageRequest, Strategy,
-};
-pub use self::stream::{Items, PaginateStats, Pages};
+pub use self::strategy::{Cursor, CursorRequest, LinkHeader, PageNumber, PageRequest, Strategy};
+pub use self::stream::{Items, Pages, PaginateStats};
