@@ -100,8 +100,10 @@
 //! they preserve page order; they hold at most `prefetch + 1` pages; and
 //! dropping them cancels every request in flight.
 
+mod cursor;
 mod error;
 mod http;
+mod items;
 mod link;
 mod page;
 mod paginator;
@@ -109,10 +111,12 @@ mod seen;
 mod strategy;
 mod stream;
 
+pub use self::cursor::{Cursor, CursorRequest};
 pub use self::error::{PaginateError, WalkError};
 pub use self::http::{json_link_paginator, JsonLinkPaginator, JsonPages};
+pub use self::items::Items;
 pub use self::link::parse_next_link;
 pub use self::page::Page;
 pub use self::paginator::Paginator;
-pub use self::strategy::{Cursor, CursorRequest, LinkHeader, PageNumber, PageRequest, Strategy};
-pub use self::stream::{Items, Pages, PaginateStats};
+pub use self::strategy::{LinkHeader, PageNumber, PageRequest, Strategy};
+pub use self::stream::{Pages, PaginateStats};

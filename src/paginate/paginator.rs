@@ -4,9 +4,10 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use super::items::Items;
 use super::page::Page;
 use super::strategy::Strategy;
-use super::stream::{Items, Pages};
+use super::stream::Pages;
 
 /// Walks a paginated API: a page service plus a [`Strategy`].
 ///
