@@ -21,7 +21,8 @@ type Request<St, T> = <St as Strategy<T>>::Request;
 type SlotOf<S, St, T> =
     Slot<Request<St, T>, <S as Service<Request<St, T>>>::Future, PageResult<S, T, Request<St, T>>>;
 
-/// A snapshot of a walk's progress, from [`Pages::stats`] or [`Items::stats`].
+/// A snapshot of a walk's progress, from [`Pages::stats`] or
+/// [`Items::stats`](super::Items::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PaginateStats {
