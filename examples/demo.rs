@@ -238,7 +238,7 @@ async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
     let mut checkpoint: Option<http::Uri> = None;
     let mut resumes = 0;
     loop {
-        let mut walk = paginate::http_json::<Item>(stack.svc.clone(), &first_page);
+        let mut walk = paginate::json_link_paginator::<Item>(stack.svc.clone(), &first_page);
         if let Some(at) = checkpoint.take() {
             walk = walk.resume(at);
         }
@@ -292,7 +292,7 @@ async fn paginate_flaky(demo: &Demo) -> Result<Scenario, BoxError> {
     );
     // A second walk comes from the cache: no request reaches the server.
     let before = upstream.requests();
-    let again: Vec<Item> = paginate::http_json::<Item>(stack.svc.clone(), &first_page)
+    let again: Vec<Item> = paginate::json_link_paginator::<Item>(stack.svc.clone(), &first_page)
         .items()
         .try_collect()
         .await?;

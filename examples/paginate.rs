@@ -48,15 +48,17 @@ async fn main() -> Result<(), BoxError> {
     .await?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 
-    // 1. Link headers: `paginate::http_json` follows rel="next".
+    // 1. Link headers: `paginate::json_link_paginator` follows rel="next".
     println!(
         "== Link headers: {}",
         server.url("/items/link?per_page=250")
     );
-    let mut pages =
-        paginate::http_json::<Item>(client.clone(), server.url("/items/link?per_page=250"))
-            .prefetch(1)
-            .pages();
+    let mut pages = paginate::json_link_paginator::<Item>(
+        client.clone(),
+        server.url("/items/link?per_page=250"),
+    )
+    .prefetch(1)
+    .pages();
     while let Some(page) = pages.next().await {
         let page = page?;
         let stats = pages.stats();

@@ -1,5 +1,15 @@
-//! `tower_patterns::fetch` against real hyper servers on 127.0.0.1:0, over
-//! http and https.
+//! `tower_patterns::fetch` against real servers on 127.0.0.1:0, over http
+//! and https.
+//!
+//! Tests that need only well-behaved endpoints (users, statuses, a large
+//! stream, a slow answer) use the crate's `upstream` server. The hand-rolled
+//! server below stays for what `upstream` does not do: malformed and
+//! wrong-shape JSON, a long status body (the excerpt cut), a body that stalls,
+//! drips or never ends, a `Content-Length` body, a route that fails twice then
+//! answers, requests that wait for each other (`/work`), the HTTP version
+//! seen, and TLS.
+
+mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +30,7 @@ use tokio::sync::Notify;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_patterns::classify::{Classify, HttpClassify, Outcome};
 use tower_patterns::fetch::{self, FetchError, HttpClient, JsonLayer, STATUS_BODY_EXCERPT};
+use tower_patterns::upstream::UpstreamConfig;
 use tower_patterns::BoxError;
 
 // ===== test server =====
@@ -243,7 +254,7 @@ fn client() -> HttpClient {
 
 #[tokio::test]
 async fn json_success() {
-    let server = start().await;
+    let server = common::upstream(UpstreamConfig::default()).await;
     let client = client();
     let user: User = fetch::fetch_json(&client, server.url("/users/1"))
         .await
@@ -252,14 +263,14 @@ async fn json_success() {
         user,
         User {
             id: 1,
-            name: "user 1".into()
+            name: "user-1".into()
         }
     );
     // The seed's `dict`: any JSON.
     let value: serde_json::Value = fetch::fetch_json(&client, server.url("/users/2"))
         .await
         .unwrap();
-    assert_eq!(value["name"], "user 2");
+    assert_eq!(value["name"], "user-2");
 }
 
 #[tokio::test]
@@ -404,9 +415,10 @@ async fn slow_server_gives_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_request_leaks_nothing() {
-    let server = start().await;
+    let server = common::upstream(UpstreamConfig::default()).await;
     let client = client();
-    let req = Request::get(server.url("/slow"))
+    // Ten minutes: the request is dropped long before.
+    let req = Request::get(server.url("/slow?ms=600000"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let mut fut = Box::pin(client.request(req));
@@ -623,14 +635,17 @@ async fn fetch_all_keeps_order_bounds_concurrency_and_isolates_failures() {
 
 #[tokio::test]
 async fn stream_body_100_mib_in_bounded_chunks() {
-    let server = start().await;
+    let server = common::upstream(UpstreamConfig::default()).await;
     let client = client();
     let size: u64 = 100 << 20;
-    let chunk_size = 16 * 1024 + 3; // not a divisor of the server's frames
-    let mut chunks =
-        fetch::stream_body(&client, server.url(&format!("/bytes?n={size}")), chunk_size)
-            .await
-            .unwrap();
+    let chunk_size = 16 * 1024 + 3; // not a divisor of the server's 64 KiB frames
+    let mut chunks = fetch::stream_body(
+        &client,
+        server.url(&format!("/stream?bytes={size}")),
+        chunk_size,
+    )
+    .await
+    .unwrap();
     assert_eq!(chunks.chunk_size(), chunk_size);
     assert_eq!(chunks.status(), StatusCode::OK);
     let mut count = 0u64;
@@ -672,7 +687,7 @@ async fn stream_body_with_content_length_and_tiny_chunks() {
 
 #[tokio::test]
 async fn stream_body_raises_for_status() {
-    let server = start().await;
+    let server = common::upstream(UpstreamConfig::default()).await;
     let err = fetch::stream_body(&client(), server.url("/status/503"), 1024)
         .await
         .unwrap_err();
@@ -683,14 +698,14 @@ async fn stream_body_raises_for_status() {
 
 #[tokio::test]
 async fn service_answers_every_status_for_the_classifier() {
-    let server = start().await;
+    let server = common::upstream(UpstreamConfig::default()).await;
     let mut client = client();
     let req = Request::get(server.url("/status/503"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let res = client.ready().await.unwrap().call(req).await;
     assert_eq!(HttpClassify.classify(&res), Outcome::Failure);
-    let req = Request::get(server.url("/missing"))
+    let req = Request::get(server.url("/users/999999"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let res = client.ready().await.unwrap().call(req).await;

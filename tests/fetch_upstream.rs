@@ -113,7 +113,7 @@ async fn paginates_with_the_fetch_client() {
     })
     .await
     .unwrap();
-    let items: Vec<Item> = paginate::http_json::<Item>(
+    let items: Vec<Item> = paginate::json_link_paginator::<Item>(
         HttpClient::new(),
         server.url("/items/link?page=1&per_page=20"),
     )

@@ -689,7 +689,10 @@ fn adaptive_builder_refuses_gradient_settings_under_aimd() {
         ),
         (
             "long_window",
-            AdaptiveLimitLayer::builder().aimd().long_window(100).build(),
+            AdaptiveLimitLayer::builder()
+                .aimd()
+                .long_window(100)
+                .build(),
         ),
     ];
     for (field, result) in cases {

@@ -16,7 +16,7 @@
 //! the whole exchange and a body cut short is a failure that retry and the
 //! breaker see. The responses, `http::Response<Full<Bytes>>`, are still
 //! HTTP responses, so `HttpClassify`, `fetch::JsonLayer` and
-//! `paginate::http_json` work on top of the stack unchanged.
+//! `paginate::json_link_paginator` work on top of the stack unchanged.
 //!
 //! One classifier, [`StackClassify`], decides what a failure is for every
 //! layer: `HttpClassify` (5xx, 429, 408 and transport errors fail; other

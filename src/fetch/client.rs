@@ -1,28 +1,30 @@
 //! [`HttpClient`]: a pooled hyper-util client (HTTP/1 and HTTP/2, HTTPS
-//! with rustls under the `tls` feature) as a `tower::Service`.
+//! with rustls under the `tls` feature) as a `tower::Service`, and its
+//! builder.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, USER_AGENT};
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::body::Body;
 use super::error::FetchError;
-use crate::trace::trace_event;
+use super::future::{InFlight, ResponseFuture};
+use super::shared::{
+    Config, Counters, FetchStats, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
+};
+use super::uri::check_uri;
+use crate::error::check;
 use crate::ConfigError;
 
 #[cfg(feature = "tls")]
@@ -30,67 +32,8 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "tls"))]
 type Connector = HttpConnector;
 
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
-const DEFAULT_USER_AGENT: &str = concat!("tower-patterns/", env!("CARGO_PKG_VERSION"));
-
-#[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) max_body_bytes: u64,
-    user_agent: HeaderValue,
-    pub(crate) counters: Counters,
-}
-
-/// Shared by every clone of a client; relaxed atomics, one cache line of
-/// traffic per event.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    requests: AtomicU64,
-    finished: AtomicU64,
-    responses: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-    pub(crate) transport_errors: AtomicU64,
-    pub(crate) bodies_too_large: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A snapshot of an [`HttpClient`]'s counters (shared by all its clones),
-/// from [`HttpClient::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FetchStats {
-    /// Requests sent (not counting ones refused for an invalid URI).
-    pub requests: u64,
-    /// Requests waiting for their response head right now.
-    pub in_flight: u64,
-    /// Response heads received, whatever their status.
-    pub responses: u64,
-    /// Requests and bodies that ran out of time (connect timeouts included).
-    pub timeouts: u64,
-    /// Connect, TLS and I/O failures.
-    pub transport_errors: u64,
-    /// Bodies cut at `max_body_bytes`.
-    pub bodies_too_large: u64,
-}
-
-/// Counts a request as finished when its future completes or is dropped.
-struct InFlight(Arc<Config>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        Counters::bump(&self.0.counters.finished);
-    }
-}
+/// The component named by this module's [`ConfigError`]s.
+const C: &str = "fetch";
 
 /// A pooled HTTP client as a [`Service`]: `http::Request<Full<Bytes>>` in,
 /// `http::Response<`[`Body`]`>` out, [`FetchError`] on failure.
@@ -174,30 +117,17 @@ impl HttpClient {
         let uri = req.uri().clone();
         let deadline = Box::pin(tokio::time::sleep(self.config.timeout));
         Counters::bump(&self.config.counters.requests);
-        ResponseFuture {
-            state: State::Waiting {
-                fut: self.client.request(req),
-                uri,
-                deadline,
-                in_flight: InFlight(Arc::clone(&self.config)),
-            },
-        }
+        ResponseFuture::waiting(
+            self.client.request(req),
+            uri,
+            deadline,
+            InFlight(Arc::clone(&self.config)),
+        )
     }
 
     /// A snapshot of this client's counters, shared by all its clones.
     pub fn stats(&self) -> FetchStats {
-        let c = &self.config.counters;
-        // `finished` is read first so `in_flight` never underflows.
-        let finished = c.finished.load(Ordering::Relaxed);
-        let requests = c.requests.load(Ordering::Relaxed);
-        FetchStats {
-            requests,
-            in_flight: requests.saturating_sub(finished),
-            responses: c.responses.load(Ordering::Relaxed),
-            timeouts: c.timeouts.load(Ordering::Relaxed),
-            transport_errors: c.transport_errors.load(Ordering::Relaxed),
-            bodies_too_large: c.bodies_too_large.load(Ordering::Relaxed),
-        }
+        self.config.counters.snapshot()
     }
 
     /// The body limit in bytes.
@@ -247,158 +177,9 @@ impl Service<Request<Full<Bytes>>> for HttpClient {
     }
 }
 
-/// Checks that hyper-util can send to `uri` (absolute, with a host, and a
-/// scheme we speak).
-fn check_uri(uri: &Uri) -> Result<(), Cow<'static, str>> {
-    let scheme = match uri.scheme_str() {
-        Some(s) => s,
-        None => return Err("it has no scheme (expected http:// or https://)".into()),
-    };
-    match scheme {
-        "http" => {}
-        "https" if cfg!(feature = "tls") => {}
-        "https" => return Err("https needs the `tls` feature of tower-patterns".into()),
-        other => {
-            return Err(format!("unsupported scheme `{other}` (expected http or https)").into())
-        }
-    }
-    match uri.host() {
-        Some(h) if !h.is_empty() => Ok(()),
-        _ => Err("it has no host".into()),
-    }
-}
-
-/// A `GET` request for `url`, or [`FetchError::InvalidUri`].
-pub(crate) fn get_request(
-    url: &str,
-    accept: Option<&'static str>,
-) -> Result<Request<Full<Bytes>>, FetchError> {
-    let invalid = |reason: Cow<'static, str>| FetchError::InvalidUri {
-        url: url.to_owned(),
-        reason,
-    };
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| invalid(e.to_string().into()))?;
-    check_uri(&uri).map_err(invalid)?;
-    let mut req = Request::new(Full::new(Bytes::new()));
-    *req.uri_mut() = uri;
-    if let Some(accept) = accept {
-        req.headers_mut()
-            .insert(http::header::ACCEPT, HeaderValue::from_static(accept));
-    }
-    Ok(req)
-}
-
-/// The future of [`HttpClient`]'s `call`: the response head, or a
-/// [`FetchError`].
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture {
-    state: State,
-}
-
-enum State {
-    Failed(FetchError),
-    Waiting {
-        fut: hyper_util::client::legacy::ResponseFuture,
-        uri: Uri,
-        deadline: Pin<Box<Sleep>>,
-        in_flight: InFlight,
-    },
-    Done,
-}
-
-impl ResponseFuture {
-    fn failed(err: FetchError) -> Self {
-        ResponseFuture {
-            state: State::Failed(err),
-        }
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Failed(_) => "failed",
-            State::Waiting { .. } => "waiting",
-            State::Done => "done",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<Body>, FetchError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let (fut, deadline, config) = match &mut this.state {
-            State::Waiting {
-                fut,
-                deadline,
-                in_flight,
-                ..
-            } => (fut, deadline, &in_flight.0),
-            State::Failed(_) => match std::mem::replace(&mut this.state, State::Done) {
-                State::Failed(err) => return Poll::Ready(Err(err)),
-                _ => unreachable!(),
-            },
-            State::Done => panic!("fetch::ResponseFuture polled after completion"),
-        };
-        let result = match Pin::new(fut).poll(cx) {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => match deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Err(config.timeout),
-                Poll::Pending => return Poll::Pending,
-            },
-        };
-        let State::Waiting {
-            uri,
-            deadline,
-            in_flight,
-            ..
-        } = std::mem::replace(&mut this.state, State::Done)
-        else {
-            unreachable!()
-        };
-        // The request is finished (dropping the guard counts it); the body
-        // keeps the config for its own limit, deadline and counters.
-        let config = Arc::clone(&in_flight.0);
-        drop(in_flight);
-        Poll::Ready(match result {
-            Ok(Ok(resp)) => {
-                Counters::bump(&config.counters.responses);
-                let (parts, incoming) = resp.into_parts();
-                let body = Body::new(incoming, uri, Some(deadline), config);
-                Ok(Response::from_parts(parts, body))
-            }
-            Ok(Err(err)) => {
-                let err =
-                    FetchError::transport(uri.to_string(), Box::new(err), config.connect_timeout);
-                Counters::bump(if err.is_timeout() {
-                    &config.counters.timeouts
-                } else {
-                    &config.counters.transport_errors
-                });
-                Err(err)
-            }
-            Err(after) => {
-                Counters::bump(&config.counters.timeouts);
-                trace_event!(DEBUG, url = %uri, timeout = ?after, "fetch: no response in time");
-                Err(FetchError::Timeout {
-                    url: uri.to_string(),
-                    after,
-                })
-            }
-        })
-    }
-}
-
 /// Configures an [`HttpClient`]; made by [`HttpClient::builder`].
 #[derive(Clone)]
+#[must_use]
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
     timeout: Duration,
@@ -499,28 +280,15 @@ impl HttpClientBuilder {
     /// A [`ConfigError`] naming the field when a timeout is zero,
     /// `max_body_bytes` is 0, or the user agent is not a valid header value.
     pub fn build(self) -> Result<HttpClient, ConfigError> {
-        if self.connect_timeout.is_zero() {
-            return Err(zero("connect_timeout"));
-        }
-        if self.timeout.is_zero() {
-            return Err(zero("timeout"));
-        }
-        if self.pool_idle_timeout.is_zero() {
-            return Err(zero("pool_idle_timeout"));
-        }
-        if self.max_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "fetch",
-                "max_body_bytes",
-                "0",
-                "must be at least 1",
-            ));
-        }
+        check::nonzero(C, "connect_timeout", self.connect_timeout)?;
+        check::nonzero(C, "timeout", self.timeout)?;
+        check::nonzero(C, "pool_idle_timeout", self.pool_idle_timeout)?;
+        check::at_least(C, "max_body_bytes", self.max_body_bytes, 1)?;
         let user_agent = match &self.user_agent {
             None => HeaderValue::from_static(DEFAULT_USER_AGENT),
             Some(ua) => HeaderValue::from_str(ua).map_err(|_| {
                 ConfigError::new(
-                    "fetch",
+                    C,
                     "user_agent",
                     format!("{ua:?}"),
                     "must be visible ASCII without control characters",
@@ -542,7 +310,7 @@ impl HttpClientBuilder {
             let tls = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map_err(|e| {
-                    ConfigError::new("fetch", "tls", e.to_string(), "a TLS setup rustls supports")
+                    ConfigError::new(C, "tls", e.to_string(), "a TLS setup rustls supports")
                 })?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
@@ -575,10 +343,6 @@ impl HttpClientBuilder {
     }
 }
 
-fn zero(field: &'static str) -> ConfigError {
-    ConfigError::new("fetch", field, "0s", "must be greater than zero")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,28 +368,6 @@ mod tests {
         assert_eq!(e.field(), "user_agent");
         let c = HttpClient::builder().max_body_bytes(5).build().unwrap();
         assert_eq!(c.max_body_bytes(), 5);
-    }
-
-    #[test]
-    fn check_uri_refuses_what_hyper_cannot_send() {
-        assert!(check_uri(&"http://h/x".parse().unwrap()).is_ok());
-        assert!(check_uri(&"/relative".parse().unwrap()).is_err());
-        assert!(check_uri(&"ftp://h/x".parse().unwrap()).is_err());
-        assert_eq!(
-            check_uri(&"https://h/".parse().unwrap()).is_ok(),
-            cfg!(feature = "tls")
-        );
-        for bad in [
-            "",
-            "not a url",
-            "http://",
-            "http://exa mple.com/",
-            "ftp://h/",
-        ] {
-            let e = get_request(bad, None).unwrap_err();
-            assert!(matches!(e, FetchError::InvalidUri { .. }), "{bad:?}: {e:?}");
-            assert_eq!(e.url(), bad);
-        }
     }
 
     #[tokio::test]

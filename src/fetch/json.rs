@@ -9,19 +9,21 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::body::{body_error, CollectError, Collector};
-use super::client::{get_request, HttpClient};
+use super::client::HttpClient;
+use super::decode::{DecodeJson, Failure};
 use super::error::FetchError;
+use super::shared::DEFAULT_MAX_BODY_BYTES;
+use super::uri::get_request;
+use crate::error::check;
 use crate::{BoxError, ConfigError};
 
-const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
-const APPLICATION_JSON: &str = "application/json";
+pub(crate) const APPLICATION_JSON: &str = "application/json";
 
 /// Fetches `url` with a `GET` and decodes its JSON body into `T` (the seed's
 /// `fetch_data`).
@@ -59,10 +61,11 @@ pub async fn fetch_json<T: DeserializeOwned>(
     let req = get_request(url.as_ref(), Some(APPLICATION_JSON))?;
     let uri = req.uri().clone();
     // The client's body already stops at its limit.
-    let core: DecodeJson<_, _, T> = DecodeJson::new(client.request(req), uri, u64::MAX);
-    core.await.map_err(|failure| match failure {
-        Failure::Inner(e) | Failure::Fetch(e) => e,
-    })
+    let core: DecodeJson<_, _, T, ()> = DecodeJson::new(client.request(req), uri, u64::MAX);
+    match core.await {
+        Ok(((), value)) => Ok(value),
+        Err(Failure::Inner(e) | Failure::Fetch(e)) => Err(e),
+    }
 }
 
 /// Fetches every URL as JSON with at most `limit` requests in flight (the
@@ -195,6 +198,7 @@ impl<S, T> Layer<S> for JsonLayer<T> {
 }
 
 /// Configures a [`JsonLayer`]; made by [`JsonLayer::builder`].
+#[must_use]
 pub struct JsonLayerBuilder<T> {
     max_body_bytes: u64,
     _t: PhantomData<fn() -> T>,
@@ -223,14 +227,7 @@ impl<T> JsonLayerBuilder<T> {
     ///
     /// [`ConfigError`] if `max_body_bytes` is 0.
     pub fn build(self) -> Result<JsonLayer<T>, ConfigError> {
-        if self.max_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "fetch",
-                "max_body_bytes",
-                "0",
-                "must be at least 1",
-            ));
-        }
+        check::at_least("fetch", "max_body_bytes", self.max_body_bytes, 1)?;
         Ok(JsonLayer {
             max_body_bytes: self.max_body_bytes,
             _t: PhantomData,
@@ -317,14 +314,14 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct JsonFuture<F, B, T> {
         #[pin]
-        core: DecodeJson<F, B, T>,
+        core: DecodeJson<F, B, T, ()>,
     }
 }
 
 impl<F, B, T> fmt::Debug for JsonFuture<F, B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonFuture")
-            .field("uri", &self.core.uri)
+            .field("uri", self.core.uri())
             .finish_non_exhaustive()
     }
 }
@@ -341,106 +338,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let out = ready!(self.project().core.poll(cx));
-        Poll::Ready(out.map_err(|failure| match failure {
-            Failure::Inner(e) => e.into(),
-            Failure::Fetch(e) => Box::new(e) as BoxError,
-        }))
-    }
-}
-
-/// Why [`DecodeJson`] failed: the inner service, or our own check.
-enum Failure<E> {
-    Inner(E),
-    Fetch(FetchError),
-}
-
-pin_project! {
-    /// Awaits a response, then collects and decodes its body (or reads a
-    /// status excerpt).
-    struct DecodeJson<F, B, T> {
-        #[pin]
-        state: DecodeState<F, B>,
-        uri: Uri,
-        limit: u64,
-        collected: Collector,
-        _t: PhantomData<fn() -> T>,
-    }
-}
-
-pin_project! {
-    #[project = DecodeStateProj]
-    enum DecodeState<F, B> {
-        Waiting { #[pin] fut: F },
-        Reading { #[pin] body: B, status: StatusCode },
-        Done,
-    }
-}
-
-impl<F, B, T> DecodeJson<F, B, T> {
-    fn new(fut: F, uri: Uri, limit: u64) -> Self {
-        DecodeJson {
-            state: DecodeState::Waiting { fut },
-            uri,
-            limit,
-            collected: Collector::default(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<F, E, B, T> Future for DecodeJson<F, B, T>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-    T: DeserializeOwned,
-{
-    type Output = Result<T, Failure<E>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let (body, status) = match this.state.as_mut().project() {
-                DecodeStateProj::Waiting { fut } => match ready!(fut.poll(cx)) {
-                    Ok(resp) => {
-                        let (parts, body) = resp.into_parts();
-                        this.state.set(DecodeState::Reading {
-                            body,
-                            status: parts.status,
-                        });
-                        continue;
-                    }
-                    Err(e) => {
-                        this.state.set(DecodeState::Done);
-                        return Poll::Ready(Err(Failure::Inner(e)));
-                    }
-                },
-                DecodeStateProj::Reading { body, status } => (body, *status),
-                DecodeStateProj::Done => panic!("fetch::JsonFuture polled after completion"),
-            };
-            let out = if status.is_success() {
-                let read = ready!(this.collected.poll_collect(body, *this.limit, cx));
-                let collected = std::mem::take(this.collected);
-                match read {
-                    Ok(()) => serde_json::from_slice::<T>(collected.as_slice())
-                        .map_err(|e| FetchError::decode(this.uri.to_string(), e)),
-                    Err(CollectError::TooLarge) => Err(FetchError::BodyTooLarge {
-                        url: this.uri.to_string(),
-                        limit: *this.limit,
-                    }),
-                    Err(CollectError::Body(e)) => Err(body_error(e, this.uri)),
-                }
-            } else {
-                ready!(this.collected.poll_excerpt(body, cx));
-                Err(FetchError::Status {
-                    url: this.uri.to_string(),
-                    status,
-                    body: std::mem::take(this.collected).into_bytes(),
-                })
-            };
-            // Drops the body (and with it the connection if unread).
-            this.state.set(DecodeState::Done);
-            return Poll::Ready(out.map_err(Failure::Fetch));
-        }
+        Poll::Ready(match out {
+            Ok(((), value)) => Ok(value),
+            Err(Failure::Inner(e)) => Err(e.into()),
+            Err(Failure::Fetch(e)) => Err(Box::new(e) as BoxError),
+        })
     }
 }

@@ -122,10 +122,22 @@
 
 mod body;
 mod client;
+mod collect;
+mod decode;
 mod error;
+mod future;
 mod json;
+mod shared;
+mod stream;
+mod uri;
 
-pub use body::{stream_body, Body, BodyStream};
-pub use client::{FetchStats, HttpClient, HttpClientBuilder, ResponseFuture};
+pub use body::Body;
+pub use client::{HttpClient, HttpClientBuilder};
 pub use error::{FetchError, STATUS_BODY_EXCERPT};
+pub use future::ResponseFuture;
 pub use json::{fetch_all, fetch_json, Json, JsonFuture, JsonLayer, JsonLayerBuilder};
+pub use shared::{FetchStats, DEFAULT_MAX_BODY_BYTES};
+pub use stream::{stream_body, BodyStream};
+
+pub(crate) use decode::{DecodeJson, Failure};
+pub(crate) use json::APPLICATION_JSON;

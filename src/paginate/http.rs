@@ -1,4 +1,5 @@
-//! Pages over HTTP: JSON bodies, `Link` headers.
+//! Pages over HTTP: [`JsonPages`] (JSON bodies through [`fetch`](crate::fetch)'s
+//! decoding) and [`json_link_paginator`] (a walk that follows `Link` headers).
 
 use std::fmt;
 use std::future::Future;
@@ -9,169 +10,53 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http::header::{HeaderValue, ACCEPT};
-use http::{Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use tower::util::BoxCloneService;
-use tower::BoxError;
+use tower::{BoxError, ServiceExt};
 use tower_service::Service;
 
-use super::{LinkHeader, Page, Paginator, WalkError};
+use super::error::PaginateError;
+use super::page::Page;
+use super::paginator::Paginator;
+use super::strategy::LinkHeader;
+use crate::fetch::{DecodeJson, Failure, FetchError, APPLICATION_JSON, DEFAULT_MAX_BODY_BYTES};
 
-/// The largest page body [`JsonPages`] reads by default: 16 MiB.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// Why an HTTP page walk ([`http_json`], [`JsonPages`]) failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The HTTP client failed (connect, I/O, timeout, a layer's error...).
-    Service {
-        /// The page requested.
-        uri: Uri,
-        /// The client's error.
-        source: BoxError,
-    },
-    /// The HTTP client refused to take requests (its `poll_ready` failed).
-    Unavailable {
-        /// The client's error.
-        source: BoxError,
-    },
-    /// The server answered with a status other than 2xx.
-    Status {
-        /// The page requested.
-        uri: Uri,
-        /// The status it answered with.
-        status: StatusCode,
-    },
-    /// Reading the body failed.
-    Body {
-        /// The page requested.
-        uri: Uri,
-        /// The body's error.
-        source: BoxError,
-    },
-    /// The body was larger than the limit ([`JsonPages::max_body`]).
-    TooLarge {
-        /// The page requested.
-        uri: Uri,
-        /// The limit, in bytes.
-        limit: usize,
-    },
-    /// The body was not JSON of the expected shape (an array of items, or
-    /// the shape set with [`JsonPages::items_at`]).
-    Json {
-        /// The page requested.
-        uri: Uri,
-        /// What serde_json said.
-        source: serde_json::Error,
-    },
-    /// The walk itself stopped: a loop, or a bad `next` link.
-    Walk(WalkError),
-    /// The start URL given to [`http_json`] is not a valid URI.
-    InvalidUrl {
-        /// The URL as given.
-        url: String,
-        /// Why it was refused.
-        reason: String,
-    },
-}
-
-impl Error {
-    /// The HTTP status, for [`Error::Status`].
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            Error::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// `true` when trying the same page again may succeed: a client or body
-    /// error, or a 5xx, 429 or 408 status. Useful in a retry policy.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Service { .. } | Error::Unavailable { .. } | Error::Body { .. } => true,
-            Error::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Service { uri, source } => write!(f, "page request to {uri} failed: {source}"),
-            Error::Unavailable { source } => {
-                write!(f, "the HTTP client cannot take page requests: {source}")
-            }
-            Error::Status { uri, status } => {
-                write!(f, "page request to {uri} answered HTTP {status}")
-            }
-            Error::Body { uri, source } => {
-                write!(f, "reading the page body from {uri} failed: {source}")
-            }
-            Error::TooLarge { uri, limit } => write!(
-                f,
-                "the page body from {uri} is larger than {limit} bytes \
-                 (raise the limit with JsonPages::max_body)"
-            ),
-            Error::Json { uri, source } => {
-                write!(f, "the page from {uri} is not the expected JSON: {source}")
-            }
-            Error::Walk(e) => e.fmt(f),
-            Error::InvalidUrl { url, reason } => {
-                write!(
-                    f,
-                    "cannot paginate from {url:?}: not a valid URI ({reason})"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Service { source, .. }
-            | Error::Unavailable { source }
-            | Error::Body { source, .. } => Some(&**source),
-            Error::Json { source, .. } => Some(source),
-            Error::Walk(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<WalkError> for Error {
-    fn from(e: WalkError) -> Self {
-        Error::Walk(e)
-    }
-}
-
-type Fetched = (http::response::Parts, Bytes);
+type PageBody = UnsyncBoxBody<Bytes, BoxError>;
+type Client = BoxCloneService<Request<Full<Bytes>>, Response<PageBody>, BoxError>;
 type BoxFuture<O> = Pin<Box<dyn Future<Output = O> + Send>>;
 
+/// The walk [`json_link_paginator`] returns: JSON pages over HTTP, from one
+/// `Link: <...>; rel="next"` to the next. Configure it, then take its
+/// [`items`](Paginator::items) or [`pages`](Paginator::pages).
+pub type JsonLinkPaginator<T> = Paginator<JsonPages<T>, LinkHeader, T>;
+
 /// A page service over an HTTP client: `GET <uri>` with
-/// `Accept: application/json`, a 2xx status required, the body (at most
-/// [`max_body`](JsonPages::max_body) bytes) decoded as a JSON array of `T`
-/// (or found with [`items_at`](JsonPages::items_at), the next cursor with
-/// [`next_at`](JsonPages::next_at)), and the response headers kept on the
-/// [`Page`] for [`LinkHeader`].
+/// `Accept: application/json`; the answer decoded by the same code as
+/// [`fetch::Json`](crate::fetch::Json) (a 2xx status, at most
+/// [`max_body_bytes`](JsonPages::max_body_bytes), JSON of the wanted shape),
+/// as a JSON array of `T` (or found with [`items_at`](JsonPages::items_at),
+/// the next cursor with [`next_at`](JsonPages::next_at)); the response
+/// headers are kept on the [`Page`] for [`LinkHeader`].
 ///
 /// The client is any `Service<http::Request<Full<Bytes>>, Response =
 /// http::Response<B>>` (hyper-util's `Client`, this crate's `HttpClient`, a
 /// tower stack around either). Its readiness is forwarded. To walk with
 /// page numbers or cursors instead of `Link` headers, map their requests to
 /// a `Uri` with `ServiceBuilder::map_request`.
+///
+/// Errors are [`PaginateError`]s: the client's own as
+/// [`Service`](PaginateError::Service) and
+/// [`Unavailable`](PaginateError::Unavailable), the answer's as
+/// [`Fetch`](PaginateError::Fetch).
 pub struct JsonPages<T> {
-    client: BoxCloneService<Request<Full<Bytes>>, Fetched, Error>,
+    client: Client,
     invalid: Option<(String, String)>,
     decode: Arc<Decode>,
+    max_body_bytes: u64,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -181,6 +66,7 @@ impl<T> Clone for JsonPages<T> {
             client: self.client.clone(),
             invalid: self.invalid.clone(),
             decode: self.decode.clone(),
+            max_body_bytes: self.max_body_bytes,
             _items: PhantomData,
         }
     }
@@ -188,12 +74,17 @@ impl<T> Clone for JsonPages<T> {
 
 impl<T> fmt::Debug for JsonPages<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JsonPages").finish_non_exhaustive()
+        f.debug_struct("JsonPages")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("items_at", &self.decode.items_at)
+            .field("next_at", &self.decode.next_at)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> JsonPages<T> {
-    /// JSON pages over `client`, reading at most [`DEFAULT_MAX_BODY`] per page.
+    /// JSON pages over `client`, reading at most
+    /// [`DEFAULT_MAX_BODY_BYTES`] (10 MiB) per page.
     pub fn new<S, B>(client: S) -> Self
     where
         S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
@@ -203,33 +94,27 @@ impl<T> JsonPages<T> {
         B::Data: Buf + Send,
         B::Error: Into<BoxError>,
     {
-        Self::max_body(client, DEFAULT_MAX_BODY)
-    }
-
-    /// JSON pages over `client`, failing with [`Error::TooLarge`] on a body
-    /// larger than `limit` bytes.
-    pub fn max_body<S, B>(client: S, limit: usize) -> Self
-    where
-        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Buf + Send,
-        B::Error: Into<BoxError>,
-    {
+        let client = client
+            .map_response(|response: Response<B>| response.map(page_body))
+            .map_err(Into::into);
         JsonPages {
-            client: BoxCloneService::new(Fetch {
-                inner: client,
-                limit,
-            }),
+            client: BoxCloneService::new(client),
             invalid: None,
             decode: Arc::new(Decode::default()),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             _items: PhantomData,
         }
     }
-}
 
-impl<T> JsonPages<T> {
+    /// The largest page body read, in bytes (default
+    /// [`DEFAULT_MAX_BODY_BYTES`], 10 MiB, as for
+    /// [`fetch::JsonLayer`](crate::fetch::JsonLayer)). A larger page fails
+    /// with [`FetchError::BodyTooLarge`] as soon as it crosses the limit.
+    pub fn max_body_bytes(mut self, bytes: u64) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
     /// Reads the items from the array at `pointer` (a JSON pointer,
     /// RFC 6901, such as `"/items"` or `"/data/users"`) instead of expecting
     /// the whole body to be the array.
@@ -248,6 +133,18 @@ impl<T> JsonPages<T> {
     }
 }
 
+/// Any body as one with `Bytes` frames (zero-copy when they already are).
+fn page_body<B>(body: B) -> PageBody
+where
+    B: Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError>,
+{
+    body.map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+        .map_err(Into::into)
+        .boxed_unsync()
+}
+
 /// Where the items and the next cursor are in a body.
 #[derive(Clone, Debug, Default)]
 struct Decode {
@@ -256,11 +153,29 @@ struct Decode {
 }
 
 impl Decode {
-    fn page<T: DeserializeOwned>(&self, body: &[u8]) -> Result<Page<T>, serde_json::Error> {
+    /// Awaits the answer for `uri` and decodes it into a page.
+    async fn page<T, F>(&self, response: F, uri: Uri, limit: u64) -> Result<Page<T>, PaginateError>
+    where
+        T: DeserializeOwned,
+        F: Future<Output = Result<Response<PageBody>, BoxError>>,
+    {
+        let failed = |failure: Failure<BoxError>| match failure {
+            Failure::Inner(source) => PaginateError::Service {
+                uri: uri.clone(),
+                source,
+            },
+            Failure::Fetch(e) => PaginateError::Fetch(e),
+        };
         if self.items_at.is_none() && self.next_at.is_none() {
-            return Ok(Page::new(serde_json::from_slice(body)?));
+            let decoded: DecodeJson<F, PageBody, Vec<T>, HeaderMap> =
+                DecodeJson::new(response, uri.clone(), limit);
+            let (headers, items) = decoded.await.map_err(failed)?;
+            return Ok(Page::new(items).with_headers(headers));
         }
-        let mut value: serde_json::Value = serde_json::from_slice(body)?;
+        let decoded: DecodeJson<F, PageBody, serde_json::Value, HeaderMap> =
+            DecodeJson::new(response, uri.clone(), limit);
+        let (headers, mut value) = decoded.await.map_err(failed)?;
+        let decode_error = |e| PaginateError::Fetch(FetchError::decode(uri.to_string(), e));
         let next = match self.next_at.as_deref().and_then(|p| value.pointer(p)) {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -271,13 +186,14 @@ impl Decode {
                 .pointer_mut(pointer)
                 .map(serde_json::Value::take)
                 .ok_or_else(|| {
-                    <serde_json::Error as serde::de::Error>::custom(format!(
+                    decode_error(<serde_json::Error as serde::de::Error>::custom(format!(
                         "no value at JSON pointer {pointer:?}"
-                    ))
+                    )))
                 })?,
             None => value,
         };
-        Ok(Page::new(serde_json::from_value(items)?).with_next(next))
+        let items = serde_json::from_value(items).map_err(decode_error)?;
+        Ok(Page::new(items).with_next(next).with_headers(headers))
     }
 }
 
@@ -286,91 +202,34 @@ where
     T: DeserializeOwned + Send + 'static,
 {
     type Response = Page<T>;
-    type Error = Error;
-    type Future = BoxFuture<Result<Page<T>, Error>>;
+    type Error = PaginateError;
+    type Future = BoxFuture<Result<Page<T>, PaginateError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PaginateError>> {
         if self.invalid.is_some() {
             return Poll::Ready(Ok(()));
         }
-        self.client.poll_ready(cx)
+        self.client
+            .poll_ready(cx)
+            .map_err(|source| PaginateError::Unavailable { source })
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         if let Some((url, reason)) = self.invalid.clone() {
-            return Box::pin(async move { Err(Error::InvalidUrl { url, reason }) });
+            let reason = reason.into();
+            return Box::pin(async move {
+                Err(PaginateError::Fetch(FetchError::InvalidUri { url, reason }))
+            });
         }
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri.clone();
         request
             .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let fetched = self.client.call(request);
+            .insert(ACCEPT, HeaderValue::from_static(APPLICATION_JSON));
+        let response = self.client.call(request);
         let decode = self.decode.clone();
-        Box::pin(async move {
-            let (parts, body) = fetched.await?;
-            let page = decode
-                .page(&body)
-                .map_err(|source| Error::Json { uri, source })?;
-            Ok(page.with_headers(parts.headers))
-        })
-    }
-}
-
-/// The client, erased: sends, checks the status, reads the body.
-#[derive(Clone)]
-struct Fetch<S> {
-    inner: S,
-    limit: usize,
-}
-
-impl<S, B> Service<Request<Full<Bytes>>> for Fetch<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Fetched;
-    type Error = Error;
-    type Future = BoxFuture<Result<Fetched, Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| Error::Unavailable { source: e.into() })
-    }
-
-    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
-        let uri = request.uri().clone();
-        let limit = self.limit;
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = match response.await {
-                Ok(response) => response,
-                Err(e) => {
-                    return Err(Error::Service {
-                        uri,
-                        source: e.into(),
-                    })
-                }
-            };
-            let (parts, body) = response.into_parts();
-            if !parts.status.is_success() {
-                return Err(Error::Status {
-                    uri,
-                    status: parts.status,
-                });
-            }
-            let body = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => return Err(Error::TooLarge { uri, limit }),
-                Err(source) => return Err(Error::Body { uri, source }),
-            };
-            Ok((parts, body))
-        })
+        let limit = self.max_body_bytes;
+        Box::pin(async move { decode.page(response, uri, limit).await })
     }
 }
 
@@ -378,33 +237,35 @@ where
 /// (as GitHub's does), starting at `url`: each page is `GET` over `client`
 /// and its body decoded as a JSON array of `T` (see [`JsonPages`]).
 ///
-/// Returns the [`Paginator`]: configure it (`prefetch`, `max_pages`, ...)
-/// then take its [`items`](Paginator::items) or [`pages`](Paginator::pages).
-/// Errors are [`paginate::Error`](Error); an invalid `url` is reported as
-/// [`Error::InvalidUrl`] by the first poll of the stream.
+/// Returns the walk, a [`JsonLinkPaginator`]: configure it (`prefetch`,
+/// `max_pages`, ...) then take its [`items`](Paginator::items) or
+/// [`pages`](Paginator::pages). Errors are [`PaginateError`]s; an invalid
+/// `url` is reported as a [`FetchError::InvalidUri`] by the first poll of
+/// the stream.
 ///
 /// ```no_run
 /// use futures::TryStreamExt;
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
-/// use tower_patterns::paginate;
+/// use tower_patterns::paginate::{self, PaginateError};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct User {
 ///     id: u64,
 /// }
 ///
-/// # async fn run() -> Result<(), paginate::Error> {
+/// # async fn run() -> Result<(), PaginateError> {
 /// let client = Client::builder(TokioExecutor::new()).build_http();
-/// let users: Vec<User> = paginate::http_json::<User>(client, "http://127.0.0.1:8080/users?per_page=100")
-///     .prefetch(1)
-///     .items()
-///     .try_collect()
-///     .await?;
+/// let users: Vec<User> =
+///     paginate::json_link_paginator::<User>(client, "http://127.0.0.1:8080/users?per_page=100")
+///         .prefetch(1)
+///         .items()
+///         .try_collect()
+///         .await?;
 /// # Ok(())
 /// # }
 /// ```
-pub fn http_json<T>(
+pub fn json_link_paginator<T>(
     client: impl Service<
             Request<Full<Bytes>>,
             Response = Response<
@@ -416,7 +277,7 @@ pub fn http_json<T>(
         + Send
         + 'static,
     url: impl AsRef<str>,
-) -> Paginator<JsonPages<T>, LinkHeader, T>
+) -> JsonLinkPaginator<T>
 where
     T: DeserializeOwned + Send + 'static,
 {

@@ -1,13 +1,11 @@
 //! Strategies: how to build the next page request.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use http::Uri;
 
-use http::header::LINK;
-use http::{HeaderMap, Uri};
-
-use super::{Page, WalkError};
+use super::error::WalkError;
+use super::link::{parse_next_link, resolve_next};
+use super::page::Page;
+use super::seen::SeenSet;
 
 /// How a walk goes from one page to the next.
 ///
@@ -110,28 +108,48 @@ pub trait Strategy<T> {
 pub struct PageRequest {
     /// The page to fetch (the walk counts from [`PageNumber`]'s `start`).
     pub page: u64,
-    /// How many items a full page holds.
+    /// How many items a full page holds: always the walk's
+    /// [`PageNumber::per_page`].
     pub per_page: u64,
 }
 
-/// Page numbers: `start, start + 1, ...`, `page_size` items per page.
+/// Page numbers: `start, start + 1, ...`, `per_page` items per page.
 ///
-/// Stops after an empty page or a short one (fewer than `page_size` items),
-/// as most page-number APIs end; a `page_size` of `0` means "unknown" and
-/// stops only on an empty page. Since the next request is known in
-/// advance, [`prefetch`](super::Paginator::prefetch) sends it while the
-/// current page is still on its way (and cancels it if the current page
-/// turns out to be the last).
+/// Every request carries the strategy's `per_page` (a resumed checkpoint
+/// too: the strategy is the one truth about the page size). Stops after an
+/// empty page or a short one (fewer than `per_page` items), as most
+/// page-number APIs end; a `per_page` of `0` means "unknown" and stops only
+/// on an empty page. Since the next request is known in advance,
+/// [`prefetch`](super::Paginator::prefetch) sends it while the current page
+/// is still on its way (and cancels it if the current page turns out to be
+/// the last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageNumber {
     start: u64,
-    page_size: u64,
+    per_page: u64,
 }
 
 impl PageNumber {
-    /// Pages `start, start + 1, ...` of `page_size` items.
-    pub fn new(start: u64, page_size: u64) -> Self {
-        PageNumber { start, page_size }
+    /// Pages `start, start + 1, ...` of `per_page` items.
+    pub fn new(start: u64, per_page: u64) -> Self {
+        PageNumber { start, per_page }
+    }
+
+    /// The first page number.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// How many items a full page holds, as sent in every [`PageRequest`].
+    pub fn per_page(&self) -> u64 {
+        self.per_page
+    }
+
+    fn request(&self, page: u64) -> PageRequest {
+        PageRequest {
+            page,
+            per_page: self.per_page,
+        }
     }
 }
 
@@ -139,17 +157,15 @@ impl<T> Strategy<T> for PageNumber {
     type Request = PageRequest;
 
     fn first(&mut self) -> PageRequest {
-        PageRequest {
-            page: self.start,
-            per_page: self.page_size,
-        }
+        self.request(self.start)
+    }
+
+    fn resume(&mut self, checkpoint: PageRequest) -> PageRequest {
+        self.request(checkpoint.page)
     }
 
     fn predict(&self, prev: &PageRequest) -> Option<PageRequest> {
-        Some(PageRequest {
-            page: prev.page.checked_add(1)?,
-            per_page: prev.per_page,
-        })
+        Some(self.request(prev.page.checked_add(1)?))
     }
 
     fn next(
@@ -157,120 +173,11 @@ impl<T> Strategy<T> for PageNumber {
         prev: &PageRequest,
         page: &Page<T>,
     ) -> Result<Option<PageRequest>, WalkError> {
-        let short = u64::try_from(page.len()).is_ok_and(|len| len < prev.per_page);
+        let short = u64::try_from(page.len()).is_ok_and(|len| len < self.per_page);
         if page.is_empty() || short {
             return Ok(None);
         }
         Ok(Strategy::<T>::predict(self, prev))
-    }
-}
-
-// ---------------------------------------------------------------- cursors
-
-/// A cursor request: the token of the page to fetch, `None` for the first.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CursorRequest {
-    /// The cursor the server returned with the previous page.
-    pub cursor: Option<String>,
-}
-
-impl From<String> for CursorRequest {
-    fn from(cursor: String) -> Self {
-        CursorRequest {
-            cursor: Some(cursor),
-        }
-    }
-}
-
-impl From<&str> for CursorRequest {
-    fn from(cursor: &str) -> Self {
-        CursorRequest::from(cursor.to_owned())
-    }
-}
-
-impl From<Option<String>> for CursorRequest {
-    fn from(cursor: Option<String>) -> Self {
-        CursorRequest { cursor }
-    }
-}
-
-/// Cursors: the next token is read from each page by a function.
-///
-/// Stops when the function returns `None` (or an empty token), and ends
-/// with [`WalkError::LoopDetected`] when it returns a token this walk
-/// already followed (the guard remembers the last 16,384 tokens, by hash).
-pub struct Cursor<F> {
-    extract: F,
-    seen: SeenSet,
-}
-
-impl<F> Cursor<F> {
-    /// A cursor walk whose next token is `extract_next(&page)`: for
-    /// example the id of the page's last item, or
-    /// [`Page::next_token`] (see [`Cursor::from_page`]).
-    pub fn new<T>(extract_next: F) -> Self
-    where
-        F: FnMut(&Page<T>) -> Option<String>,
-    {
-        Cursor {
-            extract: extract_next,
-            seen: SeenSet::default(),
-        }
-    }
-}
-
-impl<T> Cursor<fn(&Page<T>) -> Option<String>> {
-    /// A cursor walk that reads the token the page service stored with
-    /// [`Page::with_next`].
-    pub fn from_page() -> Self {
-        fn token<T>(page: &Page<T>) -> Option<String> {
-            page.next_token().map(str::to_owned)
-        }
-        Cursor::new(token::<T> as fn(&Page<T>) -> Option<String>)
-    }
-}
-
-impl<F> fmt::Debug for Cursor<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cursor")
-            .field("seen", &self.seen.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, F> Strategy<T> for Cursor<F>
-where
-    F: FnMut(&Page<T>) -> Option<String>,
-{
-    type Request = CursorRequest;
-
-    fn first(&mut self) -> CursorRequest {
-        CursorRequest::default()
-    }
-
-    fn resume(&mut self, checkpoint: CursorRequest) -> CursorRequest {
-        if let Some(token) = &checkpoint.cursor {
-            self.seen.insert(token);
-        }
-        checkpoint
-    }
-
-    fn next(
-        &mut self,
-        _prev: &CursorRequest,
-        page: &Page<T>,
-    ) -> Result<Option<CursorRequest>, WalkError> {
-        let token = match (self.extract)(page) {
-            Some(token) if !token.is_empty() => token,
-            _ => return Ok(None),
-        };
-        if !self.seen.insert(&token) {
-            return Err(WalkError::LoopDetected {
-                kind: "cursor",
-                repeated: token,
-            });
-        }
-        Ok(Some(CursorRequest::from(token)))
     }
 }
 
@@ -317,11 +224,7 @@ impl<T> Strategy<T> for LinkHeader {
         let Some(link) = parse_next_link(page.headers()) else {
             return Ok(None);
         };
-        let resolved = resolve_reference(prev, &link);
-        let uri = Uri::try_from(resolved.as_str()).map_err(|e| WalkError::InvalidNextLink {
-            link: link.clone(),
-            reason: e.to_string(),
-        })?;
+        let uri = resolve_next(prev, &link)?;
         let key = uri.to_string();
         if !self.seen.insert(&key) {
             return Err(WalkError::LoopDetected {
@@ -333,422 +236,9 @@ impl<T> Strategy<T> for LinkHeader {
     }
 }
 
-/// The target of the first `rel="next"` link in `headers`' `Link` fields
-/// (RFC 8288), as written (not yet resolved).
-///
-/// Tolerates several `Link` fields, several links per field, quoted and
-/// unquoted parameters in any order and case, extra whitespace, and
-/// relation lists (`rel="next last"`). Links with an `anchor` parameter
-/// describe another resource and are skipped. Malformed links are skipped
-/// up to the next comma.
-///
-/// ```
-/// use http::HeaderMap;
-/// use tower_patterns::paginate::parse_next_link;
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert(
-///     "link",
-///     r#"</items?page=1>; rel="prev", </items?page=3>; title="a, b"; REL = "last next""#
-///         .parse()
-///         .unwrap(),
-/// );
-/// assert_eq!(parse_next_link(&headers).as_deref(), Some("/items?page=3"));
-/// ```
-pub fn parse_next_link(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(LINK).iter().find_map(|value| {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        next_in_field(&text)
-    })
-}
-
-fn next_in_field(field: &str) -> Option<String> {
-    let b = field.as_bytes();
-    let mut i = 0;
-    let skip_ws = |i: &mut usize| {
-        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
-            *i += 1;
-        }
-    };
-    while i < b.len() {
-        // Between links: whitespace and commas.
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b',') {
-            i += 1;
-        }
-        if i >= b.len() {
-            break;
-        }
-        if b[i] != b'<' {
-            i = skip_to_comma(b, i);
-            continue;
-        }
-        let Some(close) = field[i + 1..].find('>') else {
-            break;
-        };
-        let target = field[i + 1..i + 1 + close].trim();
-        i += close + 2;
-        let mut rel: Option<String> = None;
-        let mut anchored = false;
-        loop {
-            skip_ws(&mut i);
-            if i >= b.len() || b[i] != b';' {
-                break;
-            }
-            i += 1;
-            skip_ws(&mut i);
-            let name_start = i;
-            while i < b.len() && !matches!(b[i], b'=' | b';' | b',' | b' ' | b'\t') {
-                i += 1;
-            }
-            let name = &field[name_start..i];
-            skip_ws(&mut i);
-            let mut value = String::new();
-            if i < b.len() && b[i] == b'=' {
-                i += 1;
-                skip_ws(&mut i);
-                if i < b.len() && b[i] == b'"' {
-                    i += 1;
-                    while i < b.len() && b[i] != b'"' {
-                        if b[i] == b'\\' && i + 1 < b.len() {
-                            i += 1;
-                        }
-                        // Copy one (possibly multi-byte) character.
-                        let ch = field[i..].chars().next().unwrap_or('\u{fffd}');
-                        value.push(ch);
-                        i += ch.len_utf8();
-                    }
-                    i = (i + 1).min(b.len()); // the closing quote, if any
-                } else {
-                    let start = i;
-                    while i < b.len() && !matches!(b[i], b';' | b',' | b' ' | b'\t') {
-                        i += 1;
-                    }
-                    value.push_str(&field[start..i]);
-                }
-            }
-            if name.eq_ignore_ascii_case("rel") {
-                // Only the first `rel` counts (RFC 8288 section 3.3).
-                rel.get_or_insert(value);
-            } else if name.eq_ignore_ascii_case("anchor") {
-                anchored = true;
-            }
-        }
-        skip_ws(&mut i);
-        if i < b.len() && b[i] != b',' {
-            i = skip_to_comma(b, i);
-        }
-        let is_next = rel.as_deref().is_some_and(|rel| {
-            rel.split_ascii_whitespace()
-                .any(|r| r.eq_ignore_ascii_case("next"))
-        });
-        if is_next && !anchored {
-            return Some(target.to_owned());
-        }
-    }
-    None
-}
-
-/// The index of the next comma outside quotes and angle brackets (or the end).
-fn skip_to_comma(b: &[u8], mut i: usize) -> usize {
-    let mut quoted = false;
-    let mut bracketed = false;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if quoted => i += 1,
-            b'"' if !bracketed => quoted = !quoted,
-            b'<' if !quoted => bracketed = true,
-            b'>' if !quoted => bracketed = false,
-            b',' if !quoted && !bracketed => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-/// Resolves the URI reference `reference` against `base` (RFC 3986
-/// section 5.2): absolute links are kept, `//host/p`, `/p`, `p`, `../p`
-/// and `?q` are resolved, dot segments removed and fragments dropped.
-///
-/// ```
-/// use http::Uri;
-/// use tower_patterns::paginate::resolve_reference;
-///
-/// let base: Uri = "http://api.test/v1/items?page=1".parse().unwrap();
-/// assert_eq!(resolve_reference(&base, "?page=2"), "http://api.test/v1/items?page=2");
-/// assert_eq!(resolve_reference(&base, "../v2/items"), "http://api.test/v2/items");
-/// assert_eq!(resolve_reference(&base, "/items#top"), "http://api.test/items");
-/// ```
-pub fn resolve_reference(base: &Uri, reference: &str) -> String {
-    let reference = reference.trim();
-    let reference = reference.split('#').next().unwrap_or("");
-    let r = split_reference(reference);
-
-    let base_path = base.path();
-    let base_query = base.query();
-    let (scheme, authority, path, query): (Option<&str>, Option<&str>, String, Option<&str>);
-    if r.scheme.is_some() {
-        scheme = r.scheme;
-        authority = r.authority;
-        path = remove_dot_segments(r.path);
-        query = r.query;
-    } else {
-        scheme = base.scheme_str();
-        if r.authority.is_some() {
-            authority = r.authority;
-            path = remove_dot_segments(r.path);
-            query = r.query;
-        } else {
-            authority = base.authority().map(|a| a.as_str());
-            if r.path.is_empty() {
-                path = base_path.to_owned();
-                query = r.query.or(base_query);
-            } else {
-                path = if r.path.starts_with('/') {
-                    remove_dot_segments(r.path)
-                } else {
-                    let merged = match base_path.rfind('/') {
-                        _ if authority.is_some() && base_path.is_empty() => format!("/{}", r.path),
-                        Some(slash) => format!("{}{}", &base_path[..=slash], r.path),
-                        None => r.path.to_owned(),
-                    };
-                    remove_dot_segments(&merged)
-                };
-                query = r.query;
-            }
-        }
-    }
-
-    let mut out = String::with_capacity(reference.len() + 32);
-    if let Some(scheme) = scheme {
-        out.push_str(scheme);
-        out.push(':');
-    }
-    if let Some(authority) = authority {
-        out.push_str("//");
-        out.push_str(authority);
-    }
-    out.push_str(&path);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-struct Reference<'a> {
-    scheme: Option<&'a str>,
-    authority: Option<&'a str>,
-    path: &'a str,
-    query: Option<&'a str>,
-}
-
-fn split_reference(s: &str) -> Reference<'_> {
-    let mut rest = s;
-    let mut scheme = None;
-    if let Some(colon) = s.find(':') {
-        let candidate = &s[..colon];
-        let valid = candidate
-            .bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
-            && candidate
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-        if valid {
-            scheme = Some(candidate);
-            rest = &s[colon + 1..];
-        }
-    }
-    let mut authority = None;
-    if let Some(after) = rest.strip_prefix("//") {
-        let end = after.find(['/', '?']).unwrap_or(after.len());
-        authority = Some(&after[..end]);
-        rest = &after[end..];
-    }
-    let (path, query) = match rest.find('?') {
-        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
-        None => (rest, None),
-    };
-    Reference {
-        scheme,
-        authority,
-        path,
-        query,
-    }
-}
-
-/// RFC 3986 section 5.2.4.
-fn remove_dot_segments(path: &str) -> String {
-    let mut input = path;
-    let mut out = String::with_capacity(path.len());
-    let pop = |out: &mut String| match out.rfind('/') {
-        Some(i) => out.truncate(i),
-        None => out.clear(),
-    };
-    while !input.is_empty() {
-        if let Some(rest) = input.strip_prefix("../") {
-            input = rest;
-        } else if let Some(rest) = input.strip_prefix("./") {
-            input = rest;
-        } else if input.starts_with("/./") {
-            input = &input[2..];
-        } else if input == "/." {
-            input = "/";
-        } else if input.starts_with("/../") {
-            input = &input[3..];
-            pop(&mut out);
-        } else if input == "/.." {
-            input = "/";
-            pop(&mut out);
-        } else if input == "." || input == ".." {
-            input = "";
-        } else {
-            let start = usize::from(input.starts_with('/'));
-            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
-            out.push_str(&input[..end]);
-            input = &input[end..];
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------- loop guard
-
-/// The loop guard's memory: hashes of the tokens or URLs followed so far,
-/// bounded (oldest forgotten first).
-#[derive(Debug, Default)]
-struct SeenSet {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
-}
-
-const SEEN_CAPACITY: usize = 16_384;
-
-impl SeenSet {
-    /// Records `key`; `false` when it was already there.
-    fn insert(&mut self, key: &str) -> bool {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let hash = hasher.finish();
-        if !self.set.insert(hash) {
-            return false;
-        }
-        self.order.push_back(hash);
-        if self.order.len() > SEEN_CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-
-    fn len(&self) -> usize {
-        self.order.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn link(value: &str) -> Option<String> {
-        let mut headers = HeaderMap::new();
-        headers.append(LINK, value.parse().unwrap());
-        parse_next_link(&headers)
-    }
-
-    #[test]
-    fn link_parsing_is_robust() {
-        assert_eq!(
-            link(r#"<https://a/x?page=2>; rel="next""#).as_deref(),
-            Some("https://a/x?page=2")
-        );
-        assert_eq!(
-            link("<https://a/2>;rel=next").as_deref(),
-            Some("https://a/2")
-        );
-        assert_eq!(
-            link(r#"<https://a/1>; rel="prev", <https://a/3>; rel="next""#).as_deref(),
-            Some("https://a/3")
-        );
-        assert_eq!(
-            link(r#"  < /p/4 > ;  rel = "Next"  "#).as_deref(),
-            Some("/p/4")
-        );
-        // A comma and a fake rel inside a quoted parameter do not split the link.
-        assert_eq!(
-            link(r#"</a>; title="x, <b>; rel=next"; rel="prev", </c>; rel="next""#).as_deref(),
-            Some("/c")
-        );
-        // Escaped quotes in quoted strings.
-        assert_eq!(
-            link(r#"</a>; title="say \"hi\""; rel="next""#).as_deref(),
-            Some("/a")
-        );
-        // Only the first rel counts.
-        assert_eq!(link(r#"</a>; rel="prev"; rel="next""#), None);
-        // Relation lists.
-        assert_eq!(link(r#"</a>; rel="last next""#).as_deref(), Some("/a"));
-        // Anchored links describe another resource.
-        assert_eq!(link(r#"</a>; anchor="/other"; rel="next""#), None);
-        // Garbage before a valid link is skipped.
-        assert_eq!(
-            link(r#"garbage; rel="next", </ok>; rel="next""#).as_deref(),
-            Some("/ok")
-        );
-        assert_eq!(link(r#"</a>; rel="nextpage""#), None);
-        assert_eq!(link("<unterminated; rel=next"), None);
-        assert_eq!(link(""), None);
-    }
-
-    #[test]
-    fn several_link_fields() {
-        let mut headers = HeaderMap::new();
-        headers.append(LINK, r#"</first>; rel="first""#.parse().unwrap());
-        headers.append(LINK, r#"</second>; rel="next""#.parse().unwrap());
-        assert_eq!(parse_next_link(&headers).as_deref(), Some("/second"));
-    }
-
-    #[test]
-    fn resolves_rfc3986_examples() {
-        // RFC 3986 section 5.4.1, base "http://a/b/c/d;p?q".
-        let base: Uri = "http://a/b/c/d;p?q".parse().unwrap();
-        let cases = [
-            ("g", "http://a/b/c/g"),
-            ("./g", "http://a/b/c/g"),
-            ("g/", "http://a/b/c/g/"),
-            ("/g", "http://a/g"),
-            ("//g", "http://g"),
-            ("?y", "http://a/b/c/d;p?y"),
-            ("g?y", "http://a/b/c/g?y"),
-            ("#s", "http://a/b/c/d;p?q"),
-            ("", "http://a/b/c/d;p?q"),
-            (".", "http://a/b/c/"),
-            ("./", "http://a/b/c/"),
-            ("..", "http://a/b/"),
-            ("../", "http://a/b/"),
-            ("../g", "http://a/b/g"),
-            ("../..", "http://a/"),
-            ("../../g", "http://a/g"),
-            ("../../../g", "http://a/g"),
-            ("/./g", "http://a/g"),
-            ("/../g", "http://a/g"),
-            ("g.", "http://a/b/c/g."),
-            ("..g", "http://a/b/c/..g"),
-            ("./g/.", "http://a/b/c/g/"),
-            ("g/../h", "http://a/b/c/h"),
-            ("g;x=1/../y", "http://a/b/c/y"),
-            ("https://other:8443/x?p=2", "https://other:8443/x?p=2"),
-        ];
-        for (reference, expected) in cases {
-            assert_eq!(
-                resolve_reference(&base, reference),
-                expected,
-                "reference {reference:?}"
-            );
-        }
-    }
 
     #[test]
     fn page_numbers_stop_on_short_or_empty_pages() {
@@ -781,46 +271,5 @@ mod tests {
             unknown.next(&first, &Page::<u8>::new(vec![])).unwrap(),
             None
         );
-    }
-
-    #[test]
-    fn cursor_loop_guard() {
-        let mut s = Cursor::from_page();
-        let first = Strategy::<u8>::first(&mut s);
-        let a = s
-            .next(&first, &Page::new(vec![1u8]).with_next(Some("a")))
-            .unwrap()
-            .unwrap();
-        let b = s
-            .next(&a, &Page::new(vec![2u8]).with_next(Some("b")))
-            .unwrap()
-            .unwrap();
-        let err = s
-            .next(&b, &Page::new(vec![3u8]).with_next(Some("a")))
-            .unwrap_err();
-        assert!(err.is_loop());
-        assert!(err.to_string().contains("\"a\""), "{err}");
-        assert_eq!(
-            s.next(&b, &Page::new(vec![3u8]).with_next(None::<String>))
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            s.next(&b, &Page::new(vec![3u8]).with_next(Some("")))
-                .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn seen_set_is_bounded() {
-        let mut seen = SeenSet::default();
-        for i in 0..SEEN_CAPACITY + 10 {
-            assert!(seen.insert(&i.to_string()));
-        }
-        assert_eq!(seen.len(), SEEN_CAPACITY);
-        assert_eq!(seen.set.len(), SEEN_CAPACITY);
-        assert!(!seen.insert(&(SEEN_CAPACITY + 9).to_string()));
-        assert!(seen.insert("0"), "the oldest entry was forgotten");
     }
 }

@@ -11,7 +11,9 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use super::{Page, Strategy, WalkError};
+use super::error::WalkError;
+use super::page::Page;
+use super::strategy::Strategy;
 use crate::trace::trace_event;
 
 type PageResult<S, T, R> = Result<Page<T>, <S as Service<R>>::Error>;
@@ -19,10 +21,11 @@ type Request<St, T> = <St as Strategy<T>>::Request;
 type SlotOf<S, St, T> =
     Slot<Request<St, T>, <S as Service<Request<St, T>>>::Future, PageResult<S, T, Request<St, T>>>;
 
-/// A snapshot of a walk's progress, from [`Pages::stats`] or [`Items::stats`].
+/// A snapshot of a walk's progress, from [`Pages::stats`] or
+/// [`Items::stats`](super::Items::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PageStats {
+pub struct PaginateStats {
     /// Pages yielded so far.
     pub pages: u64,
     /// Items in the pages yielded so far (after any `max_items` cut).
@@ -91,7 +94,7 @@ where
     spawn: Option<Handle>,
     max_pages: Option<u64>,
     max_items: Option<u64>,
-    stats: PageStats,
+    stats: PaginateStats,
 }
 
 // The stream never pins its fields in place (futures are boxed or spawned).
@@ -134,7 +137,7 @@ where
             spawn,
             max_pages,
             max_items,
-            stats: PageStats::default(),
+            stats: PaginateStats::default(),
         }
     }
 
@@ -147,8 +150,8 @@ where
     }
 
     /// Progress so far.
-    pub fn stats(&self) -> PageStats {
-        PageStats {
+    pub fn stats(&self) -> PaginateStats {
+        PaginateStats {
             in_flight: self.queue.len(),
             ..self.stats
         }
@@ -345,97 +348,5 @@ where
             .field("stats", &self.stats())
             .field("done", &self.done)
             .finish_non_exhaustive()
-    }
-}
-
-/// The stream of items of a walk, from [`Paginator::items`](super::Paginator::items).
-///
-/// Yields `Result<T, S::Error>`, page after page, in order; ends after the
-/// first error. It holds the current page's remaining items plus what
-/// [`Pages`] holds.
-pub struct Items<S, St, T>
-where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
-{
-    pages: Pages<S, St, T>,
-    current: std::vec::IntoIter<T>,
-}
-
-// `current` is never pinned in place.
-impl<S, St, T> Unpin for Items<S, St, T>
-where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
-{
-}
-
-impl<S, St, T> Items<S, St, T>
-where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
-{
-    pub(crate) fn new(pages: Pages<S, St, T>) -> Self {
-        Items {
-            pages,
-            current: Vec::new().into_iter(),
-        }
-    }
-
-    /// Where to resume: the request of the first page not yet started (see
-    /// [`Pages::checkpoint`]). Items of a page partly consumed are not
-    /// covered by it.
-    pub fn checkpoint(&self) -> Option<&St::Request> {
-        self.pages.checkpoint()
-    }
-
-    /// Progress so far, counted in whole pages received.
-    pub fn stats(&self) -> PageStats {
-        self.pages.stats()
-    }
-
-    /// The underlying page stream, with the items of the current page not
-    /// yet yielded.
-    pub fn into_pages(self) -> (Pages<S, St, T>, Vec<T>) {
-        (self.pages, self.current.collect())
-    }
-}
-
-impl<S, St, T> Stream for Items<S, St, T>
-where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
-    S::Future: Send + 'static,
-    S::Error: From<WalkError> + Send + 'static,
-    T: Send + 'static,
-{
-    type Item = Result<T, S::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(item) = this.current.next() {
-                return Poll::Ready(Some(Ok(item)));
-            }
-            match futures::ready!(Pin::new(&mut this.pages).poll_next(cx)) {
-                Some(Ok(page)) => this.current = page.into_items().into_iter(),
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => return Poll::Ready(None),
-            }
-        }
-    }
-}
-
-impl<S, St, T> fmt::Debug for Items<S, St, T>
-where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
-    St::Request: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Items")
-            .field("pages", &self.pages)
-            .field("buffered", &self.current.len())
-            .finish()
     }
 }
