@@ -90,6 +90,8 @@ pub mod respond;
 pub mod retry;
 #[allow(dead_code)] // TEMP(0.2 pass): removed once every pattern uses it
 mod sync;
+#[allow(dead_code)] // TEMP(issue 23): removed once every duration goes through it
+mod time;
 
 #[cfg(feature = "upstream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "upstream")))]
