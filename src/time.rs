@@ -48,7 +48,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn short_durations_add_exactly() {
         let now = Instant::now();
-        assert_eq!(deadline(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
         assert_eq!(deadline(now, NEVER), now + NEVER);
     }
 
@@ -66,6 +69,9 @@ mod tests {
         let now = Instant::now();
         let sleep = tokio::time::sleep_until(deadline(now, Duration::MAX));
         let raced = tokio::time::timeout(Duration::from_secs(3600), sleep).await;
-        assert!(raced.is_err(), "a sleep until never does not end within an hour");
+        assert!(
+            raced.is_err(),
+            "a sleep until never does not end within an hour"
+        );
     }
 }

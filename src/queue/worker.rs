@@ -92,6 +92,24 @@ impl<Req, Res, E> Future for NextJob<'_, Req, Res, E> {
     }
 }
 
+/// What one poll of the task's service or future came to, panics caught.
+enum Step<T, E> {
+    Ready(T),
+    Pending,
+    /// The task ends here: the service or its future failed or panicked.
+    Finished(TaskError<E>),
+}
+
+/// Polls under `catch_unwind`, turning an error or a panic into the task's end.
+fn guarded<T, E>(poll: impl FnOnce() -> Poll<Result<T, E>>) -> Step<T, E> {
+    match catch_unwind(AssertUnwindSafe(poll)) {
+        Ok(Poll::Ready(Ok(value))) => Step::Ready(value),
+        Ok(Poll::Ready(Err(e))) => Step::Finished(TaskError::Failed(e)),
+        Ok(Poll::Pending) => Step::Pending,
+        Err(payload) => Step::Finished(TaskError::Panicked(panic_message(payload))),
+    }
+}
+
 pin_project! {
     /// Runs one task on the inner service: `poll_ready`, then `call`, then
     /// the response future, each under `catch_unwind`, checking for
@@ -122,34 +140,22 @@ where
                 return Poll::Ready(Err(TaskError::Cancelled));
             }
             if let Some(fut) = this.future.as_mut().as_pin_mut() {
-                match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-                    Ok(Poll::Ready(Ok(res))) => return Poll::Ready(Ok(res)),
-                    Ok(Poll::Ready(Err(e))) => return Poll::Ready(Err(TaskError::Failed(e))),
-                    Ok(Poll::Pending) => {
-                        if this.cell.park_worker(cx.waker()) {
-                            continue;
-                        }
-                        return Poll::Pending;
-                    }
-                    Err(payload) => {
+                match guarded(|| fut.poll(cx)) {
+                    Step::Ready(res) => return Poll::Ready(Ok(res)),
+                    Step::Finished(err) => {
                         this.future.set(None);
-                        return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
+                        return Poll::Ready(Err(err));
                     }
+                    Step::Pending if this.cell.park_worker(cx.waker()) => continue,
+                    Step::Pending => return Poll::Pending,
                 }
             }
             let service = &mut **this.service;
-            match catch_unwind(AssertUnwindSafe(|| service.poll_ready(cx))) {
-                Ok(Poll::Ready(Ok(()))) => {}
-                Ok(Poll::Ready(Err(e))) => return Poll::Ready(Err(TaskError::Failed(e))),
-                Ok(Poll::Pending) => {
-                    if this.cell.park_worker(cx.waker()) {
-                        continue;
-                    }
-                    return Poll::Pending;
-                }
-                Err(payload) => {
-                    return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
-                }
+            match guarded(|| service.poll_ready(cx)) {
+                Step::Ready(()) => {}
+                Step::Finished(err) => return Poll::Ready(Err(err)),
+                Step::Pending if this.cell.park_worker(cx.waker()) => continue,
+                Step::Pending => return Poll::Pending,
             }
             let Some(req) = this.req.take() else {
                 // Unreachable: the request is taken exactly once, right
