@@ -78,7 +78,6 @@ mod trace;
 pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
-#[allow(dead_code)] // TEMP(0.2 pass): removed once every builder uses the checks
 mod error;
 pub mod fetch;
 pub mod limit;
@@ -88,7 +87,6 @@ pub mod queue;
 mod rejection;
 pub mod respond;
 pub mod retry;
-#[allow(dead_code)] // TEMP(0.2 pass): removed once every pattern uses it
 mod sync;
 #[allow(dead_code)] // TEMP(issue 23): removed once every duration goes through it
 mod time;
