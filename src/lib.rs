@@ -40,8 +40,31 @@
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
 //! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
 //! | [`respond`] | our errors as HTTP answers (axum) and `tonic::Status`es: 503 + `Retry-After` for an open breaker or overload, 504 for timeouts |
-//! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer |
+//! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer; [`HttpClassify`](classify::HttpClassify), and `GrpcClassify` (feature `tonic`) |
 //! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
+//!
+//! ## The public API, one spelling
+//!
+//! Every pattern spells its parts the same way: `XLayer` is built by
+//! `XLayerBuilder` (`#[must_use]`, `build() -> Result<_, ConfigError>`) and
+//! makes the service `X<S>`, whose future is `ResponseFuture`; services that
+//! are not layers are built by a builder named for them. Stats are named for
+//! the module, handles for what they steer, and every stateful layer and its
+//! services have `stats()`.
+//!
+//! | module | layer | builder | service | future | error | stats | handle |
+//! |---|---|---|---|---|---|---|---|
+//! | [`retry`] | [`RetryLayer`](retry::RetryLayer) | [`RetryLayerBuilder`](retry::RetryLayerBuilder) | [`Retry`](retry::Retry) | [`ResponseFuture`](retry::ResponseFuture) | the inner service's | [`RetryStats`](retry::RetryStats) | |
+//! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreakerLayerBuilder`](circuit_breaker::CircuitBreakerLayerBuilder) | [`CircuitBreaker`](circuit_breaker::CircuitBreaker) | [`ResponseFuture`](circuit_breaker::ResponseFuture) | [`Open`](circuit_breaker::Open) | [`CircuitBreakerStats`](circuit_breaker::CircuitBreakerStats) | [`CircuitBreakerHandle`](circuit_breaker::CircuitBreakerHandle) |
+//! | [`limit`] (fixed) | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) | [`ConcurrencyLimitLayerBuilder`](limit::ConcurrencyLimitLayerBuilder) | [`ConcurrencyLimit`](limit::ConcurrencyLimit) | [`ResponseFuture`](limit::concurrency::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
+//! | [`limit`] (adaptive) | [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) | [`AdaptiveLimitLayerBuilder`](limit::AdaptiveLimitLayerBuilder) | [`AdaptiveLimit`](limit::AdaptiveLimit) | [`ResponseFuture`](limit::adaptive::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
+//! | [`cache`] | [`CacheLayer`](cache::CacheLayer) | [`CacheLayerBuilder`](cache::CacheLayerBuilder) | [`Cache`](cache::Cache) | [`ResponseFuture`](cache::ResponseFuture) | [`SharedError`](cache::SharedError), [`LoadAbandoned`](cache::LoadAbandoned) | [`CacheStats`](cache::CacheStats) | [`CacheHandle`](cache::CacheHandle) |
+//! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
+//! | [`paginate`] | | | [`Paginator`](paginate::Paginator) (streams [`Pages`](paginate::Pages), [`Items`](paginate::Items)) | | [`PaginateError`](paginate::PaginateError), [`WalkError`](paginate::WalkError) | [`PaginateStats`](paginate::PaginateStats) | |
+//! | [`queue`] | | [`TaskQueueBuilder`](queue::TaskQueueBuilder) | [`TaskQueue`](queue::TaskQueue) | [`ResponseFuture`](queue::ResponseFuture) | [`QueueFull`](queue::QueueFull), [`QueueClosed`](queue::QueueClosed), [`TaskError`](queue::TaskError) | [`QueueStats`](queue::QueueStats) | [`TaskHandle`](queue::TaskHandle) |
+//! | [`pool`] | | [`PoolBuilder`](pool::PoolBuilder) | [`Pool`](pool::Pool) | [`AcquireFuture`](pool::AcquireFuture) | [`PoolError`](pool::PoolError) | [`PoolStats`](pool::PoolStats) | [`Pooled`](pool::Pooled) (the guard) |
+//!
+//! Renames from 0.1 are listed in `CHANGELOG.md` as `old -> new`.
 //!
 //! ## Conventions every pattern follows
 //!
