@@ -128,7 +128,10 @@ async fn idle_resources(pool: &Pool<TestManager>, n: usize) {
         .map(Result::unwrap)
         .collect::<Vec<_>>();
     conns.sort_by_key(|c| c.id);
-    assert_eq!(conns.iter().map(|c| c.id).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+    assert_eq!(
+        conns.iter().map(|c| c.id).collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>()
+    );
     for conn in conns {
         drop(conn);
     }
@@ -386,7 +389,11 @@ async fn a_failed_recycle_falls_back_to_the_other_idle_resource() {
     let conn = pool.acquire().await.unwrap();
     assert_eq!(conn.id, 0, "the healthy idle resource was passed over");
     let stats = pool.stats();
-    assert_eq!((stats.size, stats.idle, stats.in_use), (1, 0, 1), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 0, 1),
+        "{stats:?}"
+    );
     assert_eq!((stats.created, stats.recycled), (2, 1), "{stats:?}");
     assert_eq!(stats.closed_by_reason.recycle_failed, 1);
     assert_eq!(manager.recycles(), 2);
@@ -404,7 +411,11 @@ async fn when_every_idle_resource_fails_recycle_each_is_closed_then_one_created(
     let conn = pool.acquire().await.unwrap();
     assert_eq!(conn.id, 2, "a new resource");
     let stats = pool.stats();
-    assert_eq!((stats.size, stats.idle, stats.in_use), (1, 0, 1), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 0, 1),
+        "{stats:?}"
+    );
     assert_eq!(stats.closed_by_reason.recycle_failed, 2);
     assert_eq!((stats.created, stats.recycled), (3, 0));
     assert_eq!(manager.recycles(), 2);
@@ -429,7 +440,11 @@ async fn recycle_checks_per_acquire_are_bounded() {
     let stats = pool.stats();
     assert_eq!(stats.closed_by_reason.recycle_failed, 3);
     // The two oldest dead ones are left idle, unchecked...
-    assert_eq!((stats.size, stats.idle, stats.in_use), (3, 2, 1), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (3, 2, 1),
+        "{stats:?}"
+    );
 
     // ...for the next acquire to check (and close) them.
     let second = pool.acquire().await.unwrap();
@@ -437,7 +452,11 @@ async fn recycle_checks_per_acquire_are_bounded() {
     assert_eq!(manager.recycles(), 5);
     let stats = pool.stats();
     assert_eq!(stats.closed_by_reason.recycle_failed, 5);
-    assert_eq!((stats.size, stats.idle, stats.in_use), (2, 0, 2), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (2, 0, 2),
+        "{stats:?}"
+    );
     assert_eq!(manager.alive(), 2);
 }
 
@@ -452,10 +471,17 @@ async fn cancelling_during_a_later_recycle_check_leaks_no_slot() {
     manager.set_recycle_delay(1_000);
 
     let cancelled = tokio::time::timeout(Duration::from_millis(1_500), pool.acquire()).await;
-    assert!(cancelled.is_err(), "the acquire was not cancelled mid-check");
+    assert!(
+        cancelled.is_err(),
+        "the acquire was not cancelled mid-check"
+    );
     assert_eq!(manager.recycles(), 2);
     let stats = pool.stats();
-    assert_eq!((stats.size, stats.idle, stats.in_use), (1, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 1, 0),
+        "{stats:?}"
+    );
     assert_eq!(stats.closed_by_reason.recycle_failed, 1);
     assert_eq!(stats.closed_by_reason.interrupted, 1);
     assert_eq!(manager.alive(), 1);
@@ -817,7 +843,11 @@ async fn max_lifetime_max_keeps_resources_without_limit() {
     tokio::time::sleep(Duration::from_secs(86_400)).await;
     drop(conn); // returned after a day checked out: still kept
     let stats = pool.stats();
-    assert_eq!((stats.size, stats.idle, stats.created), (1, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.created),
+        (1, 1, 1),
+        "{stats:?}"
+    );
     assert_eq!(stats.closed_by_reason.max_lifetime, 0);
 }
 

@@ -183,7 +183,11 @@ async fn a_killed_backend_is_skipped_for_a_healthy_idle_one() {
     assert_eq!(backend_pid(&conn).await, older);
     let stats = pool.stats();
     assert_eq!(stats.closed_by_reason.recycle_failed, 1, "{stats:?}");
-    assert_eq!((stats.created, stats.size, stats.idle), (2, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.created, stats.size, stats.idle),
+        (2, 1, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]

@@ -142,9 +142,11 @@ impl<M: Manager> Inner<M> {
 
     async fn fill_one(&self) -> bool {
         let guard = SlotGuard::new(self);
-        let created =
-            tokio::time::timeout(time::capped(self.config.acquire_timeout), self.manager.create())
-                .await;
+        let created = tokio::time::timeout(
+            time::capped(self.config.acquire_timeout),
+            self.manager.create(),
+        )
+        .await;
         match created {
             Ok(Ok(resource)) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
