@@ -45,6 +45,8 @@ struct Shared {
     recycle_delay_ms: AtomicUsize,
     /// Random delays up to the configured ones instead of fixed ones.
     random_delays: AtomicBool,
+    /// This share (in percent) of recycle checks fails at random.
+    recycle_failure_percent: AtomicUsize,
 }
 
 #[derive(Clone, Default)]
@@ -62,6 +64,11 @@ impl TestManager {
     }
     fn fail_create(&self, msg: Option<&str>) {
         *self.0.fail_create.lock().unwrap() = msg.map(str::to_owned);
+    }
+    fn fail_recycles_percent(&self, percent: usize) {
+        self.0
+            .recycle_failure_percent
+            .store(percent, Ordering::SeqCst);
     }
     fn recycles(&self) -> usize {
         self.0.recycles_started.load(Ordering::SeqCst)
@@ -104,6 +111,10 @@ impl Manager for TestManager {
         self.0.recycles_started.fetch_add(1, Ordering::SeqCst);
         self.delay(self.0.recycle_delay_ms.load(Ordering::SeqCst))
             .await;
+        let percent = self.0.recycle_failure_percent.load(Ordering::SeqCst);
+        if percent > 0 && fastrand::usize(0..100) < percent {
+            return Err(TestError(format!("connection {} failed a check", conn.id)));
+        }
         if self.0.broken.lock().unwrap().contains(&conn.id) {
             return Err(TestError(format!("connection {} is broken", conn.id)));
         }
@@ -600,6 +611,8 @@ async fn thousands_of_random_cancellations_leave_counts_exact() {
     manager.0.random_delays.store(true, Ordering::SeqCst);
     manager.set_create_delay(20);
     manager.set_recycle_delay(5);
+    // Acquires also go on from failed checks to other idle resources.
+    manager.fail_recycles_percent(30);
     let max = 8;
     let pool = Pool::builder()
         .min_size(2)
@@ -640,6 +653,7 @@ async fn thousands_of_random_cancellations_leave_counts_exact() {
     assert!(manager.0.creates_started.load(Ordering::SeqCst) as u64 > stats.created);
     assert!(stats.closed_by_reason.interrupted > 0, "{stats:?}");
     assert!(stats.recycled > 0, "{stats:?}");
+    assert!(stats.closed_by_reason.recycle_failed > 0, "{stats:?}");
     assert_eq!(stats.in_use, 0, "{stats:?}");
     assert_eq!(stats.waiting, 0, "{stats:?}");
     assert_eq!(stats.size, stats.idle, "{stats:?}");
@@ -660,6 +674,7 @@ async fn random_cancellations_across_threads_leave_counts_exact() {
     manager.0.random_delays.store(true, Ordering::SeqCst);
     manager.set_create_delay(2);
     manager.set_recycle_delay(1);
+    manager.fail_recycles_percent(30);
     let max = 4;
     let pool = Pool::builder()
         .max_size(max)
