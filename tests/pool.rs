@@ -37,12 +37,16 @@ struct Shared {
     next_id: AtomicUsize,
     alive: Arc<AtomicUsize>,
     creates_started: AtomicUsize,
+    /// `recycle` calls, counted as they start.
+    recycles_started: AtomicUsize,
     fail_create: Mutex<Option<String>>,
     broken: Mutex<HashSet<usize>>,
     create_delay_ms: AtomicUsize,
     recycle_delay_ms: AtomicUsize,
     /// Random delays up to the configured ones instead of fixed ones.
     random_delays: AtomicBool,
+    /// This share (in percent) of recycle checks fails at random.
+    recycle_failure_percent: AtomicUsize,
 }
 
 #[derive(Clone, Default)]
@@ -60,6 +64,14 @@ impl TestManager {
     }
     fn fail_create(&self, msg: Option<&str>) {
         *self.0.fail_create.lock().unwrap() = msg.map(str::to_owned);
+    }
+    fn fail_recycles_percent(&self, percent: usize) {
+        self.0
+            .recycle_failure_percent
+            .store(percent, Ordering::SeqCst);
+    }
+    fn recycles(&self) -> usize {
+        self.0.recycles_started.load(Ordering::SeqCst)
     }
     fn break_conn(&self, id: usize) {
         self.0.broken.lock().unwrap().insert(id);
@@ -96,8 +108,13 @@ impl Manager for TestManager {
     }
 
     async fn recycle(&self, conn: &mut Conn) -> Result<(), TestError> {
+        self.0.recycles_started.fetch_add(1, Ordering::SeqCst);
         self.delay(self.0.recycle_delay_ms.load(Ordering::SeqCst))
             .await;
+        let percent = self.0.recycle_failure_percent.load(Ordering::SeqCst);
+        if percent > 0 && fastrand::usize(0..100) < percent {
+            return Err(TestError(format!("connection {} failed a check", conn.id)));
+        }
         if self.0.broken.lock().unwrap().contains(&conn.id) {
             return Err(TestError(format!("connection {} is broken", conn.id)));
         }
@@ -111,6 +128,25 @@ fn pool(manager: &TestManager, min: usize, max: usize) -> Pool<TestManager> {
         .max_size(max)
         .build(manager.clone())
         .unwrap()
+}
+
+/// Fills the pool with `n` idle resources with ids `0..n`, returned in id
+/// order: the highest id is the newest idle one.
+async fn idle_resources(pool: &Pool<TestManager>, n: usize) {
+    let mut conns = futures::future::join_all((0..n).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    conns.sort_by_key(|c| c.id);
+    assert_eq!(
+        conns.iter().map(|c| c.id).collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>()
+    );
+    for conn in conns {
+        drop(conn);
+    }
+    assert_eq!(pool.stats().idle, n);
 }
 
 /// Lets spawned tasks run until nothing is left to do right now.
@@ -353,6 +389,123 @@ async fn a_resource_failing_recycle_is_replaced_never_handed_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_recycle_falls_back_to_the_other_idle_resource() {
+    // Two idle resources; the newest fails its check. The other, healthy
+    // one is handed out: nothing new is created while it existed.
+    let manager = TestManager::default();
+    let pool = pool(&manager, 0, 4);
+    idle_resources(&pool, 2).await;
+    manager.break_conn(1);
+
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id, 0, "the healthy idle resource was passed over");
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+    assert_eq!((stats.created, stats.recycled), (2, 1), "{stats:?}");
+    assert_eq!(stats.closed_by_reason.recycle_failed, 1);
+    assert_eq!(manager.recycles(), 2);
+    assert_eq!(manager.alive(), 1, "the broken resource is closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_idle_resource_fails_recycle_each_is_closed_then_one_created() {
+    let manager = TestManager::default();
+    let pool = pool(&manager, 0, 4);
+    idle_resources(&pool, 2).await;
+    manager.break_conn(0);
+    manager.break_conn(1);
+
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id, 2, "a new resource");
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.closed_by_reason.recycle_failed, 2);
+    assert_eq!((stats.created, stats.recycled), (3, 0));
+    assert_eq!(manager.recycles(), 2);
+    assert_eq!(manager.alive(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recycle_checks_per_acquire_are_bounded() {
+    // A failover: every idle resource is dead. One acquire makes at most 3
+    // checks (the documented bound), then creates a new resource in the
+    // last failed one's slot, without waiting, though the pool was full.
+    let manager = TestManager::default();
+    let pool = pool(&manager, 0, 5);
+    idle_resources(&pool, 5).await;
+    for id in 0..5 {
+        manager.break_conn(id);
+    }
+
+    let first = pool.acquire().await.unwrap();
+    assert_eq!(first.id, 5);
+    assert_eq!(manager.recycles(), 3, "checks made by one acquire");
+    let stats = pool.stats();
+    assert_eq!(stats.closed_by_reason.recycle_failed, 3);
+    // The two oldest dead ones are left idle, unchecked...
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (3, 2, 1),
+        "{stats:?}"
+    );
+
+    // ...for the next acquire to check (and close) them.
+    let second = pool.acquire().await.unwrap();
+    assert_eq!(second.id, 6);
+    assert_eq!(manager.recycles(), 5);
+    let stats = pool.stats();
+    assert_eq!(stats.closed_by_reason.recycle_failed, 5);
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (2, 0, 2),
+        "{stats:?}"
+    );
+    assert_eq!(manager.alive(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_during_a_later_recycle_check_leaks_no_slot() {
+    // Idle 0, 1, 2; the newest (2) fails its 1 s check, then the acquire
+    // is dropped 0.5 s into checking 1.
+    let manager = TestManager::default();
+    let pool = pool(&manager, 0, 3);
+    idle_resources(&pool, 3).await;
+    manager.break_conn(2);
+    manager.set_recycle_delay(1_000);
+
+    let cancelled = tokio::time::timeout(Duration::from_millis(1_500), pool.acquire()).await;
+    assert!(
+        cancelled.is_err(),
+        "the acquire was not cancelled mid-check"
+    );
+    assert_eq!(manager.recycles(), 2);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.size, stats.idle, stats.in_use),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.closed_by_reason.recycle_failed, 1);
+    assert_eq!(stats.closed_by_reason.interrupted, 1);
+    assert_eq!(manager.alive(), 1);
+
+    // The remaining resource and every freed slot are usable.
+    manager.set_recycle_delay(0);
+    let conns = futures::future::join_all((0..3).map(|_| pool.acquire())).await;
+    let mut ids: Vec<_> = conns.iter().map(|c| c.as_ref().unwrap().id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![0, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_order_and_not_overtaken() {
     let manager = TestManager::default();
     let pool = pool(&manager, 0, 1);
@@ -458,6 +611,8 @@ async fn thousands_of_random_cancellations_leave_counts_exact() {
     manager.0.random_delays.store(true, Ordering::SeqCst);
     manager.set_create_delay(20);
     manager.set_recycle_delay(5);
+    // Acquires also go on from failed checks to other idle resources.
+    manager.fail_recycles_percent(30);
     let max = 8;
     let pool = Pool::builder()
         .min_size(2)
@@ -498,6 +653,7 @@ async fn thousands_of_random_cancellations_leave_counts_exact() {
     assert!(manager.0.creates_started.load(Ordering::SeqCst) as u64 > stats.created);
     assert!(stats.closed_by_reason.interrupted > 0, "{stats:?}");
     assert!(stats.recycled > 0, "{stats:?}");
+    assert!(stats.closed_by_reason.recycle_failed > 0, "{stats:?}");
     assert_eq!(stats.in_use, 0, "{stats:?}");
     assert_eq!(stats.waiting, 0, "{stats:?}");
     assert_eq!(stats.size, stats.idle, "{stats:?}");
@@ -518,6 +674,7 @@ async fn random_cancellations_across_threads_leave_counts_exact() {
     manager.0.random_delays.store(true, Ordering::SeqCst);
     manager.set_create_delay(2);
     manager.set_recycle_delay(1);
+    manager.fail_recycles_percent(30);
     let max = 4;
     let pool = Pool::builder()
         .max_size(max)
@@ -641,6 +798,92 @@ async fn idle_timeout_shrinks_to_min_size() {
     // min_size resources stay however long they idle.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(pool.stats().size, 1);
+}
+
+/// `Duration::MAX` means "no limit" for every duration setting.
+#[tokio::test(start_paused = true)]
+async fn acquire_timeout_max_waits_without_limit() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .acquire_timeout(Duration::MAX)
+        .build(manager.clone())
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.acquire().await.map(|c| c.id) })
+    };
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!waiter.is_finished(), "the waiter gave up within an hour");
+    let stats = pool.stats();
+    assert_eq!((stats.waiting, stats.timed_out), (1, 0));
+    drop(held);
+    assert_eq!(waiter.await.unwrap().unwrap(), 0);
+
+    // A create and a recycle check that have to wait are not cut short.
+    manager.set_create_delay(3_600_000);
+    let pool = Pool::builder()
+        .acquire_timeout(Duration::MAX)
+        .min_size(1)
+        .build(manager.clone())
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    let stats = pool.stats();
+    assert_eq!((stats.idle, stats.create_failed), (1, 0), "{stats:?}");
+    manager.set_recycle_delay(3_600_000);
+    let start = tokio::time::Instant::now();
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(3600));
+    assert_eq!(pool.stats().recycled, 1);
+    drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_max_keeps_resources_without_limit() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .min_size(1)
+        .max_size(2)
+        .max_lifetime(Some(Duration::MAX))
+        .idle_timeout(None)
+        .build(manager.clone())
+        .unwrap();
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id, 0);
+    drop(conn);
+    tokio::time::sleep(Duration::from_secs(86_400)).await;
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id, 0, "a day later the resource is still reused");
+    tokio::time::sleep(Duration::from_secs(86_400)).await;
+    drop(conn); // returned after a day checked out: still kept
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.size, stats.idle, stats.created),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.closed_by_reason.max_lifetime, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_max_keeps_idle_resources_without_limit() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .min_size(0)
+        .max_size(2)
+        .idle_timeout(Some(Duration::MAX))
+        .max_lifetime(None)
+        .build(manager.clone())
+        .unwrap();
+    idle_resources(&pool, 2).await;
+    tokio::time::sleep(Duration::from_secs(86_400)).await;
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.idle), (2, 2), "{stats:?}");
+    assert_eq!(stats.closed_by_reason.idle_timeout, 0);
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id, 1, "a day later the idle resource is still reused");
+    assert_eq!(pool.stats().created, 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -156,6 +156,41 @@ async fn a_killed_backend_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_killed_backend_is_skipped_for_a_healthy_idle_one() {
+    let Some(url) = pg_url() else { return };
+    let pool = pg_pool(&url, 0, 2);
+    let (older, newer) = {
+        let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        let pids = (backend_pid(&a).await, backend_pid(&b).await);
+        drop(a);
+        drop(b); // returned last: the newest idle connection
+        pids
+    };
+    let (killer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let killed: bool = killer
+        .query_one("SELECT pg_terminate_backend($1, 5000)", &[&newer])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+
+    // The dead newest connection is closed; the older, healthy one is
+    // handed out instead of a new connection being opened.
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(backend_pid(&conn).await, older);
+    let stats = pool.stats();
+    assert_eq!(stats.closed_by_reason.recycle_failed, 1, "{stats:?}");
+    assert_eq!(
+        (stats.created, stats.size, stats.idle),
+        (2, 1, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_password_says_so() {
     let Some(url) = pg_url() else { return };
     let mut config: tokio_postgres::Config = url.parse().unwrap();

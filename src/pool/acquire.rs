@@ -1,6 +1,7 @@
 //! The body of [`Pool::acquire`](super::Pool::acquire): take an idle
 //! resource, reserve a slot, or wait in line ([`Checkout`]); then recycle
-//! or create within what is left of `acquire_timeout` ([`Timed`]).
+//! (trying idle resources newest first, at most [`RECYCLE_CHECKS`] of
+//! them) or create within what is left of `acquire_timeout` ([`Timed`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,14 @@ use super::manager::Manager;
 use super::shared::{After, Inner, Live};
 use super::stats::Reason;
 use super::waiters::Grant;
+use crate::time;
 use crate::trace::trace_event;
+
+/// Most [`Manager::recycle`] checks one acquire makes: after this many
+/// failures in a row it creates a new resource in the slot of the last one
+/// that failed, and leaves any other idle resources to later acquires (or
+/// to `max_lifetime` and `idle_timeout`). Documented in the module docs.
+pub(super) const RECYCLE_CHECKS: usize = 3;
 
 /// The body of [`Pool::acquire`](super::Pool::acquire).
 pub(super) async fn acquire<M: Manager>(
@@ -35,10 +43,10 @@ pub(super) async fn acquire<M: Manager>(
     // from the moment this call started waiting, or else from the first
     // time recycle or create has to wait.
     let mut limit = match checkout.deadline {
-        Some(deadline) => Limit::At(Some(deadline)),
+        Some(deadline) => Limit::At(deadline),
         None => Limit::After(inner.config.acquire_timeout),
     };
-    let mut guard = SlotGuard::new(inner);
+    let guard = SlotGuard::new(inner);
     match grant {
         Grant::Closed => {
             guard.disarm(); // these grants carry no slot
@@ -49,32 +57,7 @@ pub(super) async fn acquire<M: Manager>(
             Err(PoolError::Timeout(inner.timed_out()))
         }
         Grant::Create => inner.create_in(guard, &mut limit).await,
-        Grant::Resource(mut live) => {
-            // (Idle resources past their lifetime are closed on time by the
-            // background task, so no clock read is needed here.)
-            // Dropped mid-check, the resource may be in any state: close it
-            // rather than return it.
-            guard.reason = Some(Reason::Interrupted);
-            match Timed::new(inner.manager.recycle(&mut live.resource), &mut limit).await {
-                Some(Ok(())) => {
-                    inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
-                    guard.disarm();
-                    return Ok(Pooled::new(inner.clone(), live));
-                }
-                Some(Err(_error)) => {
-                    trace_event!(DEBUG, error = %_error, "pool: recycle failed, replacing the resource");
-                    inner.count_closed(Reason::RecycleFailed, 1);
-                    drop(live);
-                }
-                None => {
-                    drop(live);
-                    drop(guard); // counted as interrupted
-                    return Err(PoolError::Timeout(inner.timed_out()));
-                }
-            }
-            // Replace the closed resource in the same slot.
-            inner.create_in(guard, &mut limit).await
-        }
+        Grant::Resource(live) => inner.recycle_in(guard, live, &mut limit).await,
     }
 }
 
@@ -115,8 +98,8 @@ impl<M: Manager> Future for Checkout<'_, M> {
         }
         this.done = false;
         let now = Instant::now();
-        let deadline = now.checked_add(inner.config.acquire_timeout);
-        this.deadline = deadline;
+        let deadline = time::deadline(now, inner.config.acquire_timeout);
+        this.deadline = Some(deadline);
         let first_in_line = st.waiters.waiting == 0;
         this.queued = Some(st.waiters.register(
             cx.waker().clone(),
@@ -126,11 +109,9 @@ impl<M: Manager> Future for Checkout<'_, M> {
         // The background task fails waiters on time; wake it if this
         // deadline comes before its next planned look.
         let mut notify = false;
-        if let Some(deadline) = deadline {
-            if first_in_line && st.maint_wake.is_none_or(|wake| deadline < wake) {
-                st.maint_wake = Some(deadline);
-                notify = true;
-            }
+        if first_in_line && st.maint_wake.is_none_or(|wake| deadline < wake) {
+            st.maint_wake = Some(deadline);
+            notify = true;
         }
         drop(st);
         if notify {
@@ -160,6 +141,69 @@ impl<M: Manager> Drop for Checkout<'_, M> {
 }
 
 impl<M: Manager> Inner<M> {
+    /// Checks `live` (in the slot `guard` holds) and hands it out; if the
+    /// check fails, closes it and checks the newest idle resource next, up
+    /// to [`RECYCLE_CHECKS`] checks. When none passes, creates a new
+    /// resource in the slot of the last one that failed.
+    ///
+    /// Cancellation safe: across every await, `guard` owns exactly the slot
+    /// of the resource being checked; dropped mid-check, that resource is
+    /// closed (counted as interrupted) and its slot freed.
+    async fn recycle_in(
+        self: &Arc<Self>,
+        mut guard: SlotGuard<'_, M>,
+        mut live: Live<M::Resource>,
+        limit: &mut Limit,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        // (Idle resources past their lifetime are closed on time by the
+        // background task, so no clock read is needed here.)
+        // Dropped mid-check, the resource may be in any state: close it
+        // rather than return it.
+        guard.reason = Some(Reason::Interrupted);
+        let mut checks = 0;
+        loop {
+            checks += 1;
+            match Timed::new(self.manager.recycle(&mut live.resource), limit).await {
+                Some(Ok(())) => {
+                    self.counters.recycled.fetch_add(1, Ordering::Relaxed);
+                    guard.disarm();
+                    return Ok(Pooled::new(self.clone(), live));
+                }
+                Some(Err(_error)) => {
+                    trace_event!(DEBUG, error = %_error, checks, "pool: recycle failed, closing the resource");
+                    self.count_closed(Reason::RecycleFailed, 1);
+                    drop(live);
+                }
+                None => {
+                    drop(live);
+                    drop(guard); // counted as interrupted
+                    return Err(PoolError::Timeout(self.timed_out()));
+                }
+            }
+            if checks == RECYCLE_CHECKS {
+                break;
+            }
+            match self.take_idle_freeing_slot() {
+                Some(next) => live = next,
+                None => break,
+            }
+        }
+        // Replace the closed resource in the same slot.
+        self.create_in(guard, limit).await
+    }
+
+    /// The newest idle resource, if any; then the slot of the resource
+    /// that just failed its check is freed (the caller's guard now stands
+    /// for the returned one). With none idle, the caller keeps the slot.
+    fn take_idle_freeing_slot(&self) -> Option<Live<M::Resource>> {
+        let mut st = self.lock();
+        let live = st.idle.pop_back()?;
+        let after = self.free_slot_locked(&mut st);
+        drop(st);
+        self.finish(after);
+        Some(live)
+    }
+
     /// Creates a resource in the slot `guard` holds.
     async fn create_in(
         self: &Arc<Self>,
@@ -195,8 +239,8 @@ impl<M: Manager> Inner<M> {
 enum Limit {
     /// This long from the first time a phase has to wait.
     After(Duration),
-    /// Until then (`None`: the deadline overflowed, so never).
-    At(Option<Instant>),
+    /// Until then (at most [`time::NEVER`] ahead: see [`time::deadline`]).
+    At(Instant),
 }
 
 pin_project! {
@@ -232,15 +276,12 @@ impl<F: Future> Future for Timed<'_, F> {
             let at = match **this.limit {
                 Limit::At(at) => at,
                 Limit::After(timeout) => {
-                    let at = Instant::now().checked_add(timeout);
+                    let at = time::deadline(Instant::now(), timeout);
                     **this.limit = Limit::At(at);
                     at
                 }
             };
-            match at {
-                Some(at) => *this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-                None => return Poll::Pending,
-            }
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(at)));
         }
         match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(None),

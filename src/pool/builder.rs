@@ -80,8 +80,8 @@ impl<M: Manager> PoolBuilder<M> {
     }
 
     /// Longest an [`acquire`](Pool::acquire) may take, waiting, creating
-    /// and recycling included (default 30 s; must be greater than zero).
-    /// Also bounds each background create.
+    /// and recycling included (default 30 s; must be greater than zero;
+    /// `Duration::MAX` means no limit). Also bounds each background create.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -91,7 +91,7 @@ impl<M: Manager> PoolBuilder<M> {
     /// found idle (default 30 min; `None` keeps them forever). Each
     /// resource's lifetime is shortened by a random amount of up to 10% so
     /// resources opened together do not all close together. Must be
-    /// greater than zero.
+    /// greater than zero; `Duration::MAX` means no limit, like `None`.
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = lifetime;
         self
@@ -99,7 +99,7 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Idle resources beyond `min_size` are closed after sitting unused
     /// this long (default 10 min; `None` keeps them). Must be greater than
-    /// zero.
+    /// zero; `Duration::MAX` means no limit, like `None`.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self

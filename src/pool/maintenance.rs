@@ -15,6 +15,7 @@ use super::manager::Manager;
 use super::shared::{earliest, Inner};
 use super::stats::Reason;
 use super::waiters::Grant;
+use crate::time;
 use crate::trace::trace_event;
 
 /// First and largest pause of the background task after a failed create.
@@ -42,7 +43,7 @@ pub(super) async fn maintain<M: Manager>(pool: Weak<Inner<M>>, wake: Arc<Notify>
                 } else {
                     // A create failed: try again after a growing pause.
                     backoff = (backoff * 2).clamp(FILL_BACKOFF_MIN, FILL_BACKOFF_MAX);
-                    retry_fill_at = Instant::now().checked_add(backoff);
+                    retry_fill_at = Some(time::deadline(Instant::now(), backoff));
                 }
             }
             earliest(inner.plan_next_look(), retry_fill_at)
@@ -90,8 +91,7 @@ impl<M: Manager> Inner<M> {
                 while st.size > self.config.min_size {
                     let due = st.idle.front().is_some_and(|l| {
                         l.idle_since
-                            .and_then(|t| t.checked_add(timeout))
-                            .is_some_and(|d| d <= now)
+                            .is_some_and(|t| time::deadline(t, timeout) <= now)
                     });
                     if !due {
                         break;
@@ -142,8 +142,11 @@ impl<M: Manager> Inner<M> {
 
     async fn fill_one(&self) -> bool {
         let guard = SlotGuard::new(self);
-        let created =
-            tokio::time::timeout(self.config.acquire_timeout, self.manager.create()).await;
+        let created = tokio::time::timeout(
+            time::capped(self.config.acquire_timeout),
+            self.manager.create(),
+        )
+        .await;
         match created {
             Ok(Ok(resource)) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +180,7 @@ impl<M: Manager> Inner<M> {
         if let Some(timeout) = self.config.idle_timeout {
             if st.size > self.config.min_size {
                 let oldest = st.idle.front().and_then(|l| l.idle_since);
-                next = earliest(next, oldest.and_then(|t| t.checked_add(timeout)));
+                next = earliest(next, oldest.map(|t| time::deadline(t, timeout)));
             }
         }
         next = earliest(next, st.waiters.front_deadline());

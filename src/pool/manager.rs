@@ -47,10 +47,12 @@ pub trait Manager: Send + Sync + 'static {
     /// Checks that an idle resource is still usable, just before it is
     /// handed out again (a cheap ping, a state reset).
     ///
-    /// On `Err` the resource is closed (dropped) and replaced by a fresh
-    /// one; a resource whose check failed is never handed out. If the check
-    /// is interrupted (the acquirer was cancelled), the resource is closed
-    /// too, since it may have been left half-way through the check.
+    /// On `Err` the resource is closed (dropped) and never handed out; the
+    /// acquirer checks the next idle resource, newest first, or creates a
+    /// fresh one (at most 3 checks per acquire: see the
+    /// [module docs](super#recycle-checks)). If the check is interrupted
+    /// (the acquirer was cancelled), the resource is closed too, since it
+    /// may have been left half-way through the check.
     fn recycle(
         &self,
         resource: &mut Self::Resource,

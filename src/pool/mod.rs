@@ -62,12 +62,33 @@
 //!   waiter as [`PoolError::Create`] with the manager's error (a wrong
 //!   password says so); the pool stays usable. Timeouts are
 //!   [`PoolError::Timeout`] and are on by default (30 s).
-//! - **Broken resources are replaced.** A resource whose
-//!   [`Manager::recycle`] fails is closed and a new one is created in its
-//!   place; it is never handed out.
+//! - **Broken resources are closed, healthy idle ones used first.** A
+//!   resource whose [`Manager::recycle`] fails is closed (counted in
+//!   [`ClosedByReason::recycle_failed`]) and never handed out; the acquire
+//!   then checks the next idle resource, newest first, and creates a new
+//!   one only when none is left. See [Recycle checks](#recycle-checks).
 //! - **Lifetimes.** `max_lifetime` (with jitter) and `idle_timeout` close
 //!   old and unused resources; a background task keeps `min_size` open.
 //!   The task holds only a weak reference, so dropping the pool ends it.
+//! - **Durations saturate.** `Duration::MAX` for `acquire_timeout`,
+//!   `max_lifetime` or `idle_timeout` means "no limit" (the crate's rule
+//!   for durations meeting the clock; see "Durations" in the crate docs).
+//!
+//! # Recycle checks
+//!
+//! One acquire makes at most **3** [`Manager::recycle`] checks. If the
+//! newest idle resource fails its check, it is closed and its slot freed,
+//! and the next newest is checked, and so on. After 3 failures in a row
+//! the acquire stops checking and creates a new resource in the slot of
+//! the last one that failed (so it never has to wait for room). Any idle
+//! resources left unchecked stay idle: later acquires check them (each
+//! with its own 3), and `max_lifetime` and `idle_timeout` close them in
+//! the background. So a pool full of dead connections after a database
+//! failover costs any one caller at most 3 failed checks and a create,
+//! all within its `acquire_timeout`, and is cleared by the next few
+//! acquires. Dropping the acquire future during a check closes the
+//! resource being checked (counted in
+//! [`ClosedByReason::interrupted`]) and frees its slot.
 //!
 //! # As a tower service
 //!

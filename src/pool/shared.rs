@@ -16,6 +16,7 @@ use super::manager::Manager;
 use super::stats::{Counters, PoolStats, Reason};
 use super::waiters::{Grant, Waiters};
 use crate::sync::lock;
+use crate::time;
 use crate::trace::trace_event;
 
 /// Each resource's lifetime is shortened by a random amount up to this
@@ -136,9 +137,9 @@ impl<M: Manager> Inner<M> {
     }
 
     pub(super) fn new_live(&self, resource: M::Resource) -> Live<M::Resource> {
-        let expires_at = self.config.max_lifetime.and_then(|lifetime| {
+        let expires_at = self.config.max_lifetime.map(|lifetime| {
             let jitter = lifetime.mul_f64(fastrand::f64() * LIFETIME_JITTER);
-            Instant::now().checked_add(lifetime.saturating_sub(jitter))
+            time::deadline(Instant::now(), lifetime.saturating_sub(jitter))
         });
         Live {
             resource,
@@ -178,7 +179,7 @@ impl<M: Manager> Inner<M> {
         if let Some(timeout) = idle_timeout {
             if st.size > self.config.min_size {
                 let oldest = st.idle.front().and_then(|l| l.idle_since);
-                deadline = earliest(deadline, oldest.and_then(|t| t.checked_add(timeout)));
+                deadline = earliest(deadline, oldest.map(|t| time::deadline(t, timeout)));
             }
         }
         if let Some(deadline) = deadline {

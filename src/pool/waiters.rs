@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::time;
+
 /// What a waiter receives; `R` is an idle resource as the pool holds it.
 pub(super) enum Grant<R> {
     /// An idle resource (still to be recycled).
@@ -30,7 +32,8 @@ enum Slot<R> {
         generation: u64,
         waker: Option<Waker>,
         registered: Instant,
-        deadline: Option<Instant>,
+        /// `registered + acquire_timeout`, saturating (see [`time::deadline`]).
+        deadline: Instant,
     },
     Granted {
         generation: u64,
@@ -75,7 +78,7 @@ impl<R> Waiters<R> {
             generation,
             waker: Some(waker),
             registered,
-            deadline: registered.checked_add(timeout),
+            deadline: time::deadline(registered, timeout),
         };
         let key = match self.free.pop() {
             Some(key) => {
@@ -111,7 +114,7 @@ impl<R> Waiters<R> {
                     generation: g,
                     deadline,
                     ..
-                } if g == generation => return deadline,
+                } if g == generation => return Some(deadline),
                 _ => {
                     self.queue.pop_front();
                 }
@@ -307,7 +310,7 @@ mod tests {
         let mut w = Waiters::<u32>::default();
         let start = Instant::now();
         let a = w.register(Waker::noop().clone(), start, TIMEOUT);
-        assert_eq!(w.front_deadline(), start.checked_add(TIMEOUT));
+        assert_eq!(w.front_deadline(), Some(start + TIMEOUT));
         assert_eq!(w.pop_expired(start), None);
         assert_eq!(w.pop_expired(start + TIMEOUT), Some(a.0));
     }
