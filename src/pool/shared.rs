@@ -219,12 +219,7 @@ impl<M: Manager> Inner<M> {
     pub(super) fn release(&self, mut live: Live<M::Resource>) {
         let mut st = self.lock();
         if st.closed {
-            let after = self.free_slot_locked(&mut st);
-            drop(st);
-            self.count_closed(Reason::PoolClosed, 1);
-            drop(live);
-            self.finish(after);
-            return;
+            return self.discard_on_closed(st, live);
         }
         let waiter = st.waiters.pop_next();
         let now = match waiter {
@@ -277,16 +272,25 @@ impl<M: Manager> Inner<M> {
     pub(super) fn deliver(&self, live: Live<M::Resource>) {
         let mut st = self.lock();
         if st.closed {
-            let after = self.free_slot_locked(&mut st);
-            drop(st);
-            self.count_closed(Reason::PoolClosed, 1);
-            drop(live);
-            self.finish(after);
-        } else {
-            let after = self.give_locked(&mut st, live);
-            drop(st);
-            self.finish(after);
+            return self.discard_on_closed(st, live);
         }
+        let after = self.give_locked(&mut st, live);
+        drop(st);
+        self.finish(after);
+    }
+
+    /// A resource that reaches a closed pool is closed: its slot is freed
+    /// under the lock, the resource dropped outside it.
+    fn discard_on_closed(
+        &self,
+        mut st: MutexGuard<'_, State<M::Resource>>,
+        live: Live<M::Resource>,
+    ) {
+        let after = self.free_slot_locked(&mut st);
+        drop(st);
+        self.count_closed(Reason::PoolClosed, 1);
+        drop(live);
+        self.finish(after);
     }
 
     /// Refuses new acquires, fails the waiting ones and closes the idle
