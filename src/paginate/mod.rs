@@ -116,7 +116,7 @@ pub use self::error::{PaginateError, WalkError};
 pub use self::http::{json_link_paginator, JsonLinkPaginator, JsonPages};
 pub use self::items::Items;
 pub use self::link::parse_next_link;
-pub use self::page::Page;
+pub use self::page::{Page, PageResponse};
 pub use self::paginator::Paginator;
 pub use self::strategy::{LinkHeader, PageNumber, PageRequest, Strategy};
 pub use self::stream::{Pages, PaginateStats};
