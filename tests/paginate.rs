@@ -810,7 +810,11 @@ async fn a_cursor_reads_the_token_from_the_services_own_response() {
             .try_collect()
             .await
             .unwrap();
-        assert_eq!(ids(&users), (0..USERS).collect::<Vec<_>>(), "prefetch {prefetch}");
+        assert_eq!(
+            ids(&users),
+            (0..USERS).collect::<Vec<_>>(),
+            "prefetch {prefetch}"
+        );
         // One request per page, following each page's own `next_cursor`,
         // and none after the page without one.
         let expected: Vec<Option<String>> = std::iter::once(None)
@@ -891,7 +895,11 @@ async fn a_walk_over_the_services_own_response_resumes_from_its_checkpoint() {
     all.extend(rest);
     assert_eq!(ids(&all), (0..USERS).collect::<Vec<_>>());
     let asked = api.asked();
-    assert_eq!(asked.iter().filter(|c| c.is_none()).count(), 1, "not restarted");
+    assert_eq!(
+        asked.iter().filter(|c| c.is_none()).count(),
+        1,
+        "not restarted"
+    );
     let fifty = Some("50".to_owned());
     assert_eq!(asked.iter().filter(|&c| *c == fifty).count(), 2);
 }
