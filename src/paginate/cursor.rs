@@ -40,7 +40,7 @@ impl From<Option<String>> for CursorRequest {
 /// The function reads a [`Page`] ([`Cursor::new`], [`Cursor::from_page`])
 /// or, with [`Cursor::from_response`], whatever the page service answers:
 /// the API's own response type, say `UsersPage { users, next_cursor }`
-/// (a [`PageResponse`](super::PageResponse)), so the service need not
+/// (a [`PageResponse`]), so the service need not
 /// build a [`Page`] by hand.
 ///
 /// Stops when the function returns `None` (or an empty token), and ends
@@ -54,7 +54,9 @@ pub struct Cursor<F> {
 impl<F> Cursor<F> {
     /// A cursor walk whose next token is `extract_next(&page)`: for
     /// example the id of the page's last item, or
-    /// [`Page::next_token`] (see [`Cursor::from_page`]).
+    /// [`Page::next_token`] (see [`Cursor::from_page`]). To read the token
+    /// from the page service's own response type, see
+    /// [`Cursor::from_response`].
     pub fn new<T>(extract_next: F) -> Self
     where
         F: FnMut(&Page<T>) -> Option<String>,
@@ -64,7 +66,7 @@ impl<F> Cursor<F> {
 
     /// A cursor walk whose next token is `extract_next(&response)`, read
     /// from the page service's own response type `R` (any
-    /// [`PageResponse`](super::PageResponse)):
+    /// [`PageResponse`]):
     /// `Cursor::from_response(|r: &UsersPage| r.next_cursor.clone())`.
     /// See the [module docs](super) for a whole walk.
     pub fn from_response<R>(extract_next: F) -> Self

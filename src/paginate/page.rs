@@ -9,7 +9,8 @@ use http::HeaderMap;
 /// Page services build pages with [`Page::new`] and, as their API requires,
 /// [`with_next`](Page::with_next) (a cursor token for [`Cursor`](super::Cursor)) or
 /// [`with_headers`](Page::with_headers) (the response headers, for
-/// [`LinkHeader`](super::LinkHeader)).
+/// [`LinkHeader`](super::LinkHeader)). A page service may instead answer
+/// its API's own response type: see [`PageResponse`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Page<T> {
     items: Vec<T>,
