@@ -10,7 +10,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::{StreamExt, TryStreamExt};
 use tower::{service_fn, BoxError, Service, ServiceExt};
-use tower_patterns::paginate::{Cursor, CursorRequest, Page, PageNumber, PageRequest, Paginator};
+use tower_patterns::paginate::{
+    Cursor, CursorRequest, Page, PageNumber, PageRequest, PageResponse, Paginator,
+};
 
 const PAGES: u64 = 100;
 const PER_PAGE: u64 = 10;
@@ -37,6 +39,38 @@ fn cursor_service(
         let first = page * PER_PAGE;
         let next = (page + 1 < PAGES).then(|| (page + 1).to_string());
         Ok::<_, BoxError>(Page::new((first..first + PER_PAGE).collect()).with_next(next))
+    })
+}
+
+/// A page as an API answers it, walked without building a `Page`.
+struct OwnPage {
+    items: Vec<u64>,
+    next_cursor: Option<String>,
+}
+
+impl PageResponse for OwnPage {
+    type Item = u64;
+
+    fn items(&self) -> &[u64] {
+        &self.items
+    }
+
+    fn items_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.items
+    }
+}
+
+fn own_response_service(
+) -> impl Service<CursorRequest, Response = OwnPage, Error = BoxError, Future: Send + 'static> + Clone
+{
+    service_fn(|r: CursorRequest| async move {
+        let page: u64 = r.cursor.as_deref().map_or(0, |c| c.parse().unwrap_or(0));
+        let first = page * PER_PAGE;
+        let next_cursor = (page + 1 < PAGES).then(|| (page + 1).to_string());
+        Ok::<_, BoxError>(OwnPage {
+            items: (first..first + PER_PAGE).collect(),
+            next_cursor,
+        })
     })
 }
 
@@ -94,6 +128,16 @@ async fn ours_cursor() -> u64 {
     sum
 }
 
+async fn ours_cursor_own_response() -> u64 {
+    let next = Cursor::from_response(|r: &OwnPage| r.next_cursor.clone());
+    let mut items = Paginator::new(own_response_service(), next).items();
+    let mut sum = 0;
+    while let Some(x) = items.next().await {
+        sum += x.unwrap();
+    }
+    sum
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,6 +149,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(rt.block_on(ours_pages(0)), expected);
     assert_eq!(rt.block_on(ours(2)), expected);
     assert_eq!(rt.block_on(ours_cursor()), expected);
+    assert_eq!(rt.block_on(ours_cursor_own_response()), expected);
 
     let mut group = c.benchmark_group("paginate/100 pages of 10");
     group.bench_function("hand-written loop (baseline)", |b| {
@@ -128,6 +173,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ours cursor", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(ours_cursor().await) })
+    });
+    group.bench_function("ours cursor, own response type", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(ours_cursor_own_response().await) })
     });
     group.finish();
 }

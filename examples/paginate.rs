@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tower::{service_fn, BoxError, ServiceBuilder};
 use tower_patterns::paginate::{
-    self, Cursor, CursorRequest, JsonPages, Page, PageNumber, PageRequest, Paginator,
+    self, Cursor, CursorRequest, JsonPages, PageNumber, PageRequest, PageResponse, Paginator,
 };
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
@@ -24,16 +24,32 @@ struct Item {
     name: String,
 }
 
+/// The cursor endpoint's body, as its API defines it. The page service
+/// answers it as is: the walk takes the items from it and the cursor
+/// strategy reads `next_cursor` from it.
 #[derive(Deserialize)]
 struct CursorBody {
     items: Vec<Item>,
     next_cursor: Option<String>,
 }
 
-fn describe(page: &Page<Item>) -> String {
-    match (page.items().first(), page.items().last()) {
+impl PageResponse for CursorBody {
+    type Item = Item;
+
+    fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    fn items_mut(&mut self) -> &mut Vec<Item> {
+        &mut self.items
+    }
+}
+
+fn describe(page: &impl PageResponse<Item = Item>) -> String {
+    let items = page.items();
+    match (items.first(), items.last()) {
         (Some(first), Some(last)) => {
-            format!("{} items, {} .. {}", page.len(), first.name, last.name)
+            format!("{} items, {} .. {}", items.len(), first.name, last.name)
         }
         _ => "empty: end of the walk".to_owned(),
     }
@@ -70,8 +86,8 @@ async fn main() -> Result<(), BoxError> {
         );
     }
 
-    // 2. Cursors: a page service written with `service_fn`, the token read
-    //    from the body.
+    // 2. Cursors: a page service written with `service_fn` answering the
+    //    API's own body type; the cursor strategy reads the token from it.
     println!("\n== Cursors: {}", server.url("/items/cursor?limit=300"));
     let base = server.url("/items/cursor?limit=300");
     let http = client.clone();
@@ -84,18 +100,18 @@ async fn main() -> Result<(), BoxError> {
         async move {
             let response = http.get(uri.parse::<Uri>()?).await?;
             let body = response.into_body().collect().await?.to_bytes();
-            let body: CursorBody = serde_json::from_slice(&body)?;
-            Ok::<_, BoxError>(Page::new(body.items).with_next(body.next_cursor))
+            Ok::<_, BoxError>(serde_json::from_slice::<CursorBody>(&body)?)
         }
     });
-    let mut pages = Paginator::new(cursor_pages, Cursor::from_page()).pages();
+    let next_cursor = Cursor::from_response(|body: &CursorBody| body.next_cursor.clone());
+    let mut pages = Paginator::new(cursor_pages, next_cursor).pages();
     while let Some(page) = pages.next().await {
         let page = page?;
         println!(
             "page {:>2}: {} (next cursor {:?})",
             pages.stats().pages,
             describe(&page),
-            page.next_token()
+            page.next_cursor
         );
     }
 

@@ -34,7 +34,7 @@ use tower_patterns::classify::HttpClassify;
 use tower_patterns::fetch::FetchError;
 use tower_patterns::paginate::{
     self, Cursor, CursorRequest, JsonPages, LinkHeader, Page, PageNumber, PageRequest,
-    PaginateError, Paginator, WalkError,
+    PageResponse, PaginateError, Paginator, WalkError,
 };
 use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 use tower_patterns::upstream::UpstreamConfig;
@@ -719,6 +719,219 @@ async fn http_errors_are_typed() {
         matches!(err, PaginateError::Service { .. }) && err.is_transient(),
         "{err:?}"
     );
+}
+
+// ------------------------------------------------------------------ the service's own response
+
+/// A page as the API answers it: its own names, its own fields, no `Page`.
+#[derive(Clone, Debug)]
+struct UsersPage {
+    users: Vec<Item>,
+    next_cursor: Option<String>,
+    total: u64,
+}
+
+impl PageResponse for UsersPage {
+    type Item = Item;
+
+    fn items(&self) -> &[Item] {
+        &self.users
+    }
+
+    fn items_mut(&mut self) -> &mut Vec<Item> {
+        &mut self.users
+    }
+}
+
+const USERS: u64 = 95;
+
+/// An in-process users API: `USERS` users, 10 per page, the cursor is the
+/// offset of the page's first user.
+#[derive(Default)]
+struct UsersApi {
+    /// The cursor of every request, in arrival order.
+    asked: Mutex<Vec<Option<String>>>,
+    /// The page at this offset answers with the cursor "10" again.
+    loop_at: Option<u64>,
+    /// The page at this offset fails once.
+    fail_once_at: Mutex<Option<u64>>,
+}
+
+impl UsersApi {
+    fn asked(&self) -> Vec<Option<String>> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn users_service(
+    api: Arc<UsersApi>,
+) -> impl tower::Service<CursorRequest, Response = UsersPage, Error = BoxError, Future: Send + 'static>
+       + Clone {
+    service_fn(move |r: CursorRequest| {
+        let api = api.clone();
+        async move {
+            api.asked.lock().unwrap().push(r.cursor.clone());
+            let offset: u64 = r.cursor.as_deref().map_or(0, |c| c.parse().unwrap());
+            if api
+                .fail_once_at
+                .lock()
+                .unwrap()
+                .take_if(|at| *at == offset)
+                .is_some()
+            {
+                return Err(BoxError::from(format!("users page {offset} is down")));
+            }
+            let end = (offset + 10).min(USERS);
+            let next_cursor = if api.loop_at == Some(offset) {
+                Some("10".to_owned())
+            } else {
+                (end < USERS).then(|| end.to_string())
+            };
+            Ok(UsersPage {
+                users: items(offset, end),
+                next_cursor,
+                total: USERS,
+            })
+        }
+    })
+}
+
+fn users_cursor() -> Cursor<impl FnMut(&UsersPage) -> Option<String>> {
+    Cursor::from_response(|r: &UsersPage| r.next_cursor.clone())
+}
+
+#[tokio::test]
+async fn a_cursor_reads_the_token_from_the_services_own_response() {
+    for prefetch in [0, 2] {
+        let api = Arc::new(UsersApi::default());
+        let users: Vec<Item> = Paginator::new(users_service(api.clone()), users_cursor())
+            .prefetch(prefetch)
+            .items()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&users),
+            (0..USERS).collect::<Vec<_>>(),
+            "prefetch {prefetch}"
+        );
+        // One request per page, following each page's own `next_cursor`,
+        // and none after the page without one.
+        let expected: Vec<Option<String>> = std::iter::once(None)
+            .chain((10..USERS).step_by(10).map(|o| Some(o.to_string())))
+            .collect();
+        assert_eq!(api.asked(), expected, "prefetch {prefetch}");
+    }
+
+    // The page stream yields the service's responses, other fields intact.
+    let api = Arc::new(UsersApi::default());
+    let mut pages = Paginator::new(users_service(api), users_cursor()).pages();
+    assert_send(&pages);
+    let first = pages.next().await.unwrap().unwrap();
+    assert_eq!(first.total, USERS);
+    assert_eq!(first.next_cursor.as_deref(), Some("10"));
+    let rest: Vec<UsersPage> = pages.try_collect().await.unwrap();
+    assert_eq!(rest.len(), 9);
+    assert_eq!(ids(&rest[8].users), (90..USERS).collect::<Vec<_>>());
+    assert_eq!(rest[8].next_cursor, None);
+}
+
+#[tokio::test]
+async fn a_repeated_token_in_the_services_own_response_is_a_loop() {
+    let api = Arc::new(UsersApi {
+        loop_at: Some(30),
+        ..UsersApi::default()
+    });
+    let mut users = Paginator::new(users_service(api.clone()), users_cursor())
+        .prefetch(1)
+        .items();
+    let mut got = Vec::new();
+    let err = loop {
+        match users.next().await.expect("the walk must end with an error") {
+            Ok(user) => got.push(user),
+            Err(e) => break e,
+        }
+    };
+    assert!(users.next().await.is_none());
+    // None -> 10 -> 20 -> 30, whose page points back at 10.
+    assert_eq!(ids(&got), (0..40).collect::<Vec<_>>());
+    let walk = err.downcast_ref::<WalkError>().expect("a WalkError");
+    assert!(
+        matches!(walk, WalkError::LoopDetected { kind: "cursor", repeated } if repeated == "10"),
+        "{walk:?}"
+    );
+    assert_eq!(api.asked().len(), 4, "nothing asked after the loop");
+    assert!(users.checkpoint().is_none());
+}
+
+#[tokio::test]
+async fn a_walk_over_the_services_own_response_resumes_from_its_checkpoint() {
+    let api = Arc::new(UsersApi {
+        fail_once_at: Mutex::new(Some(50)),
+        ..UsersApi::default()
+    });
+    let mut pages = Paginator::new(users_service(api.clone()), users_cursor())
+        .prefetch(1)
+        .pages();
+    let mut all = Vec::new();
+    let err = loop {
+        match pages.next().await.expect("page 50 fails") {
+            Ok(page) => all.extend(page.users),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("users page 50 is down"), "{err}");
+    assert!(pages.next().await.is_none());
+    let checkpoint = pages.checkpoint().cloned().unwrap();
+    assert_eq!(checkpoint, CursorRequest::from("50"));
+    drop(pages);
+
+    let rest: Vec<Item> = Paginator::new(users_service(api.clone()), users_cursor())
+        .resume(checkpoint)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    all.extend(rest);
+    assert_eq!(ids(&all), (0..USERS).collect::<Vec<_>>());
+    let asked = api.asked();
+    assert_eq!(
+        asked.iter().filter(|c| c.is_none()).count(),
+        1,
+        "not restarted"
+    );
+    let fifty = Some("50".to_owned());
+    assert_eq!(asked.iter().filter(|&c| *c == fifty).count(), 2);
+}
+
+#[tokio::test]
+async fn max_items_cuts_the_services_own_response_short() {
+    let api = Arc::new(UsersApi::default());
+    let pages: Vec<UsersPage> = Paginator::new(users_service(api.clone()), users_cursor())
+        .max_items(25)
+        .pages()
+        .try_collect()
+        .await
+        .unwrap();
+    let lens: Vec<usize> = pages.iter().map(|p| p.users.len()).collect();
+    assert_eq!(lens, [10, 10, 5]);
+    assert_eq!(pages[2].total, USERS, "the rest of the response is kept");
+    assert_eq!(api.asked().len(), 3);
+}
+
+#[tokio::test]
+async fn page_numbers_walk_a_service_answering_a_plain_vec() {
+    let svc = service_fn(|r: PageRequest| async move {
+        let first = (r.page - 1) * r.per_page;
+        Ok::<_, BoxError>((first..(first + r.per_page).min(45)).collect::<Vec<u64>>())
+    });
+    let all: Vec<u64> = Paginator::new(svc, PageNumber::new(1, 10))
+        .prefetch(1)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all, (0..45).collect::<Vec<_>>());
 }
 
 // ------------------------------------------------------------------ bounds and cancellation

@@ -1,9 +1,10 @@
-//! [`Cursor`]: the next request is a token read from each page.
+//! [`Cursor`]: the next request is a token read from each page (a
+//! [`Page`] or the page service's own response).
 
 use std::fmt;
 
 use super::error::WalkError;
-use super::page::Page;
+use super::page::{Page, PageResponse};
 use super::seen::SeenSet;
 use super::strategy::Strategy;
 
@@ -36,6 +37,12 @@ impl From<Option<String>> for CursorRequest {
 
 /// Cursors: the next token is read from each page by a function.
 ///
+/// The function reads a [`Page`] ([`Cursor::new`], [`Cursor::from_page`])
+/// or, with [`Cursor::from_response`], whatever the page service answers:
+/// the API's own response type, say `UsersPage { users, next_cursor }`
+/// (a [`PageResponse`]), so the service need not
+/// build a [`Page`] by hand.
+///
 /// Stops when the function returns `None` (or an empty token), and ends
 /// with [`WalkError::LoopDetected`] when it returns a token this walk
 /// already followed (the guard remembers the last 16,384 tokens, by hash).
@@ -47,10 +54,24 @@ pub struct Cursor<F> {
 impl<F> Cursor<F> {
     /// A cursor walk whose next token is `extract_next(&page)`: for
     /// example the id of the page's last item, or
-    /// [`Page::next_token`] (see [`Cursor::from_page`]).
+    /// [`Page::next_token`] (see [`Cursor::from_page`]). To read the token
+    /// from the page service's own response type, see
+    /// [`Cursor::from_response`].
     pub fn new<T>(extract_next: F) -> Self
     where
         F: FnMut(&Page<T>) -> Option<String>,
+    {
+        Cursor::from_response::<Page<T>>(extract_next)
+    }
+
+    /// A cursor walk whose next token is `extract_next(&response)`, read
+    /// from the page service's own response type `R` (any
+    /// [`PageResponse`]):
+    /// `Cursor::from_response(|r: &UsersPage| r.next_cursor.clone())`.
+    /// See the [module docs](super) for a whole walk.
+    pub fn from_response<R>(extract_next: F) -> Self
+    where
+        F: FnMut(&R) -> Option<String>,
     {
         Cursor {
             extract: extract_next,
@@ -78,9 +99,10 @@ impl<F> fmt::Debug for Cursor<F> {
     }
 }
 
-impl<T, F> Strategy<T> for Cursor<F>
+impl<T, R, F> Strategy<T, R> for Cursor<F>
 where
-    F: FnMut(&Page<T>) -> Option<String>,
+    R: PageResponse<Item = T>,
+    F: FnMut(&R) -> Option<String>,
 {
     type Request = CursorRequest;
 
@@ -98,9 +120,9 @@ where
     fn next(
         &mut self,
         _prev: &CursorRequest,
-        page: &Page<T>,
+        response: &R,
     ) -> Result<Option<CursorRequest>, WalkError> {
-        let token = match (self.extract)(page) {
+        let token = match (self.extract)(response) {
             Some(token) if !token.is_empty() => token,
             _ => return Ok(None),
         };

@@ -8,7 +8,7 @@ use futures::Stream;
 use tower_service::Service;
 
 use super::error::WalkError;
-use super::page::Page;
+use super::page::{Page, PageResponse};
 use super::strategy::Strategy;
 use super::stream::{Pages, PaginateStats};
 
@@ -17,29 +17,29 @@ use super::stream::{Pages, PaginateStats};
 /// Yields `Result<T, S::Error>`, page after page, in order; ends after the
 /// first error. It holds the current page's remaining items plus what
 /// [`Pages`] holds.
-pub struct Items<S, St, T>
+pub struct Items<S, St, T, R = Page<T>>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
-    pages: Pages<S, St, T>,
+    pages: Pages<S, St, T, R>,
     current: std::vec::IntoIter<T>,
 }
 
 // `current` is never pinned in place.
-impl<S, St, T> Unpin for Items<S, St, T>
+impl<S, St, T, R> Unpin for Items<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
 }
 
-impl<S, St, T> Items<S, St, T>
+impl<S, St, T, R> Items<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
-    pub(crate) fn new(pages: Pages<S, St, T>) -> Self {
+    pub(crate) fn new(pages: Pages<S, St, T, R>) -> Self {
         Items {
             pages,
             current: Vec::new().into_iter(),
@@ -60,18 +60,18 @@ where
 
     /// The underlying page stream, with the items of the current page not
     /// yet yielded.
-    pub fn into_pages(self) -> (Pages<S, St, T>, Vec<T>) {
+    pub fn into_pages(self) -> (Pages<S, St, T, R>, Vec<T>) {
         (self.pages, self.current.collect())
     }
 }
 
-impl<S, St, T> Stream for Items<S, St, T>
+impl<S, St, T, R> Stream for Items<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
     S::Future: Send + 'static,
     S::Error: From<WalkError> + Send + 'static,
-    T: Send + 'static,
+    R: PageResponse<Item = T> + Send + 'static,
 {
     type Item = Result<T, S::Error>;
 
@@ -82,7 +82,7 @@ where
                 return Poll::Ready(Some(Ok(item)));
             }
             match futures::ready!(Pin::new(&mut this.pages).poll_next(cx)) {
-                Some(Ok(page)) => this.current = page.into_items().into_iter(),
+                Some(Ok(mut page)) => this.current = std::mem::take(page.items_mut()).into_iter(),
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => return Poll::Ready(None),
             }
@@ -90,10 +90,10 @@ where
     }
 }
 
-impl<S, St, T> fmt::Debug for Items<S, St, T>
+impl<S, St, T, R> fmt::Debug for Items<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
     St::Request: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

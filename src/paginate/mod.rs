@@ -1,14 +1,17 @@
 //! Pagination as a [`Stream`](futures::Stream) driven by a page
 //! [`Service`](tower_service::Service).
 //!
-//! A *page service* answers one page request with a [`Page`]. A
-//! [`Strategy`] says which request comes first and how to build the next one
-//! from the previous request and its page:
+//! A *page service* answers one page request with a page: a [`Page`], or
+//! the API's own response type (any [`PageResponse`], see
+//! [below](#the-apis-own-response-type)). A [`Strategy`] says which request
+//! comes first and how to build the next one from the previous request and
+//! its page:
 //!
 //! - [`PageNumber`]: `page = start, start + 1, ...`; stops on an empty or
 //!   short page. The next request is known in advance, so
 //!   [`prefetch`](Paginator::prefetch) fires before the page arrives.
-//! - [`Cursor`]: the next token is read from the page; stops when there is
+//! - [`Cursor`]: the next token is read from the page (or from the API's
+//!   own response, with [`Cursor::from_response`]); stops when there is
 //!   none, and fails with [`WalkError::LoopDetected`] on a token seen before.
 //! - [`LinkHeader`]: follows RFC 8288 `rel="next"` links from the page's
 //!   response headers, resolving relative links against the request URI.
@@ -36,6 +39,49 @@
 //!     .try_collect()
 //!     .await?;
 //! assert_eq!(all, (0..250).collect::<Vec<_>>());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The API's own response type
+//!
+//! A page service may answer the type its API already has: implement
+//! [`PageResponse`] for it (where its items are), and read the rest in the
+//! strategy. [`Pages`] then yields these responses, other fields intact:
+//!
+//! ```
+//! use futures::TryStreamExt;
+//! use tower::service_fn;
+//! use tower_patterns::paginate::{Cursor, CursorRequest, PageResponse, Paginator};
+//!
+//! struct UsersPage {
+//!     users: Vec<u64>,
+//!     next_cursor: Option<String>,
+//! }
+//!
+//! impl PageResponse for UsersPage {
+//!     type Item = u64;
+//!     fn items(&self) -> &[u64] {
+//!         &self.users
+//!     }
+//!     fn items_mut(&mut self) -> &mut Vec<u64> {
+//!         &mut self.users
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! // A fake API with 25 users, 10 per page; the cursor is an offset.
+//! let api = service_fn(|req: CursorRequest| async move {
+//!     let from: u64 = req.cursor.map_or(Ok(0), |c| c.parse())?;
+//!     let to = (from + 10).min(25);
+//!     let next_cursor = (to < 25).then(|| to.to_string());
+//!     Ok::<_, tower::BoxError>(UsersPage { users: (from..to).collect(), next_cursor })
+//! });
+//!
+//! let next = Cursor::from_response(|page: &UsersPage| page.next_cursor.clone());
+//! let all: Vec<u64> = Paginator::new(api, next).items().try_collect().await?;
+//! assert_eq!(all, (0..25).collect::<Vec<_>>());
 //! # Ok(())
 //! # }
 //! ```
@@ -116,7 +162,7 @@ pub use self::error::{PaginateError, WalkError};
 pub use self::http::{json_link_paginator, JsonLinkPaginator, JsonPages};
 pub use self::items::Items;
 pub use self::link::parse_next_link;
-pub use self::page::Page;
+pub use self::page::{Page, PageResponse};
 pub use self::paginator::Paginator;
 pub use self::strategy::{LinkHeader, PageNumber, PageRequest, Strategy};
 pub use self::stream::{Pages, PaginateStats};

@@ -1,4 +1,5 @@
-//! [`Page`]: one page of results and what the server said about the next.
+//! [`Page`]: one page of results and what the server said about the next;
+//! [`PageResponse`]: what any page service's answer must give up, its items.
 
 use http::HeaderMap;
 
@@ -8,7 +9,8 @@ use http::HeaderMap;
 /// Page services build pages with [`Page::new`] and, as their API requires,
 /// [`with_next`](Page::with_next) (a cursor token for [`Cursor`](super::Cursor)) or
 /// [`with_headers`](Page::with_headers) (the response headers, for
-/// [`LinkHeader`](super::LinkHeader)).
+/// [`LinkHeader`](super::LinkHeader)). A page service may instead answer
+/// its API's own response type: see [`PageResponse`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Page<T> {
     items: Vec<T>,
@@ -69,8 +71,75 @@ impl<T> Page<T> {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
+}
 
-    pub(crate) fn truncate(&mut self, len: usize) {
-        self.items.truncate(len);
+// ---------------------------------------------------------------- responses
+
+/// What a page service answers: a response that holds one page of items.
+///
+/// [`Page`] is the ready-made one. A page service may instead answer its
+/// API's own type (say `UsersPage { users, next_cursor }`): implement this
+/// trait for it, and read its other fields in the strategy, as
+/// [`Cursor::from_response`](super::Cursor::from_response) does. The
+/// streams yield these responses ([`Pages`](super::Pages)) or their items
+/// ([`Items`](super::Items)); [`max_items`](super::Paginator::max_items)
+/// cuts the last one short through [`items_mut`](PageResponse::items_mut).
+///
+/// ```
+/// use tower_patterns::paginate::PageResponse;
+///
+/// struct UsersPage {
+///     users: Vec<String>,
+///     next_cursor: Option<String>,
+/// }
+///
+/// impl PageResponse for UsersPage {
+///     type Item = String;
+///
+///     fn items(&self) -> &[String] {
+///         &self.users
+///     }
+///
+///     fn items_mut(&mut self) -> &mut Vec<String> {
+///         &mut self.users
+///     }
+/// }
+/// ```
+pub trait PageResponse {
+    /// The type of the items a page holds.
+    type Item;
+
+    /// The items of this page, in server order.
+    fn items(&self) -> &[Self::Item];
+
+    /// The items of this page, for the stream to take them
+    /// ([`Items`](super::Items)) or cut them short
+    /// ([`max_items`](super::Paginator::max_items)).
+    fn items_mut(&mut self) -> &mut Vec<Self::Item>;
+}
+
+impl<T> PageResponse for Page<T> {
+    type Item = T;
+
+    fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    fn items_mut(&mut self) -> &mut Vec<T> {
+        &mut self.items
+    }
+}
+
+/// A page service may answer a plain `Vec` of items (with
+/// [`PageNumber`](super::PageNumber), which needs nothing else).
+impl<T> PageResponse for Vec<T> {
+    type Item = T;
+
+    fn items(&self) -> &[T] {
+        self
+    }
+
+    fn items_mut(&mut self) -> &mut Vec<T> {
+        self
     }
 }

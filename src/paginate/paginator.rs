@@ -5,17 +5,21 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use super::items::Items;
-use super::page::Page;
+use super::page::{Page, PageResponse};
 use super::strategy::Strategy;
 use super::stream::Pages;
 
 /// Walks a paginated API: a page service plus a [`Strategy`].
 ///
+/// The page service answers each request with an `R`: a [`Page<T>`] by
+/// default, or any [`PageResponse`] (a `Vec<T>`, the API's own response
+/// type) that the strategy knows how to read.
+///
 /// Configure it with [`prefetch`](Paginator::prefetch),
 /// [`max_pages`](Paginator::max_pages), [`max_items`](Paginator::max_items)
 /// and [`resume`](Paginator::resume), then turn it into a stream of
 /// [`pages`](Paginator::pages) or of [`items`](Paginator::items).
-pub struct Paginator<S, St: Strategy<T>, T> {
+pub struct Paginator<S, St: Strategy<T, R>, T, R = Page<T>> {
     service: S,
     strategy: St,
     start: Option<St::Request>,
@@ -25,10 +29,11 @@ pub struct Paginator<S, St: Strategy<T>, T> {
     _items: PhantomData<fn() -> T>,
 }
 
-impl<S, St, T> Paginator<S, St, T>
+impl<S, St, T, R> Paginator<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: tower_service::Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: tower_service::Service<St::Request, Response = R>,
+    R: PageResponse<Item = T>,
 {
     /// A walk over `service`, starting at the strategy's first request.
     ///
@@ -47,7 +52,7 @@ where
     }
 }
 
-impl<S, St: Strategy<T>, T> Paginator<S, St, T> {
+impl<S, St: Strategy<T, R>, T, R> Paginator<S, St, T, R> {
     /// While the consumer handles page *k*, keep up to `n` next page
     /// requests in flight: at once for strategies that know the next request
     /// in advance ([`PageNumber`](super::PageNumber)), as soon as page *k* arrives for the
@@ -86,10 +91,11 @@ impl<S, St: Strategy<T>, T> Paginator<S, St, T> {
         self
     }
 
-    /// The stream of pages: `Stream<Item = Result<Page<T>, S::Error>>`.
-    pub fn pages(self) -> Pages<S, St, T>
+    /// The stream of pages, the page service's responses:
+    /// `Stream<Item = Result<R, S::Error>>` (`R` is `Page<T>` by default).
+    pub fn pages(self) -> Pages<S, St, T, R>
     where
-        S: tower_service::Service<St::Request, Response = Page<T>>,
+        S: tower_service::Service<St::Request, Response = R>,
     {
         let Paginator {
             service,
@@ -109,15 +115,15 @@ impl<S, St: Strategy<T>, T> Paginator<S, St, T> {
 
     /// The stream of items, page after page:
     /// `Stream<Item = Result<T, S::Error>>`.
-    pub fn items(self) -> Items<S, St, T>
+    pub fn items(self) -> Items<S, St, T, R>
     where
-        S: tower_service::Service<St::Request, Response = Page<T>>,
+        S: tower_service::Service<St::Request, Response = R>,
     {
         Items::new(self.pages())
     }
 }
 
-impl<S: fmt::Debug, St: Strategy<T> + fmt::Debug, T> fmt::Debug for Paginator<S, St, T>
+impl<S: fmt::Debug, St: Strategy<T, R> + fmt::Debug, T, R> fmt::Debug for Paginator<S, St, T, R>
 where
     St::Request: fmt::Debug,
 {

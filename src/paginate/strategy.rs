@@ -4,13 +4,19 @@ use http::Uri;
 
 use super::error::WalkError;
 use super::link::{parse_next_link, resolve_next};
-use super::page::Page;
+use super::page::{Page, PageResponse};
 use super::seen::SeenSet;
 
 /// How a walk goes from one page to the next.
 ///
 /// A strategy names the first request, and builds each next request from
-/// the previous request and the page it returned. A strategy whose next
+/// the previous request and the response it returned. `T` is the item
+/// type; `R` is what the page service answers: a [`Page<T>`] by default,
+/// or the API's own response type (any [`PageResponse`](super::PageResponse)),
+/// whose fields the strategy reads directly, as
+/// [`Cursor::from_response`](super::Cursor::from_response) reads a token.
+/// [`PageNumber`] and [`Cursor`](super::Cursor) work with any response;
+/// [`LinkHeader`] reads [`Page::headers`]. A strategy whose next
 /// request does not depend on the page (page numbers) also implements
 /// [`predict`](Strategy::predict), which lets
 /// [`Paginator::prefetch`](super::Paginator::prefetch) send it before the
@@ -64,7 +70,7 @@ use super::seen::SeenSet;
 /// # Ok(())
 /// # }
 /// ```
-pub trait Strategy<T> {
+pub trait Strategy<T, R = Page<T>> {
     /// The page request the page service answers. Cloned once per page (for
     /// the checkpoint), so it should be cheap to clone.
     type Request: Clone;
@@ -91,13 +97,13 @@ pub trait Strategy<T> {
         None
     }
 
-    /// The request after `prev`, given the `page` it returned: `Ok(None)`
-    /// ends the walk after this page, `Err` ends it with that error after
-    /// this page.
+    /// The request after `prev`, given the `response` (the page) it
+    /// returned: `Ok(None)` ends the walk after this page, `Err` ends it
+    /// with that error after this page.
     fn next(
         &mut self,
         prev: &Self::Request,
-        page: &Page<T>,
+        response: &R,
     ) -> Result<Option<Self::Request>, WalkError>;
 }
 
@@ -123,6 +129,9 @@ pub struct PageRequest {
 /// [`prefetch`](super::Paginator::prefetch) sends it while the current page
 /// is still on its way (and cancels it if the current page turns out to be
 /// the last).
+///
+/// It counts the items of any [`PageResponse`](super::PageResponse): a
+/// [`Page`], a plain `Vec`, or the API's own response type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageNumber {
     start: u64,
@@ -153,7 +162,10 @@ impl PageNumber {
     }
 }
 
-impl<T> Strategy<T> for PageNumber {
+impl<T, R> Strategy<T, R> for PageNumber
+where
+    R: PageResponse<Item = T>,
+{
     type Request = PageRequest;
 
     fn first(&mut self) -> PageRequest {
@@ -168,16 +180,13 @@ impl<T> Strategy<T> for PageNumber {
         Some(self.request(prev.page.checked_add(1)?))
     }
 
-    fn next(
-        &mut self,
-        prev: &PageRequest,
-        page: &Page<T>,
-    ) -> Result<Option<PageRequest>, WalkError> {
-        let short = u64::try_from(page.len()).is_ok_and(|len| len < self.per_page);
-        if page.is_empty() || short {
+    fn next(&mut self, prev: &PageRequest, page: &R) -> Result<Option<PageRequest>, WalkError> {
+        let len = page.items().len();
+        let short = u64::try_from(len).is_ok_and(|len| len < self.per_page);
+        if len == 0 || short {
             return Ok(None);
         }
-        Ok(Strategy::<T>::predict(self, prev))
+        Ok(Strategy::<T, R>::predict(self, prev))
     }
 }
 

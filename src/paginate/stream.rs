@@ -12,14 +12,17 @@ use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::error::WalkError;
-use super::page::Page;
+use super::page::{Page, PageResponse};
 use super::strategy::Strategy;
 use crate::trace::trace_event;
 
-type PageResult<S, T, R> = Result<Page<T>, <S as Service<R>>::Error>;
-type Request<St, T> = <St as Strategy<T>>::Request;
-type SlotOf<S, St, T> =
-    Slot<Request<St, T>, <S as Service<Request<St, T>>>::Future, PageResult<S, T, Request<St, T>>>;
+type Request<St, T, R> = <St as Strategy<T, R>>::Request;
+type PageResult<S, Req> = Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>;
+type SlotOf<S, St, T, R> = Slot<
+    Request<St, T, R>,
+    <S as Service<Request<St, T, R>>>::Future,
+    PageResult<S, Request<St, T, R>>,
+>;
 
 /// A snapshot of a walk's progress, from [`Pages::stats`] or
 /// [`Items::stats`](super::Items::stats).
@@ -65,7 +68,8 @@ impl<P> Drop for AbortOnDrop<P> {
 
 /// The stream of pages of a walk, from [`Paginator::pages`](super::Paginator::pages).
 ///
-/// Yields `Result<Page<T>, S::Error>` in order. After an error (from the
+/// Yields `Result<R, S::Error>` in order: the page service's responses,
+/// [`Page<T>`] by default (see [`PageResponse`]). After an error (from the
 /// page service or the [`Strategy`]) it yields nothing more; see
 /// [`checkpoint`](Pages::checkpoint) to resume. The page that ends a walk
 /// is yielded like any other, even when empty. Dropping the stream cancels
@@ -73,14 +77,14 @@ impl<P> Drop for AbortOnDrop<P> {
 ///
 /// Each page costs one boxed future (or one tokio task with prefetch): a
 /// few hundred nanoseconds, far below any network round trip.
-pub struct Pages<S, St, T>
+pub struct Pages<S, St, T, R = Page<T>>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
     service: S,
     strategy: St,
-    queue: VecDeque<SlotOf<S, St, T>>,
+    queue: VecDeque<SlotOf<S, St, T, R>>,
     /// The next request to send, when known.
     next: Option<St::Request>,
     /// No more requests will be sent.
@@ -98,17 +102,17 @@ where
 }
 
 // The stream never pins its fields in place (futures are boxed or spawned).
-impl<S, St, T> Unpin for Pages<S, St, T>
+impl<S, St, T, R> Unpin for Pages<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
 }
 
-impl<S, St, T> Pages<S, St, T>
+impl<S, St, T, R> Pages<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
 {
     pub(crate) fn new(
         service: S,
@@ -165,13 +169,13 @@ where
     }
 }
 
-impl<S, St, T> Pages<S, St, T>
+impl<S, St, T, R> Pages<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
     S::Future: Send + 'static,
     S::Error: From<WalkError> + Send + 'static,
-    T: Send + 'static,
+    R: PageResponse<Item = T> + Send + 'static,
 {
     /// Sends known requests while fewer than `cap` are queued.
     fn fill(&mut self, cx: &mut Context<'_>, cap: usize) {
@@ -212,7 +216,7 @@ where
         }
     }
 
-    fn poll_front(&mut self, cx: &mut Context<'_>) -> Poll<Option<PageResult<S, T, St::Request>>> {
+    fn poll_front(&mut self, cx: &mut Context<'_>) -> Poll<Option<PageResult<S, St::Request>>> {
         // Local futures behind the front progress too (prefetch without a
         // tokio runtime); their answers wait in the queue, in order.
         for slot in self.queue.iter_mut().skip(1) {
@@ -240,15 +244,15 @@ where
     }
 }
 
-impl<S, St, T> Stream for Pages<S, St, T>
+impl<S, St, T, R> Stream for Pages<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
     S::Future: Send + 'static,
     S::Error: From<WalkError> + Send + 'static,
-    T: Send + 'static,
+    R: PageResponse<Item = T> + Send + 'static,
 {
-    type Item = Result<Page<T>, S::Error>;
+    type Item = Result<R, S::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -309,12 +313,13 @@ where
         this.stats.pages += 1;
         if let Some(max) = this.max_items {
             let room = max.saturating_sub(this.stats.items);
-            if page.len() as u64 >= room {
-                page.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            let items = page.items_mut();
+            if items.len() as u64 >= room {
+                items.truncate(usize::try_from(room).unwrap_or(usize::MAX));
                 this.stop_sending();
             }
         }
-        this.stats.items += page.len() as u64;
+        this.stats.items += page.items().len() as u64;
         if this.max_pages.is_some_and(|max| this.stats.pages >= max) {
             this.stop_sending();
         }
@@ -335,10 +340,10 @@ where
     }
 }
 
-impl<S, St, T> fmt::Debug for Pages<S, St, T>
+impl<S, St, T, R> fmt::Debug for Pages<S, St, T, R>
 where
-    St: Strategy<T>,
-    S: Service<St::Request, Response = Page<T>>,
+    St: Strategy<T, R>,
+    S: Service<St::Request, Response = R>,
     St::Request: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
