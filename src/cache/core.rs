@@ -16,6 +16,7 @@ use super::flight::Flight;
 use super::stats::CacheStats;
 use super::store::{AnyStore, Entry, Store};
 use crate::sync::{lock, thread_stripe, Padded};
+use crate::time;
 use crate::BoxError;
 
 /// What the cache stores for a key: a response, or (only with
@@ -40,10 +41,11 @@ impl<Res> Cached<Res> {
     }
 }
 
-/// `at + d`, saturating instead of panicking on overflow.
+/// `at + d`, saturating to "never" (see [`time::deadline`]): a duration
+/// too long for the clock keeps the entry for good, not for no time.
 #[inline]
 pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d).unwrap_or(at)
+    time::deadline(at, d)
 }
 
 /// The state every clone of a layer and its services share.

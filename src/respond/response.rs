@@ -114,7 +114,7 @@ impl ErrorResponse {
     /// `Retry-After: 0` invites an immediate stampede).
     pub fn retry_after_secs(&self) -> Option<u64> {
         self.retry_after.map(|d| {
-            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
             secs.max(1)
         })
     }
