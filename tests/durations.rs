@@ -94,7 +94,11 @@ async fn retry_max_delay_of_max_is_no_cap() {
     assert!(tokio::time::timeout(HOUR, &mut fut).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 2, "first retry after 1 s");
     assert!(tokio::time::timeout(YEAR, &mut fut).await.is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "the second delay is 'never'");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the second delay is 'never'"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,10 +134,13 @@ async fn retry_deadline_of_max_is_no_limit() {
         .deadline(Duration::MAX)
         .build()
         .unwrap();
-    let err = tokio::time::timeout(HOUR, layer.layer(failing(usize::MAX, calls.clone())).oneshot(1))
-        .await
-        .expect("the deadline ends it")
-        .unwrap_err();
+    let err = tokio::time::timeout(
+        HOUR,
+        layer.layer(failing(usize::MAX, calls.clone())).oneshot(1),
+    )
+    .await
+    .expect("the deadline ends it")
+    .unwrap_err();
     assert_eq!(err.to_string(), "failure 1");
 }
 
@@ -181,7 +188,11 @@ async fn largest_retry_after_cannot_panic_the_retry_layer() {
             .classify(HttpClassify)
             .build()
             .unwrap();
-        let waited = tokio::time::timeout(YEAR, layer.layer(unavailable(value, calls.clone())).oneshot(())).await;
+        let waited = tokio::time::timeout(
+            YEAR,
+            layer.layer(unavailable(value, calls.clone())).oneshot(()),
+        )
+        .await;
         assert!(waited.is_err(), "{value}: still waiting after a year");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{value}");
 
@@ -195,10 +206,13 @@ async fn largest_retry_after_cannot_panic_the_retry_layer() {
             .classify(HttpClassify)
             .build()
             .unwrap();
-        let res = tokio::time::timeout(Duration::from_millis(1), layer.layer(unavailable(value, calls.clone())).oneshot(()))
-            .await
-            .expect("the deadline ends it at once")
-            .unwrap();
+        let res = tokio::time::timeout(
+            Duration::from_millis(1),
+            layer.layer(unavailable(value, calls.clone())).oneshot(()),
+        )
+        .await
+        .expect("the deadline ends it at once")
+        .unwrap();
         assert_eq!(res.status(), 503, "{value}");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{value}");
 
@@ -212,9 +226,11 @@ async fn largest_retry_after_cannot_panic_the_retry_layer() {
                 .build()
                 .unwrap();
             let mut fut = Box::pin(layer.layer(unavailable(value, calls.clone())).oneshot(()));
-            assert!(tokio::time::timeout(cap - Duration::from_millis(1), &mut fut)
-                .await
-                .is_err());
+            assert!(
+                tokio::time::timeout(cap - Duration::from_millis(1), &mut fut)
+                    .await
+                    .is_err()
+            );
             assert_eq!(calls.load(Ordering::SeqCst), 1, "{value}, cap {cap:?}");
             let res = tokio::time::timeout(Duration::from_millis(2), &mut fut)
                 .await
@@ -259,7 +275,10 @@ async fn breaker_open_duration_of_max_stays_open() {
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(switch());
-    assert!(call(&mut svc, false).await.is_none(), "the failure itself passes through");
+    assert!(
+        call(&mut svc, false).await.is_none(),
+        "the failure itself passes through"
+    );
     assert_eq!(handle.state(), State::Open);
     advance(YEAR).await;
     let open = call(&mut svc, true).await.expect("still open after a year");
@@ -335,7 +354,9 @@ async fn breaker_slow_call_threshold_of_max_is_never_slow() {
 // ===== limits =====
 
 /// A service whose calls wait for a permit on `gate`.
-fn gated(gate: Arc<Semaphore>) -> impl Service<(), Response = (), Error = BoxError, Future = impl Send> + Clone {
+fn gated(
+    gate: Arc<Semaphore>,
+) -> impl Service<(), Response = (), Error = BoxError, Future = impl Send> + Clone {
     service_fn(move |()| {
         let gate = gate.clone();
         async move {
@@ -358,7 +379,10 @@ async fn concurrency_limit_max_wait_of_max_waits_as_long_as_it_takes() {
     tokio::task::yield_now().await;
     assert_eq!(layer.stats().in_flight, 1);
     let mut second = Box::pin(svc.clone().oneshot(()));
-    assert!(tokio::time::timeout(DAY, &mut second).await.is_err(), "still waiting after a day");
+    assert!(
+        tokio::time::timeout(DAY, &mut second).await.is_err(),
+        "still waiting after a day"
+    );
     assert_eq!(layer.stats().rejected, 0);
     assert_eq!(layer.stats().waiting, 1);
     gate.add_permits(2);
@@ -388,10 +412,15 @@ async fn adaptive_limit_durations_of_max() {
     // max_wait MAX: a caller waits for a permit as long as it takes.
     let gate = Arc::new(Semaphore::new(0));
     let svc = layer.layer(gated(gate.clone()));
-    let held: Vec<_> = (0..2).map(|_| tokio::spawn(svc.clone().oneshot(()))).collect();
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(svc.clone().oneshot(())))
+        .collect();
     tokio::task::yield_now().await;
     let mut third = Box::pin(svc.clone().oneshot(()));
-    assert!(tokio::time::timeout(DAY, &mut third).await.is_err(), "still waiting after a day");
+    assert!(
+        tokio::time::timeout(DAY, &mut third).await.is_err(),
+        "still waiting after a day"
+    );
     assert_eq!(layer.stats().rejected, 0);
     gate.add_permits(3);
     for h in held {
@@ -418,7 +447,9 @@ async fn cache_durations_of_max_never_expire() {
         .key_fn(|k: &u64| *k)
         .build()
         .expect("Duration::MAX means no limit");
-    let mut svc = ServiceBuilder::new().layer(layer.clone()).service(backend.clone());
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(backend.clone());
     assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), "1@v1");
     advance(YEAR).await;
     assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), "1@v1");
@@ -444,7 +475,11 @@ async fn cache_durations_of_max_never_expire() {
         "stale, served at once"
     );
     sleep(Duration::from_millis(1)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "refreshed in the background");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "refreshed in the background"
+    );
     assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), "2@v3");
 }
 
@@ -509,9 +544,10 @@ async fn http_client_timeouts_of_max() {
         .expect("no limit: the answer comes");
     assert_eq!(slow["slept_ms"], 600_000);
     // The body read timeout: `stream_body` restarts it on every chunk.
-    let mut chunks = fetch::stream_body(&client, server.url("/stream?bytes=65536&chunk=4096"), 4096)
-        .await
-        .unwrap();
+    let mut chunks =
+        fetch::stream_body(&client, server.url("/stream?bytes=65536&chunk=4096"), 4096)
+            .await
+            .unwrap();
     let mut n = 0;
     while let Some(chunk) = chunks.next().await {
         n += chunk.unwrap().len();

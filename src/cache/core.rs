@@ -156,3 +156,21 @@ impl Counters {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn later_saturates_to_never_not_to_now() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        // An overflow used to give `now`: expired at once.
+        assert_eq!(later(now, Duration::MAX), now + time::NEVER);
+        let fresh = later(now, Duration::MAX);
+        assert!(later(fresh, Duration::MAX) >= fresh);
+    }
+}

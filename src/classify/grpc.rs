@@ -174,7 +174,10 @@ mod tests {
                 .unwrap())
         };
         let c = GrpcClassify;
-        assert_eq!(c.retry_after(&with("250")), Some(Duration::from_millis(250)));
+        assert_eq!(
+            c.retry_after(&with("250")),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(
             c.retry_after(&with("99999999999999999999999999")),
             Some(Duration::from_millis(u64::MAX))

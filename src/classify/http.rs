@@ -142,12 +142,18 @@ mod tests {
         // delta-seconds is 1*DIGIT: any length, leading zeros included.
         let long = "9".repeat(400);
         h.insert("retry-after", long.parse().unwrap());
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            parse_retry_after(&h, now),
+            Some(Duration::from_secs(u64::MAX))
+        );
         let padded = format!("{}5", "0".repeat(400));
         h.insert("retry-after", padded.parse().unwrap());
         assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(5)));
         // The latest HTTP-date there is.
-        h.insert("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
         let d = parse_retry_after(&h, now).expect("a valid date");
         assert_eq!(d.as_secs(), 253_402_300_799 - 1_700_000_000);
     }

@@ -168,7 +168,9 @@ impl<Res, E> TaskTable<Res, E> {
         if let Some(entry) = shard.map.get_mut(&id.0) {
             if !entry.parked {
                 entry.parked = true;
-                shard.expiry.push_back((id.0, time::deadline(now, self.retain)));
+                shard
+                    .expiry
+                    .push_back((id.0, time::deadline(now, self.retain)));
                 shard.retained += 1;
                 if self.janitor_idle.load(Ordering::Relaxed)
                     && self.janitor_idle.swap(false, Ordering::SeqCst)
@@ -280,6 +282,18 @@ mod tests {
             (shard.retained, shard.map.len(), shard.expiry.len()),
             (0, 0, 0)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retention_of_max_expires_never() {
+        let table = TaskTable::<(), ()>::new(Duration::MAX, 10);
+        assert_eq!(table.retain(), time::NEVER);
+        table.insert(1, Arc::new(Cell::new(TaskId(1), false)));
+        let now = Instant::now();
+        table.park(TaskId(1));
+        assert_eq!(table.next_expiry(), Some(now + time::NEVER));
+        tokio::time::advance(Duration::from_secs(365 * 86_400)).await;
+        assert!(table.lookup(TaskId(1)).is_some(), "kept after a year");
     }
 
     #[test]

@@ -287,6 +287,10 @@ mod tests {
         let zero =
             ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(Some(Duration::ZERO));
         assert_eq!(zero.retry_after_secs(), Some(1));
+        // The longest wait there is saturates instead of overflowing.
+        let never =
+            ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(Some(Duration::MAX));
+        assert_eq!(never.retry_after_secs(), Some(u64::MAX));
     }
 
     #[tokio::test(start_paused = true)]

@@ -108,7 +108,10 @@ where
         } else {
             None
         };
-        let deadline = self.config.deadline.map(|d| time::deadline(Instant::now(), d));
+        let deadline = self
+            .config
+            .deadline
+            .map(|d| time::deadline(Instant::now(), d));
         self.slot.count_first_attempt();
         // Call the instance that was driven ready; the future keeps it for
         // retries and `self` continues with a fresh clone (the tower idiom
