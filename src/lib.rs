@@ -90,6 +90,21 @@
 //!   `#[tokio::test(start_paused = true)]`.
 //! - **Observability.** Stateful components have a cheap `stats()`; with
 //!   the `tracing` feature they emit events on state changes.
+//!
+//! ## Durations
+//!
+//! A duration from configuration or from the network is added to the clock
+//! saturating, never panicking: a deadline the clock cannot represent (or
+//! more than about 30 years ahead, tokio's own far future) becomes "never".
+//! So `Duration::MAX` means "no limit" wherever a builder takes a duration
+//! (a backoff, a deadline, a TTL, an open duration, a wait, a timeout);
+//! builders refuse only values outside a range they document (zero where
+//! zero makes no sense, a retry budget's window of 10 ms to 1 hour), never
+//! a duration for being long. Values a server sends (`Retry-After` of any
+//! size, up to the year 9999; `grpc-retry-pushback-ms`) cannot panic the
+//! caller either: the retry layer caps them by
+//! [`Backoff::max_delay`](retry::Backoff::max_delay) and, uncapped, waits
+//! "never" or until its deadline.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -111,7 +126,6 @@ mod rejection;
 pub mod respond;
 pub mod retry;
 mod sync;
-#[allow(dead_code)] // TEMP(issue 23): removed once every duration goes through it
 mod time;
 
 #[cfg(feature = "upstream")]

@@ -514,13 +514,13 @@ fn builder_rejects_bad_values() {
         .key_fn(|k: &u64| *k)
         .build();
     assert_eq!(e.unwrap_err().field(), "cache_errors");
-    let e = CacheLayer::<u64, u64>::builder()
+    // Long durations are not refused: they saturate to "never" (issue 23;
+    // tests/durations.rs drives them).
+    CacheLayer::<u64, u64>::builder()
         .stale_while_revalidate(Duration::MAX)
         .key_fn(|k: &u64| *k)
-        .build();
-    let e = e.unwrap_err();
-    assert_eq!(e.field(), "stale_while_revalidate");
-    assert!(e.to_string().contains("at most 100 years"), "{e}");
+        .build()
+        .expect("Duration::MAX means no limit");
 }
 
 /// A store of our own: the in-memory one, counting what the layer asks.

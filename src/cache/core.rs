@@ -16,6 +16,7 @@ use super::flight::Flight;
 use super::stats::CacheStats;
 use super::store::{AnyStore, Entry, Store};
 use crate::sync::{lock, thread_stripe, Padded};
+use crate::time;
 use crate::BoxError;
 
 /// What the cache stores for a key: a response, or (only with
@@ -40,10 +41,11 @@ impl<Res> Cached<Res> {
     }
 }
 
-/// `at + d`, saturating instead of panicking on overflow.
+/// `at + d`, saturating to "never" (see [`time::deadline`]): a duration
+/// too long for the clock keeps the entry for good, not for no time.
 #[inline]
 pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d).unwrap_or(at)
+    time::deadline(at, d)
 }
 
 /// The state every clone of a layer and its services share.
@@ -152,5 +154,23 @@ impl Counters {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn later_saturates_to_never_not_to_now() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        // An overflow used to give `now`: expired at once.
+        assert_eq!(later(now, Duration::MAX), now + time::NEVER);
+        let fresh = later(now, Duration::MAX);
+        assert!(later(fresh, Duration::MAX) >= fresh);
     }
 }

@@ -19,8 +19,6 @@ use crate::classify::DefaultClassify;
 use crate::error::check;
 use crate::ConfigError;
 
-/// The longest duration any cache setting accepts: 100 years.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The most entries the in-memory store can be asked to hold.
 const MAX_ENTRIES: usize = (u32::MAX / 2) as usize;
 /// The in-memory store's bound when `max_entries` is not set.
@@ -149,7 +147,7 @@ impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
 
 impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// How long a stored response stays fresh (default 5 minutes; more
-    /// than zero, at most 100 years).
+    /// than zero). `Duration::MAX` means no limit: fresh until evicted.
     #[must_use = "a setter returns the changed builder"]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -169,7 +167,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// For this long after an entry goes stale, serve it at once and
     /// refresh it in the background (one refresh per key at a time).
-    /// Zero (the default) turns this off.
+    /// Zero (the default) turns this off; `Duration::MAX` means no limit.
     #[must_use = "a setter returns the changed builder"]
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         self.swr = window;
@@ -178,7 +176,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// For this long after an entry goes stale, serve it when the inner
     /// call fails (the classifier says [`Outcome::Failure`](crate::classify::Outcome::Failure))
-    /// instead of the failure. Zero (the default) turns this off.
+    /// instead of the failure. Zero (the default) turns this off;
+    /// `Duration::MAX` means no limit.
     #[must_use = "a setter returns the changed builder"]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.sie = window;
@@ -187,7 +186,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
 
     /// Also cache what is not a success (errors, and responses the
     /// classifier calls failures or ignores, like an HTTP 404) for `ttl`
-    /// (more than zero). Off by default: only successes are stored.
+    /// (more than zero; `Duration::MAX` means no limit). Off by default:
+    /// only successes are stored.
     ///
     /// Cached errors reach every caller as [`SharedError`](super::SharedError).
     #[must_use = "a setter returns the changed builder"]
@@ -255,36 +255,19 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        let dur = |field, d: Duration, zero_ok: bool| {
-            if (!zero_ok && d.is_zero()) || d > MAX_DURATION {
-                Err(ConfigError::new(
-                    "cache",
-                    field,
-                    format!("{d:?}"),
-                    if zero_ok {
-                        "must be at most 100 years"
-                    } else {
-                        "must be more than zero and at most 100 years"
-                    },
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        dur("ttl", self.ttl, false)?;
-        dur("stale_while_revalidate", self.swr, true)?;
-        dur("stale_if_error", self.sie, true)?;
+        // No upper bound: a duration too long for the clock saturates to
+        // "never" (see the crate docs, "Durations").
+        check::nonzero("cache", "ttl", self.ttl)?;
         if let Some(t) = self.error_ttl {
-            dur("cache_errors", t, false)?;
+            check::nonzero("cache", "cache_errors", t)?;
         }
         Ok(())
     }
 
     /// Builds the layer with the in-memory [`MemoryStore`].
     ///
-    /// Fails with a [`ConfigError`] naming the field when a duration is
-    /// zero (where not allowed) or over 100 years, or `max_entries` is 0
-    /// or over 2^31 - 1.
+    /// Fails with a [`ConfigError`] naming the field when `ttl` or
+    /// `cache_errors` is zero, or `max_entries` is 0 or over 2^31 - 1.
     pub fn build(self) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
     where
         KF: KeyFn<Req>,

@@ -119,7 +119,8 @@ impl<C> CircuitBreakerLayerBuilder<C> {
 
     /// The window the rates are measured over: the last `n` calls
     /// ([`Window::Count`], `1 ..= 1_000_000`) or the last `d` of time
-    /// ([`Window::Time`], at least 1 ms). Default `Window::Count(100)`.
+    /// ([`Window::Time`], at least 1 ms; `Duration::MAX` means no limit:
+    /// every call since the breaker last closed). Default `Window::Count(100)`.
     #[must_use = "a setter returns the updated builder"]
     pub fn sliding_window(mut self, window: Window) -> Self {
         self.window = Some(window);
@@ -139,7 +140,8 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// they succeed or fail; open when the share of slow calls in the window
     /// reaches `rate` (`0 < rate <= 1`). A slow half-open probe counts as a
     /// failed probe. Off by default; when on, every call's duration is
-    /// measured.
+    /// measured. A `threshold` of `Duration::MAX` means no limit: no call
+    /// is slow.
     #[must_use = "a setter returns the updated builder"]
     pub fn slow_call(mut self, threshold: Duration, rate: f64) -> Self {
         self.slow = Some((threshold, rate));
@@ -147,7 +149,9 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     }
 
     /// How long the breaker stays open before it lets probes through.
-    /// Default 60 s. Zero means "probe on the next call".
+    /// Default 60 s. Zero means "probe on the next call"; `Duration::MAX`
+    /// means no limit: open until [`reset`](super::CircuitBreakerHandle::reset)
+    /// (an open duration beyond about 30 years counts as "never").
     #[must_use = "a setter returns the updated builder"]
     pub fn open_duration(mut self, d: Duration) -> Self {
         self.open_duration = d;
@@ -157,6 +161,8 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// Grow the open duration: each opening that follows a failed half-open
     /// probe doubles it, up to `max` (at least `open_duration`). Closing
     /// starts again from `open_duration`. Default: no growth.
+    /// `Duration::MAX` means no limit: the doubling goes on until the open
+    /// duration reaches "never" (about 30 years).
     #[must_use = "a setter returns the updated builder"]
     pub fn open_duration_max(mut self, max: Duration) -> Self {
         self.open_duration_max = Some(max);

@@ -32,6 +32,7 @@ use super::word::{
 use crate::classify::Outcome;
 use crate::rejection::{Open, State};
 use crate::sync::{lock, Padded};
+use crate::time;
 use crate::trace::trace_event;
 
 /// The answer to [`Core::admit`].
@@ -438,7 +439,9 @@ impl Core {
                     tr.opened_total += 1;
                 }
                 if !held {
-                    let d = self.cfg.open_duration(tr.openings);
+                    // Saturating nanoseconds cannot overflow; the cap keeps
+                    // `Open::retry_after` at the crate's "never".
+                    let d = time::capped(self.cfg.open_duration(tr.openings));
                     tr.openings = tr.openings.saturating_add(1);
                     let until = self
                         .nanos(clock())

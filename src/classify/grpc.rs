@@ -108,7 +108,14 @@ impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassify {
     fn retry_after(&self, result: &Result<http::Response<B>, E>) -> Option<Duration> {
         let res = result.as_ref().ok()?;
         let ms = res.headers().get("grpc-retry-pushback-ms")?.to_str().ok()?;
-        ms.trim().parse::<u64>().ok().map(Duration::from_millis)
+        match ms.trim().parse::<u64>() {
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            // A number too large for u64 saturates: the peer asked for "never".
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                Some(Duration::from_millis(u64::MAX))
+            }
+            Err(_) => None,
+        }
     }
 }
 
@@ -155,5 +162,27 @@ mod tests {
         assert_eq!(c.classify(&boxed), Outcome::Ignored);
         let other: Result<http::Response<()>, BoxError> = Err("reset".into());
         assert_eq!(c.classify(&other), Outcome::Failure);
+    }
+
+    #[test]
+    fn pushback_saturates_instead_of_failing() {
+        let with = |ms: &str| -> Result<http::Response<()>, ()> {
+            Ok(http::Response::builder()
+                .header("grpc-status", "14")
+                .header("grpc-retry-pushback-ms", ms)
+                .body(())
+                .unwrap())
+        };
+        let c = GrpcClassify;
+        assert_eq!(
+            c.retry_after(&with("250")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            c.retry_after(&with("99999999999999999999999999")),
+            Some(Duration::from_millis(u64::MAX))
+        );
+        assert_eq!(c.retry_after(&with("-1")), None);
+        assert_eq!(c.retry_after(&with("soon")), None);
     }
 }

@@ -59,7 +59,10 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassify {
 /// from `now` (wall-clock time, as HTTP dates are).
 ///
 /// Returns `None` when the header is absent or malformed; a date in the
-/// past gives `Some(Duration::ZERO)`.
+/// past gives `Some(Duration::ZERO)`. Never panics: delta-seconds too large
+/// for a `u64` saturate to `Duration::from_secs(u64::MAX)`, and the latest
+/// HTTP-date (year 9999) is read as it is. The retry layer adds either to
+/// the clock without overflow (see "Durations" in the crate docs).
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
@@ -130,5 +133,28 @@ mod tests {
             parse_retry_after(&h, now),
             Some(Duration::from_secs(u64::MAX))
         );
+    }
+
+    #[test]
+    fn retry_after_extremes_of_the_grammar() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        // delta-seconds is 1*DIGIT: any length, leading zeros included.
+        let long = "9".repeat(400);
+        h.insert("retry-after", long.parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&h, now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let padded = format!("{}5", "0".repeat(400));
+        h.insert("retry-after", padded.parse().unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(5)));
+        // The latest HTTP-date there is.
+        h.insert(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        let d = parse_retry_after(&h, now).expect("a valid date");
+        assert_eq!(d.as_secs(), 253_402_300_799 - 1_700_000_000);
     }
 }

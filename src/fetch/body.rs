@@ -16,6 +16,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::FetchError;
 use super::shared::{Config, Counters};
+use crate::time;
 use crate::trace::trace_event;
 
 /// The response body of [`HttpClient`](super::HttpClient): hyper's body with the client's
@@ -82,7 +83,9 @@ impl Body {
         self.limit = u64::MAX;
         self.idle = true;
         if let Some(deadline) = self.deadline.as_mut() {
-            deadline.as_mut().reset(Instant::now() + self.timeout);
+            deadline
+                .as_mut()
+                .reset(time::deadline(Instant::now(), self.timeout));
         }
         self
     }
@@ -152,7 +155,9 @@ impl http_body::Body for Body {
                     if let Some(deadline) = this.deadline.as_mut() {
                         if this.idle {
                             if !data.is_empty() {
-                                deadline.as_mut().reset(Instant::now() + this.timeout);
+                                deadline
+                                    .as_mut()
+                                    .reset(time::deadline(Instant::now(), this.timeout));
                             }
                         } else if deadline.is_elapsed() {
                             // Data that never stops coming still ends at the deadline.

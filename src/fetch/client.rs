@@ -25,6 +25,7 @@ use super::shared::{
 };
 use super::uri::check_uri;
 use crate::error::check;
+use crate::time;
 use crate::ConfigError;
 
 #[cfg(feature = "tls")]
@@ -221,16 +222,17 @@ impl fmt::Debug for HttpClientBuilder {
 
 impl HttpClientBuilder {
     /// Deadline for each TCP connection attempt (default 10 s; must be
-    /// non-zero). Reported as [`FetchError::Timeout`].
+    /// non-zero; `Duration::MAX` means no limit). Reported as
+    /// [`FetchError::Timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Deadline for a whole exchange, from the call until the last body
-    /// byte (default 30 s; must be non-zero). For
-    /// [`stream_body`](super::stream_body) it bounds the wait for the
-    /// response head and then each wait for more data.
+    /// byte (default 30 s; must be non-zero; `Duration::MAX` means no
+    /// limit). For [`stream_body`](super::stream_body) it bounds the wait
+    /// for the response head and then each wait for more data.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -243,7 +245,8 @@ impl HttpClientBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept (default 90 s; non-zero).
+    /// How long an idle pooled connection is kept (default 90 s; non-zero;
+    /// `Duration::MAX` means no limit).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
         self
@@ -297,7 +300,9 @@ impl HttpClientBuilder {
         };
 
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(self.connect_timeout));
+        // hyper-util adds these to the clock itself (the pool's idle timer with
+        // a plain `+`): hand it durations the clock can take.
+        http.set_connect_timeout(Some(time::capped(self.connect_timeout)));
         http.set_nodelay(true);
         #[cfg(feature = "tls")]
         let connector = {
@@ -327,7 +332,7 @@ impl HttpClientBuilder {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_idle_timeout(time::capped(self.pool_idle_timeout))
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .build(connector);
         Ok(HttpClient {

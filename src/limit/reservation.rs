@@ -19,6 +19,7 @@ use tower_service::Service;
 
 use super::error::Overloaded;
 use super::gate::{Gate, LimitStats, Wait};
+use crate::time;
 use crate::BoxError;
 
 /// The state every clone of one limiter shares: where a [`Reservation`]
@@ -233,10 +234,12 @@ impl Acquire {
             let started = Instant::now();
             let sem = guard.0.semaphore.clone();
             let acquired = match wait {
-                Wait::UpTo(max) => match tokio::time::timeout(max, sem.acquire_owned()).await {
-                    Ok(acquired) => acquired,
-                    Err(_elapsed) => return Err(guard.0.reject(started.elapsed())),
-                },
+                Wait::UpTo(max) => {
+                    match tokio::time::timeout(time::capped(max), sem.acquire_owned()).await {
+                        Ok(acquired) => acquired,
+                        Err(_elapsed) => return Err(guard.0.reject(started.elapsed())),
+                    }
+                }
                 Wait::Forever | Wait::Never => sem.acquire_owned().await,
             };
             acquired.map_err(|_closed| guard.0.reject(started.elapsed()))

@@ -70,7 +70,8 @@ impl TaskQueueBuilder {
     /// results on time, even on an idle queue (it uses `tokio::time`, so the
     /// runtime needs its time driver); lookups and `stats` also check expiry
     /// first. Zero keeps nothing that no one waits for (and spawns no
-    /// janitor).
+    /// janitor); `Duration::MAX` means no limit (kept until taken or
+    /// evicted by `max_retained`).
     pub fn retain_results(mut self, retain: Duration) -> Self {
         self.retain = retain;
         self

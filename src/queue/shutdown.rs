@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::shared::Shared;
 use super::task::TaskId;
+use crate::time;
 use crate::trace::trace_event;
 
 /// How to stop a queue; see [`TaskQueue::shutdown`](super::TaskQueue::shutdown).
@@ -13,6 +14,7 @@ use crate::trace::trace_event;
 pub enum Shutdown {
     /// Stop taking tasks, let the workers finish every accepted task, and
     /// cancel whatever is still pending or running when the deadline passes.
+    /// `Duration::MAX` means no limit: wait for every accepted task.
     Graceful(Duration),
     /// Stop taking tasks and cancel every pending and running task now.
     Now,
@@ -51,9 +53,11 @@ pub(crate) async fn shutdown<Req, Res, E>(
     shared.close();
     let mut stopped = shared.stopped.subscribe();
     let deadline_reached = match how {
-        Shutdown::Graceful(deadline) => tokio::time::timeout(deadline, stopped.wait_for(|s| *s))
-            .await
-            .is_err(),
+        Shutdown::Graceful(deadline) => {
+            tokio::time::timeout(time::capped(deadline), stopped.wait_for(|s| *s))
+                .await
+                .is_err()
+        }
         Shutdown::Now => !*stopped.borrow(),
     };
     let cancelled = if deadline_reached {

@@ -14,11 +14,10 @@ use tokio::time::Instant;
 use super::cell::Cell;
 use super::task::TaskId;
 use crate::sync::{lock, Padded};
+use crate::time;
 
 /// Number of independently locked parts of the task table.
 const SHARDS: usize = 8;
-/// Retention above this is treated as "until taken or evicted by count".
-const MAX_RETAIN: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Hashes the sequential task ids (a multiply and a fold is plenty).
 #[derive(Default)]
@@ -104,14 +103,14 @@ pub(crate) struct TaskTable<Res, E> {
 
 impl<Res, E> TaskTable<Res, E> {
     /// An empty table keeping finished results for `retain` (capped at
-    /// about 30 years), at most `max_retained` (rounded up to a multiple of
-    /// the shard count).
+    /// [`time::NEVER`]: longer is "until taken or evicted by count"), at
+    /// most `max_retained` (rounded up to a multiple of the shard count).
     pub(crate) fn new(retain: Duration, max_retained: usize) -> Self {
         TaskTable {
             shards: (0..SHARDS)
                 .map(|_| Padded(Mutex::new(Shard::default())))
                 .collect(),
-            retain: retain.min(MAX_RETAIN),
+            retain: time::capped(retain),
             per_shard: max_retained.div_ceil(SHARDS),
             janitor: Arc::new(Notify::new()),
             janitor_idle: AtomicBool::new(false),
@@ -169,7 +168,9 @@ impl<Res, E> TaskTable<Res, E> {
         if let Some(entry) = shard.map.get_mut(&id.0) {
             if !entry.parked {
                 entry.parked = true;
-                shard.expiry.push_back((id.0, now + self.retain));
+                shard
+                    .expiry
+                    .push_back((id.0, time::deadline(now, self.retain)));
                 shard.retained += 1;
                 if self.janitor_idle.load(Ordering::Relaxed)
                     && self.janitor_idle.swap(false, Ordering::SeqCst)
@@ -281,6 +282,18 @@ mod tests {
             (shard.retained, shard.map.len(), shard.expiry.len()),
             (0, 0, 0)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retention_of_max_expires_never() {
+        let table = TaskTable::<(), ()>::new(Duration::MAX, 10);
+        assert_eq!(table.retain(), time::NEVER);
+        table.insert(1, Arc::new(Cell::new(TaskId(1), false)));
+        let now = Instant::now();
+        table.park(TaskId(1));
+        assert_eq!(table.next_expiry(), Some(now + time::NEVER));
+        tokio::time::advance(Duration::from_secs(365 * 86_400)).await;
+        assert!(table.lookup(TaskId(1)).is_some(), "kept after a year");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl ErrorResponse {
     /// `Retry-After: 0` invites an immediate stampede).
     pub fn retry_after_secs(&self) -> Option<u64> {
         self.retry_after.map(|d| {
-            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
             secs.max(1)
         })
     }
@@ -287,6 +287,10 @@ mod tests {
         let zero =
             ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(Some(Duration::ZERO));
         assert_eq!(zero.retry_after_secs(), Some(1));
+        // The longest wait there is saturates instead of overflowing.
+        let never =
+            ErrorResponse::from_kind(ErrorKind::CircuitOpen).with_retry_after(Some(Duration::MAX));
+        assert_eq!(never.retry_after_secs(), Some(u64::MAX));
     }
 
     #[tokio::test(start_paused = true)]

@@ -89,6 +89,7 @@ impl Backoff {
     }
 
     /// The same delay before every retry (factor 1.0), without jitter.
+    /// `Duration::MAX` waits "never" (or until the layer's deadline).
     pub fn constant(delay: Duration) -> Self {
         Backoff {
             base: delay,
@@ -108,7 +109,9 @@ impl Backoff {
 
     /// The longest single delay, also the cap on a server's `Retry-After`.
     /// Must be at least the base delay (checked by `build()`, field
-    /// `backoff.max_delay`).
+    /// `backoff.max_delay`). `Duration::MAX` means no limit: a server's
+    /// `Retry-After` is then waited in full, however long (a delay the
+    /// clock cannot hold waits "never", or until the deadline).
     pub fn max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = max_delay;
         self

@@ -16,6 +16,7 @@ use super::plan::plan_retry;
 use super::replay::Replay;
 use super::shared::{Config, Core};
 use crate::classify::{Classify, Outcome};
+use crate::time;
 use crate::trace::trace_event;
 
 pin_project! {
@@ -252,7 +253,7 @@ where
                             return Poll::Pending;
                         }
                     } else {
-                        arm(slow.sleep.as_mut(), now + delay);
+                        arm(slow.sleep.as_mut(), time::deadline(now, delay));
                         this.state.set(State::Sleeping { last: Some(result) });
                     }
                 }

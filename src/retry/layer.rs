@@ -218,7 +218,7 @@ impl<C> RetryLayerBuilder<C> {
     /// attempt starts after it and no backoff sleep is begun that would end
     /// past it. It does not cut short an attempt already in flight (put a
     /// `tower::timeout::TimeoutLayer` inside the retry for that). Must be
-    /// more than zero.
+    /// more than zero; `Duration::MAX` means no limit.
     #[must_use = "call .build() to get a RetryLayer"]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::shared::{Config, Core};
 use crate::classify::Classify;
+use crate::time;
 use crate::trace::trace_event;
 
 /// Decides whether a failed attempt is retried; returns the delay and the
@@ -48,8 +49,9 @@ where
     let now = Instant::now();
     if let Some(deadline) = deadline {
         // Neither a sleep that would end past the deadline nor an attempt
-        // starting at it.
-        if now.checked_add(delay).is_none_or(|end| end >= deadline) {
+        // starting at it. A delay too long for the clock ends "never",
+        // which is past any deadline.
+        if time::deadline(now, delay) >= deadline {
             trace_event!(
                 INFO,
                 attempts,

@@ -10,6 +10,7 @@ use super::future::ResponseFuture;
 use super::replay::Replay;
 use super::shared::{Config, RetryStats, Slot};
 use crate::classify::{Classify, DefaultClassify};
+use crate::time;
 
 /// Retries the calls its classifier calls a failure. Made by
 /// [`RetryLayer`](super::RetryLayer).
@@ -107,7 +108,10 @@ where
         } else {
             None
         };
-        let deadline = self.config.deadline.map(|d| Instant::now() + d);
+        let deadline = self
+            .config
+            .deadline
+            .map(|d| time::deadline(Instant::now(), d));
         self.slot.count_first_attempt();
         // Call the instance that was driven ready; the future keeps it for
         // retries and `self` continues with a fresh clone (the tower idiom

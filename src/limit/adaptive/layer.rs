@@ -111,7 +111,8 @@ impl<C> AdaptiveLimitLayer<C> {
     }
 
     /// Waits at most `max_wait` for a permit, then fails with [`Overloaded`](crate::limit::Overloaded).
-    /// Zero means [`reject_when_full`](Self::reject_when_full).
+    /// Zero means [`reject_when_full`](Self::reject_when_full);
+    /// `Duration::MAX` means no limit (wait as long as it takes).
     #[must_use = "the changed layer is returned"]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait = Wait::up_to(max_wait);
@@ -266,7 +267,7 @@ impl<C> AdaptiveLimitLayerBuilder<C> {
     }
 
     /// AIMD only: a call slower than this counts as a failure. Default 5 s;
-    /// more than zero.
+    /// more than zero; `Duration::MAX` means no limit (only errors count).
     #[must_use = "the changed builder is returned"]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout(timeout);

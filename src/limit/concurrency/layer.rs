@@ -116,7 +116,8 @@ impl ConcurrencyLimitLayer {
 impl<P> ConcurrencyLimitLayer<P> {
     /// Waits at most `max_wait` for a permit; after that the call fails with
     /// [`Overloaded`](crate::limit::Overloaded) and gives its place in the queue back. A zero duration
-    /// is the same as [`reject_when_full`](Self::reject_when_full).
+    /// is the same as [`reject_when_full`](Self::reject_when_full);
+    /// `Duration::MAX` means no limit (wait as long as it takes).
     ///
     /// The refusal is the response of the next `call` (`poll_ready` returns
     /// `Ready(Ok)` so that the error travels like any other response error
