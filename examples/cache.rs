@@ -6,6 +6,7 @@
 //! cargo run --example cache
 //! ```
 
+use clap::Parser;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,8 +30,15 @@ fn get(path: &str) -> Get {
     }
 }
 
+/// Caches a slow local HTTP endpoint: misses, microsecond hits and single-flight loads.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    Args::parse();
     let server = Upstream::start(UpstreamConfig::default()).await?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let base = server.url("");

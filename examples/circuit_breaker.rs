@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo run --example circuit_breaker`
 
+use clap::Parser;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,8 +27,15 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open, State};
 use tower_patterns::classify::HttpClassify;
 
+/// A circuit breaker in front of an HTTP client, watching a local server go down and come back.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Args::parse();
     // --- the flaky server ---------------------------------------------------
     let down = Arc::new(AtomicBool::new(false));
     let hits = Arc::new(AtomicUsize::new(0));

@@ -8,6 +8,7 @@
 //!
 //! Run with `cargo run --example fetch`.
 
+use clap::Parser;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
@@ -112,8 +113,15 @@ fn describe(result: &Result<User, FetchError>) -> (String, String) {
     }
 }
 
+/// fetch_json, fetch_all and stream_body against a local server.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Args::parse();
     let base = start_server().await?;
     println!("demo server on {base}\n");
 

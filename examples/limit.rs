@@ -14,6 +14,7 @@
 //!    when it recovers.
 
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -30,8 +31,15 @@ fn get(url: String) -> http::Request<Empty<Bytes>> {
         .expect("valid request")
 }
 
+/// Fixed and adaptive concurrency limits against a flaky local server.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    Args::parse();
     let server = Upstream::start(UpstreamConfig::default()).await?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     println!("upstream on http://{}\n", server.addr());

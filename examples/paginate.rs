@@ -7,6 +7,7 @@
 //! ```
 
 use bytes::Bytes;
+use clap::Parser;
 use futures::StreamExt;
 use http::Uri;
 use http_body_util::{BodyExt, Full};
@@ -55,8 +56,15 @@ fn describe(page: &impl PageResponse<Item = Item>) -> String {
     }
 }
 
+/// Walks a local paginated API in three styles, then a flaky one with resume.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    Args::parse();
     let server = Upstream::start(UpstreamConfig {
         items: 1_000,
         ..UpstreamConfig::default()

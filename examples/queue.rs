@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo run --example queue`.
 
+use clap::Parser;
 use std::time::Duration;
 
 use tower::{service_fn, BoxError};
@@ -18,8 +19,15 @@ async fn process(order: u32) -> Result<String, BoxError> {
     }
 }
 
+/// Twenty jobs of mixed success and failure on five queue workers, with a status table.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    Args::parse();
     let queue = TaskQueue::builder()
         .workers(5)
         .capacity(100)

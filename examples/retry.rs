@@ -11,6 +11,7 @@
 //! classifier; a small logging service between the two prints every
 //! attempt as it happens.
 
+use clap::Parser;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,8 +31,15 @@ use tower_patterns::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Retries through a flaky local HTTP server, with backoff and Retry-After.
+///
+/// Takes no flags; `--help` prints this.
+#[derive(Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    Args::parse();
     let addr = start_flaky_server().await?;
     println!("flaky server listening on http://{addr}\n");
 
