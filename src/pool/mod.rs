@@ -72,7 +72,7 @@
 //!   The task holds only a weak reference, so dropping the pool ends it.
 //! - **Durations saturate.** `Duration::MAX` for `acquire_timeout`,
 //!   `max_lifetime` or `idle_timeout` means "no limit" (the crate's rule
-//!   for durations meeting the clock; see "Durations" in the crate docs).
+//!   for durations meeting the clock; see [Durations](crate#durations)).
 //!
 //! # Recycle checks
 //!
