@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -261,6 +261,21 @@ fn assert_send<T: Send>(_: &T) {}
 
 // ------------------------------------------------------------------ styles
 
+/// Drains a walk up to its first error: what came before it, and the error.
+async fn until_error<T, E>(stream: &mut (impl Stream<Item = Result<T, E>> + Unpin)) -> (Vec<T>, E) {
+    let mut before = Vec::new();
+    loop {
+        match stream
+            .next()
+            .await
+            .expect("the walk must end with an error")
+        {
+            Ok(item) => before.push(item),
+            Err(e) => return (before, e),
+        }
+    }
+}
+
 #[tokio::test]
 async fn page_numbers_yield_every_item_once_in_order() {
     let server = Server::start().await;
@@ -501,13 +516,7 @@ async fn repeated_cursor_errors_instead_of_looping() {
         Cursor::from_page(),
     )
     .items();
-    let mut got = Vec::new();
-    let err = loop {
-        match items.next().await.expect("the walk must end with an error") {
-            Ok(item) => got.push(item),
-            Err(e) => break e,
-        }
-    };
+    let (got, err) = until_error(&mut items).await;
     assert!(items.next().await.is_none());
     // None -> o10 -> o0 -> o10 again: three pages, then the loop error.
     assert_eq!(got.len(), 30);
@@ -845,13 +854,7 @@ async fn a_repeated_token_in_the_services_own_response_is_a_loop() {
     let mut users = Paginator::new(users_service(api.clone()), users_cursor())
         .prefetch(1)
         .items();
-    let mut got = Vec::new();
-    let err = loop {
-        match users.next().await.expect("the walk must end with an error") {
-            Ok(user) => got.push(user),
-            Err(e) => break e,
-        }
-    };
+    let (got, err) = until_error(&mut users).await;
     assert!(users.next().await.is_none());
     // None -> 10 -> 20 -> 30, whose page points back at 10.
     assert_eq!(ids(&got), (0..40).collect::<Vec<_>>());
@@ -873,13 +876,8 @@ async fn a_walk_over_the_services_own_response_resumes_from_its_checkpoint() {
     let mut pages = Paginator::new(users_service(api.clone()), users_cursor())
         .prefetch(1)
         .pages();
-    let mut all = Vec::new();
-    let err = loop {
-        match pages.next().await.expect("page 50 fails") {
-            Ok(page) => all.extend(page.users),
-            Err(e) => break e,
-        }
-    };
+    let (before, err) = until_error(&mut pages).await;
+    let mut all: Vec<_> = before.into_iter().flat_map(|page| page.users).collect();
     assert!(err.to_string().contains("users page 50 is down"), "{err}");
     assert!(pages.next().await.is_none());
     let checkpoint = pages.checkpoint().cloned().unwrap();
