@@ -5,9 +5,16 @@
 //! so that [`classify`](crate::classify) can recognise them without importing
 //! the modules that raise them (imports run downward). Their public homes are
 //! the pattern modules, which re-export them:
-//! [`circuit_breaker::Open`](crate::circuit_breaker::Open) and
-//! [`circuit_breaker::State`](crate::circuit_breaker::State).
+//! [`circuit_breaker::Open`](crate::circuit_breaker::Open),
+//! [`circuit_breaker::State`](crate::circuit_breaker::State),
+//! [`limit::Overloaded`](crate::limit::Overloaded) and
+//! [`queue::QueueFull`](crate::queue::QueueFull).
+//!
+//! A rejection says "this layer would not send the call", not "the service
+//! failed", so the built-in classifiers never count one as a failure (see
+//! [`is_rejection`]).
 
+use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
@@ -140,3 +147,121 @@ impl fmt::Debug for Open {
 }
 
 impl std::error::Error for Open {}
+
+/// A concurrency limiter refused a call: every permit was taken and the
+/// caller could not (or would not) wait any longer.
+///
+/// Returned, boxed in a [`BoxError`](crate::BoxError), by
+/// [`ConcurrencyLimit`](crate::limit::ConcurrencyLimit) and
+/// [`AdaptiveLimit`](crate::limit::AdaptiveLimit) when they were configured with
+/// [`max_wait`](crate::limit::ConcurrencyLimitLayer::max_wait) or
+/// [`reject_when_full`](crate::limit::ConcurrencyLimitLayer::reject_when_full).
+/// The inner service was not called. Recover it with `downcast_ref`:
+///
+/// ```
+/// # use std::time::Duration;
+/// use tower_patterns::limit::Overloaded;
+/// use tower_patterns::BoxError;
+///
+/// fn should_retry_later(err: &BoxError) -> Option<Duration> {
+///     err.downcast_ref::<Overloaded>().map(|o| o.waited())
+/// }
+/// # let _ = should_retry_later;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overloaded {
+    limit: usize,
+    waited: Duration,
+}
+
+impl Overloaded {
+    pub(crate) fn new(limit: usize, waited: Duration) -> Self {
+        Overloaded { limit, waited }
+    }
+
+    /// The concurrency limit that was in force when the call was refused
+    /// (for an adaptive limiter, its value at that moment).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How long the caller waited for a permit before giving up:
+    /// [`Duration::ZERO`] for a limiter that never waits.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "overloaded: all {} permits are in use", self.limit)?;
+        if self.waited.is_zero() {
+            f.write_str(" and this limiter does not wait")?;
+        } else {
+            write!(f, "; gave up after waiting {:?}", self.waited)?;
+        }
+        f.write_str(" (shed load, retry later, or raise the limit)")
+    }
+}
+
+impl std::error::Error for Overloaded {}
+
+/// The queue already holds `capacity` pending tasks.
+///
+/// Returned inside a [`tower::BoxError`] by the [`Service`](tower_service::Service)
+/// impl when `call` is used without a successful `poll_ready`, and inside
+/// [`TrySubmitError::Full`](crate::queue::TrySubmitError::Full) by [`TaskQueue::try_submit`](crate::queue::TaskQueue::try_submit).
+/// Wait with [`TaskQueue::submit`](crate::queue::TaskQueue::submit) or `poll_ready`
+/// instead, or raise the builder's `capacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueFull {
+    pub(crate) capacity: usize,
+}
+
+impl QueueFull {
+    /// The queue's capacity (pending tasks it holds at most).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task queue is full ({} pending tasks); wait for room with submit().await or poll_ready, or raise capacity",
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
+/// Whether `err`, or an error in its [`source`](Error::source) chain, is
+/// one of the crate's own rejections: [`Open`], [`Overloaded`] or
+/// [`QueueFull`].
+///
+/// The chain is walked because wrappers such as `tower::buffer` carry the
+/// inner error as their source.
+pub(crate) fn is_rejection(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<Open>() || e.is::<Overloaded>() || e.is::<QueueFull>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The [`Open`] in `err` or its source chain, if there is one.
+pub(crate) fn find_open<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a Open> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(open) = e.downcast_ref::<Open>() {
+            return Some(open);
+        }
+        next = e.source();
+    }
+    None
+}

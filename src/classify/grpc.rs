@@ -1,12 +1,8 @@
 //! [`GrpcClassify`]: gRPC outcomes for retry and the circuit breaker.
 
-use std::any::Any;
 use std::time::Duration;
 
-use tower::BoxError;
-
-use super::{Classify, Outcome};
-use crate::rejection::Open;
+use super::{error_outcome, Classify, Outcome};
 
 // gRPC status codes (grpc/doc/statuscodes.md); no tonic needed here.
 const OK: i32 = 0;
@@ -29,11 +25,13 @@ const DATA_LOSS: i32 = 15;
 /// are beyond what a response-level classifier can see; they count as
 /// successes.
 ///
-/// - `Err(_)` (connect errors, resets): [`Outcome::Failure`], except a
-///   [`circuit_breaker::Open`](crate::circuit_breaker::Open) (as such, or
-///   inside a [`BoxError`](crate::BoxError)): the call never left this
-///   process, so it is [`Outcome::Ignored`]: retry does not hammer an
-///   open breaker, and an outer breaker does not count it.
+/// - `Err(_)` (connect errors, resets): [`Outcome::Failure`], except the
+///   crate's own rejections ([`circuit_breaker::Open`](crate::circuit_breaker::Open),
+///   [`limit::Overloaded`](crate::limit::Overloaded),
+///   [`queue::QueueFull`](crate::queue::QueueFull), as such or inside a
+///   [`BoxError`](crate::BoxError)): the call never left this process, so
+///   it is [`Outcome::Ignored`]: retry does not hammer an open breaker,
+///   and an outer breaker does not count it.
 /// - A non-200 HTTP status: [`Outcome::Failure`].
 /// - `grpc-status` `UNAVAILABLE` (14), `RESOURCE_EXHAUSTED` (8),
 ///   `DEADLINE_EXCEEDED` (4), `INTERNAL` (13), `UNKNOWN` (2),
@@ -75,22 +73,11 @@ impl GrpcClassify {
     }
 }
 
-/// Whether `err` is, or is a `BoxError` holding, an open breaker's error.
-fn is_open<E: 'static>(err: &E) -> bool {
-    let any: &dyn Any = err;
-    if any.is::<Open>() {
-        return true;
-    }
-    any.downcast_ref::<BoxError>()
-        .is_some_and(|b| b.is::<Open>())
-}
-
 impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassify {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         let res = match result {
             Ok(res) => res,
-            Err(e) if is_open(e) => return Outcome::Ignored,
-            Err(_) => return Outcome::Failure,
+            Err(e) => return error_outcome(e),
         };
         if res.status() != http::StatusCode::OK {
             return Outcome::Failure;
@@ -122,6 +109,8 @@ impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassify {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rejection::Open;
+    use crate::BoxError;
 
     fn res(status: u16, grpc: Option<&str>) -> Result<http::Response<()>, ()> {
         let mut b = http::Response::builder().status(status);

@@ -5,11 +5,15 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use super::{Classify, Outcome};
+use super::rejected::open_retry_after;
+use super::{error_outcome, Classify, Outcome};
 
 /// A classifier for `http::Response<B>` results.
 ///
-/// - `Err(_)` (connect errors, timeouts, ...) is a [`Outcome::Failure`].
+/// - `Err(_)` (connect errors, timeouts, ...) is a [`Outcome::Failure`],
+///   except the crate's own rejections (an open breaker, a full limit or
+///   queue), which are [`Outcome::Ignored`]: see
+///   [the module docs](super#the-crates-own-rejections-are-not-failures).
 /// - 5xx, 429 (Too Many Requests) and 408 (Request Timeout) are failures.
 /// - Every other 4xx is [`Outcome::Ignored`]: the server answered, and
 ///   asking again will not change its answer.
@@ -17,7 +21,9 @@ use super::{Classify, Outcome};
 ///
 /// [`Classify::retry_after`] reads the `Retry-After` header in both of its
 /// forms, delta-seconds (`120`) and HTTP-date
-/// (`Wed, 21 Oct 2026 07:28:00 GMT`); a date in the past means "now".
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`); a date in the past means "now". For
+/// an [`Open`](crate::circuit_breaker::Open) error it is the breaker's time
+/// to its next probe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HttpClassify;
 
@@ -38,19 +44,19 @@ impl HttpClassify {
     }
 }
 
-impl<B, E> Classify<http::Response<B>, E> for HttpClassify {
+impl<B, E: 'static> Classify<http::Response<B>, E> for HttpClassify {
     #[inline]
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {
             Ok(resp) => Self::classify_status(resp.status()),
-            Err(_) => Outcome::Failure,
+            Err(e) => error_outcome(e),
         }
     }
 
     fn retry_after(&self, result: &Result<http::Response<B>, E>) -> Option<Duration> {
         match result {
             Ok(resp) => parse_retry_after(resp.headers(), SystemTime::now()),
-            Err(_) => None,
+            Err(e) => open_retry_after(e),
         }
     }
 }

@@ -10,6 +10,28 @@
 //! - `GrpcClassify` (feature `tonic`): gRPC calls at the HTTP level, read
 //!   from the `grpc-status` field.
 //! - Any closure `Fn(&Result<Res, E>) -> Outcome`.
+//! - [`ClassifyExt`] adjusts any of them for one error type
+//!   (`HttpClassify.ignoring::<MyError>()`) and keeps the rest, the
+//!   server's `Retry-After` included.
+//!
+//! ## The crate's own rejections are not failures
+//!
+//! An error a layer of this crate returns *instead of* calling its inner
+//! service, [`circuit_breaker::Open`](crate::circuit_breaker::Open),
+//! [`limit::Overloaded`](crate::limit::Overloaded) and
+//! [`queue::QueueFull`](crate::queue::QueueFull), says nothing about the
+//! service behind it. Every built-in classifier therefore calls it
+//! [`Outcome::Ignored`], whether it comes as such or inside a
+//! [`BoxError`](crate::BoxError) (anywhere in its source chain):
+//!
+//! - a limit in reject mode inside a circuit breaker never opens the
+//!   breaker while the backend is healthy;
+//! - retry does not retry an open breaker: the call fails at once with
+//!   `Open`, instead of sleeping through its backoff against a breaker
+//!   that will say the same.
+//!
+//! To retry them anyway, ask: `HttpClassify.failing_on::<Overloaded>()`.
+//! A closure classifier sees them like any other error.
 //!
 //! ```
 //! use tower_patterns::classify::{Classify, DefaultClassify, HttpClassify, Outcome};
@@ -42,10 +64,13 @@
 
 use std::time::Duration;
 
+mod combine;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod http;
+mod rejected;
 
+pub use self::combine::{ClassifyExt, FailingOn, Ignoring};
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub use self::grpc::GrpcClassify;
@@ -90,7 +115,9 @@ pub trait Classify<Res, E> {
     /// if it said so (an HTTP `Retry-After` header, say).
     ///
     /// Only asked of results classified as [`Outcome::Failure`]. The
-    /// default says nothing.
+    /// default says nothing, so a closure classifier never has a
+    /// `Retry-After`: to change a built-in classifier's verdict and keep
+    /// its `retry_after`, use the [`ClassifyExt`] combinators.
     fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration> {
         let _ = result;
         None
@@ -106,23 +133,49 @@ where
     }
 }
 
-/// The default classifier: every `Ok` is a success, every `Err` a failure.
+/// The default classifier: every `Ok` is a success, every `Err` a failure,
+/// except the crate's own rejections, which are [`Outcome::Ignored`] (see
+/// [the module docs](self#the-crates-own-rejections-are-not-failures)).
+///
+/// Use it for services whose `Ok` means success. For HTTP services, whose
+/// `Ok` holds 500s too, use [`HttpClassify`].
+///
+/// [`Classify::retry_after`] is an open breaker's time to its next probe,
+/// for an [`Open`](crate::circuit_breaker::Open) error (asked for only when
+/// [`ClassifyExt::failing_on`] makes `Open` a failure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DefaultClassify;
 
-impl<Res, E> Classify<Res, E> for DefaultClassify {
+impl<Res, E: 'static> Classify<Res, E> for DefaultClassify {
     #[inline]
     fn classify(&self, result: &Result<Res, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
+            Err(e) => error_outcome(e),
         }
+    }
+
+    fn retry_after(&self, result: &Result<Res, E>) -> Option<Duration> {
+        result.as_ref().err().and_then(rejected::open_retry_after)
+    }
+}
+
+/// The built-in classifiers' verdict on an error: a failure, unless it is
+/// one of the crate's own rejections.
+#[inline]
+pub(crate) fn error_outcome<E: 'static>(err: &E) -> Outcome {
+    if rejected::is_rejection(err) {
+        Outcome::Ignored
+    } else {
+        Outcome::Failure
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rejection::{Open, Overloaded, QueueFull};
+    use crate::BoxError;
 
     #[test]
     fn default_classify() {
@@ -145,5 +198,93 @@ mod tests {
         assert_eq!(c.classify(&Ok(1)), Outcome::Success);
         assert_eq!(c.classify(&Ok(-1)), Outcome::Failure);
         assert_eq!(Classify::<i32, ()>::retry_after(&c, &Ok(1)), None);
+    }
+
+    /// Every rejection of the crate, bare and boxed (also one level down a
+    /// source chain), as a built-in classifier sees it.
+    fn rejections() -> Vec<BoxError> {
+        #[derive(Debug)]
+        struct Wrapped(BoxError);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        vec![
+            Box::new(Open::until(Duration::from_secs(1))),
+            Box::new(Overloaded::new(4, Duration::ZERO)),
+            Box::new(QueueFull { capacity: 8 }),
+            Box::new(Wrapped(Box::new(Open::held()))),
+        ]
+    }
+
+    #[test]
+    fn own_rejections_are_ignored_by_every_builtin() {
+        for err in rejections() {
+            let boxed: Result<::http::Response<()>, BoxError> = Err(err);
+            assert_eq!(
+                DefaultClassify.classify(&boxed),
+                Outcome::Ignored,
+                "{boxed:?}"
+            );
+            assert_eq!(HttpClassify.classify(&boxed), Outcome::Ignored, "{boxed:?}");
+        }
+        let bare: Result<(), Overloaded> = Err(Overloaded::new(1, Duration::ZERO));
+        assert_eq!(DefaultClassify.classify(&bare), Outcome::Ignored);
+        // Anything else is still a failure.
+        let other: Result<::http::Response<()>, BoxError> = Err("connection reset".into());
+        assert_eq!(DefaultClassify.classify(&other), Outcome::Failure);
+        assert_eq!(HttpClassify.classify(&other), Outcome::Failure);
+        assert_eq!(
+            DefaultClassify.classify(&Err::<(), _>(7_u8)),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn combinators_change_one_error_type_and_keep_retry_after() {
+        let asked = HttpClassify.failing_on::<Open>();
+        let open: Result<::http::Response<()>, BoxError> =
+            Err(Box::new(Open::until(Duration::from_millis(250))));
+        assert_eq!(asked.classify(&open), Outcome::Failure);
+        // The breaker's time to its next probe is the wait.
+        assert_eq!(asked.retry_after(&open), Some(Duration::from_millis(250)));
+
+        #[derive(Debug)]
+        struct Mine;
+        impl std::fmt::Display for Mine {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("mine")
+            }
+        }
+        impl std::error::Error for Mine {}
+        let ignoring = HttpClassify.ignoring::<Mine>();
+        let mine: Result<::http::Response<()>, BoxError> = Err(Box::new(Mine));
+        assert_eq!(ignoring.classify(&mine), Outcome::Ignored);
+        let bare: Result<::http::Response<()>, Mine> = Err(Mine);
+        assert_eq!(ignoring.classify(&bare), Outcome::Ignored);
+        let busy: Result<_, BoxError> = Ok(::http::Response::builder()
+            .status(429)
+            .header("retry-after", "7")
+            .body(())
+            .unwrap());
+        assert_eq!(ignoring.classify(&busy), Outcome::Failure);
+        assert_eq!(ignoring.retry_after(&busy), Some(Duration::from_secs(7)));
+        // Chained: each layer of the combinator asks the one inside.
+        let both = DefaultClassify
+            .ignoring::<Mine>()
+            .failing_on::<Overloaded>();
+        let over: Result<(), BoxError> = Err(Box::new(Overloaded::new(1, Duration::ZERO)));
+        assert_eq!(both.classify(&over), Outcome::Failure);
+        assert_eq!(
+            both.classify(&Err::<(), BoxError>(Box::new(Mine))),
+            Outcome::Ignored
+        );
+        assert_eq!(both.classify(&Ok::<(), BoxError>(())), Outcome::Success);
     }
 }

@@ -5,36 +5,7 @@ use std::fmt;
 
 use super::task::{TaskId, TaskStatus};
 
-/// The queue already holds `capacity` pending tasks.
-///
-/// Returned inside a [`tower::BoxError`] by the [`Service`](tower_service::Service)
-/// impl when `call` is used without a successful `poll_ready`, and inside
-/// [`TrySubmitError::Full`] by [`TaskQueue::try_submit`](super::TaskQueue::try_submit).
-/// Wait with [`TaskQueue::submit`](super::TaskQueue::submit) or `poll_ready`
-/// instead, or raise the builder's `capacity`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueFull {
-    pub(crate) capacity: usize,
-}
-
-impl QueueFull {
-    /// The queue's capacity (pending tasks it holds at most).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
-
-impl fmt::Display for QueueFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "task queue is full ({} pending tasks); wait for room with submit().await or poll_ready, or raise capacity",
-            self.capacity
-        )
-    }
-}
-
-impl std::error::Error for QueueFull {}
+pub use crate::rejection::QueueFull;
 
 /// The queue no longer accepts tasks: it was shut down, every
 /// [`TaskQueue`](super::TaskQueue) handle was dropped, or its workers were

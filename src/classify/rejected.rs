@@ -1,0 +1,61 @@
+//! Seeing a call's error type as an error chain, to find the crate's own
+//! rejections (and any type a combinator asks about) inside it.
+
+use std::any::Any;
+use std::error::Error;
+
+use crate::rejection::{self, Open, Overloaded, QueueFull};
+use crate::BoxError;
+
+/// `err` as a `dyn Error`, when its type allows it to be seen as one:
+/// a [`BoxError`] (what tower layers return) or another boxed error.
+///
+/// A concrete error type is matched by [`is`] directly instead: without an
+/// `Error` bound on `E` there is no way to read its source chain.
+pub(crate) fn as_dyn_error<E: 'static>(err: &E) -> Option<&(dyn Error + 'static)> {
+    let any: &dyn Any = err;
+    if let Some(b) = any.downcast_ref::<BoxError>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        return Some(&**b);
+    }
+    any.downcast_ref::<Box<dyn Error>>().map(|b| &**b)
+}
+
+/// Whether `err` is a `T`, or a boxed error holding a `T` in its chain.
+pub(crate) fn is<T: Error + 'static, E: 'static>(err: &E) -> bool {
+    let any: &dyn Any = err;
+    if any.is::<T>() {
+        return true;
+    }
+    let mut next = as_dyn_error(err);
+    while let Some(e) = next {
+        if e.is::<T>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether `err` is one of the crate's own rejections ([`Open`],
+/// [`Overloaded`], [`QueueFull`]): a call a layer refused to send, which
+/// says nothing about the service behind it.
+#[inline]
+pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
+    let any: &dyn Any = err;
+    if any.is::<Open>() || any.is::<Overloaded>() || any.is::<QueueFull>() {
+        return true;
+    }
+    as_dyn_error(err).is_some_and(rejection::is_rejection)
+}
+
+/// How long an open breaker in `err` said to wait, if `err` holds one.
+pub(crate) fn open_retry_after<E: 'static>(err: &E) -> Option<std::time::Duration> {
+    let any: &dyn Any = err;
+    if let Some(open) = any.downcast_ref::<Open>() {
+        return open.retry_after();
+    }
+    rejection::find_open(as_dyn_error(err)?)?.retry_after()
+}
