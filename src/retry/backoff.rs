@@ -107,11 +107,12 @@ impl Backoff {
         self
     }
 
-    /// The longest single delay, also the cap on a server's `Retry-After`.
-    /// Must be at least the base delay (checked by `build()`, field
-    /// `backoff.max_delay`). `Duration::MAX` means no limit: a server's
-    /// `Retry-After` is then waited in full, however long (a delay the
-    /// clock cannot hold waits "never", or until the deadline).
+    /// The longest single delay, and the cap on a server's `Retry-After`
+    /// unless [`RetryLayerBuilder::max_retry_after`](super::RetryLayerBuilder::max_retry_after)
+    /// sets one of its own. Must be at least the base delay (checked by
+    /// `build()`, field `backoff.max_delay`). `Duration::MAX` means no
+    /// limit: a server's `Retry-After` is then waited in full, however long
+    /// (a delay the clock cannot hold waits "never", or until the deadline).
     pub fn max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = max_delay;
         self

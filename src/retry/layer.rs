@@ -81,6 +81,7 @@ impl RetryLayer<DefaultClassify> {
             classify: DefaultClassify,
             budget: None,
             deadline: None,
+            max_retry_after: None,
         }
     }
 
@@ -100,6 +101,7 @@ impl RetryLayer<DefaultClassify> {
                 max_attempts: cfg.max_attempts,
                 backoff: cfg.backoff,
                 deadline: None,
+                max_retry_after: cfg.backoff.max_delay,
             },
             DefaultClassify,
             cfg.budget,
@@ -137,6 +139,12 @@ impl<C> RetryLayer<C> {
         self.config.deadline
     }
 
+    /// The longest wait a server's `Retry-After` can ask for; see
+    /// [`RetryLayerBuilder::max_retry_after`].
+    pub fn max_retry_after(&self) -> Duration {
+        self.config.max_retry_after
+    }
+
     /// The retry budget, if any.
     pub fn budget(&self) -> Option<RetryBudget> {
         self.core.budget_config
@@ -168,6 +176,7 @@ pub struct RetryLayerBuilder<C = DefaultClassify> {
     classify: C,
     budget: Option<RetryBudget>,
     deadline: Option<Duration>,
+    max_retry_after: Option<Duration>,
 }
 
 impl<C> RetryLayerBuilder<C> {
@@ -204,6 +213,7 @@ impl<C> RetryLayerBuilder<C> {
             classify,
             budget: self.budget,
             deadline: self.deadline,
+            max_retry_after: self.max_retry_after,
         }
     }
 
@@ -222,6 +232,39 @@ impl<C> RetryLayerBuilder<C> {
     #[must_use = "call .build() to get a RetryLayer"]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// The longest wait a server can ask for with `Retry-After` (or an
+    /// open breaker's time to its next probe, when the classifier retries
+    /// [`Open`](crate::circuit_breaker::Open)): a longer one is cut to this.
+    /// It is apart from the backoff's
+    /// [`max_delay`](Backoff::max_delay), which caps only the delays this
+    /// layer computes; unset, it is that same `max_delay` (10 s by
+    /// default).
+    ///
+    /// A server's `Retry-After: 1` replaces a 20 ms backoff step, so one
+    /// retry adds a second to the call. Set this to what the caller can
+    /// afford; `Duration::ZERO` retries at once whatever the server asked.
+    /// The [`deadline`](Self::deadline) still applies: a wait that would
+    /// end past it is not begun.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_patterns::classify::HttpClassify;
+    /// use tower_patterns::retry::{Backoff, RetryLayer};
+    ///
+    /// let layer = RetryLayer::builder()
+    ///     .classify(HttpClassify)
+    ///     .backoff(Backoff::exponential(Duration::from_millis(20)))
+    ///     .max_retry_after(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(layer.max_retry_after(), Duration::from_millis(200));
+    /// ```
+    #[must_use = "call .build() to get a RetryLayer"]
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = Some(max);
         self
     }
 
@@ -257,6 +300,7 @@ impl<C> RetryLayerBuilder<C> {
                 max_attempts: self.max_attempts,
                 backoff: self.backoff,
                 deadline: self.deadline,
+                max_retry_after: self.max_retry_after.unwrap_or(self.backoff.max_delay),
             },
             self.classify,
             self.budget,

@@ -57,9 +57,15 @@
 //!   classifier fails every `Err`; use
 //!   [`HttpClassify`](crate::classify::HttpClassify) for
 //!   `http::Response`s (5xx, 429, 408).
+//! - Never the crate's own rejections: an open breaker's
+//!   [`Open`](crate::circuit_breaker::Open), a full limit's
+//!   [`Overloaded`](crate::limit::Overloaded) fail the call at once (the
+//!   built-in classifiers call them `Ignored`; see
+//!   [`classify`](crate::classify#the-crates-own-rejections-are-not-failures)).
 //! - The delay comes from the [`Backoff`] schedule, unless the classifier
 //!   reports a server's `Retry-After`, which is used instead, capped by
-//!   [`Backoff::max_delay`].
+//!   [`max_retry_after`](RetryLayerBuilder::max_retry_after) (by default
+//!   the backoff's [`max_delay`](Backoff::max_delay)).
 //! - With [`deadline`](RetryLayerBuilder::deadline), no attempt starts
 //!   and no sleep is begun that would end past it.
 //! - With a [`RetryBudget`], retries beyond a fraction of recent traffic

@@ -43,7 +43,7 @@ where
     }
     let backoff = &config.backoff;
     let delay = match classify.retry_after(result) {
-        Some(asked) => asked.min(backoff.max_delay),
+        Some(asked) => asked.min(config.max_retry_after),
         None => backoff.delay(attempts, prev_delay),
     };
     let now = Instant::now();

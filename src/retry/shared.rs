@@ -42,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) deadline: Option<Duration>,
+    /// The cap on a classifier's `retry_after`.
+    pub(crate) max_retry_after: Duration,
 }
 
 /// A snapshot of a retry layer's counters, from
