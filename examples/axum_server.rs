@@ -80,7 +80,7 @@ struct App {
 /// failures are errors, for the breaker to count and `handle_error` to
 /// map (to 502, or 504 on a timeout).
 async fn proxy(client: HttpClient, url: String) -> Result<Response<Bytes>, BoxError> {
-    match fetch::fetch_json::<serde_json::Value>(&client, &url).await {
+    match fetch::fetch_json::<serde_json::Value, _, _>(&client, &url).await {
         Ok(json) => Ok(Response::builder()
             .header("content-type", "application/json")
             .body(Bytes::from(json.to_string()))?),

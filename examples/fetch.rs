@@ -136,7 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("fetch_json::<User>   -> {user:?}");
     let value: serde_json::Value = fetch::fetch_json(&client, format!("{base}/users/2")).await?;
     println!("fetch_json::<Value>  -> {value}");
-    let err = fetch::fetch_json::<User>(&client, format!("{base}/users/404"))
+    let err = fetch::fetch_json::<User, _, _>(&client, format!("{base}/users/404"))
         .await
         .unwrap_err();
     println!("fetch_json (missing) -> error: {err}\n");

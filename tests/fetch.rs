@@ -278,7 +278,7 @@ async fn not_found_and_server_error_give_status_with_body_excerpt() {
     let server = start().await;
     let client = client();
 
-    let err = fetch::fetch_json::<User>(&client, server.url("/missing"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/missing"))
         .await
         .unwrap_err();
     match &err {
@@ -294,7 +294,7 @@ async fn not_found_and_server_error_give_status_with_body_excerpt() {
     assert!(shown.contains("404 Not Found"), "{shown}");
     assert!(shown.contains("no such user"), "{shown}");
 
-    let err = fetch::fetch_json::<User>(&client, server.url("/status/500"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/status/500"))
         .await
         .unwrap_err();
     match &err {
@@ -313,7 +313,7 @@ async fn not_found_and_server_error_give_status_with_body_excerpt() {
 async fn malformed_json_gives_decode_with_position() {
     let server = start().await;
     let client = client();
-    let err = fetch::fetch_json::<User>(&client, server.url("/bad-json"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/bad-json"))
         .await
         .unwrap_err();
     match &err {
@@ -326,7 +326,7 @@ async fn malformed_json_gives_decode_with_position() {
     assert!(err.to_string().contains("/bad-json"), "{err}");
 
     // Valid JSON of the wrong shape is a Decode error too, with its position.
-    let err = fetch::fetch_json::<User>(&client, server.url("/wrong-shape"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/wrong-shape"))
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Decode { line: 1, .. }), "{err:?}");
@@ -344,7 +344,9 @@ async fn bad_urls_are_errors_not_panics() {
         "http://[::1",
         "http://exa mple.com/",
     ] {
-        let err = fetch::fetch_json::<User>(&client, bad).await.unwrap_err();
+        let err = fetch::fetch_json::<User, _, _>(&client, bad)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, FetchError::InvalidUri { .. }),
             "{bad:?}: {err:?}"
@@ -365,7 +367,9 @@ async fn connection_refused_is_transport() {
         .unwrap();
     let url = format!("http://{addr}/users/1");
     let client = client();
-    let err = fetch::fetch_json::<User>(&client, &url).await.unwrap_err();
+    let err = fetch::fetch_json::<User, _, _>(&client, &url)
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
     assert!(err.to_string().contains(&url), "{err}");
     assert!(std::error::Error::source(&err).is_some());
@@ -385,7 +389,7 @@ async fn slow_server_gives_timeout() {
     // (the outer hour is a guard against hanging).
     let res = tokio::time::timeout(
         Duration::from_secs(3600),
-        fetch::fetch_json::<User>(&client, server.url("/slow")),
+        fetch::fetch_json::<User, _, _>(&client, server.url("/slow")),
     )
     .await
     .expect("the client's own timeout fires");
@@ -450,8 +454,11 @@ fn public_types_are_send_sync_and_unpin() {
     send_unpin::<fetch::BodyStream>();
     let client = HttpClient::new();
     // The helpers' futures can be spawned.
-    send(&fetch::fetch_json::<User>(&client, "http://127.0.0.1:1/"));
-    send(&fetch::fetch_all::<User, _>(
+    send(&fetch::fetch_json::<User, _, _>(
+        &client,
+        "http://127.0.0.1:1/",
+    ));
+    send(&fetch::fetch_all::<User, _, _, _>(
         &client,
         ["http://127.0.0.1:1/"],
         2,
@@ -468,7 +475,7 @@ async fn stalled_body_times_out() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let err = fetch::fetch_json::<User>(&client, server.url("/stall-body"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/stall-body"))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
@@ -509,9 +516,10 @@ async fn stream_timeout_is_an_idle_timeout() {
     assert_eq!(chunks.total(), Some(10 * 1024));
 
     // The same body through fetch_json hits the total deadline.
-    let err = fetch::fetch_json::<serde_json::Value>(&client, server.url("/drip?n=10&ms=100"))
-        .await
-        .unwrap_err();
+    let err =
+        fetch::fetch_json::<serde_json::Value, _, _>(&client, server.url("/drip?n=10&ms=100"))
+            .await
+            .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
 }
 
@@ -522,7 +530,7 @@ async fn endless_body_is_cut_at_max_body_bytes() {
     let server = start().await;
     let limit = 1 << 20;
     let client = HttpClient::builder().max_body_bytes(limit).build().unwrap();
-    let err = fetch::fetch_json::<serde_json::Value>(&client, server.url("/endless"))
+    let err = fetch::fetch_json::<serde_json::Value, _, _>(&client, server.url("/endless"))
         .await
         .unwrap_err();
     match &err {
@@ -923,11 +931,11 @@ mod https {
             .unwrap();
         assert_eq!(version, "HTTP/2.0");
 
-        let err = fetch::fetch_json::<User>(&client, format!("https://{addr}/missing"))
+        let err = fetch::fetch_json::<User, _, _>(&client, format!("https://{addr}/missing"))
             .await
             .unwrap_err();
         assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
-        let err = fetch::fetch_json::<User>(&client, format!("https://{addr}/bad-json"))
+        let err = fetch::fetch_json::<User, _, _>(&client, format!("https://{addr}/bad-json"))
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::Decode { .. }), "{err:?}");
@@ -949,9 +957,10 @@ mod https {
     async fn https_refuses_an_untrusted_certificate() {
         let (addr, _cert) = start_tls().await;
         // The default client trusts only the Mozilla roots.
-        let err = fetch::fetch_json::<User>(&HttpClient::new(), format!("https://{addr}/users/1"))
-            .await
-            .unwrap_err();
+        let err =
+            fetch::fetch_json::<User, _, _>(&HttpClient::new(), format!("https://{addr}/users/1"))
+                .await
+                .unwrap_err();
         assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
         let shown = err.to_string();
         assert!(shown.to_lowercase().contains("certificate"), "{shown}");

@@ -79,7 +79,7 @@ async fn memory_stays_flat_for_endless_and_huge_bodies() {
     // An endless body: refused at the limit, not buffered forever.
     let res = tokio::time::timeout(
         Duration::from_secs(60),
-        fetch::fetch_json::<serde_json::Value>(&client, format!("{base}/endless")),
+        fetch::fetch_json::<serde_json::Value, _, _>(&client, format!("{base}/endless")),
     )
     .await
     .expect("reading stops at the limit");

@@ -34,20 +34,22 @@ async fn users_statuses_and_outages() {
     assert_eq!(user.id, 3);
     assert!(!user.name.is_empty() && !user.email.is_empty());
 
-    let err = fetch::fetch_json::<User>(&client, server.url("/users/999999"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/users/999999"))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND));
 
     server.set_down(true);
-    let err = fetch::fetch_json::<User>(&client, server.url("/users/3"))
+    let err = fetch::fetch_json::<User, _, _>(&client, server.url("/users/3"))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     server.set_down(false);
-    assert!(fetch::fetch_json::<User>(&client, server.url("/users/3"))
-        .await
-        .is_ok());
+    assert!(
+        fetch::fetch_json::<User, _, _>(&client, server.url("/users/3"))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! JSON over HTTP: [`JsonLayer`] / [`Json`] (a response-to-`T` layer for any
 //! HTTP service), [`fetch_json`] and [`fetch_all`].
 
+use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -10,12 +11,13 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT};
 use http::{Request, Response};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::client::HttpClient;
+use super::body::Body;
 use super::decode::{DecodeJson, Failure};
 use super::error::FetchError;
 use super::shared::DEFAULT_MAX_BODY_BYTES;
@@ -25,13 +27,27 @@ use crate::{BoxError, ConfigError};
 
 pub(crate) const APPLICATION_JSON: &str = "application/json";
 
-/// Fetches `url` with a `GET` and decodes its JSON body into `T` (the seed's
-/// `fetch_data`).
+/// Fetches `url` with a `GET` through `service` and decodes its JSON body
+/// into `T`.
+///
+/// `service` is an [`HttpClient`](super::HttpClient) or any stack of layers
+/// over one (retry, circuit breaker, limits: whatever answers
+/// `http::Request<Full<Bytes>>` with an `http::Response`), so the call goes
+/// through every layer you stacked. It is cloned for the call, as
+/// `ServiceExt::oneshot` needs an owned service; stacks of this crate's
+/// layers and the client are cheap to clone and share their state.
 ///
 /// Any `T: DeserializeOwned` works; `serde_json::Value` takes any JSON.
-/// Sends `Accept: application/json`. The body is collected up to the
-/// client's `max_body_bytes` (refused as it streams in, never buffered past
-/// the limit) and decoded straight from the collected bytes.
+/// Sends `Accept: application/json`. The body is collected up to a limit
+/// and decoded straight from the collected bytes: the client's
+/// `max_body_bytes` when the answer is a [`fetch::Body`](super::Body) (the
+/// client enforces it while the body streams in), otherwise
+/// [`DEFAULT_MAX_BODY_BYTES`](super::DEFAULT_MAX_BODY_BYTES); for another
+/// limit use [`JsonLayer::builder`].
+///
+/// The error type is the service's: [`FetchError`] for a bare
+/// `HttpClient`, [`BoxError`] for a stack of layers (downcast it to
+/// [`FetchError`], [`Open`](crate::circuit_breaker::Open), ...).
 ///
 /// # Errors
 ///
@@ -39,43 +55,80 @@ pub(crate) const APPLICATION_JSON: &str = "application/json";
 /// - [`FetchError::Status`]: a non-2xx answer, with the start of its body.
 /// - [`FetchError::Decode`]: the body is not JSON of type `T` (with line and column).
 /// - [`FetchError::BodyTooLarge`], [`FetchError::Timeout`], [`FetchError::Transport`].
+/// - Whatever a layer of the stack returns instead of an answer.
 ///
 /// Never panics on a bad URL or bad JSON.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), tower_patterns::fetch::FetchError> {
+/// # async fn run() -> Result<(), tower_patterns::BoxError> {
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+/// use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+/// use tower_patterns::classify::HttpClassify;
 /// use tower_patterns::fetch::{self, HttpClient};
+/// use tower_patterns::retry::RetryLayer;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct User { id: u64, name: String }
 ///
+/// // A bare client: errors are `FetchError`s.
 /// let client = HttpClient::new();
 /// let user: User = fetch::fetch_json(&client, "http://127.0.0.1:8080/users/1").await?;
-/// let any: serde_json::Value = fetch::fetch_json(&client, "http://127.0.0.1:8080/users/2").await?;
+///
+/// // A stack: the same call, retried and guarded by a breaker.
+/// let stack = ServiceBuilder::new()
+///     .layer(RetryLayer::builder().classify(HttpClassify).build()?)
+///     .layer(
+///         CircuitBreakerLayer::builder()
+///             .classify(HttpClassify)
+///             .consecutive_failures(5)
+///             .open_duration(Duration::from_secs(10))
+///             .build()?,
+///     )
+///     .service(client);
+/// let any: serde_json::Value = fetch::fetch_json(&stack, "http://127.0.0.1:8080/users/2").await?;
 /// # Ok(()) }
 /// ```
-pub async fn fetch_json<T: DeserializeOwned>(
-    client: &HttpClient,
-    url: impl AsRef<str>,
-) -> Result<T, FetchError> {
+pub async fn fetch_json<T, S, B>(service: &S, url: impl AsRef<str>) -> Result<T, S::Error>
+where
+    T: DeserializeOwned,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: From<FetchError>,
+    B: http_body::Body<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
+{
     let req = get_request(url.as_ref(), Some(APPLICATION_JSON))?;
     let uri = req.uri().clone();
-    // The client's body already stops at its limit.
-    let core: DecodeJson<_, _, T, ()> = DecodeJson::new(client.request(req), uri, u64::MAX);
+    let mut service = service.clone();
+    std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+    let core: DecodeJson<_, _, T, ()> = DecodeJson::new(service.call(req), uri, body_limit::<B>());
     match core.await {
         Ok(((), value)) => Ok(value),
-        Err(Failure::Inner(e) | Failure::Fetch(e)) => Err(e),
+        Err(Failure::Inner(e)) => Err(e),
+        Err(Failure::Fetch(e)) => Err(e.into()),
     }
 }
 
-/// Fetches every URL as JSON with at most `limit` requests in flight (the
-/// seed's `fetch_multiple_urls`, with gather's `return_exceptions`).
+/// The limit [`fetch_json`] reads a body of type `B` up to: none of its
+/// own for the client's [`Body`], which stops at the client's limit.
+fn body_limit<B: 'static>() -> u64 {
+    if TypeId::of::<B>() == TypeId::of::<Body>() {
+        u64::MAX
+    } else {
+        DEFAULT_MAX_BODY_BYTES
+    }
+}
+
+/// Fetches every URL as JSON through `service` with at most `limit`
+/// requests in flight (Python's `asyncio.gather(..., return_exceptions=True)`
+/// over a semaphore).
 ///
 /// Returns one `Result` per URL, **in input order**. A failing URL is just
 /// an `Err` in its slot; a slow one occupies one slot while the others keep
 /// going (results are placed by index, so a slow head of the list never
 /// holds back the rest), and nothing is cancelled. A `limit` of 0 is
-/// treated as 1.
+/// treated as 1. Like [`fetch_json`], it takes a client or any stack of
+/// layers over one, and the error type is the service's.
 ///
 /// ```no_run
 /// # async fn run() {
@@ -87,19 +140,19 @@ pub async fn fetch_json<T: DeserializeOwned>(
 /// assert_eq!(all.len(), 50);
 /// # }
 /// ```
-pub async fn fetch_all<T, I>(
-    client: &HttpClient,
-    urls: I,
-    limit: usize,
-) -> Vec<Result<T, FetchError>>
+pub async fn fetch_all<T, S, B, I>(service: &S, urls: I, limit: usize) -> Vec<Result<T, S::Error>>
 where
     T: DeserializeOwned,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: From<FetchError>,
+    B: http_body::Body<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
     crate::limit::join_bounded(
         urls.into_iter()
-            .map(|url| async move { fetch_json::<T>(client, url).await }),
+            .map(|url| async move { fetch_json::<T, S, B>(service, url).await }),
         limit,
     )
     .await
@@ -112,7 +165,7 @@ where
 /// [`FetchError::Decode`].
 ///
 /// Wraps any `Service<http::Request<ReqBody>, Response = http::Response<B>>`
-/// ([`HttpClient`], or one with retry and circuit breaking around it).
+/// ([`HttpClient`](super::HttpClient), or one with retry and circuit breaking around it).
 /// Errors are [`BoxError`]: the inner service's errors pass through
 /// unchanged, and the layer's own are [`FetchError`]s (downcast them).
 ///

@@ -68,7 +68,7 @@
 //! assert_eq!(user.name, "user 1");
 //!
 //! // A non-2xx answer is an error carrying the status and the body's start.
-//! match fetch::fetch_json::<User>(&client, format!("{base}/nope")).await {
+//! match fetch::fetch_json::<User, _, _>(&client, format!("{base}/nope")).await {
 //!     Err(FetchError::Status { status, body, .. }) => {
 //!         assert_eq!(status, 404);
 //!         assert_eq!(body, "no such thing");
@@ -127,6 +127,7 @@ mod decode;
 mod error;
 mod future;
 mod json;
+mod request;
 mod shared;
 mod stream;
 mod uri;
@@ -136,6 +137,7 @@ pub use client::{HttpClient, HttpClientBuilder};
 pub use error::{FetchError, STATUS_BODY_EXCERPT};
 pub use future::ResponseFuture;
 pub use json::{fetch_all, fetch_json, Json, JsonFuture, JsonLayer, JsonLayerBuilder};
+pub use request::{delete, get, post, put, request};
 pub use shared::{FetchStats, DEFAULT_MAX_BODY_BYTES};
 pub use stream::{stream_body, BodyStream};
 

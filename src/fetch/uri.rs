@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::{Request, Uri};
+use http::{Method, Request, Uri};
 use http_body_util::Full;
 
 use super::error::FetchError;
@@ -30,9 +30,12 @@ pub(crate) fn check_uri(uri: &Uri) -> Result<(), Cow<'static, str>> {
     }
 }
 
-/// A `GET` request for `url`, or [`FetchError::InvalidUri`].
-pub(crate) fn get_request(
+/// A `method` request for `url` carrying `body`, or
+/// [`FetchError::InvalidUri`].
+pub(crate) fn build_request(
+    method: Method,
     url: &str,
+    body: Bytes,
     accept: Option<&'static str>,
 ) -> Result<Request<Full<Bytes>>, FetchError> {
     let invalid = |reason: Cow<'static, str>| FetchError::InvalidUri {
@@ -44,13 +47,22 @@ pub(crate) fn get_request(
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(e.to_string().into()))?;
     check_uri(&uri).map_err(invalid)?;
-    let mut req = Request::new(Full::new(Bytes::new()));
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
     *req.uri_mut() = uri;
     if let Some(accept) = accept {
         req.headers_mut()
             .insert(http::header::ACCEPT, HeaderValue::from_static(accept));
     }
     Ok(req)
+}
+
+/// A `GET` request for `url`, or [`FetchError::InvalidUri`].
+pub(crate) fn get_request(
+    url: &str,
+    accept: Option<&'static str>,
+) -> Result<Request<Full<Bytes>>, FetchError> {
+    build_request(Method::GET, url, Bytes::new(), accept)
 }
 
 #[cfg(test)]
