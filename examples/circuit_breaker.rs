@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open, State};
+use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open};
 use tower_patterns::classify::HttpClassify;
 
 /// A circuit breaker in front of an HTTP client, watching a local server go down and come back.
@@ -82,10 +82,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .consecutive_failures(3)
         .open_duration(Duration::from_secs(1))
         .classify(HttpClassify)
-        .on_state_change(move |from: State, to: State| {
+        .on_state_change(move |change| {
             println!(
-                "[{:>5.2}s] *** breaker {from} -> {to}",
-                start.elapsed().as_secs_f64()
+                "[{:>5.2}s] *** breaker {} -> {}: {}",
+                start.elapsed().as_secs_f64(),
+                change.from,
+                change.to,
+                change.reason
             );
         })
         .build()?;

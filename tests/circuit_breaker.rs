@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open, State, Window};
+use tower_patterns::circuit_breaker::{ChangeReason, CircuitBreakerLayer, Open, State, Window};
 use tower_patterns::classify::{HttpClassify, Outcome};
 
 /// What the mock service does with a request.
@@ -567,7 +567,11 @@ async fn state_change_callback_fires_once_per_transition() {
         .consecutive_failures(2)
         .open_duration(10 * SEC)
         .half_open_calls(2)
-        .on_state_change(move |from, to| log.lock().unwrap().push((from, to)))
+        .on_state_change(move |c| {
+            log.lock()
+                .unwrap()
+                .push((c.from, c.to, c.reason, c.stats.failures, c.stats.successes))
+        })
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -591,15 +595,18 @@ async fn state_change_callback_fires_once_per_transition() {
     handle.force_open();
     handle.force_closed();
     handle.force_closed();
+    use ChangeReason::*;
     use State::*;
+    // Each with why, and the counters as it happened: the two failures
+    // that opened it, the two probe successes that closed it.
     assert_eq!(
         *seen.lock().unwrap(),
         [
-            (Closed, Open),
-            (Open, HalfOpen),
-            (HalfOpen, Closed),
-            (Closed, Open),
-            (Open, Closed),
+            (Closed, Open, ConsecutiveFailures, 2, 0),
+            (Open, HalfOpen, OpenDurationElapsed, 2, 0),
+            (HalfOpen, Closed, ProbesSucceeded, 2, 2),
+            (Closed, Open, ForcedOpen, 2, 2),
+            (Open, Closed, ForcedClosed, 2, 2),
         ]
     );
 }

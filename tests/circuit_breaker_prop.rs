@@ -157,7 +157,7 @@ fn build(cfg: &Cfg, log: Arc<Mutex<Vec<(State, State)>>>) -> CircuitBreakerLayer
         .open_duration_max(cfg.open_max)
         .half_open_calls(cfg.probes)
         .classify(classify as ClassifyFn)
-        .on_state_change(move |from, to| log.lock().unwrap().push((from, to)))
+        .on_state_change(move |c| log.lock().unwrap().push((c.from, c.to)))
         .build()
         .unwrap()
 }

@@ -252,11 +252,15 @@ impl DemoStack {
             .consecutive_failures(config.failures_to_open)
             .open_duration(config.open_duration)
             .classify(StackClassify)
-            .on_state_change(move |from, to| {
+            .on_state_change(move |change| {
                 let at = started.elapsed();
                 log.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(Transition { at, from, to });
+                    .push(Transition {
+                        at,
+                        from: change.from,
+                        to: change.to,
+                    });
             })
             .build()?;
         let limit = ConcurrencyLimitLayer::new(config.concurrency);

@@ -7,13 +7,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::change::StateChange;
 use super::config::{Config, Policy};
 use super::notify::Callback;
 use super::window::{Window, MAX_COUNT, MIN_TIME};
 use super::word::FIELD_MAX;
 use crate::classify::DefaultClassify;
 use crate::error::{check, ConfigError};
-use crate::rejection::State;
 
 const COMPONENT: &str = "circuit_breaker";
 const DEFAULT_OPEN: Duration = Duration::from_secs(60);
@@ -43,7 +43,7 @@ const DEFAULT_OPEN: Duration = Duration::from_secs(60);
 ///     .open_duration(Duration::from_secs(30))
 ///     .open_duration_max(Duration::from_secs(300))
 ///     .half_open_calls(3)
-///     .on_state_change(|from: State, to: State| println!("breaker: {from} -> {to}"))
+///     .on_state_change(|change| println!("breaker: {} -> {} ({})", change.from, change.to, change.reason))
 ///     .build()?;
 /// # let _ = layer;
 ///
@@ -198,14 +198,44 @@ impl<C> CircuitBreakerLayerBuilder<C> {
         }
     }
 
-    /// Called once per state transition with `(from, to)`, in order, on the
-    /// thread that caused it (or that is already running callbacks). It may
-    /// use the [`CircuitBreakerHandle`](super::CircuitBreakerHandle); keep
-    /// it short, it runs on the request path.
+    /// Called once per state transition with a [`StateChange`]: `from`,
+    /// `to`, the [`reason`](super::ChangeReason) and the breaker's counters.
+    /// In order, on the thread that caused it (or that is already running
+    /// callbacks). It may use the
+    /// [`CircuitBreakerHandle`](super::CircuitBreakerHandle); keep it short,
+    /// it runs on the request path.
+    ///
+    /// **Open → half-open has no timer.** The breaker notices that its open
+    /// duration has passed on the first call after it, or on a
+    /// [`state`](super::CircuitBreakerHandle::state) or `stats()` read, and
+    /// the callback fires then (reason
+    /// [`OpenDurationElapsed`](super::ChangeReason::OpenDurationElapsed)).
+    /// An idle breaker therefore reports `Open` in a callback log until
+    /// something asks; poll `handle.state()` on an interval if a dashboard
+    /// must show the change on time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_patterns::circuit_breaker::{ChangeReason, CircuitBreakerLayer, State};
+    ///
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .consecutive_failures(5)
+    ///     .open_duration(Duration::from_secs(30))
+    ///     .on_state_change(|change| {
+    ///         // "circuit breaker closed -> open: too many failures in a row (5 failures, ...)"
+    ///         eprintln!("{change}");
+    ///         if change.to == State::Open && change.reason != ChangeReason::ForcedOpen {
+    ///             assert!(change.stats.failures >= 5);
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// layer.handle().force_open();
+    /// ```
     #[must_use = "a setter returns the updated builder"]
     pub fn on_state_change<F>(mut self, f: F) -> Self
     where
-        F: Fn(State, State) + Send + Sync + 'static,
+        F: Fn(&StateChange) + Send + Sync + 'static,
     {
         self.on_change = Some(Box::new(f));
         self

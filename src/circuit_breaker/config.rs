@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::change::ChangeReason;
 use super::window::{Counts, Window};
 
 /// What opens the breaker.
@@ -45,24 +46,26 @@ impl Config {
     }
 
     /// The rate model's rule: enough calls, and a failure or slow-call rate
-    /// at or above its threshold. Always `false` for the consecutive model.
-    pub(crate) fn verdict_open(&self, c: Counts) -> bool {
+    /// at or above its threshold; the reason to open, if so. Always `None`
+    /// for the consecutive model.
+    pub(crate) fn verdict_open(&self, c: Counts) -> Option<ChangeReason> {
         let Policy::Rate {
             threshold,
             minimum_calls,
             ..
         } = self.policy
         else {
-            return false;
+            return None;
         };
         if c.total == 0 || c.total < minimum_calls {
-            return false;
+            return None;
         }
         let total = c.total as f64;
         if c.failures as f64 / total >= threshold {
-            return true;
+            return Some(ChangeReason::FailureRate);
         }
         matches!(self.slow, Some((_, rate)) if c.slow as f64 / total >= rate)
+            .then_some(ChangeReason::SlowCallRate)
     }
 }
 
@@ -106,12 +109,18 @@ mod tests {
             failures,
             slow,
         };
-        assert!(!cfg.verdict_open(counts(3, 3, 0)));
-        assert!(cfg.verdict_open(counts(4, 2, 0)));
-        assert!(!cfg.verdict_open(counts(4, 1, 4)));
+        assert_eq!(cfg.verdict_open(counts(3, 3, 0)), None);
+        assert_eq!(
+            cfg.verdict_open(counts(4, 2, 0)),
+            Some(ChangeReason::FailureRate)
+        );
+        assert_eq!(cfg.verdict_open(counts(4, 1, 4)), None);
         cfg.slow = Some((d, 0.75));
-        assert!(cfg.verdict_open(counts(4, 1, 3)));
+        assert_eq!(
+            cfg.verdict_open(counts(4, 1, 3)),
+            Some(ChangeReason::SlowCallRate)
+        );
         let consecutive = config(Policy::Consecutive(1), d, d);
-        assert!(!consecutive.verdict_open(counts(10, 10, 10)));
+        assert_eq!(consecutive.verdict_open(counts(10, 10, 10)), None);
     }
 }

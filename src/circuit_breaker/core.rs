@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::change::ChangeReason::{self, *};
 use super::config::{Config, Policy};
 use super::counters::Counters;
 use super::notify::{Callback, Notifier};
@@ -166,7 +167,7 @@ impl Core {
             if w & STATE_MASK == OPEN && w & HELD == 0 {
                 let now = clock();
                 if self.nanos(now) >= self.hot.open_until.load(Ordering::Acquire) {
-                    let _ = self.transition(w, State::HalfOpen, &|| now);
+                    let _ = self.transition(w, State::HalfOpen, OpenDurationElapsed, &|| now);
                     continue;
                 }
             }
@@ -203,7 +204,9 @@ impl Core {
                     if now_ns < until {
                         return Admit::Reject(Open::until(Duration::from_nanos(until - now_ns)));
                     }
-                    if let Err(cur) = self.transition(w, State::HalfOpen, &|| now) {
+                    if let Err(cur) =
+                        self.transition(w, State::HalfOpen, OpenDurationElapsed, &|| now)
+                    {
                         w = cur;
                     } else {
                         w = self.word();
@@ -304,7 +307,7 @@ impl Core {
             let run = field_a(w);
             let next = if failure {
                 if run + 1 >= n {
-                    match self.transition(w, State::Open, clock) {
+                    match self.transition(w, State::Open, ConsecutiveFailures, clock) {
                         Ok(()) => return,
                         Err(cur) => {
                             w = cur;
@@ -344,10 +347,10 @@ impl Core {
             None => None,
         };
         if let Some(counts) = counts {
-            if self.cfg.verdict_open(counts) {
+            if let Some(reason) = self.cfg.verdict_open(counts) {
                 // If the word changed meanwhile (another thread opened the
                 // breaker, or a reset), this call's epoch is over anyway.
-                let _ = self.transition(w, State::Open, clock);
+                let _ = self.transition(w, State::Open, reason, clock);
             }
         }
     }
@@ -366,7 +369,7 @@ impl Core {
         let mut w = self.word();
         while w & STATE_MASK == HALF_OPEN && epoch_of(w) == t.epoch() {
             if !good {
-                match self.transition(w, State::Open, clock) {
+                match self.transition(w, State::Open, ProbeFailed, clock) {
                     Ok(()) => return,
                     Err(cur) => {
                         w = cur;
@@ -376,7 +379,7 @@ impl Core {
             }
             let ok = field_b(w) + 1;
             if ok >= self.cfg.half_open_calls {
-                match self.transition(w, State::Closed, clock) {
+                match self.transition(w, State::Closed, ProbesSucceeded, clock) {
                     Ok(()) => return,
                     Err(cur) => {
                         w = cur;
@@ -400,6 +403,7 @@ impl Core {
         &self,
         expected: u64,
         to: State,
+        reason: ChangeReason,
         clock: &impl Fn() -> Instant,
     ) -> Result<(), u64> {
         let mut tr = lock(&self.transitions);
@@ -407,9 +411,9 @@ impl Core {
         if cur != expected {
             return Err(cur);
         }
-        self.set_state(&mut tr, cur, to, false, clock);
+        self.set_state(&mut tr, cur, to, false, reason, clock);
         drop(tr);
-        self.notify.run();
+        self.notify_changes(clock);
         Ok(())
     }
 
@@ -420,6 +424,7 @@ impl Core {
         cur: u64,
         to: State,
         held: bool,
+        reason: ChangeReason,
         clock: &impl Fn() -> Instant,
     ) {
         let from = state_of(cur);
@@ -455,38 +460,46 @@ impl Core {
         self.hot.word.store(new, Ordering::Release);
         if from != to {
             trace_event!(INFO, from = %from, to = %to, "circuit breaker state changed");
-            self.notify.push(from, to);
+            self.notify.push(from, to, reason);
         }
     }
 
     /// Moves to `to` from whatever the state is, under the lock; `reset`
     /// also zeroes the counters. Then runs the callbacks.
-    fn force(&self, to: State, held: bool, reset: bool, clock: &impl Fn() -> Instant) {
+    fn force(&self, to: State, held: bool, reason: ChangeReason, clock: &impl Fn() -> Instant) {
         let mut tr = lock(&self.transitions);
         let cur = self.word();
-        self.set_state(&mut tr, cur, to, held, clock);
-        if reset {
+        self.set_state(&mut tr, cur, to, held, reason, clock);
+        if reason == Reset {
             tr.opened_total = 0;
             self.counters.reset();
         }
         drop(tr);
-        self.notify.run();
+        self.notify_changes(clock);
+    }
+
+    /// Runs the state-change callbacks. The clock is passed on as a trait
+    /// object: `stats` may itself make a transition, and a generic clock
+    /// would instantiate without end.
+    fn notify_changes(&self, clock: &impl Fn() -> Instant) {
+        let clock: &dyn Fn() -> Instant = clock;
+        self.notify.run(&|| self.stats(&clock));
     }
 
     /// Opens the breaker and holds it open until `force_closed` or `reset`.
     pub(crate) fn force_open(&self, clock: &impl Fn() -> Instant) {
-        self.force(State::Open, true, false, clock);
+        self.force(State::Open, true, ForcedOpen, clock);
     }
 
     /// Closes the breaker with an empty window.
     pub(crate) fn force_closed(&self, clock: &impl Fn() -> Instant) {
-        self.force(State::Closed, false, false, clock);
+        self.force(State::Closed, false, ForcedClosed, clock);
     }
 
     /// Back to the state right after `build()`: closed, empty window,
     /// counters at zero.
     pub(crate) fn reset(&self, clock: &impl Fn() -> Instant) {
-        self.force(State::Closed, false, true, clock);
+        self.force(State::Closed, false, Reset, clock);
     }
 
     // -----------------------------------------------------------------

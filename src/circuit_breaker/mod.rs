@@ -5,7 +5,10 @@
 //! with an [`Open`] error, without touching the inner service, so a
 //! struggling dependency gets room to recover and callers get an answer
 //! immediately instead of after a timeout. After the open duration the
-//! breaker turns **half-open** and lets a few probe calls through; if they
+//! breaker turns **half-open** (it notices on the next call or state read:
+//! there is no timer; see
+//! [`on_state_change`](CircuitBreakerLayerBuilder::on_state_change)) and
+//! lets a few probe calls through; if they
 //! all succeed it closes, if one fails it opens again (for longer, if
 //! [`open_duration_max`](CircuitBreakerLayerBuilder::open_duration_max) is set).
 //!
@@ -89,6 +92,7 @@
 // notify (callbacks), stats, window (pure sliding windows), word (the
 // packed state word) and ticket (an admitted call's proof).
 mod builder;
+mod change;
 mod config;
 mod core;
 mod counters;
@@ -105,6 +109,7 @@ mod word;
 
 pub use crate::rejection::State;
 pub use builder::CircuitBreakerLayerBuilder;
+pub use change::{ChangeReason, StateChange};
 pub use error::Open;
 pub use future::ResponseFuture;
 pub use handle::CircuitBreakerHandle;

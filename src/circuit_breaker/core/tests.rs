@@ -1,6 +1,7 @@
 //! The breaker's state machine, driven by hand with a fake clock.
 
 use super::*;
+use crate::circuit_breaker::StateChange;
 use std::cell::Cell;
 use std::sync::Arc;
 
@@ -95,9 +96,9 @@ fn reentrant_callback_runs_every_event_in_order() {
     let cb: Callback = {
         let seen = seen.clone();
         let core_slot = core_slot.clone();
-        Box::new(move |from, to| {
-            seen.lock().unwrap().push((from, to));
-            if to == State::Open {
+        Box::new(move |c: &StateChange| {
+            seen.lock().unwrap().push((c.from, c.to));
+            if c.to == State::Open {
                 // Closing from inside the callback must not deadlock.
                 let core = core_slot.lock().unwrap().clone().unwrap();
                 core.force_closed(&Instant::now);
