@@ -1,5 +1,6 @@
 //! Per-page overhead of the pagination stream against a hand-written loop
-//! (the seed's `AsyncPaginator` shape) over the same in-memory page service.
+//! (fetch a page, yield its items, stop at an empty page) over the same
+//! in-memory page service.
 //!
 //! No peer crate paginates tower services, so the baseline is the loop a
 //! user would write by hand: `ready().await`, `call().await`, stop on a

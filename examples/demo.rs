@@ -10,7 +10,7 @@
 //! It starts `tower_patterns::upstream` on 127.0.0.1:0, builds one client
 //! stack (cache -> retry -> circuit breaker -> concurrency limit ->
 //! HttpClient, see `examples/support/demo_stack.rs`; the demo's settings
-//! are in `examples/support/demo_setup.rs`) and runs the seed's
+//! are in `examples/support/demo_setup.rs`) and runs the everyday
 //! scenarios through it, one function each: fetch one, fetch many with
 //! per-URL errors, stream a large body, walk a paginated API on a flaky
 //! server, run jobs through a task queue that writes into a pooled

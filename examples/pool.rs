@@ -1,4 +1,5 @@
-//! The resource pool: the seed's `AsyncDatabasePool`, done right.
+//! The resource pool: database connections shared by many tasks, made,
+//! checked, recycled and replaced for you.
 //!
 //! ```sh
 //! cargo run --example pool                                   # in-memory "database"
@@ -9,8 +10,8 @@
 //! few go bad) and shows min-size filling, 100 concurrent acquirers over 5
 //! connections, cancellation, a timeout, broken connections being replaced
 //! and a clean close. Given a PostgreSQL URL (and the `postgres` feature),
-//! it runs the seed's scenario: in one transaction insert a user and bump
-//! a counter, then read both back.
+//! it runs a real transaction: insert a user and bump a counter in one
+//! transaction, then read both back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -183,7 +184,7 @@ async fn postgres(url: &str) -> Result<(), tower::BoxError> {
     .await?;
     drop(conn);
 
-    // The seed's scenario: one transaction, two writes.
+    // One transaction, two writes.
     let mut conn = pool.acquire().await?;
     let tx = conn.transaction().await?;
     let id: i64 = tx

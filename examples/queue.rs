@@ -1,4 +1,4 @@
-//! The seed's task-queue scenario: 20 jobs of mixed success and failure
+//! A task queue at work: 20 jobs of mixed success and failure
 //! submitted to 5 workers; wait for all of them, then print a status table.
 //!
 //! Run with `cargo run --example queue`.

@@ -48,7 +48,7 @@ async fn seed_scenario_one_transaction_inserts_a_user_and_bumps_a_counter() {
         .unwrap();
     }
 
-    // The seed's scenario: one transaction, two writes.
+    // One transaction, two writes.
     let user_id: i64 = {
         let mut conn = pool.acquire().await.unwrap();
         let tx = conn.transaction().await.unwrap();

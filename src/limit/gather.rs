@@ -63,8 +63,8 @@ where
 }
 
 /// Runs `futures` with at most `concurrency` of them in flight and returns
-/// their outputs **in input order**: the seed's `run_multiple`, for any
-/// futures rather than calls of one service.
+/// their outputs **in input order** (Python's `asyncio.gather` over a
+/// semaphore), for any futures rather than calls of one service.
 ///
 /// Futures are taken from the iterator lazily, as slots free up, so a slow
 /// one never stops the next from starting while a slot is free (unlike an
