@@ -27,6 +27,9 @@
 //! # }
 //! ```
 //!
+//! The order of the layers matters: see [`layer_order`] for the order of a
+//! client stack and of a server stack, and why.
+//!
 //! ## A tour
 //!
 //! | module | what it does |
@@ -42,6 +45,7 @@
 //! | [`respond`] | our errors as HTTP answers (axum) and `tonic::Status`es: 503 + `Retry-After` for an open breaker or overload, 504 for timeouts |
 //! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer; [`HttpClassify`](classify::HttpClassify), and `GrpcClassify` (feature `tonic`) |
 //! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
+//! | [`layer_order`] | (docs only) which layer goes where in a client and a server stack, and what goes wrong otherwise |
 //!
 //! ## The public API, one spelling
 //!
@@ -70,7 +74,9 @@
 //!
 //! - **One notion of failure.** Layers that react to failures take a
 //!   [`classify::Classify`] value; [`classify::HttpClassify`] treats 5xx,
-//!   429 and 408 as failures and reads `Retry-After`.
+//!   429 and 408 as failures and reads `Retry-After`. The crate's own
+//!   rejections (an open breaker, a full limit or queue) are never
+//!   failures: retry does not retry them and a breaker does not count them.
 //! - **Builders validate.** `builder().build()` returns
 //!   `Result<_, `[`ConfigError`]`>` naming the field that was out of range.
 //! - **Clones share state.** Cloning a service (as hyper, axum and tonic do
@@ -103,8 +109,9 @@
 //! a duration for being long. Values a server sends (`Retry-After` of any
 //! size, up to the year 9999; `grpc-retry-pushback-ms`) cannot panic the
 //! caller either: the retry layer caps them by
-//! [`Backoff::max_delay`](retry::Backoff::max_delay) and, uncapped, waits
-//! "never" or until its deadline.
+//! [`max_retry_after`](retry::RetryLayerBuilder::max_retry_after) (by
+//! default the backoff's [`max_delay`](retry::Backoff::max_delay)) and,
+//! uncapped, waits "never" or until its deadline.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -118,6 +125,7 @@ pub mod circuit_breaker;
 pub mod classify;
 mod error;
 pub mod fetch;
+pub mod layer_order;
 pub mod limit;
 pub mod paginate;
 pub mod pool;
