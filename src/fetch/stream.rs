@@ -60,7 +60,7 @@ pub async fn stream_body(
     let resp = client.request(req).await?;
     let (parts, body) = resp.into_parts();
     if !parts.status.is_success() {
-        return Err(status_error(parts.status, &uri, body).await);
+        return Err(status_error(parts.status, &parts.headers, &uri, body).await);
     }
     Ok(BodyStream {
         content_length: body.size_hint().exact(),

@@ -118,6 +118,7 @@ mod axum;
 mod response;
 #[cfg(feature = "tonic")]
 mod tonic;
+mod upstream;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
