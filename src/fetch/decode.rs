@@ -102,7 +102,8 @@ where
                 DecodeStateProj::Waiting { fut } => match ready!(fut.poll(cx)) {
                     Ok(resp) => {
                         let (parts, body) = resp.into_parts();
-                        let failed = (!parts.status.is_success()).then(|| StatusHead::of(&parts.headers));
+                        let failed =
+                            (!parts.status.is_success()).then(|| StatusHead::of(&parts.headers));
                         let head = parts.status.is_success().then(|| H::keep(parts.headers));
                         this.state.set(DecodeState::Reading {
                             body,

@@ -139,7 +139,12 @@ impl FetchError {
 
     /// A [`FetchError::Status`] for a non-2xx answer with these headers
     /// and this body excerpt.
-    pub(crate) fn status_of(url: String, status: StatusCode, head: StatusHead, body: Bytes) -> Self {
+    pub(crate) fn status_of(
+        url: String,
+        status: StatusCode,
+        head: StatusHead,
+        body: Bytes,
+    ) -> Self {
         FetchError::Status {
             url,
             status,

@@ -519,7 +519,10 @@ mod tests {
         let res: http::Response<String> = error_response(&err).into_http();
         assert_eq!(res.status(), StatusCode::GONE);
         assert_eq!(res.body(), "Gone");
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
 
         let err = upstream_status(429, "text/plain", "slow down");
         let res: http::Response<String> = error_response(&err).into_http();

@@ -7,7 +7,10 @@ use crate::fetch::STATUS_BODY_EXCERPT;
 
 /// An upstream 4xx body that may be shown to our client as it is, with
 /// the content type to send it under; `None` for anything else.
-pub(super) fn safe_body(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<(HeaderValue, String)> {
+pub(super) fn safe_body(
+    content_type: Option<&HeaderValue>,
+    body: &[u8],
+) -> Option<(HeaderValue, String)> {
     if body.is_empty() || body.len() >= STATUS_BODY_EXCERPT {
         // Empty: nothing to pass. At the excerpt's length: maybe cut short.
         return None;
@@ -49,7 +52,10 @@ mod tests {
 
     #[test]
     fn text_and_json_pass_under_their_media_type() {
-        let text = Some(("text/plain; charset=utf-8".to_owned(), "no such user".to_owned()));
+        let text = Some((
+            "text/plain; charset=utf-8".to_owned(),
+            "no such user".to_owned(),
+        ));
         assert_eq!(pass("text/plain", "no such user"), text);
         assert_eq!(pass("Text/Plain; charset=\"UTF-8\"", "no such user"), text);
         assert_eq!(pass("text/plain; charset=us-ascii", "no such user"), text);
@@ -59,7 +65,10 @@ mod tests {
         );
         assert_eq!(
             pass("application/problem+json", r#"{"title":"gone"}"#),
-            Some(("application/problem+json".to_owned(), r#"{"title":"gone"}"#.to_owned()))
+            Some((
+                "application/problem+json".to_owned(),
+                r#"{"title":"gone"}"#.to_owned()
+            ))
         );
     }
 
