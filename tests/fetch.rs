@@ -266,7 +266,7 @@ async fn json_success() {
             name: "user-1".into()
         }
     );
-    // The seed's `dict`: any JSON.
+    // Any JSON, as a Python `dict` would take it.
     let value: serde_json::Value = fetch::fetch_json(&client, server.url("/users/2"))
         .await
         .unwrap();

@@ -17,7 +17,8 @@ use super::error::FetchError;
 use super::uri::get_request;
 
 /// Fetches `url` with a `GET` and streams its body in chunks of at most
-/// `chunk_size` bytes (the seed's `AsyncDataStreamer`).
+/// `chunk_size` bytes (an async iterator over a large download, in Python
+/// terms).
 ///
 /// Memory stays flat however large the body is: the stream holds one
 /// network frame at a time and hands out zero-copy slices of it. For the
