@@ -250,7 +250,7 @@ impl fmt::Display for ErrorResponse {
 ///   `Content-Type` is `text/plain` (UTF-8 or US-ASCII) or JSON
 ///   (`application/json` or any `+json`, such as RFC 9457's
 ///   `application/problem+json`), it is valid UTF-8, and it is complete
-///   (shorter than the [`STATUS_BODY_EXCERPT`] that
+///   (shorter than the [`STATUS_BODY_EXCERPT`](crate::fetch::STATUS_BODY_EXCERPT) that
 ///   [`FetchError::Status`](crate::fetch::FetchError::Status) keeps, so a
 ///   cut JSON document is never sent). HTML and anything else could run
 ///   script or mislead under our origin, and is replaced by the status'
