@@ -61,7 +61,15 @@ pin_project! {
     #[project = DecodeStateProj]
     enum DecodeState<F, B, H> {
         Waiting { #[pin] fut: F },
-        Reading { #[pin] body: B, status: StatusCode, head: Option<H>, failed: Option<StatusHead> },
+        Reading {
+            #[pin]
+            body: B,
+            status: StatusCode,
+            // What is kept of a 2xx answer's head.
+            head: Option<H>,
+            // What `FetchError::Status` keeps of a non-2xx answer's head.
+            failed: Option<StatusHead>,
+        },
         Done,
     }
 }
