@@ -305,3 +305,119 @@ async fn cache_in_front_serves_hits_while_breaker_is_open() {
     assert_eq!(body.as_ref(), b"/users/1");
     assert_eq!(backend_calls.load(Ordering::SeqCst), 3);
 }
+
+/// A proxy route fetching from a real upstream with `fetch::fetch_json`
+/// and answering errors with `respond`: the upstream's 404 reaches the
+/// client as a 404 with the upstream's JSON body, its 429 as a 429 with
+/// its `Retry-After`, its 408 as a 504, and its 500 (a failure of the
+/// upstream, not of the request) as a 502 that shows nothing of it.
+#[tokio::test]
+async fn upstream_client_errors_reach_the_client_through_respond() {
+    use axum::extract::Path;
+    use tower_patterns::fetch::{self, HttpClient};
+    use tower_patterns::upstream::{Upstream, UpstreamConfig};
+
+    let upstream = Upstream::start(UpstreamConfig {
+        retry_after_secs: 7,
+        ..UpstreamConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = upstream.url("");
+    let client = HttpClient::new();
+    let app = Router::new().route(
+        "/proxy/{*path}",
+        get(move |Path(path): Path<String>| {
+            let (client, url) = (client.clone(), format!("{base}/{path}"));
+            async move {
+                let value: serde_json::Value = fetch::fetch_json(&client, url)
+                    .await
+                    .map_err(|e| respond::error_response_for(&e))?;
+                Ok::<_, respond::ErrorResponse>(axum::Json(value))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let get = |path: &str| {
+        let uri: hyper::Uri = format!("http://{addr}/proxy{path}").parse().unwrap();
+        let http = http.clone();
+        async move {
+            let res = http.get(uri).await.expect("request");
+            let (parts, body) = res.into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        }
+    };
+
+    let (head, body) = get("/users/1").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(std::str::from_utf8(&body).unwrap().contains("user-1"));
+
+    let (head, body) = get("/users/999999").await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    assert_eq!(head.headers["content-type"], "application/json");
+    assert_eq!(body.as_ref(), br#"{"error":"no user 999999"}"#);
+
+    let (head, body) = get("/status/429").await;
+    assert_eq!(head.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(head.headers["retry-after"], "7");
+    assert_eq!(body.as_ref(), b"upstream unavailable, try again later");
+
+    let (head, _) = get("/status/408").await;
+    assert_eq!(head.status, StatusCode::GATEWAY_TIMEOUT);
+
+    let (head, body) = get("/status/500").await;
+    assert_eq!(head.status, StatusCode::BAD_GATEWAY);
+    assert!(head.headers.get("retry-after").is_none());
+    assert_eq!(body.as_ref(), b"an upstream service failed");
+    server.abort();
+}
+
+/// The breaker of `respond`'s axum example (`HttpClassify`): ten 500s
+/// from the handler open it, and the next request fails fast with 503.
+/// With the default classifier every `Ok(500)` counted as a success and
+/// it stayed closed.
+#[tokio::test(start_paused = true)]
+async fn ten_handler_500s_open_a_breaker_built_as_in_the_docs() {
+    let handler_calls = Arc::new(AtomicUsize::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(5)
+        .open_duration(Duration::from_secs(10))
+        .classify(HttpClassify)
+        .build()
+        .unwrap();
+    let state = breaker.handle();
+    let app: Router = Router::new()
+        .route(
+            "/users/{id}",
+            get({
+                let calls = handler_calls.clone();
+                move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::INTERNAL_SERVER_ERROR, "database down")
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(respond::handle_error))
+                .layer(ConcurrencyLimitLayer::new(64).reject_when_full())
+                .layer(breaker),
+        );
+
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let res = app
+            .clone()
+            .oneshot(Request::get("/users/1").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(state.state(), State::Open);
+    // Five 500s opened it; the other five failed fast without the handler.
+    assert_eq!(statuses, [500, 500, 500, 500, 500, 503, 503, 503, 503, 503]);
+    assert_eq!(handler_calls.load(Ordering::SeqCst), 5);
+}

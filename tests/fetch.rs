@@ -282,7 +282,9 @@ async fn not_found_and_server_error_give_status_with_body_excerpt() {
         .await
         .unwrap_err();
     match &err {
-        FetchError::Status { status, body, url } => {
+        FetchError::Status {
+            status, body, url, ..
+        } => {
             assert_eq!(*status, StatusCode::NOT_FOUND);
             assert_eq!(body, r#"{"error":"no such user"}"#);
             assert_eq!(url, &server.url("/missing"));

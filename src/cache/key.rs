@@ -22,7 +22,7 @@ pub trait KeyFn<Req> {
 }
 
 /// The default key: the lowercase hex MD5 digest of the request's JSON
-/// form, as the seed's `_make_key` did.
+/// form (the Python caching pattern's `md5(json.dumps(args, sort_keys=True))`).
 ///
 /// The request is serialized with `serde_json` into a
 /// [`serde_json::Value`] whose objects are then sorted by key at every

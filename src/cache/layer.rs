@@ -105,8 +105,14 @@ impl<Req, Res, K, KF, C> fmt::Debug for CacheLayer<Req, Res, K, KF, C> {
     }
 }
 
+// `S: Service<Req, Response = Res>` costs nothing at run time; it lets the
+// compiler learn `Res` from the inner service, so that a response that is
+// not `Clone` is reported at `build()` as "`Response<Body>: Clone` is not
+// satisfied", rather than only as "the method `oneshot` exists ... but its
+// trait bounds were not satisfied" on the caller's method.
 impl<S, Req, Res, K, KF, C> Layer<S> for CacheLayer<Req, Res, K, KF, C>
 where
+    S: tower_service::Service<Req, Response = Res>,
     KF: KeyFn<Req, Key = K>,
 {
     type Service = Cache<S, Req, Res, KF, C>;
@@ -265,6 +271,13 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     }
 
     /// Builds the layer with the in-memory [`MemoryStore`].
+    ///
+    /// `Res` must be `Clone` (every hit gets a clone): a streaming HTTP
+    /// body ([`fetch::Body`](crate::fetch::Body), hyper's `Incoming`) is
+    /// not, so to cache raw HTTP responses put
+    /// [`fetch::CollectLayer`](crate::fetch::CollectLayer) between the
+    /// cache and the client. (Over such a client this method is where the
+    /// compiler says "`Response<Body>: Clone` is not satisfied".)
     ///
     /// Fails with a [`ConfigError`] naming the field when `ttl` or
     /// `cache_errors` is zero, or `max_entries` is 0 or over 2^31 - 1.

@@ -28,6 +28,10 @@
 //! - **Fast hits.** The store is sharded behind read-write locks and
 //!   counters are per thread: hits on different threads do not contend.
 //!
+//! **Raw HTTP responses** stream their body, which is not `Clone`: put
+//! [`fetch::CollectLayer`](crate::fetch::CollectLayer) between the cache
+//! and the client to read bodies into `Full<Bytes>` (see its example).
+//!
 //! The store sits behind the [`Store`] trait, so other stores can be
 //! plugged in with [`CacheLayerBuilder::build_with_store`].
 //!

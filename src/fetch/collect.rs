@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 
-use super::error::{FetchError, STATUS_BODY_EXCERPT};
+use super::error::{FetchError, StatusHead, STATUS_BODY_EXCERPT};
 use crate::BoxError;
 
 /// Accumulates a body up to a limit, copying only when it arrives in more
@@ -151,18 +151,20 @@ pub(crate) fn body_error(err: impl Into<BoxError>, uri: &Uri) -> FetchError {
 
 /// Reads the status excerpt of a non-2xx response into a
 /// [`FetchError::Status`].
-pub(crate) async fn status_error<B>(status: StatusCode, uri: &Uri, body: B) -> FetchError
+pub(crate) async fn status_error<B>(
+    status: StatusCode,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: B,
+) -> FetchError
 where
     B: http_body::Body<Data = Bytes>,
 {
+    let head = StatusHead::of(headers);
     let mut body = std::pin::pin!(body);
     let mut excerpt = Collector::default();
     std::future::poll_fn(|cx| excerpt.poll_excerpt(body.as_mut(), cx)).await;
-    FetchError::Status {
-        url: uri.to_string(),
-        status,
-        body: excerpt.into_bytes(),
-    }
+    FetchError::status_of(uri.to_string(), status, head, excerpt.into_bytes())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 
 use super::collect::{body_error, CollectError, Collector};
-use super::error::FetchError;
+use super::error::{FetchError, StatusHead};
 use crate::BoxError;
 
 /// What a [`DecodeJson`] keeps of the response head beside the value:
@@ -61,7 +61,15 @@ pin_project! {
     #[project = DecodeStateProj]
     enum DecodeState<F, B, H> {
         Waiting { #[pin] fut: F },
-        Reading { #[pin] body: B, status: StatusCode, head: Option<H> },
+        Reading {
+            #[pin]
+            body: B,
+            status: StatusCode,
+            // What is kept of a 2xx answer's head.
+            head: Option<H>,
+            // What `FetchError::Status` keeps of a non-2xx answer's head.
+            failed: Option<StatusHead>,
+        },
         Done,
     }
 }
@@ -98,15 +106,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let (body, status, head) = match this.state.as_mut().project() {
+            let (body, status, head, failed) = match this.state.as_mut().project() {
                 DecodeStateProj::Waiting { fut } => match ready!(fut.poll(cx)) {
                     Ok(resp) => {
                         let (parts, body) = resp.into_parts();
+                        let failed =
+                            (!parts.status.is_success()).then(|| StatusHead::of(&parts.headers));
                         let head = parts.status.is_success().then(|| H::keep(parts.headers));
                         this.state.set(DecodeState::Reading {
                             body,
                             status: parts.status,
                             head,
+                            failed,
                         });
                         continue;
                     }
@@ -115,7 +126,12 @@ where
                         return Poll::Ready(Err(Failure::Inner(e)));
                     }
                 },
-                DecodeStateProj::Reading { body, status, head } => (body, *status, head),
+                DecodeStateProj::Reading {
+                    body,
+                    status,
+                    head,
+                    failed,
+                } => (body, *status, head, failed),
                 DecodeStateProj::Done => panic!("fetch::JsonFuture polled after completion"),
             };
             let out = if status.is_success() {
@@ -138,11 +154,12 @@ where
                 }
             } else {
                 ready!(this.collected.poll_excerpt(body, cx));
-                Err(FetchError::Status {
-                    url: this.uri.to_string(),
+                Err(FetchError::status_of(
+                    this.uri.to_string(),
                     status,
-                    body: std::mem::take(this.collected).into_bytes(),
-                })
+                    failed.take().unwrap_or_default(),
+                    std::mem::take(this.collected).into_bytes(),
+                ))
             };
             // Drops the body (and with it the connection if unread).
             this.state.set(DecodeState::Done);

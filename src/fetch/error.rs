@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::BoxError;
 
@@ -32,8 +32,13 @@ pub const STATUS_BODY_EXCERPT: usize = 4 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The server answered with a status outside `200..=299` (the seed's
-    /// `raise_for_status`). Redirects are not followed, so 3xx lands here too.
+    /// The server answered with a status outside `200..=299` (Python's
+    /// `response.raise_for_status()`). Redirects are not followed, so 3xx
+    /// lands here too.
+    ///
+    /// Of the response's headers only the two a caller acts on are kept
+    /// (never `Set-Cookie` or other credentials, which would otherwise end
+    /// up in logs through `Debug`).
     Status {
         /// The URL that was fetched.
         url: String,
@@ -42,6 +47,12 @@ pub enum FetchError {
         /// The first [`STATUS_BODY_EXCERPT`] bytes of the response body
         /// (fewer if the body was shorter or could not be read in time).
         body: Bytes,
+        /// The server's `Retry-After` (seconds or an HTTP-date, measured
+        /// when the answer arrived), if it sent a valid one: a 429 or 503
+        /// says when to come back.
+        retry_after: Option<Duration>,
+        /// The server's `Content-Type`, if any: what `body` is.
+        content_type: Option<HeaderValue>,
     },
     /// The body was not valid JSON, or not the JSON shape the caller asked for.
     Decode {
@@ -112,9 +123,35 @@ impl FetchError {
         }
     }
 
+    /// The server's `Retry-After`, for a [`FetchError::Status`] that
+    /// carried one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// `true` for [`FetchError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, FetchError::Timeout { .. })
+    }
+
+    /// A [`FetchError::Status`] for a non-2xx answer with these headers
+    /// and this body excerpt.
+    pub(crate) fn status_of(
+        url: String,
+        status: StatusCode,
+        head: StatusHead,
+        body: Bytes,
+    ) -> Self {
+        FetchError::Status {
+            url,
+            status,
+            body,
+            retry_after: head.retry_after,
+            content_type: head.content_type,
+        }
     }
 
     pub(crate) fn decode(url: String, source: serde_json::Error) -> Self {
@@ -142,6 +179,23 @@ impl FetchError {
             cause = err.source();
         }
         FetchError::Transport { url, source }
+    }
+}
+
+/// What [`FetchError::Status`] keeps of a non-2xx answer's headers.
+#[derive(Debug, Default)]
+pub(crate) struct StatusHead {
+    retry_after: Option<Duration>,
+    content_type: Option<HeaderValue>,
+}
+
+impl StatusHead {
+    /// Reads `Retry-After` and `Content-Type` from `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        StatusHead {
+            retry_after: crate::classify::parse_retry_after(headers, std::time::SystemTime::now()),
+            content_type: headers.get(http::header::CONTENT_TYPE).cloned(),
+        }
     }
 }
 
@@ -220,6 +274,8 @@ mod tests {
             url: "http://h/x".into(),
             status: StatusCode::NOT_FOUND,
             body: Bytes::from_static(b"  nope \n"),
+            retry_after: None,
+            content_type: None,
         };
         assert_eq!(
             e.to_string(),
@@ -231,7 +287,10 @@ mod tests {
             url: "http://h/x".into(),
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body: Bytes::from(vec![b'a'; 1000]),
+            retry_after: Some(Duration::from_secs(2)),
+            content_type: None,
         };
+        assert_eq!(long.retry_after(), Some(Duration::from_secs(2)));
         let s = long.to_string();
         assert!(s.ends_with("..."), "{s}");
         assert!(s.len() < 300, "{s}");

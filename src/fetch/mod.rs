@@ -1,7 +1,8 @@
 //! HTTP fetching as tower services: JSON, HTTPS, body limits, fetch-many and
 //! streaming bodies.
 //!
-//! The seed's `fetch_data`, `fetch_multiple_urls` and `AsyncDataStreamer`,
+//! The Python asyncio patterns "fetch JSON and raise for status", "fetch
+//! many URLs and gather the results" and "stream a large body in chunks",
 //! on hyper and hyper-util:
 //!
 //! - [`HttpClient`]: a pooled client (HTTP/1.1 and HTTP/2; HTTPS with rustls
@@ -18,6 +19,9 @@
 //!   is a `Service<Request, Response = User>`.
 //! - [`stream_body`]: a large body as a `Stream` of chunks of at most
 //!   `chunk_size` bytes, in flat memory, with the total at the end.
+//! - [`CollectLayer`]: every response's body read to the end into
+//!   `Full<Bytes>`, so responses are `Clone` and a
+//!   [`CacheLayer`](crate::cache::CacheLayer) can keep them.
 //!
 //! ```
 //! # use std::convert::Infallible;
@@ -101,6 +105,12 @@
 //! them; transport failures and timeouts are `Err(FetchError)`. Requests are
 //! `http::Request<Full<Bytes>>`, which is `Clone`, so retries can resend them.
 //!
+//! Responses stream their body ([`Body`]), which is not `Clone`; to cache
+//! raw responses, put [`CollectLayer`] between the cache and the client.
+//! A 4xx that reaches a server's handler as a [`FetchError::Status`] is
+//! answered with that status by [`respond`](crate::respond) (a 5xx with
+//! 502).
+//!
 //! # Limits and deadlines
 //!
 //! - `max_body_bytes` (default 10 MiB) is enforced while a body streams in,
@@ -123,6 +133,8 @@
 mod body;
 mod client;
 mod collect;
+mod collect_future;
+mod collect_layer;
 mod decode;
 mod error;
 mod future;
@@ -134,6 +146,8 @@ mod uri;
 
 pub use body::Body;
 pub use client::{HttpClient, HttpClientBuilder};
+pub use collect_future::CollectFuture;
+pub use collect_layer::{Collect, CollectLayer};
 pub use error::{FetchError, STATUS_BODY_EXCERPT};
 pub use future::ResponseFuture;
 pub use json::{fetch_all, fetch_json, Json, JsonFuture, JsonLayer, JsonLayerBuilder};

@@ -17,7 +17,8 @@ use super::error::FetchError;
 use super::uri::get_request;
 
 /// Fetches `url` with a `GET` and streams its body in chunks of at most
-/// `chunk_size` bytes (the seed's `AsyncDataStreamer`).
+/// `chunk_size` bytes (an async iterator over a large download, in Python
+/// terms).
 ///
 /// Memory stays flat however large the body is: the stream holds one
 /// network frame at a time and hands out zero-copy slices of it. For the
@@ -60,7 +61,7 @@ pub async fn stream_body(
     let resp = client.request(req).await?;
     let (parts, body) = resp.into_parts();
     if !parts.status.is_success() {
-        return Err(status_error(parts.status, &uri, body).await);
+        return Err(status_error(parts.status, &parts.headers, &uri, body).await);
     }
     Ok(BodyStream {
         content_length: body.size_hint().exact(),

@@ -8,6 +8,7 @@ use super::{error_response, ErrorResponse};
 use crate::trace::trace_event;
 use crate::BoxError;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl IntoResponse for ErrorResponse {
     /// [`ErrorResponse::into_http`] with an axum body.
     fn into_response(self) -> Response {

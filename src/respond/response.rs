@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, StatusCode};
 
+use super::upstream::safe_body;
+use crate::fetch::FetchError;
 use crate::BoxError;
 
 /// What went wrong, as far as a client of the server needs to know.
@@ -34,12 +36,19 @@ pub enum ErrorKind {
     /// `tower::timeout::error::Elapsed` or `tokio::time::error::Elapsed`:
     /// a deadline of this server passed.
     Timeout,
-    /// [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout):
-    /// an upstream server did not answer in time.
+    /// [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout),
+    /// or an upstream's `408 Request Timeout`: an upstream server did not
+    /// answer in time (or gave up waiting for our request).
     UpstreamTimeout,
-    /// Any other [`fetch::FetchError`](crate::fetch::FetchError) (an error
-    /// status, a transport failure, a body that did not decode): an
-    /// upstream server failed.
+    /// A [`fetch::FetchError::Status`](crate::fetch::FetchError::Status)
+    /// with a 4xx status (other than 401, 407 and 408): the upstream
+    /// refused the request itself (404 Not Found, 409 Conflict, 422, 429,
+    /// ...). Its status is passed through; see [`error_response`] for the
+    /// body and headers.
+    UpstreamClientError,
+    /// Any other [`fetch::FetchError`](crate::fetch::FetchError) (a 5xx or
+    /// 3xx status, a 401 or 407, a transport failure, a body that did not
+    /// decode): an upstream server failed.
     Upstream,
     /// Nothing this crate recognises.
     Internal,
@@ -50,12 +59,22 @@ pub enum ErrorKind {
 ///
 /// Build one with [`error_response`]. The message never contains the
 /// error's own text (which may name internal hosts, URLs or queries):
-/// log the error itself on the server if you need the details.
+/// log the error itself on the server if you need the details. The only
+/// text from elsewhere it can carry is an upstream's own 4xx body, under
+/// the rules in [`error_response`].
+///
+/// It becomes an `http::Response` with [`into_http`](Self::into_http).
+/// With the `axum` feature it also implements axum's `IntoResponse`
+/// (`answer.into_response()`); without that feature the method does not
+/// exist, and the compiler's "no method named `into_response`" gives no
+/// hint why: enable `tower-patterns/axum`, or call `into_http`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorResponse {
     kind: ErrorKind,
     status: StatusCode,
     retry_after: Option<Duration>,
+    /// An upstream's 4xx body, passed on: (normalised content type, text).
+    body: Option<(HeaderValue, String)>,
 }
 
 /// How long to ask clients to wait after a rejection that carries no
@@ -67,6 +86,8 @@ impl ErrorResponse {
     /// An answer for a given kind of error, with the status and
     /// `Retry-After` [`error_response`] would choose (no `Retry-After`
     /// for [`ErrorKind::CircuitOpen`]: use [`with_retry_after`](Self::with_retry_after)).
+    /// [`ErrorKind::UpstreamClientError`] carries the upstream's status,
+    /// which a kind alone does not know: it gives 400.
     pub fn from_kind(kind: ErrorKind) -> Self {
         let (status, retry_after) = match kind {
             ErrorKind::CircuitOpen | ErrorKind::ShuttingDown => {
@@ -79,6 +100,7 @@ impl ErrorResponse {
                 (StatusCode::SERVICE_UNAVAILABLE, Some(SHORT_RETRY_AFTER))
             }
             ErrorKind::Timeout | ErrorKind::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, None),
+            ErrorKind::UpstreamClientError => (StatusCode::BAD_REQUEST, None),
             ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, None),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
@@ -86,6 +108,7 @@ impl ErrorResponse {
             kind,
             status,
             retry_after,
+            body: None,
         }
     }
 
@@ -119,9 +142,21 @@ impl ErrorResponse {
         })
     }
 
+    /// The upstream's own body for an
+    /// [`ErrorKind::UpstreamClientError`], when it was safe to pass on
+    /// (see [`error_response`]); [`into_http`](Self::into_http) sends it
+    /// instead of the [`message`](Self::message).
+    pub fn upstream_body(&self) -> Option<&str> {
+        self.body.as_ref().map(|(_, text)| text.as_str())
+    }
+
     /// A short message for the client, free of internal details.
     pub fn message(&self) -> &'static str {
         match self.kind {
+            ErrorKind::UpstreamClientError => self
+                .status
+                .canonical_reason()
+                .unwrap_or("the upstream service refused the request"),
             ErrorKind::CircuitOpen => "a dependency is failing; try again later",
             ErrorKind::Overloaded => "the server is at capacity; try again shortly",
             ErrorKind::QueueFull => "the work queue is full; try again shortly",
@@ -137,17 +172,27 @@ impl ErrorResponse {
     }
 
     /// The answer as an `http::Response`: the status, `Retry-After` when
-    /// known, `Content-Type: text/plain; charset=utf-8`, and the
-    /// [`message`](Self::message) as the body.
-    pub fn into_http<B: From<&'static str>>(self) -> http::Response<B> {
-        let mut res = http::Response::new(B::from(self.message()));
+    /// known, and as the body either the [`upstream_body`](Self::upstream_body)
+    /// with its content type, or the [`message`](Self::message) as
+    /// `text/plain; charset=utf-8`.
+    ///
+    /// `B` is any body that can be made from a `&'static str` and a
+    /// `String`: `String`, `http_body_util::Full<Bytes>`, `axum::body::Body`.
+    pub fn into_http<B: From<&'static str> + From<String>>(self) -> http::Response<B> {
+        let message = self.message();
+        let retry_after = self.retry_after_secs();
+        let (content_type, body) = match self.body {
+            Some((content_type, text)) => (content_type, B::from(text)),
+            None => (
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+                B::from(message),
+            ),
+        };
+        let mut res = http::Response::new(body);
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if let Some(secs) = self.retry_after_secs() {
+        headers.insert(header::CONTENT_TYPE, content_type);
+        if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
@@ -173,13 +218,48 @@ impl fmt::Display for ErrorResponse {
 /// | [`pool::AcquireTimeout`](crate::pool::AcquireTimeout) | 503 | [`SHORT_RETRY_AFTER`] |
 /// | [`queue::QueueClosed`](crate::queue::QueueClosed), [`pool::PoolClosed`](crate::pool::PoolClosed) | 503 | none |
 /// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed` | 504 | none |
-/// | [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout) | 504 | none |
-/// | any other [`fetch::FetchError`](crate::fetch::FetchError) | 502 | none |
+/// | [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout), or a [`Status`](crate::fetch::FetchError::Status) of 408 | 504 | none |
+/// | a [`Status`](crate::fetch::FetchError::Status) of 4xx, but 401, 407 and 408 | the same 4xx | the upstream's, for 429 |
+/// | any other [`fetch::FetchError`](crate::fetch::FetchError) (5xx, 3xx, 401, 407, transport, decode) | 502 | none |
 /// | anything else | 500 | none |
 ///
 /// Overload is a 503 and not a 429 on purpose: 429 says "*you* sent too
 /// many requests" (a per-client quota), while a full limiter turns every
 /// client away because the *server* is at capacity.
+///
+/// # Upstream answers
+///
+/// A proxy that fetched a missing resource should say "not found", not
+/// "bad gateway": an upstream 4xx is about the request, which came from
+/// our client, so its status passes through. What passes with it, and why:
+///
+/// - **401 and 407 become 502.** They are about *our* credentials for the
+///   upstream, not the client's; passing them on would ask the client to
+///   log in to the wrong server (and a 401 without the upstream's
+///   `WWW-Authenticate`, which is not passed, is malformed).
+/// - **408 becomes 504**: the upstream gave up waiting for our request.
+/// - **429 keeps its `Retry-After`**, when the upstream sent a valid one
+///   (kept as [`FetchError::retry_after`](crate::fetch::FetchError::retry_after)),
+///   so the client backs off as long as the upstream asked. It stays a
+///   429 although the quota may be our server's, not the client's: either
+///   way the answer to the client is "slow down, come back then".
+/// - **No other upstream header** is passed: not `Set-Cookie` (cookies of
+///   the upstream's domain would land on ours), not `WWW-Authenticate`,
+///   `Location` or caching headers.
+/// - **The body** is passed only when it is safe to show as it is: its
+///   `Content-Type` is `text/plain` (UTF-8 or US-ASCII) or JSON
+///   (`application/json` or any `+json`, such as RFC 9457's
+///   `application/problem+json`), it is valid UTF-8, and it is complete
+///   (shorter than the [`STATUS_BODY_EXCERPT`](crate::fetch::STATUS_BODY_EXCERPT) that
+///   [`FetchError::Status`](crate::fetch::FetchError::Status) keeps, so a
+///   cut JSON document is never sent). HTML and anything else could run
+///   script or mislead under our origin, and is replaced by the status'
+///   reason phrase ("Not Found") as `text/plain`. The content type sent is
+///   the media type alone (`text/plain; charset=utf-8` for text).
+///
+/// To answer every upstream status with 502 as before, replace an answer
+/// of kind [`ErrorKind::UpstreamClientError`] with
+/// `ErrorResponse::from_kind(ErrorKind::Upstream)`.
 ///
 /// Wrappers such as [`cache::SharedError`](crate::cache::SharedError) and
 /// [`pool::PoolError`](crate::pool::PoolError) expose the error they wrap
@@ -202,7 +282,7 @@ pub fn error_response_for(err: &(dyn Error + 'static)) -> ErrorResponse {
 }
 
 fn recognise(e: &(dyn Error + 'static)) -> Option<ErrorResponse> {
-    use crate::{circuit_breaker, fetch, limit, pool, queue};
+    use crate::{circuit_breaker, limit, pool, queue};
 
     if let Some(open) = e.downcast_ref::<circuit_breaker::Open>() {
         return Some(
@@ -219,16 +299,48 @@ fn recognise(e: &(dyn Error + 'static)) -> Option<ErrorResponse> {
         ErrorKind::ShuttingDown
     } else if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         ErrorKind::Timeout
-    } else if let Some(fetch) = e.downcast_ref::<fetch::FetchError>() {
-        if fetch.is_timeout() {
-            ErrorKind::UpstreamTimeout
-        } else {
-            ErrorKind::Upstream
-        }
+    } else if let Some(fetch) = e.downcast_ref::<FetchError>() {
+        return Some(upstream_answer(fetch));
     } else {
         return None;
     };
     Some(ErrorResponse::from_kind(kind))
+}
+
+/// The answer for a failed fetch (see "Upstream answers" on
+/// [`error_response`]).
+fn upstream_answer(err: &FetchError) -> ErrorResponse {
+    let FetchError::Status {
+        status,
+        body,
+        retry_after,
+        content_type,
+        ..
+    } = err
+    else {
+        return ErrorResponse::from_kind(if err.is_timeout() {
+            ErrorKind::UpstreamTimeout
+        } else {
+            ErrorKind::Upstream
+        });
+    };
+    match *status {
+        StatusCode::REQUEST_TIMEOUT => ErrorResponse::from_kind(ErrorKind::UpstreamTimeout),
+        StatusCode::UNAUTHORIZED | StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
+            ErrorResponse::from_kind(ErrorKind::Upstream)
+        }
+        s if s.is_client_error() => ErrorResponse {
+            kind: ErrorKind::UpstreamClientError,
+            status: s,
+            retry_after: if s == StatusCode::TOO_MANY_REQUESTS {
+                *retry_after
+            } else {
+                None
+            },
+            body: safe_body(content_type.as_ref(), body),
+        },
+        _ => ErrorResponse::from_kind(ErrorKind::Upstream),
+    }
 }
 
 #[cfg(test)]
@@ -366,12 +478,79 @@ mod tests {
             url: "http://10.0.0.7/secret".into(),
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body: bytes::Bytes::from_static(b"stack trace"),
+            retry_after: None,
+            content_type: Some(HeaderValue::from_static("text/plain")),
         }
         .into();
         let res: http::Response<String> = error_response(&status).into_http();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
         assert!(!res.body().contains("10.0.0.7"), "{}", res.body());
         assert!(!res.body().contains("stack trace"));
+    }
+
+    fn upstream_status(code: u16, content_type: &'static str, body: &'static str) -> BoxError {
+        FetchError::Status {
+            url: "http://10.0.0.7/users/9".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            retry_after: Some(Duration::from_secs(7)),
+            content_type: Some(HeaderValue::from_static(content_type)),
+        }
+        .into()
+    }
+
+    #[test]
+    fn upstream_client_errors_pass_through() {
+        let err = upstream_status(404, "application/json", r#"{"error":"no such user"}"#);
+        let answer = error_response(&err);
+        assert_eq!(answer.kind(), ErrorKind::UpstreamClientError);
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+        assert_eq!(answer.message(), "Not Found");
+        assert_eq!(answer.upstream_body(), Some(r#"{"error":"no such user"}"#));
+        // Only a 429's Retry-After is passed on.
+        assert_eq!(answer.retry_after(), None);
+        let res: http::Response<String> = answer.into_http();
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(res.body(), r#"{"error":"no such user"}"#);
+
+        // HTML is not shown under our origin: the reason phrase instead.
+        let err = upstream_status(410, "text/html", "<script>steal()</script>");
+        let res: http::Response<String> = error_response(&err).into_http();
+        assert_eq!(res.status(), StatusCode::GONE);
+        assert_eq!(res.body(), "Gone");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+
+        let err = upstream_status(429, "text/plain", "slow down");
+        let res: http::Response<String> = error_response(&err).into_http();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(res.body(), "slow down");
+    }
+
+    #[test]
+    fn upstream_auth_failures_are_502_and_408_is_504() {
+        for code in [401, 407] {
+            let err = upstream_status(code, "text/plain", "bad token for svc-account-7");
+            let answer = error_response(&err);
+            assert_eq!(answer.status(), StatusCode::BAD_GATEWAY, "{code}");
+            let res: http::Response<String> = answer.into_http();
+            assert!(!res.body().contains("svc-account"), "{}", res.body());
+            assert!(res.headers().get(header::RETRY_AFTER).is_none());
+        }
+        let err = upstream_status(408, "text/plain", "too slow");
+        let answer = error_response(&err);
+        assert_eq!(answer.kind(), ErrorKind::UpstreamTimeout);
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+        // A redirect (not followed) and a 5xx are the upstream failing.
+        for code in [302, 503] {
+            let answer = error_response(&upstream_status(code, "text/plain", "x"));
+            assert_eq!(answer.status(), StatusCode::BAD_GATEWAY, "{code}");
+            assert_eq!(answer.upstream_body(), None);
+        }
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 /// | [`circuit_breaker::Open`](crate::circuit_breaker::Open) | `UNAVAILABLE` |
 /// | [`limit::Overloaded`](crate::limit::Overloaded), [`queue::QueueFull`](crate::queue::QueueFull), [`pool::AcquireTimeout`](crate::pool::AcquireTimeout) | `RESOURCE_EXHAUSTED` |
 /// | [`queue::QueueClosed`](crate::queue::QueueClosed), [`pool::PoolClosed`](crate::pool::PoolClosed) | `UNAVAILABLE` |
-/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, [`FetchError::Timeout`](crate::fetch::FetchError::Timeout) | `DEADLINE_EXCEEDED` |
+/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, [`FetchError::Timeout`](crate::fetch::FetchError::Timeout), an upstream 408 | `DEADLINE_EXCEEDED` |
+/// | an upstream 4xx ([`ErrorKind::UpstreamClientError`]) | by status: 400, 422 `INVALID_ARGUMENT`; 403 `PERMISSION_DENIED`; 404, 410 `NOT_FOUND`; 409 `ABORTED`; 412 `FAILED_PRECONDITION`; 429 `RESOURCE_EXHAUSTED`; others `FAILED_PRECONDITION` |
 /// | any other [`fetch::FetchError`](crate::fetch::FetchError) | `UNAVAILABLE` |
 /// | anything else | `UNKNOWN`, with a generic message |
 ///
@@ -52,6 +53,14 @@ fn map(err: &BoxError) -> Result<Status, Status> {
             Code::ResourceExhausted
         }
         ErrorKind::Timeout | ErrorKind::UpstreamTimeout => Code::DeadlineExceeded,
+        ErrorKind::UpstreamClientError => match answer.status().as_u16() {
+            400 | 422 => Code::InvalidArgument,
+            403 => Code::PermissionDenied,
+            404 | 410 => Code::NotFound,
+            409 => Code::Aborted,
+            429 => Code::ResourceExhausted,
+            _ => Code::FailedPrecondition,
+        },
         // `Internal` and any kind added later.
         _ => Code::Unknown,
     };
@@ -123,6 +132,16 @@ mod tests {
         let s = to_status(&slow);
         assert_eq!(s.code(), Code::DeadlineExceeded);
         assert!(!s.message().contains("internal/"));
+
+        let missing: BoxError = FetchError::Status {
+            url: "http://internal/users/9".into(),
+            status: http::StatusCode::NOT_FOUND,
+            body: bytes::Bytes::new(),
+            retry_after: None,
+            content_type: None,
+        }
+        .into();
+        assert_eq!(to_status(&missing).code(), Code::NotFound);
 
         let unknown: BoxError = "secret detail".into();
         let s = into_status(unknown);
