@@ -3,7 +3,7 @@
 //! `examples/support/demo_stack.rs`) against the bare `HttpClient`, in one
 //! run, against the in-process `upstream` server.
 //!
-//! Both sides read every body to the end (the stack's bottom `Collect`
+//! Both sides read every body to the end (the stack's bottom `fetch::Collect`
 //! adapter does that, and the bare client is wrapped in the same adapter),
 //! so the difference is the cost of the four layers. In the "all misses"
 //! case every request has its own URI, so the cache misses every time and
@@ -15,7 +15,7 @@
 //! spawned task (what a spawned cache load costs), the bare client keeping
 //! its last 10,000 responses (what holding responses costs), the stack
 //! without its cache (retry, breaker, limit), and the cache alone over
-//! `Collect(HttpClient)`.
+//! `fetch::Collect<HttpClient>`.
 //!
 //! The server runs on its own one-thread runtime; the clients on a
 //! current-thread runtime; each iteration is a batch of 32 requests with
@@ -34,11 +34,11 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tower::{BoxError, Layer, ServiceExt};
 use tower_patterns::cache::CacheLayer;
-use tower_patterns::fetch::HttpClient;
+use tower_patterns::fetch::{CollectLayer, HttpClient};
 use tower_patterns::limit::join_bounded;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, Collect, DemoStack, Req, Res, StackClassify, StackConfig, UriKey};
+use demo_stack::{get, DemoStack, Req, Res, StackClassify, StackConfig, UriKey};
 
 const BATCH: u64 = 32;
 const IN_FLIGHT: usize = 8;
@@ -60,13 +60,13 @@ fn http_stack(c: &mut Criterion) {
         .unwrap();
     let (bare, stack, cache_only) = {
         let _guard = rt.enter();
-        let bare = Collect(HttpClient::new());
+        let bare = CollectLayer::new().layer(HttpClient::new());
         let stack = DemoStack::build(&StackConfig {
             concurrency: 64,
             ..StackConfig::default()
         })
         .unwrap();
-        // The demo's cache layer, alone over `Collect(HttpClient)` (errors
+        // The demo's cache layer, alone over `fetch::Collect<HttpClient>` (errors
         // boxed, as the limit below the cache in the stack does).
         let cache_only = CacheLayer::<Req, Res>::builder()
             .ttl(Duration::from_secs(60))
@@ -75,10 +75,10 @@ fn http_stack(c: &mut Criterion) {
             .classify(StackClassify)
             .build()
             .unwrap()
-            .layer(Collect(HttpClient::new()).map_err(BoxError::from));
+            .layer(CollectLayer::new().layer(HttpClient::new()).map_err(BoxError::from));
         (bare, stack, cache_only)
     };
-    // Retry -> breaker -> limit -> Collect(HttpClient): the stack under
+    // Retry -> breaker -> limit -> Collect<HttpClient>: the stack under
     // its cache (shares the stack's state).
     let no_cache = stack.svc.get_ref().clone();
     let counter = AtomicU64::new(0);

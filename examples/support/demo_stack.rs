@@ -86,16 +86,6 @@ impl KeyFn<Req> for UriKey {
     }
 }
 
-/// `client` with every response body read to the end
-/// ([`fetch::Collect`](tower_patterns::fetch::Collect) over it, the
-/// stack's bottom). Spelled like the tuple struct this file had before
-/// `fetch::CollectLayer` existed, which `benches/http_stack.rs` still
-/// calls as `Collect(client)`.
-#[allow(non_snake_case)]
-pub fn Collect(client: HttpClient) -> Collect<HttpClient> {
-    CollectLayer::new().layer(client)
-}
-
 /// The knobs of the stack.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
