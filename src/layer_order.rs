@@ -96,6 +96,47 @@
 //!   bottom of the stack, above the client: the cache hands out clones, and
 //!   a streaming body cannot be cloned.
 //!
+//! The same stack caching raw HTTP responses (the demo's stack):
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::ServiceBuilder;
+//! use tower_patterns::cache::CacheLayer;
+//! use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+//! use tower_patterns::classify::HttpClassify;
+//! use tower_patterns::fetch::{CollectLayer, HttpClient};
+//! use tower_patterns::limit::ConcurrencyLimitLayer;
+//! use tower_patterns::retry::RetryLayer;
+//!
+//! type Req = http::Request<Full<Bytes>>;
+//!
+//! # fn main() -> Result<(), tower_patterns::BoxError> {
+//! let client = ServiceBuilder::new()
+//!     .layer(
+//!         CacheLayer::builder()
+//!             .ttl(Duration::from_secs(60))
+//!             .key_fn(|req: &Req| req.uri().to_string())
+//!             .classify(HttpClassify) // store 2xx only
+//!             .build()?,
+//!     )
+//!     .layer(RetryLayer::builder().classify(HttpClassify).build()?)
+//!     .layer(
+//!         CircuitBreakerLayer::builder()
+//!             .classify(HttpClassify)
+//!             .consecutive_failures(5)
+//!             .open_duration(Duration::from_secs(10))
+//!             .build()?,
+//!     )
+//!     .layer(ConcurrencyLimitLayer::new(32))
+//!     .layer(CollectLayer::new()) // bodies read to the end: responses become Clone
+//!     .service(HttpClient::new());
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## A server stack: wrapping handlers (axum, tonic)
 //!
 //! ```text
