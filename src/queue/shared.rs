@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::cell::{Cancel, Cell};
+use super::cell::{Cancel, Cell, Finished};
 use super::error::TaskError;
 use super::handle::Table;
 use super::jobs::{Job, Jobs};
@@ -128,7 +128,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Running -> its terminal status, counted, result delivered or parked.
     pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>) {
         let panicked = matches!(out, Err(TaskError::Panicked(_)));
-        let Some((status, park)) = cell.finish(out) else {
+        let Some(Finished { status, park, wake }) = cell.finish(out) else {
             return;
         };
         let c = &self.counters;
@@ -146,6 +146,10 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         if park {
             self.table.park(cell.id);
         }
+        // Last: a woken waiter must find the task counted.
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 
     /// Stops accepting tasks; idle workers wake to drain and exit.
@@ -153,14 +157,18 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         lock(&self.jobs).close();
     }
 
-    /// A cancelled pending task, counted, parked if nobody waits.
-    fn cancelled_pending(&self, id: TaskId, park: bool) {
+    /// A cancelled pending task, counted, parked if nobody waits, then its
+    /// waiter woken.
+    fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
         self.counters.cancelled.fetch_add(1, Ordering::Release);
         self.counters
             .cancelled_pending
             .fetch_add(1, Ordering::Relaxed);
         if park {
             self.table.park(id);
+        }
+        if let Some(w) = wake {
+            w.wake();
         }
     }
 
@@ -174,8 +182,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         };
         let mut ids = Vec::with_capacity(drained.len());
         for job in drained {
-            if let Cancel::Pending { park } = job.cell.cancel() {
-                self.cancelled_pending(job.cell.id, park);
+            if let Cancel::Pending { park, wake } = job.cell.cancel() {
+                self.cancelled_pending(job.cell.id, park, wake);
                 ids.push(job.cell.id);
             }
         }
@@ -191,8 +199,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 match cell.cancel() {
                     Cancel::NotActive => {}
                     Cancel::Running => ids.push(cell.id),
-                    Cancel::Pending { park } => {
-                        self.cancelled_pending(cell.id, park);
+                    Cancel::Pending { park, wake } => {
+                        self.cancelled_pending(cell.id, park, wake);
                         ids.push(cell.id);
                     }
                 }
@@ -281,8 +289,8 @@ where
                 trace_event!(DEBUG, task = %id, "running task cancelled");
                 true
             }
-            Cancel::Pending { park } => {
-                let wake = {
+            Cancel::Pending { park, wake } => {
+                let submitter = {
                     let mut jobs = lock(&self.jobs);
                     match jobs.queue.iter().position(|j| j.cell.id == id) {
                         Some(pos) => {
@@ -292,10 +300,10 @@ where
                         None => None,
                     }
                 };
-                if let Some(w) = wake {
+                if let Some(w) = submitter {
                     w.wake();
                 }
-                self.cancelled_pending(id, park);
+                self.cancelled_pending(id, park, wake);
                 trace_event!(DEBUG, task = %id, "pending task cancelled");
                 true
             }
