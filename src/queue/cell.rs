@@ -2,7 +2,7 @@
 //! done, taken), its result once finished, and who waits for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::error::TaskError;
@@ -89,6 +89,12 @@ impl<Res, E> Cell<Res, E> {
                 handle,
             }),
         }
+    }
+
+    /// A cell for a task about to be submitted: made before the queue's
+    /// lock is taken, numbered under it (see `Shared::push_locked`).
+    pub(crate) fn unnumbered(handle: bool) -> Arc<Self> {
+        Arc::new(Cell::new(TaskId(0), handle))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<Res, E>> {

@@ -23,6 +23,8 @@ pub type ResponseFuture = std::future::Ready<Result<TaskId, BoxError>>;
 struct Enqueue<'a, Req, Res, E> {
     shared: &'a Arc<Shared<Req, Res, E>>,
     req: Option<Req>,
+    /// The task's cell, made on the first poll.
+    cell: Option<Arc<Cell<Res, E>>>,
     key: Option<usize>,
     /// A `TaskHandle` will be made for the task.
     handle: bool,
@@ -33,6 +35,7 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         Enqueue {
             shared,
             req: Some(req),
+            cell: None,
             key: None,
             handle,
         }
@@ -43,6 +46,10 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Arc<Cell<Res, E>>, QueueClosed>> {
         let shared = &**self.shared;
+        // Allocated outside the lock; kept while waiting for room.
+        if self.cell.is_none() {
+            self.cell = Some(Cell::unnumbered(self.handle));
+        }
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             jobs.space.remove(&mut self.key);
@@ -57,7 +64,8 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
             .req
             .take()
             .expect("submit future polled after completion");
-        let (cell, wake) = shared.push_locked(&mut jobs, req, self.handle);
+        let cell = self.cell.take().expect("made above");
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();

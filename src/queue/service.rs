@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use super::cell::Cell;
 use super::error::{QueueClosed, QueueFull, TrySubmitError};
 use super::future::{ResponseFuture, Submit, SubmitWithHandle};
 use super::handle::{Table, TaskResult, Waiter};
@@ -84,6 +85,7 @@ where
     /// back.
     pub fn try_submit(&self, req: Req) -> Result<TaskId, TrySubmitError<Req>> {
         let shared = &*self.shared;
+        let cell = Cell::unnumbered(false);
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             return Err(TrySubmitError::Closed(QueueClosed, req));
@@ -96,7 +98,7 @@ where
                 req,
             ));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();
@@ -254,6 +256,7 @@ where
     /// [`QueueFull`]; after a shutdown it fails with [`QueueClosed`].
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
+        let cell = Cell::unnumbered(false);
         let mut jobs = lock(&shared.jobs);
         if std::mem::take(&mut self.reserved) {
             jobs.reserved -= 1;
@@ -266,7 +269,7 @@ where
         if jobs.closed {
             return std::future::ready(Err(QueueClosed.into()));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         if let Some(w) = wake {
             w.wake();

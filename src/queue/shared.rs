@@ -66,17 +66,20 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         }
     }
 
-    /// Accepts a task (room and openness checked by the caller); returns its
-    /// cell and an idle worker to wake once the lock is released.
+    /// Accepts a task (room and openness checked by the caller) in `cell`,
+    /// a [`Cell::unnumbered`] made before the lock was taken; numbers it and
+    /// returns it, with an idle worker to wake once the lock is released.
     pub(crate) fn push_locked(
         &self,
         jobs: &mut Jobs<Req, Res, E>,
+        mut cell: Arc<Cell<Res, E>>,
         req: Req,
-        handle: bool,
     ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
         let id = jobs.next_id;
         jobs.next_id += 1;
-        let cell = Arc::new(Cell::new(TaskId(id), handle));
+        Arc::get_mut(&mut cell)
+            .expect("a new cell is not shared yet")
+            .id = TaskId(id);
         self.table.insert(id, cell.clone());
         jobs.queue.push_back(Job {
             cell: cell.clone(),
