@@ -121,6 +121,11 @@ impl<Res, E> Cell<Res, E> {
         }
     }
 
+    /// Whether the finished result was handed to the expiry queue.
+    pub(crate) fn parked(&self) -> bool {
+        self.lock().parked
+    }
+
     pub(crate) fn cancel_requested(&self) -> bool {
         self.cancel.load(Ordering::Acquire)
     }

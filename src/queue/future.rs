@@ -67,6 +67,7 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         let cell = self.cell.take().expect("made above");
         let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, self.handle);
         if let Some(w) = wake {
             w.wake();
         }

@@ -100,6 +100,7 @@ where
         }
         let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, false);
         if let Some(w) = wake {
             w.wake();
         }
@@ -271,6 +272,7 @@ where
         }
         let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, false);
         if let Some(w) = wake {
             w.wake();
         }

@@ -2,7 +2,7 @@
 //! worker shares: the job queue under its lock, the task table, the
 //! counters, and the janitor that expires kept results.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -43,6 +43,8 @@ pub(crate) struct Shared<Req, Res, E> {
     live_workers: AtomicUsize,
     /// Becomes true when the last worker has stopped.
     pub(crate) stopped: watch::Sender<bool>,
+    /// Set by a shutdown that cancels everything unfinished.
+    cancelling: AtomicBool,
 }
 
 impl<Req, Res, E> Shared<Req, Res, E> {
@@ -63,6 +65,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             handles: AtomicUsize::new(1),
             live_workers: AtomicUsize::new(workers),
             stopped: watch::channel(false).0,
+            cancelling: AtomicBool::new(false),
         }
     }
 
@@ -80,12 +83,28 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         Arc::get_mut(&mut cell)
             .expect("a new cell is not shared yet")
             .id = TaskId(id);
-        self.table.insert(id, cell.clone());
         jobs.queue.push_back(Job {
             cell: cell.clone(),
             req,
         });
         (cell, jobs.wake_worker())
+    }
+
+    /// After [`push_locked`](Self::push_locked), with the queue lock
+    /// released (so workers do not wait on the table's lock): lists the
+    /// task in the table before its id is handed out. A worker may already
+    /// have run it meanwhile: a result it could not park yet (it was not
+    /// listed) is parked now, and a task a shutdown's `cancel_all` could not
+    /// see is cancelled now. (`handle`: a `TaskHandle` will be made, so the
+    /// worker never parks the result.)
+    pub(crate) fn track(&self, cell: &Arc<Cell<Res, E>>, handle: bool) {
+        self.table.insert(cell.id.0, cell.clone());
+        if !handle && cell.parked() {
+            self.table.park(cell.id);
+        }
+        if self.cancelling.load(Ordering::SeqCst) {
+            self.cancel_tracked(cell);
+        }
     }
 
     pub(crate) fn poll_next_job(
@@ -196,6 +215,9 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Cancels every unfinished task, pending or running; returns their ids
     /// in order.
     pub(crate) fn cancel_all(&self) -> Vec<TaskId> {
+        // Before the table is read: a task listed after this point is
+        // cancelled by its submitter (see `track`).
+        self.cancelling.store(true, Ordering::SeqCst);
         let mut ids = self.cancel_queued();
         for active in self.table.unfinished() {
             for cell in active {
@@ -286,6 +308,14 @@ where
         let Some(cell) = self.table.lookup(id) else {
             return false;
         };
+        self.cancel_tracked(&cell)
+    }
+}
+
+impl<Req, Res, E> Shared<Req, Res, E> {
+    /// Cancels the task of `cell` (see [`TaskQueue::cancel`](super::TaskQueue::cancel)).
+    fn cancel_tracked(&self, cell: &Cell<Res, E>) -> bool {
+        let id = cell.id;
         match cell.cancel() {
             Cancel::NotActive => false,
             Cancel::Running => {
@@ -329,5 +359,47 @@ pub(crate) async fn janitor<Req, Res, E>(shared: Weak<Shared<Req, Res, E>>, wake
             Some(at) => tokio::time::sleep_until(at).await,
             None => wake.notified().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestShared = Shared<u32, u32, ()>;
+
+    /// Accepts a task the way a submitter does, up to (not including) `track`.
+    fn push(shared: &TestShared) -> Arc<Cell<u32, ()>> {
+        let mut jobs = lock(&shared.jobs);
+        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7);
+        cell
+    }
+
+    /// A worker takes the task from the queue and starts it.
+    fn take_and_start(shared: &TestShared) -> Arc<Cell<u32, ()>> {
+        let job = lock(&shared.jobs).queue.pop_front().expect("a job");
+        assert!(shared.start(&job.cell));
+        job.cell
+    }
+
+    #[test]
+    fn a_result_finished_before_its_task_is_tracked_is_still_kept() {
+        let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
+        let cell = push(&shared);
+        let running = take_and_start(&shared);
+        shared.finish(&running, Ok(1));
+        shared.track(&cell, false);
+        // Kept for a later `result(id)`, and expiring like any other.
+        assert_eq!(shared.table.sizes(), (1, 1));
+    }
+
+    #[test]
+    fn a_task_tracked_after_a_cancel_all_is_cancelled() {
+        let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
+        let cell = push(&shared);
+        let running = take_and_start(&shared);
+        assert!(shared.cancel_all().is_empty(), "not listed yet");
+        shared.track(&cell, false);
+        assert!(running.cancel_requested());
     }
 }
