@@ -75,12 +75,12 @@ def run_bench(bench, args, run_dir):
     if args.filter:
         cmd.append(args.filter)
     print("$", " ".join(cmd), flush=True)
-    started = datetime.datetime.now().timestamp()
+    before = {p: p.stat().st_mtime_ns for p in crit.glob("**/new/benchmark.json")}
     subprocess.run(cmd, cwd=ROOT, check=True)
     measured = {}
     for meta_path in crit.glob("**/new/benchmark.json"):
-        if meta_path.stat().st_mtime < started - 1:
-            continue
+        if before.get(meta_path) == meta_path.stat().st_mtime_ns:
+            continue  # not written by this call
         new = meta_path.parent
         meta = json.loads(meta_path.read_text())
         est = json.loads((new / "estimates.json").read_text())
@@ -90,7 +90,8 @@ def run_bench(bench, args, run_dir):
         shutil.copy(meta_path, dest)
         measured[meta["full_id"]] = {
             "throughput": meta.get("throughput"),
-            "ns": {k: est[k]["point_estimate"] for k in ESTIMATES if est.get(k)},
+            # criterion has no slope for flat sampling (slow benchmarks): None
+            "ns": {k: est[k]["point_estimate"] if est.get(k) else None for k in ESTIMATES},
         }
     if not measured:
         sys.exit(f"bench {bench}: criterion wrote no new estimates under {crit}")
@@ -117,7 +118,8 @@ def save(bench, runs, args):
         rows[full_id] = {
             **info,
             "throughput": per_run[0]["throughput"],
-            "ns": {k: [round(r["ns"][k], 3) for r in per_run if k in r["ns"]] for k in ESTIMATES},
+            "ns": {k: [None if r["ns"][k] is None else round(r["ns"][k], 3) for r in per_run]
+                   for k in ESTIMATES},
         }
     RESULTS.mkdir(parents=True, exist_ok=True)
     # One row per line: compact, and a rerun shows as a readable diff.
@@ -149,8 +151,10 @@ def fmt_rate(ns, throughput):
 
 def series(row, estimate):
     ns = row["ns"]
-    if estimate == "headline":  # what criterion prints: the slope when it has one
-        return ns["slope"] if ns.get("slope") else ns["mean"]
+    if estimate == "headline":  # what criterion prints: the slope when it has one, else the mean
+        return [m if s is None else s for s, m in zip(ns["slope"], ns["mean"])]
+    if None in ns[estimate]:
+        sys.exit(f"{estimate} is missing from some runs (criterion's flat sampling has no slope)")
     return ns[estimate]
 
 
