@@ -245,8 +245,8 @@ def render(estimate):
 def main():
     p = argparse.ArgumentParser(
         description=__doc__,
-        epilog="Five runs of queue, pool and fetch take about 6 minutes on the 2-core CI VM "
-               "(plus the build); every bench about 25 minutes.",
+        epilog="Five runs of queue, pool and fetch take 7-8 minutes on the 2-core CI VM "
+               "(once built); every bench with a table, longer.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-n", "--runs", type=int, default=5, help="runs of each bench, back to back (default 5)")
