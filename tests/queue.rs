@@ -806,3 +806,32 @@ async fn stats_count_a_task_finished_before_its_waiter_wakes() {
         assert_eq!(result.await.unwrap(), 0);
     }
 }
+
+#[tokio::test]
+async fn a_task_a_worker_took_but_not_started_frees_its_slot_when_cancelled() {
+    let queue = start(TaskQueue::builder().workers(1).capacity(3));
+    let gate = Gate::new();
+    // Submitted together, so the lone worker takes all three at once.
+    let running = queue.try_submit(gate.job()).unwrap();
+    let a = queue.try_submit(Job::Ok(1)).unwrap();
+    let b = queue.try_submit(Job::Ok(2)).unwrap();
+    wait_status(&queue, running, TaskStatus::Running).await;
+    assert_eq!(queue.status(a), Some(TaskStatus::Pending));
+    assert_eq!(queue.stats().queued, 2);
+    // Room for one more, then for two once `a` is cancelled.
+    assert!(queue.cancel(a));
+    assert_eq!(queue.stats().queued, 1);
+    let c = queue.try_submit(Job::Ok(3)).unwrap();
+    let d = queue.try_submit(Job::Ok(4)).unwrap();
+    assert!(matches!(
+        queue.try_submit(Job::Ok(5)),
+        Err(TrySubmitError::Full(..))
+    ));
+    gate.open();
+    assert!(queue.result(a).await.unwrap_err().is_cancelled());
+    for (id, want) in [(running, 0), (b, 2), (c, 3), (d, 4)] {
+        assert_eq!(queue.result(id).await.unwrap(), want);
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 1));
+}

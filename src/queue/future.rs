@@ -55,8 +55,8 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Err(QueueClosed));
         }
-        if !jobs.has_room(shared.capacity) {
-            jobs.space.register(&mut self.key, cx.waker());
+        if !shared.has_room(&mut jobs) && shared.wait_for_room(&mut jobs, &mut self.key, cx.waker())
+        {
             return Poll::Pending;
         }
         jobs.space.remove(&mut self.key);
@@ -80,7 +80,7 @@ impl<Req, Res, E> Drop for Enqueue<'_, Req, Res, E> {
         if self.key.is_some() {
             let mut jobs = lock(&self.shared.jobs);
             // Pass on a wake-up this future received but did not use.
-            if jobs.space.remove(&mut self.key) && jobs.has_room(self.shared.capacity) {
+            if jobs.space.remove(&mut self.key) && self.shared.has_room(&mut jobs) {
                 if let Some(w) = jobs.space.notify_one() {
                     drop(jobs);
                     w.wake();

@@ -90,7 +90,7 @@ where
         if jobs.closed {
             return Err(TrySubmitError::Closed(QueueClosed, req));
         }
-        if !jobs.has_room(shared.capacity) {
+        if !shared.has_room(&mut jobs) {
             return Err(TrySubmitError::Full(
                 QueueFull {
                     capacity: shared.capacity,
@@ -242,13 +242,14 @@ where
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Err(QueueClosed.into()));
         }
-        if jobs.has_room(self.shared.capacity) {
+        let shared = &*self.shared;
+        if shared.has_room(&mut jobs) || !shared.wait_for_room(&mut jobs, &mut self.key, cx.waker())
+        {
             jobs.reserved += 1;
             self.reserved = true;
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Ok(()));
         }
-        jobs.space.register(&mut self.key, cx.waker());
         Poll::Pending
     }
 
@@ -261,7 +262,7 @@ where
         let mut jobs = lock(&shared.jobs);
         if std::mem::take(&mut self.reserved) {
             jobs.reserved -= 1;
-        } else if !jobs.closed && !jobs.has_room(shared.capacity) {
+        } else if !jobs.closed && !shared.has_room(&mut jobs) {
             return std::future::ready(Err(QueueFull {
                 capacity: shared.capacity,
             }

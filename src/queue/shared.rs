@@ -2,6 +2,7 @@
 //! worker shares: the job queue under its lock, the task table, the
 //! counters, and the janitor that expires kept results.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
@@ -45,6 +46,21 @@ pub(crate) struct Shared<Req, Res, E> {
     pub(crate) stopped: watch::Sender<bool>,
     /// Set by a shutdown that cancels everything unfinished.
     cancelling: AtomicBool,
+    /// Jobs a worker took from the queue and has not started yet, and
+    /// whether submitters may wait for room: see [`Claimed`].
+    claimed: Padded<Claimed>,
+}
+
+/// Jobs workers took from the queue and have not started yet: still
+/// pending, still counted against the capacity (see `Shared::has_room`).
+/// On its own cache line, apart from the queue's lock: a worker lowers it
+/// without the lock as it starts each job.
+#[derive(Default)]
+struct Claimed {
+    count: AtomicUsize,
+    /// Set (under the queue lock) while submitters may wait for room; read
+    /// by a worker, without the lock, after it lowers `count`.
+    space_waiting: AtomicBool,
 }
 
 impl<Req, Res, E> Shared<Req, Res, E> {
@@ -66,6 +82,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             live_workers: AtomicUsize::new(workers),
             stopped: watch::channel(false).0,
             cancelling: AtomicBool::new(false),
+            claimed: Padded::default(),
         }
     }
 
@@ -107,28 +124,89 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         }
     }
 
+    /// Whether a task may be accepted: pending tasks (queued, claimed by a
+    /// worker, or reserved by `poll_ready`) are fewer than the capacity.
+    pub(crate) fn has_room(&self, jobs: &mut Jobs<Req, Res, E>) -> bool {
+        let queued = jobs.queue.len() + jobs.reserved;
+        // `claimed_bound` only overstates the claimed jobs (they are claimed
+        // under the lock and started without it): when it leaves room, there
+        // is room, and the worker's cache line need not be read.
+        if queued + jobs.claimed_bound < self.capacity {
+            return true;
+        }
+        jobs.claimed_bound = self.claimed.count.load(Ordering::SeqCst);
+        queued + jobs.claimed_bound < self.capacity
+    }
+
+    /// Registers a submitter waiting for room (under the queue lock). False
+    /// if there is room after all (a worker started a claimed job, which it
+    /// does without the lock): the caller goes on, its `key` removed.
+    pub(crate) fn wait_for_room(
+        &self,
+        jobs: &mut Jobs<Req, Res, E>,
+        key: &mut Option<usize>,
+        waker: &Waker,
+    ) -> bool {
+        jobs.space.register(key, waker);
+        // Set before `claimed` is read again; `unclaim` lowers `claimed`
+        // before reading this: one of the two sees the other.
+        self.claimed.space_waiting.store(true, Ordering::SeqCst);
+        if self.has_room(jobs) {
+            jobs.space.remove(key);
+            return false;
+        }
+        true
+    }
+
+    /// A claimed job is no longer pending (started, or cancelled): its slot
+    /// is free, and a submitter waiting for room is woken.
+    fn unclaim(&self) {
+        self.claimed.count.fetch_sub(1, Ordering::SeqCst);
+        if self.claimed.space_waiting.load(Ordering::SeqCst) {
+            let wake = {
+                let mut jobs = lock(&self.jobs);
+                let wake = jobs.space.notify_one();
+                if jobs.space.live() == 0 {
+                    self.claimed.space_waiting.store(false, Ordering::SeqCst);
+                }
+                wake
+            };
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
+    }
+
+    /// The next job for the worker at `index`: from `batch`, the jobs it
+    /// claimed earlier, or else from the queue. A lone worker claims the
+    /// whole queue at once (it is the only one who could run those jobs),
+    /// so it takes the queue's lock once per batch rather than per task;
+    /// with several workers each claims one job at a time.
     pub(crate) fn poll_next_job(
         &self,
         cx: &mut Context<'_>,
         index: usize,
+        batch: &mut VecDeque<Job<Req, Res, E>>,
     ) -> Poll<Option<Job<Req, Res, E>>> {
+        if let Some(job) = batch.pop_front() {
+            return Poll::Ready(Some(job));
+        }
         let mut jobs = lock(&self.jobs);
         jobs.unidle(index);
-        if let Some(job) = jobs.queue.pop_front() {
-            let submitter = if jobs.space.live() > 0 {
-                jobs.space.notify_one()
+        if !jobs.queue.is_empty() {
+            let n = if self.workers == 1 {
+                jobs.queue.len()
             } else {
-                None
+                1
             };
+            jobs.claimed_bound = self.claimed.count.fetch_add(n, Ordering::SeqCst) + n;
+            batch.extend(jobs.queue.drain(..n));
             let worker = jobs.wake_worker();
             drop(jobs);
-            if let Some(w) = submitter {
-                w.wake();
-            }
             if let Some(w) = worker {
                 w.wake();
             }
-            return Poll::Ready(Some(job));
+            return Poll::Ready(batch.pop_front());
         }
         if jobs.closed {
             return Poll::Ready(None);
@@ -137,13 +215,23 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         Poll::Pending
     }
 
-    /// Pending -> Running, counted; false if it was cancelled meanwhile.
+    /// A claimed job: Pending -> Running, counted, its slot freed; false if
+    /// it was cancelled meanwhile (the cancel freed the slot).
     pub(crate) fn start(&self, cell: &Cell<Res, E>) -> bool {
         if cell.start() {
             self.counters.started.fetch_add(1, Ordering::Relaxed);
+            self.unclaim();
             true
         } else {
             false
+        }
+    }
+
+    /// Cancels a claimed job its worker will not run (the worker stopped).
+    pub(crate) fn cancel_claimed(&self, cell: &Cell<Res, E>) {
+        if let Cancel::Pending { park, wake } = cell.cancel() {
+            self.unclaim();
+            self.cancelled_pending(cell.id, park, wake);
         }
     }
 
@@ -181,7 +269,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
 
     /// A cancelled pending task, counted, parked if nobody waits, then its
     /// waiter woken.
-    fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
+    pub(crate) fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
         self.counters.cancelled.fetch_add(1, Ordering::Release);
         self.counters
             .cancelled_pending
@@ -225,6 +313,9 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                     Cancel::NotActive => {}
                     Cancel::Running => ids.push(cell.id),
                     Cancel::Pending { park, wake } => {
+                        // The queue was drained above: a pending task
+                        // left is one a worker claimed.
+                        self.unclaim();
                         self.cancelled_pending(cell.id, park, wake);
                         ids.push(cell.id);
                     }
@@ -266,7 +357,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     pub(crate) fn stats(&self) -> QueueStats {
         let (submitted, queued) = {
             let jobs = lock(&self.jobs);
-            (jobs.next_id - 1, jobs.queue.len() as u64)
+            let claimed = self.claimed.count.load(Ordering::SeqCst);
+            (jobs.next_id - 1, (jobs.queue.len() + claimed) as u64)
         };
         let (retained, tracked) = self.table.sizes();
         let c = &self.counters;
@@ -323,18 +415,21 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 true
             }
             Cancel::Pending { park, wake } => {
-                let submitter = {
+                let queued = {
                     let mut jobs = lock(&self.jobs);
                     match jobs.queue.iter().position(|j| j.cell.id == id) {
                         Some(pos) => {
                             jobs.queue.remove(pos);
-                            jobs.space.notify_one()
+                            Ok(jobs.space.notify_one())
                         }
-                        None => None,
+                        None => Err(()),
                     }
                 };
-                if let Some(w) = submitter {
-                    w.wake();
+                match queued {
+                    Ok(Some(w)) => w.wake(),
+                    Ok(None) => {}
+                    // Not in the queue: a worker claimed it (and will skip it).
+                    Err(()) => self.unclaim(),
                 }
                 self.cancelled_pending(id, park, wake);
                 trace_event!(DEBUG, task = %id, "pending task cancelled");
