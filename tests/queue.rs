@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::queue::{
-    QueueClosed, QueueFull, Shutdown, TaskError, TaskHandle, TaskId, TaskQueue, TaskQueueBuilder,
-    TaskStatus, TrySubmitError,
+    QueueClosed, QueueFull, QueueStats, Shutdown, TaskError, TaskHandle, TaskId, TaskQueue,
+    TaskQueueBuilder, TaskStatus, TrySubmitError,
 };
 use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 use tower_patterns::ConfigError;
@@ -760,4 +760,78 @@ async fn futures_are_send_and_queue_is_shareable() {
     drop(shutdown);
     assert_eq!(handle.await.unwrap(), 2);
     assert!(summary.await.unwrap().cancelled.is_empty());
+}
+
+/// A waker that reads the queue's statistics at the moment it is woken.
+struct StatsAtWake {
+    queue: Queue,
+    seen: Mutex<Vec<QueueStats>>,
+}
+
+impl std::task::Wake for StatsAtWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.seen.lock().unwrap().push(self.queue.stats());
+    }
+}
+
+#[tokio::test]
+async fn stats_count_a_task_finished_before_its_waiter_wakes() {
+    let queue = with_workers(1);
+    for round in 1..=3u64 {
+        let (id, gate) = occupy(&queue).await;
+        let probe = Arc::new(StatsAtWake {
+            queue: queue.clone(),
+            seen: Mutex::default(),
+        });
+        let waker = std::task::Waker::from(probe.clone());
+        let mut result = Box::pin(queue.result(id));
+        assert!(result
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        gate.open();
+        while probe.seen.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let at_wake = probe.seen.lock().unwrap()[0];
+        assert_eq!(
+            (at_wake.running, at_wake.completed),
+            (0, round),
+            "{at_wake:?}"
+        );
+        assert_eq!(result.await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_task_a_worker_took_but_not_started_frees_its_slot_when_cancelled() {
+    let queue = start(TaskQueue::builder().workers(1).capacity(3));
+    let gate = Gate::new();
+    // Submitted together, so the lone worker takes all three at once.
+    let running = queue.try_submit(gate.job()).unwrap();
+    let a = queue.try_submit(Job::Ok(1)).unwrap();
+    let b = queue.try_submit(Job::Ok(2)).unwrap();
+    wait_status(&queue, running, TaskStatus::Running).await;
+    assert_eq!(queue.status(a), Some(TaskStatus::Pending));
+    assert_eq!(queue.stats().queued, 2);
+    // Room for one more, then for two once `a` is cancelled.
+    assert!(queue.cancel(a));
+    assert_eq!(queue.stats().queued, 1);
+    let c = queue.try_submit(Job::Ok(3)).unwrap();
+    let d = queue.try_submit(Job::Ok(4)).unwrap();
+    assert!(matches!(
+        queue.try_submit(Job::Ok(5)),
+        Err(TrySubmitError::Full(..))
+    ));
+    gate.open();
+    assert!(queue.result(a).await.unwrap_err().is_cancelled());
+    for (id, want) in [(running, 0), (b, 2), (c, 3), (d, 4)] {
+        assert_eq!(queue.result(id).await.unwrap(), want);
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 1));
 }

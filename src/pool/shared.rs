@@ -15,7 +15,7 @@ use super::error::AcquireTimeout;
 use super::manager::Manager;
 use super::stats::{Counters, PoolStats, Reason};
 use super::waiters::{Grant, Waiters};
-use crate::sync::lock;
+use crate::sync::{lock, Padded};
 use crate::time;
 use crate::trace::trace_event;
 
@@ -53,10 +53,12 @@ pub(super) struct Live<R> {
 pub(super) struct Inner<M: Manager> {
     pub(super) manager: M,
     pub(super) config: Config,
-    state: Mutex<State<M::Resource>>,
+    /// On its own cache line: the `Arc` counts every guard moves and the
+    /// counters bumped outside the lock must not share the lock's line.
+    state: Padded<Mutex<State<M::Resource>>>,
     /// Mirrors `State::closed` for lock-free reads.
     pub(super) closed: AtomicBool,
-    pub(super) counters: Counters,
+    pub(super) counters: Padded<Counters>,
     /// Wakes the background task: size fell below `min_size`, an idle
     /// deadline moved earlier, the pool closed or was dropped.
     pub(super) maintenance: Arc<Notify>,
@@ -101,15 +103,15 @@ impl<M: Manager> Inner<M> {
         Inner {
             manager,
             config,
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 idle,
                 size: 0,
                 closed: false,
                 waiters: Waiters::default(),
                 maint_wake: None,
-            }),
+            })),
             closed: AtomicBool::new(false),
-            counters: Counters::default(),
+            counters: Padded::default(),
             maintenance: Arc::new(Notify::new()),
             closed_empty: Notify::new(),
         }

@@ -2,7 +2,7 @@
 //! done, taken), its result once finished, and who waits for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::error::TaskError;
@@ -53,13 +53,25 @@ pub(crate) enum Taken<Res, E> {
     Gone(TaskStatus),
 }
 
+/// What `Cell::finish` did: the caller counts the outcome, parks the
+/// result if `park`, and only then wakes the waiter, so a waiter that
+/// wakes finds the counters already updated.
+pub(crate) struct Finished {
+    pub(crate) status: TaskStatus,
+    /// Nobody is there to take the result: hand it to the expiry queue.
+    pub(crate) park: bool,
+    /// The waiter to wake last.
+    pub(crate) wake: Option<Waker>,
+}
+
 /// What `Cell::cancel` did.
 pub(crate) enum Cancel {
     /// The task had already finished (or was being cancelled).
     NotActive,
     /// A pending task is now `Cancelled`; `park` says whether the caller
-    /// must hand the result to the expiry queue.
-    Pending { park: bool },
+    /// must hand the result to the expiry queue; `wake` is the waiter to
+    /// wake once the caller has counted the cancellation.
+    Pending { park: bool, wake: Option<Waker> },
     /// A running task was asked to stop; its worker finishes it.
     Running,
 }
@@ -77,6 +89,12 @@ impl<Res, E> Cell<Res, E> {
                 handle,
             }),
         }
+    }
+
+    /// A cell for a task about to be submitted: made before the queue's
+    /// lock is taken, numbered under it (see `Shared::push_locked`).
+    pub(crate) fn unnumbered(handle: bool) -> Arc<Self> {
+        Arc::new(Cell::new(TaskId(0), handle))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<Res, E>> {
@@ -103,6 +121,11 @@ impl<Res, E> Cell<Res, E> {
         }
     }
 
+    /// Whether the finished result was handed to the expiry queue.
+    pub(crate) fn parked(&self) -> bool {
+        self.lock().parked
+    }
+
     pub(crate) fn cancel_requested(&self) -> bool {
         self.cancel.load(Ordering::Acquire)
     }
@@ -120,10 +143,10 @@ impl<Res, E> Cell<Res, E> {
         self.cancel_requested()
     }
 
-    /// Running -> Done. Returns the final status and whether the caller must
-    /// park the result (no waiter is there to take it), or `None` if the
-    /// task was not running.
-    pub(crate) fn finish(&self, out: Result<Res, TaskError<E>>) -> Option<(TaskStatus, bool)> {
+    /// Running -> Done. Returns the final status, whether the caller must
+    /// park the result (no waiter is there to take it) and the waiter to
+    /// wake, or `None` if the task was not running.
+    pub(crate) fn finish(&self, out: Result<Res, TaskError<E>>) -> Option<Finished> {
         let mut g = self.lock();
         if !matches!(g.state, State::Running) {
             return None;
@@ -138,19 +161,21 @@ impl<Res, E> Cell<Res, E> {
         let status = outcome_status(&out);
         g.state = State::Done(out);
         g.worker = None;
-        Some((status, Self::settle(&mut g)))
+        let (park, wake) = Self::settle(&mut g);
+        Some(Finished { status, park, wake })
     }
 
-    /// After a transition to Done: wake the waiters, or decide to park.
-    fn settle(g: &mut Inner<Res, E>) -> bool {
+    /// After a transition to Done: notify the waiters (the first one's
+    /// waker is returned, to wake after the caller's bookkeeping), or decide
+    /// to park.
+    fn settle(g: &mut Inner<Res, E>) -> (bool, Option<Waker>) {
         if g.waiters.live() > 0 {
-            g.waiters.notify_all();
-            false
+            (false, g.waiters.notify_all_but_one())
         } else if g.handle {
-            false
+            (false, None)
         } else {
             g.parked = true;
-            true
+            (true, None)
         }
     }
 
@@ -159,9 +184,8 @@ impl<Res, E> Cell<Res, E> {
         match g.state {
             State::Pending => {
                 g.state = State::Done(Err(TaskError::Cancelled));
-                Cancel::Pending {
-                    park: Self::settle(&mut g),
-                }
+                let (park, wake) = Self::settle(&mut g);
+                Cancel::Pending { park, wake }
             }
             State::Running => {
                 if self.cancel.swap(true, Ordering::AcqRel) {

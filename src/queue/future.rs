@@ -23,6 +23,8 @@ pub type ResponseFuture = std::future::Ready<Result<TaskId, BoxError>>;
 struct Enqueue<'a, Req, Res, E> {
     shared: &'a Arc<Shared<Req, Res, E>>,
     req: Option<Req>,
+    /// The task's cell, made on the first poll.
+    cell: Option<Arc<Cell<Res, E>>>,
     key: Option<usize>,
     /// A `TaskHandle` will be made for the task.
     handle: bool,
@@ -33,6 +35,7 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         Enqueue {
             shared,
             req: Some(req),
+            cell: None,
             key: None,
             handle,
         }
@@ -43,13 +46,17 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Arc<Cell<Res, E>>, QueueClosed>> {
         let shared = &**self.shared;
+        // Allocated outside the lock; kept while waiting for room.
+        if self.cell.is_none() {
+            self.cell = Some(Cell::unnumbered(self.handle));
+        }
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Err(QueueClosed));
         }
-        if !jobs.has_room(shared.capacity) {
-            jobs.space.register(&mut self.key, cx.waker());
+        if !shared.has_room(&mut jobs) && shared.wait_for_room(&mut jobs, &mut self.key, cx.waker())
+        {
             return Poll::Pending;
         }
         jobs.space.remove(&mut self.key);
@@ -57,8 +64,10 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
             .req
             .take()
             .expect("submit future polled after completion");
-        let (cell, wake) = shared.push_locked(&mut jobs, req, self.handle);
+        let cell = self.cell.take().expect("made above");
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, self.handle);
         if let Some(w) = wake {
             w.wake();
         }
@@ -71,7 +80,7 @@ impl<Req, Res, E> Drop for Enqueue<'_, Req, Res, E> {
         if self.key.is_some() {
             let mut jobs = lock(&self.shared.jobs);
             // Pass on a wake-up this future received but did not use.
-            if jobs.space.remove(&mut self.key) && jobs.has_room(self.shared.capacity) {
+            if jobs.space.remove(&mut self.key) && self.shared.has_room(&mut jobs) {
                 if let Some(w) = jobs.space.notify_one() {
                     drop(jobs);
                     w.wake();

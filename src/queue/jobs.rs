@@ -27,6 +27,9 @@ pub(crate) struct Jobs<Req, Res, E> {
     pub(crate) space: Waiters,
     /// Slots reserved by `poll_ready` and not yet used.
     pub(crate) reserved: usize,
+    /// At least the number of jobs workers claimed and have not started
+    /// (see `Shared::has_room`).
+    pub(crate) claimed_bound: usize,
     pub(crate) closed: bool,
     pub(crate) next_id: u64,
 }
@@ -42,13 +45,10 @@ impl<Req, Res, E> Jobs<Req, Res, E> {
             woken: 0,
             space: Waiters::default(),
             reserved: 0,
+            claimed_bound: 0,
             closed: false,
             next_id: 1,
         }
-    }
-
-    pub(crate) fn has_room(&self, capacity: usize) -> bool {
-        self.queue.len() + self.reserved < capacity
     }
 
     /// The worker at `index` is looking for work.

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use super::cell::Cell;
 use super::error::{QueueClosed, QueueFull, TrySubmitError};
 use super::future::{ResponseFuture, Submit, SubmitWithHandle};
 use super::handle::{Table, TaskResult, Waiter};
@@ -84,11 +85,12 @@ where
     /// back.
     pub fn try_submit(&self, req: Req) -> Result<TaskId, TrySubmitError<Req>> {
         let shared = &*self.shared;
+        let cell = Cell::unnumbered(false);
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             return Err(TrySubmitError::Closed(QueueClosed, req));
         }
-        if !jobs.has_room(shared.capacity) {
+        if !shared.has_room(&mut jobs) {
             return Err(TrySubmitError::Full(
                 QueueFull {
                     capacity: shared.capacity,
@@ -96,8 +98,9 @@ where
                 req,
             ));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, false);
         if let Some(w) = wake {
             w.wake();
         }
@@ -239,13 +242,14 @@ where
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Err(QueueClosed.into()));
         }
-        if jobs.has_room(self.shared.capacity) {
+        let shared = &*self.shared;
+        if shared.has_room(&mut jobs) || !shared.wait_for_room(&mut jobs, &mut self.key, cx.waker())
+        {
             jobs.reserved += 1;
             self.reserved = true;
             jobs.space.remove(&mut self.key);
             return Poll::Ready(Ok(()));
         }
-        jobs.space.register(&mut self.key, cx.waker());
         Poll::Pending
     }
 
@@ -254,10 +258,11 @@ where
     /// [`QueueFull`]; after a shutdown it fails with [`QueueClosed`].
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
+        let cell = Cell::unnumbered(false);
         let mut jobs = lock(&shared.jobs);
         if std::mem::take(&mut self.reserved) {
             jobs.reserved -= 1;
-        } else if !jobs.closed && !jobs.has_room(shared.capacity) {
+        } else if !jobs.closed && !shared.has_room(&mut jobs) {
             return std::future::ready(Err(QueueFull {
                 capacity: shared.capacity,
             }
@@ -266,8 +271,9 @@ where
         if jobs.closed {
             return std::future::ready(Err(QueueClosed.into()));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, req, false);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
+        shared.track(&cell, false);
         if let Some(w) = wake {
             w.wake();
         }

@@ -2,14 +2,15 @@
 //! worker shares: the job queue under its lock, the task table, the
 //! counters, and the janitor that expires kept results.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::cell::{Cancel, Cell};
+use super::cell::{Cancel, Cell, Finished};
 use super::error::TaskError;
 use super::handle::Table;
 use super::jobs::{Job, Jobs};
@@ -43,6 +44,23 @@ pub(crate) struct Shared<Req, Res, E> {
     live_workers: AtomicUsize,
     /// Becomes true when the last worker has stopped.
     pub(crate) stopped: watch::Sender<bool>,
+    /// Set by a shutdown that cancels everything unfinished.
+    cancelling: AtomicBool,
+    /// Jobs a worker took from the queue and has not started yet, and
+    /// whether submitters may wait for room: see [`Claimed`].
+    claimed: Padded<Claimed>,
+}
+
+/// Jobs workers took from the queue and have not started yet: still
+/// pending, still counted against the capacity (see `Shared::has_room`).
+/// On its own cache line, apart from the queue's lock: a worker lowers it
+/// without the lock as it starts each job.
+#[derive(Default)]
+struct Claimed {
+    count: AtomicUsize,
+    /// Set (under the queue lock) while submitters may wait for room; read
+    /// by a worker, without the lock, after it lowers `count`.
+    space_waiting: AtomicBool,
 }
 
 impl<Req, Res, E> Shared<Req, Res, E> {
@@ -63,21 +81,25 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             handles: AtomicUsize::new(1),
             live_workers: AtomicUsize::new(workers),
             stopped: watch::channel(false).0,
+            cancelling: AtomicBool::new(false),
+            claimed: Padded::default(),
         }
     }
 
-    /// Accepts a task (room and openness checked by the caller); returns its
-    /// cell and an idle worker to wake once the lock is released.
+    /// Accepts a task (room and openness checked by the caller) in `cell`,
+    /// a [`Cell::unnumbered`] made before the lock was taken; numbers it and
+    /// returns it, with an idle worker to wake once the lock is released.
     pub(crate) fn push_locked(
         &self,
         jobs: &mut Jobs<Req, Res, E>,
+        mut cell: Arc<Cell<Res, E>>,
         req: Req,
-        handle: bool,
     ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
         let id = jobs.next_id;
         jobs.next_id += 1;
-        let cell = Arc::new(Cell::new(TaskId(id), handle));
-        self.table.insert(id, cell.clone());
+        Arc::get_mut(&mut cell)
+            .expect("a new cell is not shared yet")
+            .id = TaskId(id);
         jobs.queue.push_back(Job {
             cell: cell.clone(),
             req,
@@ -85,28 +107,106 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         (cell, jobs.wake_worker())
     }
 
+    /// After [`push_locked`](Self::push_locked), with the queue lock
+    /// released (so workers do not wait on the table's lock): lists the
+    /// task in the table before its id is handed out. A worker may already
+    /// have run it meanwhile: a result it could not park yet (it was not
+    /// listed) is parked now, and a task a shutdown's `cancel_all` could not
+    /// see is cancelled now. (`handle`: a `TaskHandle` will be made, so the
+    /// worker never parks the result.)
+    pub(crate) fn track(&self, cell: &Arc<Cell<Res, E>>, handle: bool) {
+        self.table.insert(cell.id.0, cell.clone());
+        if !handle && cell.parked() {
+            self.table.park(cell.id);
+        }
+        if self.cancelling.load(Ordering::SeqCst) {
+            self.cancel_tracked(cell);
+        }
+    }
+
+    /// Whether a task may be accepted: pending tasks (queued, claimed by a
+    /// worker, or reserved by `poll_ready`) are fewer than the capacity.
+    pub(crate) fn has_room(&self, jobs: &mut Jobs<Req, Res, E>) -> bool {
+        let queued = jobs.queue.len() + jobs.reserved;
+        // `claimed_bound` only overstates the claimed jobs (they are claimed
+        // under the lock and started without it): when it leaves room, there
+        // is room, and the worker's cache line need not be read.
+        if queued + jobs.claimed_bound < self.capacity {
+            return true;
+        }
+        jobs.claimed_bound = self.claimed.count.load(Ordering::SeqCst);
+        queued + jobs.claimed_bound < self.capacity
+    }
+
+    /// Registers a submitter waiting for room (under the queue lock). False
+    /// if there is room after all (a worker started a claimed job, which it
+    /// does without the lock): the caller goes on, its `key` removed.
+    pub(crate) fn wait_for_room(
+        &self,
+        jobs: &mut Jobs<Req, Res, E>,
+        key: &mut Option<usize>,
+        waker: &Waker,
+    ) -> bool {
+        jobs.space.register(key, waker);
+        // Set before `claimed` is read again; `unclaim` lowers `claimed`
+        // before reading this: one of the two sees the other.
+        self.claimed.space_waiting.store(true, Ordering::SeqCst);
+        if self.has_room(jobs) {
+            jobs.space.remove(key);
+            return false;
+        }
+        true
+    }
+
+    /// A claimed job is no longer pending (started, or cancelled): its slot
+    /// is free, and a submitter waiting for room is woken.
+    fn unclaim(&self) {
+        self.claimed.count.fetch_sub(1, Ordering::SeqCst);
+        if self.claimed.space_waiting.load(Ordering::SeqCst) {
+            let wake = {
+                let mut jobs = lock(&self.jobs);
+                let wake = jobs.space.notify_one();
+                if jobs.space.live() == 0 {
+                    self.claimed.space_waiting.store(false, Ordering::SeqCst);
+                }
+                wake
+            };
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
+    }
+
+    /// The next job for the worker at `index`: from `batch`, the jobs it
+    /// claimed earlier, or else from the queue. A lone worker claims the
+    /// whole queue at once (it is the only one who could run those jobs),
+    /// so it takes the queue's lock once per batch rather than per task;
+    /// with several workers each claims one job at a time.
     pub(crate) fn poll_next_job(
         &self,
         cx: &mut Context<'_>,
         index: usize,
+        batch: &mut VecDeque<Job<Req, Res, E>>,
     ) -> Poll<Option<Job<Req, Res, E>>> {
+        if let Some(job) = batch.pop_front() {
+            return Poll::Ready(Some(job));
+        }
         let mut jobs = lock(&self.jobs);
         jobs.unidle(index);
-        if let Some(job) = jobs.queue.pop_front() {
-            let submitter = if jobs.space.live() > 0 {
-                jobs.space.notify_one()
+        if !jobs.queue.is_empty() {
+            let n = if self.workers == 1 {
+                jobs.queue.len()
             } else {
-                None
+                1
             };
+            jobs.claimed_bound = self.claimed.count.fetch_add(n, Ordering::SeqCst) + n;
+            batch.extend(jobs.queue.drain(..n));
             let worker = jobs.wake_worker();
             drop(jobs);
-            if let Some(w) = submitter {
-                w.wake();
-            }
             if let Some(w) = worker {
                 w.wake();
             }
-            return Poll::Ready(Some(job));
+            return Poll::Ready(batch.pop_front());
         }
         if jobs.closed {
             return Poll::Ready(None);
@@ -115,20 +215,30 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         Poll::Pending
     }
 
-    /// Pending -> Running, counted; false if it was cancelled meanwhile.
+    /// A claimed job: Pending -> Running, counted, its slot freed; false if
+    /// it was cancelled meanwhile (the cancel freed the slot).
     pub(crate) fn start(&self, cell: &Cell<Res, E>) -> bool {
         if cell.start() {
             self.counters.started.fetch_add(1, Ordering::Relaxed);
+            self.unclaim();
             true
         } else {
             false
         }
     }
 
+    /// Cancels a claimed job its worker will not run (the worker stopped).
+    pub(crate) fn cancel_claimed(&self, cell: &Cell<Res, E>) {
+        if let Cancel::Pending { park, wake } = cell.cancel() {
+            self.unclaim();
+            self.cancelled_pending(cell.id, park, wake);
+        }
+    }
+
     /// Running -> its terminal status, counted, result delivered or parked.
     pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>) {
         let panicked = matches!(out, Err(TaskError::Panicked(_)));
-        let Some((status, park)) = cell.finish(out) else {
+        let Some(Finished { status, park, wake }) = cell.finish(out) else {
             return;
         };
         let c = &self.counters;
@@ -146,6 +256,10 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         if park {
             self.table.park(cell.id);
         }
+        // Last: a woken waiter must find the task counted.
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 
     /// Stops accepting tasks; idle workers wake to drain and exit.
@@ -153,14 +267,18 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         lock(&self.jobs).close();
     }
 
-    /// A cancelled pending task, counted, parked if nobody waits.
-    fn cancelled_pending(&self, id: TaskId, park: bool) {
+    /// A cancelled pending task, counted, parked if nobody waits, then its
+    /// waiter woken.
+    pub(crate) fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
         self.counters.cancelled.fetch_add(1, Ordering::Release);
         self.counters
             .cancelled_pending
             .fetch_add(1, Ordering::Relaxed);
         if park {
             self.table.park(id);
+        }
+        if let Some(w) = wake {
+            w.wake();
         }
     }
 
@@ -174,8 +292,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         };
         let mut ids = Vec::with_capacity(drained.len());
         for job in drained {
-            if let Cancel::Pending { park } = job.cell.cancel() {
-                self.cancelled_pending(job.cell.id, park);
+            if let Cancel::Pending { park, wake } = job.cell.cancel() {
+                self.cancelled_pending(job.cell.id, park, wake);
                 ids.push(job.cell.id);
             }
         }
@@ -185,14 +303,20 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Cancels every unfinished task, pending or running; returns their ids
     /// in order.
     pub(crate) fn cancel_all(&self) -> Vec<TaskId> {
+        // Before the table is read: a task listed after this point is
+        // cancelled by its submitter (see `track`).
+        self.cancelling.store(true, Ordering::SeqCst);
         let mut ids = self.cancel_queued();
         for active in self.table.unfinished() {
             for cell in active {
                 match cell.cancel() {
                     Cancel::NotActive => {}
                     Cancel::Running => ids.push(cell.id),
-                    Cancel::Pending { park } => {
-                        self.cancelled_pending(cell.id, park);
+                    Cancel::Pending { park, wake } => {
+                        // The queue was drained above: a pending task
+                        // left is one a worker claimed.
+                        self.unclaim();
+                        self.cancelled_pending(cell.id, park, wake);
                         ids.push(cell.id);
                     }
                 }
@@ -233,7 +357,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     pub(crate) fn stats(&self) -> QueueStats {
         let (submitted, queued) = {
             let jobs = lock(&self.jobs);
-            (jobs.next_id - 1, jobs.queue.len() as u64)
+            let claimed = self.claimed.count.load(Ordering::SeqCst);
+            (jobs.next_id - 1, (jobs.queue.len() + claimed) as u64)
         };
         let (retained, tracked) = self.table.sizes();
         let c = &self.counters;
@@ -275,27 +400,38 @@ where
         let Some(cell) = self.table.lookup(id) else {
             return false;
         };
+        self.cancel_tracked(&cell)
+    }
+}
+
+impl<Req, Res, E> Shared<Req, Res, E> {
+    /// Cancels the task of `cell` (see [`TaskQueue::cancel`](super::TaskQueue::cancel)).
+    fn cancel_tracked(&self, cell: &Cell<Res, E>) -> bool {
+        let id = cell.id;
         match cell.cancel() {
             Cancel::NotActive => false,
             Cancel::Running => {
                 trace_event!(DEBUG, task = %id, "running task cancelled");
                 true
             }
-            Cancel::Pending { park } => {
-                let wake = {
+            Cancel::Pending { park, wake } => {
+                let queued = {
                     let mut jobs = lock(&self.jobs);
                     match jobs.queue.iter().position(|j| j.cell.id == id) {
                         Some(pos) => {
                             jobs.queue.remove(pos);
-                            jobs.space.notify_one()
+                            Ok(jobs.space.notify_one())
                         }
-                        None => None,
+                        None => Err(()),
                     }
                 };
-                if let Some(w) = wake {
-                    w.wake();
+                match queued {
+                    Ok(Some(w)) => w.wake(),
+                    Ok(None) => {}
+                    // Not in the queue: a worker claimed it (and will skip it).
+                    Err(()) => self.unclaim(),
                 }
-                self.cancelled_pending(id, park);
+                self.cancelled_pending(id, park, wake);
                 trace_event!(DEBUG, task = %id, "pending task cancelled");
                 true
             }
@@ -318,5 +454,47 @@ pub(crate) async fn janitor<Req, Res, E>(shared: Weak<Shared<Req, Res, E>>, wake
             Some(at) => tokio::time::sleep_until(at).await,
             None => wake.notified().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestShared = Shared<u32, u32, ()>;
+
+    /// Accepts a task the way a submitter does, up to (not including) `track`.
+    fn push(shared: &TestShared) -> Arc<Cell<u32, ()>> {
+        let mut jobs = lock(&shared.jobs);
+        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7);
+        cell
+    }
+
+    /// A worker takes the task from the queue and starts it.
+    fn take_and_start(shared: &TestShared) -> Arc<Cell<u32, ()>> {
+        let job = lock(&shared.jobs).queue.pop_front().expect("a job");
+        assert!(shared.start(&job.cell));
+        job.cell
+    }
+
+    #[test]
+    fn a_result_finished_before_its_task_is_tracked_is_still_kept() {
+        let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
+        let cell = push(&shared);
+        let running = take_and_start(&shared);
+        shared.finish(&running, Ok(1));
+        shared.track(&cell, false);
+        // Kept for a later `result(id)`, and expiring like any other.
+        assert_eq!(shared.table.sizes(), (1, 1));
+    }
+
+    #[test]
+    fn a_task_tracked_after_a_cancel_all_is_cancelled() {
+        let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
+        let cell = push(&shared);
+        let running = take_and_start(&shared);
+        assert!(shared.cancel_all().is_empty(), "not listed yet");
+        shared.track(&cell, false);
+        assert!(running.cancel_requested());
     }
 }

@@ -1,6 +1,7 @@
 //! The worker loop: take a job, drive the inner service (readiness first),
 //! catch panics, honour cancellation, record the outcome.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -29,11 +30,13 @@ pub(crate) async fn run_worker<S, Req>(
     let mut guard = WorkerGuard {
         shared,
         current: None,
+        batch: VecDeque::new(),
         index,
     };
     while let Some(job) = (NextJob {
         shared: &guard.shared,
         index,
+        batch: &mut guard.batch,
     })
     .await
     {
@@ -66,6 +69,8 @@ pub(crate) async fn run_worker<S, Req>(
 struct WorkerGuard<Req, Res, E> {
     shared: Arc<Shared<Req, Res, E>>,
     current: Option<Arc<Cell<Res, E>>>,
+    /// Jobs claimed from the queue, not started yet.
+    batch: VecDeque<Job<Req, Res, E>>,
     index: usize,
 }
 
@@ -73,6 +78,9 @@ impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
     fn drop(&mut self) {
         if let Some(cell) = self.current.take() {
             self.shared.finish(&cell, Err(TaskError::Cancelled));
+        }
+        for job in self.batch.drain(..) {
+            self.shared.cancel_claimed(&job.cell);
         }
         self.shared.worker_stopped(self.index);
     }
@@ -82,13 +90,15 @@ impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
 struct NextJob<'a, Req, Res, E> {
     shared: &'a Shared<Req, Res, E>,
     index: usize,
+    batch: &'a mut VecDeque<Job<Req, Res, E>>,
 }
 
 impl<Req, Res, E> Future for NextJob<'_, Req, Res, E> {
     type Output = Option<Job<Req, Res, E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.shared.poll_next_job(cx, self.index)
+        let this = self.get_mut();
+        this.shared.poll_next_job(cx, this.index, this.batch)
     }
 }
 
