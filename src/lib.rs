@@ -130,6 +130,7 @@ pub mod limit;
 pub mod paginate;
 pub mod pool;
 pub mod queue;
+pub mod rate_limit;
 mod rejection;
 pub mod respond;
 pub mod retry;
