@@ -6,7 +6,9 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_patterns::classify::{Classify, HttpClassify, Outcome};
-use tower_patterns::rate_limit::{RateLimitLayer, RateLimited};
+use tower_patterns::rate_limit::{
+    Admission, ByKey, Quota, RateLimitLayer, RateLimitStore, RateLimited, StoreFuture,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -261,4 +263,105 @@ fn bad_settings_are_config_errors() {
         .max_keys(0)
         .build();
     assert_eq!(keyed.unwrap_err().field(), "max_keys");
+}
+
+/// A store that answers from a fixed rule: the layer's side of the
+/// `RateLimitStore` contract (the Redis store has tests of its own against
+/// a real server).
+struct Rule(fn(u32) -> Result<Admission, BoxError>);
+
+impl RateLimitStore<u32> for Rule {
+    fn acquire(&self, key: &u32, quota: Quota, max_wait: Duration) -> StoreFuture {
+        assert_eq!((quota.count(), quota.period()), (5, Duration::from_secs(1)));
+        assert_eq!(max_wait, 200 * MS);
+        Box::pin(std::future::ready((self.0)(*key)))
+    }
+}
+
+impl RateLimitStore<()> for Rule {
+    fn acquire(&self, _: &(), _: Quota, _: Duration) -> StoreFuture {
+        Box::pin(std::future::ready((self.0)(0)))
+    }
+}
+
+fn by_store(rule: Rule, fail_open: bool) -> RateLimitLayer<u32, ByKey<fn(&Req) -> u32>> {
+    let b = RateLimitLayer::builder()
+        .rate(5, Duration::from_secs(1))
+        .max_wait(200 * MS)
+        .key_fn((|r: &Req| r.client) as fn(&Req) -> u32)
+        .store(rule);
+    if fail_open {
+        b.fail_open()
+    } else {
+        b.fail_closed()
+    }
+    .build()
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_decides_keyed_calls() {
+    let layer = by_store(
+        Rule(|key| {
+            Ok(match key {
+                1 => Admission::Go {
+                    wait: Duration::ZERO,
+                },
+                2 => Admission::Go { wait: 40 * MS },
+                _ => Admission::Refused {
+                    retry_after: 700 * MS,
+                },
+            })
+        }),
+        true,
+    );
+    let svc = layer.layer(keyed_echo());
+    let start = Instant::now();
+    assert_eq!(svc.clone().oneshot(Req { client: 1 }).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(svc.clone().oneshot(Req { client: 2 }).await.unwrap(), 2);
+    assert_eq!(start.elapsed(), 40 * MS, "waited as the store said");
+    let refused = svc.clone().oneshot(Req { client: 3 }).await;
+    assert_eq!(limited(&refused).unwrap().retry_after(), 700 * MS);
+    let s = layer.stats();
+    assert_eq!(
+        (s.allowed, s.waited, s.limited, s.store_errors),
+        (2, 1, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_fails_open_or_closed_as_built() {
+    let down = || Rule(|_| Err("store unreachable".into()));
+    let open = by_store(down(), true);
+    assert_eq!(
+        open.layer(keyed_echo())
+            .oneshot(Req { client: 1 })
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(open.stats().store_errors, 1);
+
+    let closed = by_store(down(), false);
+    let err = closed
+        .layer(keyed_echo())
+        .oneshot(Req { client: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "store unreachable");
+    assert_eq!(
+        (closed.stats().store_errors, closed.stats().allowed),
+        (1, 0)
+    );
+
+    let unkeyed = RateLimitLayer::builder()
+        .rate(1, Duration::from_secs(1))
+        .store(Rule(|_| {
+            Ok(Admission::Go {
+                wait: Duration::ZERO,
+            })
+        }))
+        .build();
+    assert_eq!(unkeyed.unwrap_err().field(), "store");
 }

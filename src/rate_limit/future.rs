@@ -7,12 +7,14 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::shared::Shared;
+use super::store::{Admission, StoreFuture};
 use crate::rejection::RateLimited;
 use crate::BoxError;
 
@@ -66,6 +68,12 @@ pin_project! {
             hold: Option<Hold<K>>,
         },
         Refused { err: Option<RateLimited> },
+        Deciding {
+            decision: StoreFuture,
+            svc: Option<S>,
+            req: Option<Req>,
+            shared: Arc<Shared<K>>,
+        },
     }
 }
 
@@ -87,6 +95,22 @@ impl<S: Service<Req>, Req, K: Hash + Eq + Clone> ResponseFuture<S, Req, K> {
         }
     }
 
+    pub(crate) fn deciding(
+        decision: StoreFuture,
+        svc: S,
+        req: Req,
+        shared: Arc<Shared<K>>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Deciding {
+                decision,
+                svc: Some(svc),
+                req: Some(req),
+                shared,
+            },
+        }
+    }
+
     pub(crate) fn refused(err: RateLimited) -> Self {
         ResponseFuture {
             kind: Kind::Refused { err: Some(err) },
@@ -104,6 +128,7 @@ where
             Kind::Called { .. } => "ResponseFuture::Called",
             Kind::Waiting { .. } => "ResponseFuture::Waiting",
             Kind::Refused { .. } => "ResponseFuture::Refused",
+            Kind::Deciding { .. } => "ResponseFuture::Deciding",
         })
     }
 }
@@ -126,6 +151,45 @@ where
                         .take()
                         .expect("rate_limit::ResponseFuture polled after completion");
                     return Poll::Ready(Err(Box::new(err)));
+                }
+                KindProj::Deciding {
+                    decision,
+                    svc,
+                    req,
+                    shared,
+                } => {
+                    let admission = ready!(decision.as_mut().poll(cx));
+                    let (Some(svc), Some(req)) = (svc.take(), req.take()) else {
+                        panic!("rate_limit::ResponseFuture polled after completion");
+                    };
+                    let wait = match admission {
+                        Ok(Admission::Go { wait }) => {
+                            if !wait.is_zero() {
+                                shared.count_waited();
+                            }
+                            shared.count_allowed();
+                            wait
+                        }
+                        Ok(Admission::Refused { retry_after }) => {
+                            let nanos = retry_after.as_nanos().min(u128::from(u64::MAX)) as u64;
+                            let err = shared.refused(nanos);
+                            kind.set(Kind::Refused { err: Some(err) });
+                            continue;
+                        }
+                        Err(e) => {
+                            shared.count_store_error();
+                            if !shared.fail_open {
+                                return Poll::Ready(Err(e));
+                            }
+                            Duration::ZERO
+                        }
+                    };
+                    kind.set(Kind::Waiting {
+                        sleep: tokio::time::sleep(wait),
+                        svc: Some(svc),
+                        req: Some(req),
+                        hold: None,
+                    });
                 }
                 KindProj::Waiting {
                     sleep,

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use super::keyed::KeyTable;
 use super::service::RateLimit;
 use super::shared::{RateLimitStats, Shared};
-use super::store::Quota;
+use super::store::{Quota, RateLimitStore};
 use crate::error::check;
 use crate::ConfigError;
 
@@ -72,6 +72,8 @@ impl RateLimitLayer {
     /// for every call. [`rate`](RateLimitLayerBuilder::rate) must be set.
     pub fn builder() -> RateLimitLayerBuilder {
         RateLimitLayerBuilder {
+            store: None,
+            fail_open: true,
             rate: None,
             burst: None,
             max_wait: None,
@@ -116,6 +118,8 @@ impl<S, K, F: Clone> Layer<S> for RateLimitLayer<K, F> {
 /// defaults. Nothing is checked until [`build`](Self::build).
 #[must_use = "call .build() to get a RateLimitLayer"]
 pub struct RateLimitLayerBuilder<K = (), F = ()> {
+    store: Option<Box<dyn RateLimitStore<K>>>,
+    fail_open: bool,
     rate: Option<(u32, Duration)>,
     burst: Option<u32>,
     max_wait: Option<Duration>,
@@ -131,6 +135,8 @@ impl<K, F> fmt::Debug for RateLimitLayerBuilder<K, F> {
             .field("burst", &self.burst)
             .field("max_wait", &self.max_wait)
             .field("max_keys", &self.max_keys)
+            .field("store", &self.store.is_some())
+            .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +183,8 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         F2: Fn(&Req) -> K2,
     {
         RateLimitLayerBuilder {
+            store: None,
+            fail_open: self.fail_open,
             rate: self.rate,
             burst: self.burst,
             max_wait: self.max_wait,
@@ -193,6 +201,37 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
     #[must_use = "call .build() to get a RateLimitLayer"]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = Some(max_keys);
+        self
+    }
+
+    /// Keeps the keyed cells in `store` instead of this process's memory:
+    /// a store shared by replicas (`RedisStore`, feature
+    /// `redis`) makes the quota global. Only with a `key_fn` (for
+    /// one quota shared by every replica, return a constant key). A
+    /// cancelled waiter does not give its slot back to a shared store.
+    #[must_use = "call .build() to get a RateLimitLayer"]
+    pub fn store(mut self, store: impl RateLimitStore<K>) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// When the store fails (unreachable, timed out), let the call through
+    /// unlimited. The default: a rate limit that stops all traffic while
+    /// its store is down would turn a store outage into a full one.
+    #[must_use = "call .build() to get a RateLimitLayer"]
+    pub fn fail_open(mut self) -> Self {
+        self.fail_open = true;
+        self
+    }
+
+    /// When the store fails, fail the call with the store's error (for
+    /// example the store's own circuit breaker's
+    /// [`Open`](crate::circuit_breaker::Open), which
+    /// [`respond`](crate::respond) answers with 503): for quotas that must
+    /// never be exceeded.
+    #[must_use = "call .build() to get a RateLimitLayer"]
+    pub fn fail_closed(mut self) -> Self {
+        self.fail_open = false;
         self
     }
 
@@ -252,13 +291,20 @@ impl<K: Hash + Eq + Clone, F: sealed::Keying> RateLimitLayerBuilder<K, F> {
     ///
     /// A [`ConfigError`] naming the field: `rate` (unset), `rate.count`
     /// (0), `rate.period` (zero), `burst` (0), `max_keys` (0, or set
-    /// without a `key_fn`).
+    /// without a `key_fn`), `store` (set without a `key_fn`).
     pub fn build(self) -> Result<RateLimitLayer<K, F>, ConfigError> {
         let (quota, max_wait) = self.quota()?;
         let table = if F::KEYED {
             let max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
             check::at_least(COMPONENT, "max_keys", max_keys, 1)?;
             Some(KeyTable::new(max_keys))
+        } else if self.store.is_some() {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "store",
+                "set",
+                "applies only to a keyed limit (set key_fn; a constant key shares one quota)",
+            ));
         } else if self.max_keys.is_some() {
             return Err(ConfigError::new(
                 COMPONENT,
@@ -269,8 +315,11 @@ impl<K: Hash + Eq + Clone, F: sealed::Keying> RateLimitLayerBuilder<K, F> {
         } else {
             None
         };
+        let mut shared = Shared::new(quota, max_wait, table);
+        shared.store = self.store;
+        shared.fail_open = self.fail_open;
         Ok(RateLimitLayer {
-            shared: Arc::new(Shared::new(quota, max_wait, table)),
+            shared: Arc::new(shared),
             key_fn: self.key_fn,
         })
     }

@@ -174,7 +174,7 @@ impl<S, Req, K, F> Service<Req> for RateLimit<S, K, ByKey<F>>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     F: Fn(&Req) -> K,
 {
     type Response = S::Response;
@@ -190,6 +190,13 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key_fn.0)(&req);
         let shared = &self.state.shared;
+        if let Some(store) = &shared.store {
+            // Decided elsewhere, later: keep this ready service for the call.
+            let decision = store.acquire(&key, shared.quota, Duration::from_nanos(shared.max_wait));
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            return ResponseFuture::deciding(decision, ready, req, Arc::clone(shared));
+        }
         let Some(table) = &shared.table else {
             unreachable!("a keyed layer always has a key table")
         };

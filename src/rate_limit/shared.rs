@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::gcra::{Decision, Gcra};
 use super::keyed::KeyTable;
-use super::store::Quota;
+use super::store::{Quota, RateLimitStore};
 use crate::rejection::RateLimited;
 use crate::sync::{thread_stripe, Padded};
 
@@ -33,9 +33,18 @@ pub struct RateLimitStats {
     /// limits); idle keys are dropped without counting, as forgetting them
     /// changes nothing.
     pub evicted: u64,
+    /// Calls the [`store`](super::RateLimitLayerBuilder::store) failed to
+    /// decide (unreachable, timed out); they went through or failed as
+    /// the builder's fail mode says.
+    pub store_errors: u64,
 }
 
 pub(crate) struct Shared<K> {
+    /// A store shared by replicas, deciding instead of `table`.
+    pub(crate) store: Option<Box<dyn RateLimitStore<K>>>,
+    /// On a store error: let the call through (`true`) or fail it.
+    pub(crate) fail_open: bool,
+    store_errors: AtomicU64,
     pub(crate) gcra: Gcra,
     pub(crate) quota: Quota,
     /// Longest wait in nanoseconds; 0 refuses at once.
@@ -51,6 +60,9 @@ pub(crate) struct Shared<K> {
 impl<K> Shared<K> {
     pub(crate) fn new(quota: Quota, max_wait: Duration, table: Option<KeyTable<K>>) -> Self {
         Shared {
+            store: None,
+            fail_open: true,
+            store_errors: AtomicU64::new(0),
             gcra: Gcra::new(quota.count, quota.period, quota.burst),
             quota,
             max_wait: max_wait.as_nanos().min(u128::from(u64::MAX)) as u64,
@@ -100,6 +112,11 @@ impl<K> Shared<K> {
     }
 
     #[cold]
+    pub(crate) fn count_store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cold]
     pub(crate) fn count_waited(&self) {
         self.waited.fetch_add(1, Ordering::Relaxed);
     }
@@ -114,6 +131,7 @@ impl<K> Shared<K> {
             limited: self.limited.load(Ordering::Relaxed),
             keys: self.table.as_ref().map_or(0, |t| t.len() as u64),
             evicted: self.table.as_ref().map_or(0, KeyTable::evicted),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
         }
     }
 }
