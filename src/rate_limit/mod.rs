@@ -87,4 +87,4 @@ pub use future::ResponseFuture;
 pub use layer::{ByKey, RateLimitLayer, RateLimitLayerBuilder};
 pub use service::RateLimit;
 pub use shared::RateLimitStats;
-pub use store::{Admission, Quota, RateLimitStore, StoreFuture};
+pub use store::{Admission, MemoryStore, Quota, RateLimitStore, StoreFuture};

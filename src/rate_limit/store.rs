@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +23,16 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// `count` calls per `period`, `burst` at once (each at least 1: 0 is
+    /// taken as 1; a zero period as 1 ns).
+    pub fn new(count: u32, period: Duration, burst: u32) -> Self {
+        Quota {
+            count: count.max(1),
+            period: period.max(Duration::from_nanos(1)),
+            burst: burst.max(1),
+        }
+    }
+
     /// Calls per [`period`](Self::period).
     pub fn count(&self) -> u32 {
         self.count
@@ -83,21 +94,68 @@ pub trait RateLimitStore<K>: Send + Sync + 'static {
     fn acquire(&self, key: &K, quota: Quota, max_wait: Duration) -> StoreFuture;
 }
 
-/// The in-memory table as a store (the layer itself uses it directly,
-/// without a boxed future).
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) struct MemoryStore<K> {
-    pub(crate) table: KeyTable<K>,
+/// The in-memory key table as a [`RateLimitStore`]: one process's memory,
+/// bounded to `max_keys` keys like a keyed layer's own table.
+///
+/// A keyed layer without a [`store`](super::RateLimitLayerBuilder::store)
+/// already keeps its keys this way (deciding without a boxed future);
+/// give layers one `MemoryStore` (it is cheap to clone, clones share the
+/// table) to share one set of quotas between them in one process.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_patterns::rate_limit::{Admission, MemoryStore, Quota, RateLimitStore};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower_patterns::BoxError> {
+/// let store = MemoryStore::new(10_000);
+/// let quota = Quota::new(2, Duration::from_secs(1), 1);
+/// assert_eq!(store.acquire(&"tenant-a", quota, Duration::ZERO).await?, Admission::Go { wait: Duration::ZERO });
+/// assert_eq!(
+///     store.acquire(&"tenant-a", quota, Duration::ZERO).await?,
+///     Admission::Refused { retry_after: Duration::from_millis(500) }
+/// );
+/// # Ok(())
+/// # }
+/// ```
+pub struct MemoryStore<K> {
+    table: Arc<KeyTable<K>>,
     origin: Instant,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
-impl<K> MemoryStore<K> {
-    pub(crate) fn new(table: KeyTable<K>) -> Self {
+impl<K> Clone for MemoryStore<K> {
+    fn clone(&self) -> Self {
         MemoryStore {
-            table,
+            table: Arc::clone(&self.table),
+            origin: self.origin,
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for MemoryStore<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone> MemoryStore<K> {
+    /// A store of at most `max_keys` keys (rounded up to a multiple of 16;
+    /// 0 is taken as 1).
+    pub fn new(max_keys: usize) -> Self {
+        MemoryStore {
+            table: Arc::new(KeyTable::new(max_keys.max(1))),
             origin: Instant::now(),
         }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
