@@ -284,11 +284,13 @@ impl RateLimitStore<()> for Rule {
     }
 }
 
-fn by_store(rule: Rule, fail_open: bool) -> RateLimitLayer<u32, ByKey<fn(&Req) -> u32>> {
+type ClientKey = fn(&Req) -> u32;
+
+fn by_store(rule: Rule, fail_open: bool) -> RateLimitLayer<u32, ByKey<ClientKey>> {
     let b = RateLimitLayer::builder()
         .rate(5, Duration::from_secs(1))
         .max_wait(200 * MS)
-        .key_fn((|r: &Req| r.client) as fn(&Req) -> u32)
+        .key_fn((|r: &Req| r.client) as ClientKey)
         .store(rule);
     if fail_open {
         b.fail_open()
