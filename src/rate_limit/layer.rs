@@ -9,7 +9,7 @@ use tower_layer::Layer;
 
 use super::keyed::KeyTable;
 use super::service::RateLimit;
-use super::shared::{RateLimitStats, Shared};
+use super::shared::{ByKey, Keying, RateLimitStats, Shared};
 use super::store::{Quota, RateLimitStore};
 use crate::error::check;
 use crate::ConfigError;
@@ -257,34 +257,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
     }
 }
 
-/// The key function of a keyed limit, as set by
-/// [`RateLimitLayerBuilder::key_fn`]; a type parameter of keyed layers and
-/// services.
-#[derive(Clone, Copy)]
-pub struct ByKey<F>(pub(crate) F);
-
-impl<F> fmt::Debug for ByKey<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ByKey(..)")
-    }
-}
-
-mod sealed {
-    /// One quota for all (`()`) or one per key ([`ByKey`](super::ByKey)).
-    pub trait Keying {
-        const KEYED: bool;
-    }
-}
-
-impl sealed::Keying for () {
-    const KEYED: bool = false;
-}
-
-impl<F> sealed::Keying for ByKey<F> {
-    const KEYED: bool = true;
-}
-
-impl<K: Hash + Eq + Clone, F: sealed::Keying> RateLimitLayerBuilder<K, F> {
+impl<K: Hash + Eq + Clone, F: Keying> RateLimitLayerBuilder<K, F> {
     /// Checks every value and builds the layer.
     ///
     /// # Errors

@@ -84,7 +84,7 @@ mod store;
 
 pub use error::RateLimited;
 pub use future::ResponseFuture;
-pub use layer::{ByKey, RateLimitLayer, RateLimitLayerBuilder};
+pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use service::RateLimit;
-pub use shared::RateLimitStats;
+pub use shared::{ByKey, RateLimitStats};
 pub use store::{Admission, MemoryStore, Quota, RateLimitStore, StoreFuture};

@@ -13,8 +13,7 @@ use tower_service::Service;
 
 use super::future::{Hold, ResponseFuture};
 use super::gcra::Decision;
-use super::layer::ByKey;
-use super::shared::{RateLimitStats, Shared};
+use super::shared::{ByKey, RateLimitStats, Shared};
 use crate::rejection::RateLimited;
 use crate::BoxError;
 

@@ -2,6 +2,7 @@
 //! shares: the quota, the global cell or the key table, the clock's origin
 //! and the counters behind [`RateLimitStats`].
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,6 +15,35 @@ use crate::rejection::RateLimited;
 use crate::sync::{thread_stripe, Padded};
 
 const STRIPES: usize = 8;
+
+/// The key function of a keyed limit, as set by
+/// [`RateLimitLayerBuilder::key_fn`](super::RateLimitLayerBuilder::key_fn); a type parameter of keyed layers and
+/// services.
+#[derive(Clone, Copy)]
+pub struct ByKey<F>(pub(crate) F);
+
+impl<F> fmt::Debug for ByKey<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ByKey(..)")
+    }
+}
+
+mod sealed {
+    /// One quota for all (`()`) or one per key ([`ByKey`](super::ByKey)).
+    pub trait Keying {
+        const KEYED: bool;
+    }
+}
+
+pub(crate) use sealed::Keying;
+
+impl Keying for () {
+    const KEYED: bool = false;
+}
+
+impl<F> Keying for ByKey<F> {
+    const KEYED: bool = true;
+}
 
 /// A snapshot of a rate limit's counters, from
 /// [`RateLimitLayer::stats`](super::RateLimitLayer::stats) or
