@@ -75,7 +75,11 @@ fn http_stack(c: &mut Criterion) {
             .classify(StackClassify)
             .build()
             .unwrap()
-            .layer(CollectLayer::new().layer(HttpClient::new()).map_err(BoxError::from));
+            .layer(
+                CollectLayer::new()
+                    .layer(HttpClient::new())
+                    .map_err(BoxError::from),
+            );
         (bare, stack, cache_only)
     };
     // Retry -> breaker -> limit -> Collect<HttpClient>: the stack under

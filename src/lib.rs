@@ -37,6 +37,7 @@
 //! | [`retry`] | [`RetryLayer`](retry::RetryLayer): backoff with jitter, `Retry-After`, deadline, a budget shared by clones, replayable HTTP requests |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer): consecutive and rate models, count and time windows, slow calls, bounded half-open probes; fails fast with [`circuit_breaker::Open`] |
 //! | [`limit`] | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) (bounded wait, shedding, permit held to body end), [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) (Gradient2, AIMD), [`limit::gather`] and [`limit::join_bounded`] |
+//! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer): GCRA, N calls per period with a burst, wait (bounded) or refuse with `RateLimited`, per key in a bounded table, stores shared by replicas |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer): TTL, md5-of-JSON keys, single-flight, stale-while-revalidate / stale-if-error, bounded S3-FIFO store |
 //! | [`fetch`] | [`HttpClient`](fetch::HttpClient) service on hyper-util (rustls HTTPS), [`fetch::fetch_json`], [`fetch::fetch_all`], [`JsonLayer`](fetch::JsonLayer), [`fetch::stream_body`] |
 //! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
@@ -62,6 +63,7 @@
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreakerLayerBuilder`](circuit_breaker::CircuitBreakerLayerBuilder) | [`CircuitBreaker`](circuit_breaker::CircuitBreaker) | [`ResponseFuture`](circuit_breaker::ResponseFuture) | [`Open`](circuit_breaker::Open) | [`CircuitBreakerStats`](circuit_breaker::CircuitBreakerStats) | [`CircuitBreakerHandle`](circuit_breaker::CircuitBreakerHandle) |
 //! | [`limit`] (fixed) | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) | [`ConcurrencyLimitLayerBuilder`](limit::ConcurrencyLimitLayerBuilder) | [`ConcurrencyLimit`](limit::ConcurrencyLimit) | [`ResponseFuture`](limit::concurrency::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
 //! | [`limit`] (adaptive) | [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) | [`AdaptiveLimitLayerBuilder`](limit::AdaptiveLimitLayerBuilder) | [`AdaptiveLimit`](limit::AdaptiveLimit) | [`ResponseFuture`](limit::adaptive::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
+//! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer) | [`RateLimitLayerBuilder`](rate_limit::RateLimitLayerBuilder) | [`RateLimit`](rate_limit::RateLimit) | [`ResponseFuture`](rate_limit::ResponseFuture) | [`RateLimited`](rate_limit::RateLimited) | [`RateLimitStats`](rate_limit::RateLimitStats) | |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer) | [`CacheLayerBuilder`](cache::CacheLayerBuilder) | [`Cache`](cache::Cache) | [`ResponseFuture`](cache::ResponseFuture) | [`SharedError`](cache::SharedError), [`LoadAbandoned`](cache::LoadAbandoned) | [`CacheStats`](cache::CacheStats) | [`CacheHandle`](cache::CacheHandle) |
 //! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
 //! | [`paginate`] | | | [`Paginator`](paginate::Paginator) (streams [`Pages`](paginate::Pages), [`Items`](paginate::Items)) | | [`PaginateError`](paginate::PaginateError), [`WalkError`](paginate::WalkError) | [`PaginateStats`](paginate::PaginateStats) | |
@@ -130,6 +132,7 @@ pub mod limit;
 pub mod paginate;
 pub mod pool;
 pub mod queue;
+pub mod rate_limit;
 mod rejection;
 pub mod respond;
 pub mod retry;

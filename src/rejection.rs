@@ -7,8 +7,9 @@
 //! the pattern modules, which re-export them:
 //! [`circuit_breaker::Open`](crate::circuit_breaker::Open),
 //! [`circuit_breaker::State`](crate::circuit_breaker::State),
-//! [`limit::Overloaded`](crate::limit::Overloaded) and
-//! [`queue::QueueFull`](crate::queue::QueueFull).
+//! [`limit::Overloaded`](crate::limit::Overloaded),
+//! [`queue::QueueFull`](crate::queue::QueueFull) and
+//! [`rate_limit::RateLimited`](crate::rate_limit::RateLimited).
 //!
 //! A rejection says "this layer would not send the call", not "the service
 //! failed", so the built-in classifiers never count one as a failure (see
@@ -237,16 +238,70 @@ impl fmt::Display for QueueFull {
 
 impl std::error::Error for QueueFull {}
 
+/// A call was refused (or would have waited longer than allowed) because
+/// it is over a rate limit's quota. The inner service was not called.
+///
+/// Returned, boxed in a [`BoxError`](crate::BoxError), by
+/// [`RateLimit`](crate::rate_limit::RateLimit);
+/// [`respond`](crate::respond) answers it with 429 and `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_patterns::rate_limit::RateLimited;
+/// use tower_patterns::BoxError;
+///
+/// fn wait_for(err: &BoxError) -> Option<Duration> {
+///     err.downcast_ref::<RateLimited>().map(|r| r.retry_after())
+/// }
+/// # let _ = wait_for;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    pub(crate) retry_after: Duration,
+    pub(crate) count: u32,
+    pub(crate) period: Duration,
+}
+
+impl RateLimited {
+    /// How long until a call would conform (for one call; others may take
+    /// the slot first).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The quota: calls allowed per [`period`](Self::period).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The quota's period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limited: over the quota of {} calls per {:?}; the call was not sent: retry in {:?}",
+            self.count, self.period, self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
 /// Whether `err`, or an error in its [`source`](Error::source) chain, is
-/// one of the crate's own rejections: [`Open`], [`Overloaded`] or
-/// [`QueueFull`].
+/// one of the crate's own rejections: [`Open`], [`Overloaded`],
+/// [`QueueFull`] or [`RateLimited`].
 ///
 /// The chain is walked because wrappers such as `tower::buffer` carry the
 /// inner error as their source.
 pub(crate) fn is_rejection(err: &(dyn Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
-        if e.is::<Open>() || e.is::<Overloaded>() || e.is::<QueueFull>() {
+        if e.is::<Open>() || e.is::<Overloaded>() || e.is::<QueueFull>() || e.is::<RateLimited>() {
             return true;
         }
         next = e.source();

@@ -421,3 +421,59 @@ async fn ten_handler_500s_open_a_breaker_built_as_in_the_docs() {
     assert_eq!(statuses, [500, 500, 500, 500, 500, 503, 503, 503, 503, 503]);
     assert_eq!(handler_calls.load(Ordering::SeqCst), 5);
 }
+
+/// A keyed server rate limit: the client that floods gets 429 with
+/// `Retry-After` and the `RateLimit` headers; another client's calls go
+/// through all the while.
+#[tokio::test(start_paused = true)]
+async fn a_keyed_rate_limit_answers_the_flooding_client_429_and_serves_the_other() {
+    use tower_patterns::rate_limit::RateLimitLayer;
+
+    let limit = RateLimitLayer::builder()
+        .rate(5, Duration::from_secs(60))
+        .reject()
+        .key_fn(|req: &Request<Body>| {
+            req.headers()
+                .get("x-api-key")
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default()
+        })
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/users/{id}", get(|| async { "alice" }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(respond::handle_error))
+                .layer(limit.clone()),
+        );
+    let call = |key: &'static str| {
+        app.clone().oneshot(
+            Request::get("/users/1")
+                .header("x-api-key", key)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+
+    let mut flood = Vec::new();
+    for i in 0..8 {
+        flood.push(call("flooder").await.unwrap());
+        if i % 2 == 1 {
+            // The other client, within its quota, between the flood's calls.
+            assert_eq!(call("polite").await.unwrap().status(), StatusCode::OK);
+        }
+    }
+    let codes: Vec<u16> = flood.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let h = flood[5].headers();
+    // One call every 12 s at the steady rate.
+    assert_eq!(h["retry-after"], "12");
+    assert_eq!(h["ratelimit-policy"], "\"default\";q=5;w=60");
+    assert_eq!(h["ratelimit"], "\"default\";r=0;t=12");
+    let s = limit.stats();
+    assert_eq!((s.allowed, s.limited, s.keys), (9, 3, 2));
+
+    tokio::time::advance(Duration::from_secs(12)).await;
+    assert_eq!(call("flooder").await.unwrap().status(), StatusCode::OK);
+}

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::error::Error;
 
-use crate::rejection::{self, Open, Overloaded, QueueFull};
+use crate::rejection::{self, Open, Overloaded, QueueFull, RateLimited};
 use crate::BoxError;
 
 /// `err` as a `dyn Error`, when its type allows it to be seen as one:
@@ -40,12 +40,16 @@ pub(crate) fn is<T: Error + 'static, E: 'static>(err: &E) -> bool {
 }
 
 /// Whether `err` is one of the crate's own rejections ([`Open`],
-/// [`Overloaded`], [`QueueFull`]): a call a layer refused to send, which
+/// [`Overloaded`], [`QueueFull`], [`RateLimited`]): a call a layer refused to send, which
 /// says nothing about the service behind it.
 #[inline]
 pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
     let any: &dyn Any = err;
-    if any.is::<Open>() || any.is::<Overloaded>() || any.is::<QueueFull>() {
+    if any.is::<Open>()
+        || any.is::<Overloaded>()
+        || any.is::<QueueFull>()
+        || any.is::<RateLimited>()
+    {
         return true;
     }
     as_dyn_error(err).is_some_and(rejection::is_rejection)

@@ -1,0 +1,3 @@
+//! The error a rate limit returns when a call is over its quota.
+
+pub use crate::rejection::RateLimited;
