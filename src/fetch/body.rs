@@ -41,6 +41,11 @@ pub struct Body {
     /// `true`: the deadline restarts after every data frame (an idle
     /// timeout, for [`BodyStream`]); `false`: one deadline for the exchange.
     idle: bool,
+    /// Streaming only: when data last arrived, if after the deadline was
+    /// last set. The idle deadline is moved lazily, once it fires, instead
+    /// of on every frame: a reset goes through the timer driver's lock,
+    /// and a 1 MiB body can arrive in hundreds of frames.
+    last_data: Option<Instant>,
     checked_len: bool,
     done: bool,
 }
@@ -61,6 +66,7 @@ impl Body {
             timeout: config.timeout,
             config,
             idle: false,
+            last_data: None,
             checked_len: false,
             done: false,
         }
@@ -155,9 +161,7 @@ impl http_body::Body for Body {
                     if let Some(deadline) = this.deadline.as_mut() {
                         if this.idle {
                             if !data.is_empty() {
-                                deadline
-                                    .as_mut()
-                                    .reset(time::deadline(Instant::now(), this.timeout));
+                                this.last_data = Some(Instant::now());
                             }
                         } else if deadline.is_elapsed() {
                             // Data that never stops coming still ends at the deadline.
@@ -181,8 +185,18 @@ impl http_body::Body for Body {
             }
             Poll::Pending => {
                 if let Some(deadline) = this.deadline.as_mut() {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(this.timed_out())));
+                    while deadline.as_mut().poll(cx).is_ready() {
+                        // Streaming: data since the deadline was set moves
+                        // it to `timeout` after the last data, exactly.
+                        let moved = this
+                            .last_data
+                            .take()
+                            .map(|last| time::deadline(last, this.timeout))
+                            .filter(|next| *next > deadline.deadline());
+                        match moved {
+                            Some(next) => deadline.as_mut().reset(next),
+                            None => return Poll::Ready(Some(Err(this.timed_out()))),
+                        }
                     }
                 }
                 Poll::Pending
