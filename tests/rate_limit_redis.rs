@@ -65,7 +65,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < deadline, "no {what} within {deadline:?}");
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
         tokio::time::sleep(10 * MS).await;
     }
 }

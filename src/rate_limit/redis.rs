@@ -35,8 +35,10 @@
 //! URLs: `redis://host:port`, `redis://host:port/db`,
 //! `redis://user:password@host:port/db` (ACL users; `redis://:password@..`
 //! for `requirepass`), `redis+unix:///path/to/socket`. `rediss://` (TLS)
-//! needs the crate's `tls` feature as well; without it `build` refuses the
-//! URL.
+//! needs the crate's `tls` feature as well (the redis crate's rustls
+//! support, on the rustls with `ring` that `tls` already brings; a program
+//! that also enables rustls's `aws-lc-rs` must install a default
+//! `CryptoProvider`); without it `build` refuses the URL.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -456,6 +458,64 @@ impl Service<Call> for Eval {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::keyed::KeyTable;
+    use crate::rate_limit::store::MemoryStore;
+
+    /// The Redis of `.ci/redis.sh`; skipped without it, except under CI.
+    fn redis_url() -> Option<String> {
+        match std::env::var("TOWER_PATTERNS_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("TOWER_PATTERNS_REDIS_URL is not set under CI: bash .ci/redis.sh")
+            }
+            _ => {
+                eprintln!("skipped: TOWER_PATTERNS_REDIS_URL not set (bash .ci/redis.sh)");
+                None
+            }
+        }
+    }
+
+    /// The same calls on the in-memory store and on Redis, alternately, on
+    /// the wall clock: the same decision each time, and the same wait up to
+    /// the time gone by since the first call (each store measures from its
+    /// own first call) and the server clock's microsecond.
+    #[tokio::test]
+    async fn decides_like_the_memory_store() {
+        let Some(url) = redis_url() else { return };
+        let redis = RedisStore::builder(url)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let memory = MemoryStore::new(KeyTable::new(16));
+        let key = format!(
+            "unit-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        );
+        // 10 a second, burst 3: interval 100 ms, tolerance 200 ms.
+        let quota = Quota::new(10, Duration::from_secs(1), 3).unwrap();
+        let ms = Duration::from_millis;
+        let max_waits = [0, 0, 0, 0, 0, 1_000, 1_000, 150, 1_000, 0, 50];
+        let start = std::time::Instant::now();
+        for (step, max_wait) in max_waits.into_iter().enumerate() {
+            let m = memory.acquire(&key, quota, ms(max_wait)).await.unwrap();
+            let r = redis.acquire(&key, quota, ms(max_wait)).await.unwrap();
+            let slack = start.elapsed() + Duration::from_micros(1);
+            let close = |a: Duration, b: Duration| a.abs_diff(b) <= slack;
+            let same = match (m, r) {
+                (Admission::Go { wait: a }, Admission::Go { wait: b }) => close(a, b),
+                (Admission::Refused { retry_after: a }, Admission::Refused { retry_after: b }) => {
+                    close(a, b)
+                }
+                _ => false,
+            };
+            assert!(
+                same,
+                "step {step}: memory {m:?}, redis {r:?} (slack {slack:?})"
+            );
+        }
+        assert_eq!(redis.stats().admitted, 6);
+    }
 
     fn quota(count: u32, period: Duration, burst: u32) -> Quota {
         Quota {
@@ -463,6 +523,26 @@ mod tests {
             period,
             burst,
         }
+    }
+
+    #[test]
+    fn url_forms() {
+        for url in [
+            "redis://127.0.0.1",
+            "redis://127.0.0.1:6379/2",
+            "redis://limiter:hunter2@127.0.0.1:6379/0",
+            "redis://:s3cret@127.0.0.1",
+            "redis+unix:///run/redis.sock",
+        ] {
+            assert!(RedisStore::builder(url).build().is_ok(), "{url}");
+        }
+        let tls = RedisStore::builder("rediss://127.0.0.1:6380").build();
+        assert_eq!(tls.is_ok(), cfg!(feature = "tls"));
+        let err = RedisStore::builder("redis://:secret@[::1")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "url");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]
