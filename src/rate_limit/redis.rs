@@ -1,81 +1,6 @@
 //! [`RedisStore`]: a [`RateLimitStore`] on Redis, so replicas share one
-//! quota per key (feature `redis`).
-//!
-//! Each [`acquire`](RateLimitStore::acquire) runs one Lua script on the
-//! server (loaded once, then called by its SHA1 with `EVALSHA`; reloaded
-//! when the server answers `NOSCRIPT`, after a restart or a
-//! `SCRIPT FLUSH`). The script is the GCRA of the in-process limiter, on
-//! the **server's clock** (`TIME`), so replicas with skewed clocks agree;
-//! it touches one key, `prefix + key`, so it runs on Redis Cluster. The
-//! key holds the cell's theoretical arrival time and expires when the cell
-//! is idle again, so idle keys vanish from Redis on their own. Times on the
-//! server are microseconds (`TIME`'s resolution): the quota's interval is
-//! rounded up to a whole microsecond (never faster than asked), `max_wait`
-//! down, and waits come back as whole microseconds.
-//!
-//! A Redis that is down or slow must not stall the calls it limits:
-//!
-//! - **Lazy connection.** [`build`](RedisStoreBuilder::build) only checks
-//!   the URL; the first call connects, and a connection that fails is
-//!   re-established by a later call (the redis crate's `ConnectionManager`).
-//! - **A timeout per call** ([`timeout`](RedisStoreBuilder::timeout),
-//!   default 50 ms) bounds connecting and the round trip.
-//! - **Our [circuit breaker](crate::circuit_breaker)** around the calls
-//!   ([`circuit_breaker`](RedisStoreBuilder::circuit_breaker), default:
-//!   open after 5 failures in a row, probe again after 1 s): while Redis is
-//!   down, calls fail at once with [`Open`](crate::circuit_breaker::Open)
-//!   instead of each waiting for the timeout.
-//!
-//! A failed call is an `Err` (the [`redis::RedisError`], an
-//! [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) error, or
-//! [`Open`](crate::circuit_breaker::Open)); the layer then fails open or
-//! closed as configured. [`RedisStore::stats`] counts calls, decisions and
-//! each kind of failure.
-//!
-//! URLs: `redis://host:port`, `redis://host:port/db`,
-//! `redis://user:password@host:port/db` (ACL users; `redis://:password@..`
-//! for `requirepass`), `redis+unix:///path/to/socket`. `rediss://` (TLS)
-//! needs the crate's `tls` feature as well (the redis crate's rustls
-//! support, on the rustls with `ring` that `tls` already brings; a program
-//! that also enables rustls's `aws-lc-rs` must install a default
-//! `CryptoProvider`); without it `build` refuses the URL.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use tower_patterns::rate_limit::{Admission, Quota, RateLimitStore, RedisStore};
-//!
-//! # async fn demo(quota: Quota) -> Result<(), tower_patterns::BoxError> {
-//! let store = RedisStore::builder("redis://127.0.0.1:6379/0")
-//!     .key_prefix("my-service:rl:")
-//!     .timeout(Duration::from_millis(20))
-//!     .build()?;
-//!
-//! // One call for the key "tenant-42" (Redis key "my-service:rl:tenant-42"),
-//! // waiting at most 100 ms for its slot.
-//! match store.acquire(&"tenant-42", quota, Duration::from_millis(100)).await? {
-//!     Admission::Go { wait } => tokio::time::sleep(wait).await,
-//!     Admission::Refused { retry_after } => println!("over quota; retry in {retry_after:?}"),
-//! }
-//! println!("{:?}", store.stats());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Building checks the URL and the settings without connecting:
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_patterns::rate_limit::RedisStore;
-//!
-//! assert!(RedisStore::builder("redis://user:secret@127.0.0.1:6379/2").build().is_ok());
-//! let err = RedisStore::builder("mysql://127.0.0.1").build().unwrap_err();
-//! assert_eq!(err.field(), "url");
-//! let err = RedisStore::builder("redis://127.0.0.1")
-//!     .timeout(Duration::ZERO)
-//!     .build()
-//!     .unwrap_err();
-//! assert_eq!(err.field(), "timeout");
-//! ```
+//! quota per key (feature `redis`). The docs are on the type (this module
+//! is private; its items are re-exported by `rate_limit`).
 
 use std::fmt;
 use std::future::Future;
@@ -111,7 +36,84 @@ const DEFAULT_PREFIX: &str = "tower-patterns:rl:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// A rate-limit store on Redis, shared by every replica that points at the
-/// same server; see the [module docs](self).
+/// same server (feature `redis`).
+///
+///
+/// Each [`acquire`](RateLimitStore::acquire) runs one Lua script on the
+/// server (loaded once, then called by its SHA1 with `EVALSHA`; reloaded
+/// when the server answers `NOSCRIPT`, after a restart or a
+/// `SCRIPT FLUSH`). The script is the GCRA of the in-process limiter, on
+/// the **server's clock** (`TIME`), so replicas with skewed clocks agree;
+/// it touches one key, `prefix + key`, so it runs on Redis Cluster. The
+/// key holds the cell's theoretical arrival time and expires when the cell
+/// is idle again, so idle keys vanish from Redis on their own. Times on the
+/// server are microseconds (`TIME`'s resolution): the quota's interval is
+/// rounded up to a whole microsecond (never faster than asked), `max_wait`
+/// down, and waits come back as whole microseconds.
+///
+/// A Redis that is down or slow must not stall the calls it limits:
+///
+/// - **Lazy connection.** [`build`](RedisStoreBuilder::build) only checks
+///   the URL; the first call connects, and a connection that fails is
+///   re-established by a later call (the redis crate's `ConnectionManager`).
+/// - **A timeout per call** ([`timeout`](RedisStoreBuilder::timeout),
+///   default 50 ms) bounds connecting and the round trip.
+/// - **Our [circuit breaker](crate::circuit_breaker)** around the calls
+///   ([`circuit_breaker`](RedisStoreBuilder::circuit_breaker), default:
+///   open after 5 failures in a row, probe again after 1 s): while Redis is
+///   down, calls fail at once with [`Open`](crate::circuit_breaker::Open)
+///   instead of each waiting for the timeout.
+///
+/// A failed call is an `Err` (the [`redis::RedisError`], an
+/// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) error, or
+/// [`Open`](crate::circuit_breaker::Open)); the layer then fails open or
+/// closed as configured. [`RedisStore::stats`] counts calls, decisions and
+/// each kind of failure.
+///
+/// URLs: `redis://host:port`, `redis://host:port/db`,
+/// `redis://user:password@host:port/db` (ACL users; `redis://:password@..`
+/// for `requirepass`), `redis+unix:///path/to/socket`. `rediss://` (TLS)
+/// needs the crate's `tls` feature as well (the redis crate's rustls
+/// support, on the rustls with `ring` that `tls` already brings; a program
+/// that also enables rustls's `aws-lc-rs` must install a default
+/// `CryptoProvider`); without it `build` refuses the URL.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_patterns::rate_limit::{Admission, Quota, RateLimitStore, RedisStore};
+///
+/// # async fn demo(quota: Quota) -> Result<(), tower_patterns::BoxError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/0")
+///     .key_prefix("my-service:rl:")
+///     .timeout(Duration::from_millis(20))
+///     .build()?;
+///
+/// // One call for the key "tenant-42" (Redis key "my-service:rl:tenant-42"),
+/// // waiting at most 100 ms for its slot.
+/// match store.acquire(&"tenant-42", quota, Duration::from_millis(100)).await? {
+///     Admission::Go { wait } => tokio::time::sleep(wait).await,
+///     Admission::Refused { retry_after } => println!("over quota; retry in {retry_after:?}"),
+/// }
+/// println!("{:?}", store.stats());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Building checks the URL and the settings without connecting:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_patterns::rate_limit::RedisStore;
+///
+/// assert!(RedisStore::builder("redis://user:secret@127.0.0.1:6379/2").build().is_ok());
+/// let err = RedisStore::builder("mysql://127.0.0.1").build().unwrap_err();
+/// assert_eq!(err.field(), "url");
+/// let err = RedisStore::builder("redis://127.0.0.1")
+///     .timeout(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "timeout");
+/// ```
 ///
 /// Cheap to clone: clones share the connection, the breaker and the stats.
 #[derive(Clone)]
@@ -184,7 +186,7 @@ struct Counters {
 
 impl RedisStore {
     /// A builder for a store on the Redis server at `url` (see the
-    /// [module docs](self) for the URL forms). Defaults: key prefix
+    /// [type docs](RedisStore) for the URL forms). Defaults: key prefix
     /// `"tower-patterns:rl:"`, timeout 50 ms, breaker open after 5 failures
     /// in a row for 1 s.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
