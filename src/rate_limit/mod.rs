@@ -78,6 +78,8 @@ mod future;
 mod gcra;
 mod keyed;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod shared;
 mod store;
@@ -85,6 +87,9 @@ mod store;
 pub use error::RateLimited;
 pub use future::ResponseFuture;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreStats};
 pub use service::RateLimit;
 pub use shared::{ByKey, RateLimitStats};
 pub use store::{Admission, MemoryStore, Quota, RateLimitStore, StoreFuture};

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::gcra::{Decision, Gcra};
 use super::keyed::KeyTable;
-use crate::BoxError;
+use crate::error::check;
+use crate::{BoxError, ConfigError};
 
 /// A quota: `count` calls per `period`, `burst` of them at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,14 +24,23 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// `count` calls per `period`, `burst` at once (each at least 1: 0 is
-    /// taken as 1; a zero period as 1 ns).
-    pub fn new(count: u32, period: Duration, burst: u32) -> Self {
-        Quota {
-            count: count.max(1),
-            period: period.max(Duration::from_nanos(1)),
-            burst: burst.max(1),
-        }
+    /// `count` calls per `period`, `burst` of them at once, for calling a
+    /// [`RateLimitStore`] directly (a layer builds its own from
+    /// [`rate`](super::RateLimitLayerBuilder::rate)).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `count` or `burst` is 0 or `period` is zero.
+    pub fn new(count: u32, period: Duration, burst: u32) -> Result<Quota, ConfigError> {
+        const QUOTA: &str = "rate_limit::Quota";
+        check::at_least(QUOTA, "count", count, 1)?;
+        check::nonzero(QUOTA, "period", period)?;
+        check::at_least(QUOTA, "burst", burst, 1)?;
+        Ok(Quota {
+            count,
+            period,
+            burst,
+        })
     }
 
     /// Calls per [`period`](Self::period).
@@ -109,7 +119,7 @@ pub trait RateLimitStore<K>: Send + Sync + 'static {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), tower_patterns::BoxError> {
 /// let store = MemoryStore::new(10_000);
-/// let quota = Quota::new(2, Duration::from_secs(1), 1);
+/// let quota = Quota::new(2, Duration::from_secs(1), 1)?;
 /// assert_eq!(store.acquire(&"tenant-a", quota, Duration::ZERO).await?, Admission::Go { wait: Duration::ZERO });
 /// assert_eq!(
 ///     store.acquire(&"tenant-a", quota, Duration::ZERO).await?,
