@@ -438,3 +438,141 @@ async fn password_and_acl_user_urls_work() {
     assert!(wrong.acquire(&key, quota, Duration::ZERO).await.is_err());
     assert_eq!(wrong.stats().redis_errors, 1);
 }
+
+// ---- the layer over a RedisStore ------------------------------------------
+
+/// Three rate-limit layers (three replicas), each with its own connection,
+/// keyed to one shared key: together they allow the global quota, no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_limiter_layers_share_one_global_quota() {
+    use tower::{service_fn, Layer, ServiceExt};
+    use tower_patterns::rate_limit::{RateLimitLayer, RateLimited};
+
+    let Some(url) = redis_url() else { return };
+    let key = fresh_key("layers");
+    let layers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = RedisStore::builder(url.as_str())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let key = key.clone();
+            RateLimitLayer::builder()
+                .rate(100, Duration::from_secs(1))
+                .burst(5)
+                .reject()
+                .key_fn(move |_: &u32| key.clone())
+                .store(store)
+                .fail_closed()
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let echo = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    let window = Duration::from_secs(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for layer in &layers {
+        for _ in 0..2 {
+            let svc = layer.layer(echo);
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut limited) = (0u64, 0u64);
+                while start.elapsed() < window {
+                    match svc.clone().oneshot(1).await {
+                        Ok(_) => ok += 1,
+                        Err(e) if e.is::<RateLimited>() => limited += 1,
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+                (ok, limited)
+            }));
+        }
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for task in tasks {
+        let (o, l) = task.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    let most = 5 + (start.elapsed().as_micros() / 10_000) as u64 + 1;
+    eprintln!("layers allowed {ok}, limited {limited}; the quota allows {most}");
+    assert!(ok <= most, "allowed {ok} > {most}");
+    assert!(ok * 10 >= most * 9, "allowed {ok}, far below {most}");
+    let allowed: u64 = layers.iter().map(|l| l.stats().allowed).sum();
+    assert_eq!(allowed, ok);
+    assert!(layers.iter().all(|l| l.stats().store_errors == 0));
+}
+
+/// Redis stopped under a layer: fail-open lets calls through, fail-closed
+/// refuses them with the store's error; both count it, and both recover
+/// once Redis is back.
+#[tokio::test]
+async fn a_layer_fails_open_or_closed_while_redis_is_down() {
+    use tower::{service_fn, Layer, ServiceExt};
+    use tower_patterns::rate_limit::RateLimitLayer;
+
+    if redis_url().is_none() {
+        return;
+    }
+    let mut server = OwnServer::start(&[]).await;
+    let layer = |fail_open: bool| {
+        let store = RedisStore::builder(server.url(""))
+            .timeout(200 * MS)
+            .circuit_breaker(CircuitBreakerLayer::consecutive(2, 200 * MS))
+            .build()
+            .unwrap();
+        let b = RateLimitLayer::builder()
+            .rate(1_000, Duration::from_secs(1))
+            .reject()
+            .key_fn(|n: &u32| *n)
+            .store(store);
+        if fail_open {
+            b.fail_open()
+        } else {
+            b.fail_closed()
+        }
+        .build()
+        .unwrap()
+    };
+    let (open, closed) = (layer(true), layer(false));
+    let echo = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    assert_eq!(open.layer(echo).oneshot(1).await.unwrap(), 1);
+    assert_eq!(closed.layer(echo).oneshot(1).await.unwrap(), 1);
+
+    server.kill().await;
+    for _ in 0..4 {
+        assert_eq!(open.layer(echo).oneshot(2).await.unwrap(), 2, "fail-open");
+        assert!(closed.layer(echo).oneshot(2).await.is_err(), "fail-closed");
+    }
+    assert_eq!(open.stats().store_errors, 4);
+    assert_eq!(closed.stats().store_errors, 4);
+    // Once the store's breaker is open, the refusal is its `Open`.
+    let err = closed.layer(echo).oneshot(3).await.unwrap_err();
+    assert!(err.is::<Open>(), "{err}");
+
+    server.restart().await;
+    wait_for(
+        "the closed layer to pass again",
+        Duration::from_secs(10),
+        || {
+            let svc = closed.layer(echo);
+            async move { svc.oneshot(4).await.ok() }
+        },
+    )
+    .await;
+    let before = open.stats().store_errors;
+    wait_for(
+        "the open layer to decide by Redis again",
+        Duration::from_secs(10),
+        || {
+            let svc = open.layer(echo);
+            async move { svc.oneshot(5).await.ok() }
+        },
+    )
+    .await;
+    // From here on Redis decides again: no new store errors.
+    let settled = open.stats().store_errors;
+    open.layer(echo).oneshot(6).await.unwrap();
+    assert_eq!(open.stats().store_errors, settled);
+    assert!(settled >= before);
+}
