@@ -19,7 +19,8 @@
 //!   table of at most [`max_keys`](RateLimitLayerBuilder::max_keys): a
 //!   flood of distinct keys cannot grow memory, and one key's flood never
 //!   delays another key.
-//! - **Clones share the quota**; a new layer starts a fresh one. A waiter
+//! - **Clones share the quota**; a new layer starts a fresh one (or share a
+//!   [`MemoryStore`], or a [`RedisStore`] across processes). A waiter
 //!   that is dropped gives its slot back when no later call took one.
 //! - [`RateLimited`] is one of the crate's own rejections: retry does not
 //!   retry it and a breaker does not count it (see
@@ -52,6 +53,39 @@
 //! assert_eq!((layer.stats().allowed, layer.stats().limited), (3, 1));
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! # Across replicas
+//!
+//! Each replica behind a load balancer would allow the whole quota. With
+//! feature `redis`, [`RedisStore`] keeps the cells in Redis (one Lua script
+//! per call on one key, on the Redis server's clock, behind a circuit
+//! breaker and a timeout), so every replica draws from one quota; the
+//! builder's [`fail_open`](RateLimitLayerBuilder::fail_open) (default) or
+//! [`fail_closed`](RateLimitLayerBuilder::fail_closed) says what happens
+//! while Redis is unreachable. Any other store implements
+//! [`RateLimitStore`].
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # fn main() -> Result<(), tower_patterns::ConfigError> {
+//! use std::time::Duration;
+//! use tower_patterns::rate_limit::{RateLimitLayer, RedisStore};
+//!
+//! struct Req { api_key: String }
+//!
+//! let store = RedisStore::builder("redis://127.0.0.1:6379").build()?;
+//! let layer = RateLimitLayer::builder()
+//!     .rate(100, Duration::from_secs(60))
+//!     .reject()
+//!     .key_fn(|req: &Req| req.api_key.clone())
+//!     .store(store)
+//!     .build()?;
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "redis"))]
+//! # fn main() {}
 //! ```
 //!
 //! A keyed server limit, 10 calls a second per client address:
