@@ -11,6 +11,8 @@
 //! 2. An axum server allows each API key 5 requests a minute: a client
 //!    that floods gets 429 with `Retry-After` and the `RateLimit` headers,
 //!    while a second client's requests keep getting 200.
+//!
+//! It exits non-zero if any of that does not happen (CI runs it).
 
 use std::time::Duration;
 
@@ -62,6 +64,11 @@ async fn main() -> Result<(), BoxError> {
         "1. 60 requests in {last:.1?} (a burst of 5, then 20 a second): {} waited, {} refused\n",
         s.waited, s.limited
     );
+    assert_eq!(
+        (s.allowed, s.limited),
+        (60, 0),
+        "every request went, none refused"
+    );
 
     // 2. The server side.
     let per_key = RateLimitLayer::builder()
@@ -110,8 +117,13 @@ async fn main() -> Result<(), BoxError> {
             show("retry-after"),
             show("ratelimit")
         );
+        // Five a minute: the sixth and later are refused, and say when to retry.
+        let expected = if i <= 5 { 200 } else { 429 };
+        assert_eq!(res.status(), expected, "flooder #{i}");
         if i % 2 == 0 {
-            println!("2.   polite: {}", call("polite").await?.status());
+            let polite = call("polite").await?.status();
+            println!("2.   polite: {polite}");
+            assert_eq!(polite, 200, "the other client is never held back");
         }
     }
     let s = per_key.stats();
