@@ -308,15 +308,3 @@ pub(crate) fn is_rejection(err: &(dyn Error + 'static)) -> bool {
     }
     false
 }
-
-/// The [`Open`] in `err` or its source chain, if there is one.
-pub(crate) fn find_open<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a Open> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(open) = e.downcast_ref::<Open>() {
-            return Some(open);
-        }
-        next = e.source();
-    }
-    None
-}

@@ -23,20 +23,25 @@ pub(crate) fn as_dyn_error<E: 'static>(err: &E) -> Option<&(dyn Error + 'static)
     any.downcast_ref::<Box<dyn Error>>().map(|b| &**b)
 }
 
-/// Whether `err` is a `T`, or a boxed error holding a `T` in its chain.
-pub(crate) fn is<T: Error + 'static, E: 'static>(err: &E) -> bool {
+/// The `T` that `err` is, or that a boxed `err` holds in its chain.
+pub(crate) fn find<T: Error + 'static, E: 'static>(err: &E) -> Option<&T> {
     let any: &dyn Any = err;
-    if any.is::<T>() {
-        return true;
+    if let Some(t) = any.downcast_ref::<T>() {
+        return Some(t);
     }
     let mut next = as_dyn_error(err);
     while let Some(e) = next {
-        if e.is::<T>() {
-            return true;
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
         }
         next = e.source();
     }
-    false
+    None
+}
+
+/// Whether `err` is a `T`, or a boxed error holding a `T` in its chain.
+pub(crate) fn is<T: Error + 'static, E: 'static>(err: &E) -> bool {
+    find::<T, E>(err).is_some()
 }
 
 /// Whether `err` is one of the crate's own rejections ([`Open`],
@@ -57,9 +62,5 @@ pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
 
 /// How long an open breaker in `err` said to wait, if `err` holds one.
 pub(crate) fn open_retry_after<E: 'static>(err: &E) -> Option<std::time::Duration> {
-    let any: &dyn Any = err;
-    if let Some(open) = any.downcast_ref::<Open>() {
-        return open.retry_after();
-    }
-    rejection::find_open(as_dyn_error(err)?)?.retry_after()
+    find::<Open, E>(err)?.retry_after()
 }
