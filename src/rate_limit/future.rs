@@ -159,7 +159,7 @@ where
                     shared,
                 } => {
                     let admission = ready!(decision.as_mut().poll(cx));
-                    let (Some(svc), Some(req)) = (svc.take(), req.take()) else {
+                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
                         panic!("rate_limit::ResponseFuture polled after completion");
                     };
                     let wait = match admission {
@@ -184,12 +184,18 @@ where
                             Duration::ZERO
                         }
                     };
-                    kind.set(Kind::Waiting {
-                        sleep: tokio::time::sleep(wait),
-                        svc: Some(svc),
-                        req: Some(req),
-                        hold: None,
-                    });
+                    if wait.is_zero() {
+                        // No timer for the usual answer: `svc` is ready.
+                        let fut = svc.call(req);
+                        kind.set(Kind::Called { fut });
+                    } else {
+                        kind.set(Kind::Waiting {
+                            sleep: tokio::time::sleep(wait),
+                            svc: Some(svc),
+                            req: Some(req),
+                            hold: None,
+                        });
+                    }
                 }
                 KindProj::Waiting {
                     sleep,

@@ -197,7 +197,8 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
     /// The most keys a keyed limit remembers (default 100,000; rounded up
     /// to a multiple of 16). Idle keys, whose whole burst is available
     /// again, are forgotten first, which changes no decision; past the
-    /// bound, the keys nearest to idle are. Only with a `key_fn`.
+    /// bound, the keys nearest to idle are. Only with a `key_fn`; with a
+    /// [`store`](Self::store) the store keeps (and bounds) the keys.
     #[must_use = "call .build() to get a RateLimitLayer"]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = Some(max_keys);
@@ -270,7 +271,8 @@ impl<K: Hash + Eq + Clone, F: Keying> RateLimitLayerBuilder<K, F> {
         let table = if F::KEYED {
             let max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
             check::at_least(COMPONENT, "max_keys", max_keys, 1)?;
-            Some(KeyTable::new(max_keys))
+            // A store keeps the cells: no table of our own to fill.
+            self.store.is_none().then(|| KeyTable::new(max_keys))
         } else if self.store.is_some() {
             return Err(ConfigError::new(
                 COMPONENT,

@@ -197,7 +197,7 @@ where
             return ResponseFuture::deciding(decision, ready, req, Arc::clone(shared));
         }
         let Some(table) = &shared.table else {
-            unreachable!("a keyed layer always has a key table")
+            unreachable!("a keyed layer without a store has a key table")
         };
         match table.acquire(&shared.gcra, key.clone(), shared.now(), shared.max_wait) {
             Decision::Take { wait: 0, .. } => {

@@ -57,7 +57,8 @@ pub struct RateLimitStats {
     pub waited: u64,
     /// Calls refused with [`RateLimited`].
     pub limited: u64,
-    /// Keys in the table now (keyed limits; 0 otherwise).
+    /// Keys in the in-process table now (keyed limits without a
+    /// [`store`](super::RateLimitLayerBuilder::store); 0 otherwise).
     pub keys: u64,
     /// Active keys dropped to keep the table within `max_keys` (keyed
     /// limits); idle keys are dropped without counting, as forgetting them
