@@ -77,27 +77,33 @@ impl<M: Manager> Future for Checkout<'_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let inner = this.inner;
-        let mut st = inner.lock();
         if let Some((key, generation)) = this.queued {
-            let polled = st.waiters.poll(key, generation, cx.waker());
+            let polled = inner.lock().waiters.poll(key, generation, cx.waker());
             this.done = polled.is_ready();
             return polled;
         }
+        // Queueing needs the time; when acquires have been queueing, read
+        // it before taking the lock rather than while holding it.
+        let early = inner.queueing.load(Ordering::Relaxed).then(Instant::now);
+        let mut st = inner.lock();
         this.done = true;
         if st.closed {
             return Poll::Ready(Grant::Closed);
         }
         if st.waiters.waiting == 0 {
             if let Some(live) = st.idle.pop_back() {
+                inner.hint_queueing(false);
                 return Poll::Ready(Grant::Resource(live));
             }
             if st.size < inner.config.max_size {
                 st.size += 1;
+                inner.hint_queueing(false);
                 return Poll::Ready(Grant::Create);
             }
         }
+        inner.hint_queueing(true);
         this.done = false;
-        let now = Instant::now();
+        let now = early.unwrap_or_else(Instant::now);
         let deadline = time::deadline(now, inner.config.acquire_timeout);
         this.deadline = Some(deadline);
         let first_in_line = st.waiters.waiting == 0;

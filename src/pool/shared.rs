@@ -58,6 +58,13 @@ pub(super) struct Inner<M: Manager> {
     state: Padded<Mutex<State<M::Resource>>>,
     /// Mirrors `State::closed` for lock-free reads.
     pub(super) closed: AtomicBool,
+    /// A hint, read without the lock: whether acquires are queueing (the
+    /// last acquire or release that looked found waiters or no idle
+    /// resource). It decides where the clock is read: before taking the
+    /// lock when the hint says a reading will be needed, so the lock is
+    /// never held across a clock read on the contended path; under the
+    /// lock only when the hint was wrong. Written only when it changes.
+    pub(super) queueing: AtomicBool,
     pub(super) counters: Padded<Counters>,
     /// Wakes the background task: size fell below `min_size`, an idle
     /// deadline moved earlier, the pool closed or was dropped.
@@ -111,6 +118,7 @@ impl<M: Manager> Inner<M> {
                 maint_wake: None,
             })),
             closed: AtomicBool::new(false),
+            queueing: AtomicBool::new(false),
             counters: Padded::default(),
             maintenance: Arc::new(Notify::new()),
             closed_empty: Notify::new(),
@@ -217,19 +225,33 @@ impl<M: Manager> Inner<M> {
         self.finish(after);
     }
 
+    /// Sets the [`queueing`](Self::queueing) hint (a store only when it
+    /// changes, so a steady state leaves its cache line shared).
+    pub(super) fn hint_queueing(&self, queueing: bool) {
+        if self.queueing.load(Ordering::Relaxed) != queueing {
+            self.queueing.store(queueing, Ordering::Relaxed);
+        }
+    }
+
     /// A checked-out resource comes back (its guard was dropped).
     pub(super) fn release(&self, mut live: Live<M::Resource>) {
+        // Without waiters the resource goes idle and needs the time (for
+        // its lifetime check and idle timestamp): read it before locking.
+        let timed = self.config.timed();
+        let early = (timed && !self.queueing.load(Ordering::Relaxed)).then(Instant::now);
         let mut st = self.lock();
         if st.closed {
             return self.discard_on_closed(st, live);
         }
         let waiter = st.waiters.pop_next();
+        self.hint_queueing(waiter.is_some());
         let now = match waiter {
             // Handing over to a waiter: check the lifetime against the time
             // it joined the queue (a little early, at most acquire_timeout)
             // rather than read the clock on this hot path.
             Some(key) => Some(st.waiters.registered_at(key)),
-            None => self.config.timed().then(Instant::now),
+            None if timed => Some(early.unwrap_or_else(Instant::now)),
+            None => None,
         };
         let expired = matches!((live.expires_at, now), (Some(exp), Some(now)) if now >= exp);
         let after = match (waiter, expired) {
