@@ -80,6 +80,7 @@ mod cell;
 mod error;
 mod future;
 mod handle;
+mod ids;
 mod jobs;
 mod service;
 mod shared;

@@ -2,8 +2,7 @@
 //! finished results kept for a later lookup), split in shards that are
 //! locked apart, with each shard's expiry order of kept results.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,33 +11,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::cell::Cell;
+use super::ids::IdMap;
 use super::task::TaskId;
 use crate::sync::{lock, Padded};
 use crate::time;
 
 /// Number of independently locked parts of the task table.
 const SHARDS: usize = 8;
-
-/// Hashes the sequential task ids (a multiply and a fold is plenty).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
 struct Entry<Res, E> {
     cell: Arc<Cell<Res, E>>,
@@ -49,7 +28,7 @@ struct Entry<Res, E> {
 /// One part of the task table: the tasks whose id falls in it, and the
 /// expiry order of their parked results.
 struct Shard<Res, E> {
-    map: HashMap<u64, Entry<Res, E>, BuildHasherDefault<IdHasher>>,
+    map: IdMap<Entry<Res, E>, { SHARDS as u64 }>,
     /// Parked ids in parking order (so in expiry order); ids taken since
     /// are skipped when reached and compacted away when they pile up.
     expiry: VecDeque<(u64, Instant)>,
@@ -60,7 +39,7 @@ struct Shard<Res, E> {
 impl<Res, E> Default for Shard<Res, E> {
     fn default() -> Self {
         Shard {
-            map: HashMap::default(),
+            map: IdMap::new(),
             expiry: VecDeque::new(),
             retained: 0,
         }
