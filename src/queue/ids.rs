@@ -97,6 +97,7 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
         self.spill.get_mut(id)
     }
 
+    #[cfg(test)]
     pub(crate) fn contains_key(&self, id: &u64) -> bool {
         self.get(id).is_some()
     }
