@@ -194,6 +194,37 @@ async fn statuses_are_kept_until_taken() {
     assert_eq!(queue.stats().retained, 2);
 }
 
+/// A result taken through its handle is forgotten at once, although the
+/// taker does not lock the task table (the table drops the entry later):
+/// the id is unknown to `status`, `result` and `cancel`, and nothing is
+/// tracked, also after many tasks.
+#[tokio::test]
+async fn a_result_taken_through_its_handle_is_forgotten() {
+    let queue = with_workers(1);
+    let mut ids = Vec::new();
+    for round in 0..20u32 {
+        let mut handles = Vec::new();
+        for n in 0..500 {
+            handles.push(queue.submit_with_handle(Job::Ok(n)).await.unwrap());
+        }
+        for (n, handle) in handles.into_iter().enumerate() {
+            let id = handle.id();
+            assert_eq!(handle.await.unwrap(), n as u32);
+            if n % 97 == 0 {
+                ids.push(id);
+                assert_eq!(queue.status(id), None, "round {round}: {id}");
+            }
+        }
+    }
+    for id in ids {
+        assert_eq!(queue.status(id), None, "{id}");
+        assert!(!queue.cancel(id), "{id}");
+        assert!(matches!(queue.result(id).await, Err(TaskError::NotFound(i)) if i == id));
+    }
+    assert_eq!(queue.stats().tracked, 0);
+    assert_eq!(queue.stats().completed, 10_000);
+}
+
 #[tokio::test]
 async fn a_dropped_handle_leaves_the_result_for_later() {
     let queue = with_workers(1);

@@ -15,6 +15,11 @@ use crate::sync::lock;
 pub(crate) struct Cell<Res, E> {
     pub(crate) id: TaskId,
     cancel: AtomicBool,
+    /// Set when a waiter took the result of a task whose result was not
+    /// parked: the task table may then drop its entry whenever it next
+    /// tidies up (see [`Cell::is_forgotten`]), so the taker does not have to
+    /// lock the table.
+    forgotten: AtomicBool,
     inner: Mutex<Inner<Res, E>>,
 }
 
@@ -47,8 +52,15 @@ fn outcome_status<Res, E>(out: &Result<Res, TaskError<E>>) -> TaskStatus {
 
 /// What a waiter found in `Cell::poll_take`.
 pub(crate) enum Taken<Res, E> {
-    /// The finished result, now taken, and its status.
-    Result(TaskStatus, Result<Res, TaskError<E>>),
+    /// The finished result, now taken, and its status; `parked`: the
+    /// result had been handed to the expiry queue, so the taker must remove
+    /// the task from the table itself (otherwise the table forgets it
+    /// lazily).
+    Result {
+        status: TaskStatus,
+        out: Result<Res, TaskError<E>>,
+        parked: bool,
+    },
     /// Another waiter took the result first; the task ended with this status.
     Gone(TaskStatus),
 }
@@ -81,6 +93,7 @@ impl<Res, E> Cell<Res, E> {
         Cell {
             id,
             cancel: AtomicBool::new(false),
+            forgotten: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 worker: None,
@@ -124,6 +137,12 @@ impl<Res, E> Cell<Res, E> {
     /// Whether the finished result was handed to the expiry queue.
     pub(crate) fn parked(&self) -> bool {
         self.lock().parked
+    }
+
+    /// Whether the task's result was taken and the table may drop its
+    /// entry: lookups then treat the task as unknown.
+    pub(crate) fn is_forgotten(&self) -> bool {
+        self.forgotten.load(Ordering::Acquire)
     }
 
     pub(crate) fn cancel_requested(&self) -> bool {
@@ -211,7 +230,15 @@ impl<Res, E> Cell<Res, E> {
                     unreachable!("matched Done above")
                 };
                 g.waiters.remove(key);
-                Poll::Ready(Taken::Result(status, out))
+                let parked = g.parked;
+                if !parked {
+                    self.forgotten.store(true, Ordering::Release);
+                }
+                Poll::Ready(Taken::Result {
+                    status,
+                    out,
+                    parked,
+                })
             }
             State::Taken(status) => {
                 let status = *status;

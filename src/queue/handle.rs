@@ -62,9 +62,18 @@ impl<Res, E> Waiter<Res, E> {
         };
         self.cell = None;
         match taken {
-            Taken::Result(status, out) => {
+            Taken::Result {
+                status,
+                out,
+                parked,
+            } => {
                 self.last = Some(status);
-                self.table.taken(self.id);
+                // An unparked result's entry is dropped by the table when it
+                // next tidies up; a parked one counts against retention, so
+                // it is removed (and uncounted) now.
+                if parked {
+                    self.table.taken(self.id);
+                }
                 Poll::Ready(out)
             }
             Taken::Gone(status) => {

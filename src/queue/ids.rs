@@ -12,12 +12,24 @@
 //! neighbours in memory. Memory stays bounded: the window holds at most
 //! [`WINDOW`] slots; when a stuck entry would stretch it further, the entry
 //! moves to the hash map.
+//!
+//! Values can be [`Forgotten`]: still present, but free to drop. The map
+//! drops them as it tidies up (the front of the window on each insert, the
+//! hash map whenever it has doubled since it was last tidied, everything
+//! on [`IdMap::tidy`]), so an owner can forget a value without looking it
+//! up.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Most slots the window holds.
-pub(crate) const WINDOW: usize = 4096;
+pub(crate) const WINDOW: usize = 1024;
+
+/// A value the map may drop when it tidies up.
+pub(crate) trait Forgotten {
+    /// Whether the map may drop this value.
+    fn forgotten(&self) -> bool;
+}
 
 /// Hashes the sequential task ids (a multiply and a fold is plenty).
 #[derive(Default)]
@@ -53,9 +65,14 @@ pub(crate) struct IdMap<V, const STRIDE: u64> {
     /// Occupied slots.
     in_slots: usize,
     spill: HashMap<u64, V, BuildHasherDefault<IdHasher>>,
+    /// `spill` is tidied when it grows past this size.
+    spill_mark: usize,
 }
 
-impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
+/// The smallest [`IdMap::spill_mark`].
+const SPILL_MARK: usize = 64;
+
+impl<V: Forgotten, const STRIDE: u64> IdMap<V, STRIDE> {
     pub(crate) fn new() -> Self {
         const { assert!(STRIDE > 0, "a stride of at least 1") };
         IdMap {
@@ -63,6 +80,7 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
             slots: VecDeque::new(),
             in_slots: 0,
             spill: HashMap::default(),
+            spill_mark: SPILL_MARK,
         }
     }
 
@@ -73,6 +91,7 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
         (index < self.slots.len()).then_some(index)
     }
 
+    /// Values present, forgotten ones included (see [`tidy`](Self::tidy)).
     pub(crate) fn len(&self) -> usize {
         self.in_slots + self.spill.len()
     }
@@ -109,10 +128,10 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
             self.base = local;
         }
         if local < self.base {
-            return self.spill.insert(id, value);
+            return self.spill_insert(id, value);
         }
         let Ok(index) = usize::try_from(local - self.base) else {
-            return self.spill.insert(id, value);
+            return self.spill_insert(id, value);
         };
         // An id sent to the hash map earlier (far ahead of the window then)
         // must not be in both places.
@@ -124,7 +143,7 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
         if index < self.slots.len() {
             return match &mut self.slots[index] {
                 Some((k, v)) if *k == id => Some(std::mem::replace(v, value)),
-                Some(_) => self.spill.insert(id, value).or(earlier),
+                Some(_) => self.spill_insert(id, value).or(earlier),
                 slot @ None => {
                     *slot = Some((id, value));
                     self.in_slots += 1;
@@ -135,7 +154,7 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
         if index - self.slots.len() >= WINDOW {
             // Far ahead of the window: a fresh window would strand every
             // slot in it, so this one id goes to the hash map instead.
-            return self.spill.insert(id, value).or(earlier);
+            return self.spill_insert(id, value).or(earlier);
         }
         while self.slots.len() < index {
             self.slots.push_back(None);
@@ -158,19 +177,50 @@ impl<V, const STRIDE: u64> IdMap<V, STRIDE> {
         self.spill.remove(id)
     }
 
-    /// Drops cleared slots at the front, and moves entries out of the
-    /// front while the window is wider than [`WINDOW`].
+    /// Drops cleared slots and forgotten values at the front, and moves
+    /// entries out of the front while the window is wider than
+    /// [`WINDOW`]; tidies the hash map once it has doubled.
     fn shrink(&mut self) {
         while let Some(front) = self.slots.front() {
-            if front.is_some() && self.slots.len() <= WINDOW {
+            let keep = front.as_ref().is_some_and(|(_, v)| !v.forgotten());
+            if keep && self.slots.len() <= WINDOW {
                 break;
             }
             if let Some(Some((id, value))) = self.slots.pop_front() {
                 self.in_slots -= 1;
-                self.spill.insert(id, value);
+                if keep {
+                    self.spill.insert(id, value);
+                }
             }
             self.base += 1;
         }
+        self.tidy_spill_if_grown();
+    }
+
+    /// Inserts into the hash map, tidying it first if it has doubled.
+    fn spill_insert(&mut self, id: u64, value: V) -> Option<V> {
+        self.tidy_spill_if_grown();
+        self.spill.insert(id, value)
+    }
+
+    fn tidy_spill_if_grown(&mut self) {
+        if self.spill.len() > self.spill_mark {
+            self.spill.retain(|_, v| !v.forgotten());
+            self.spill_mark = (2 * self.spill.len()).max(SPILL_MARK);
+        }
+    }
+
+    /// Drops every forgotten value.
+    pub(crate) fn tidy(&mut self) {
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|(_, v)| v.forgotten()) {
+                *slot = None;
+                self.in_slots -= 1;
+            }
+        }
+        self.spill.retain(|_, v| !v.forgotten());
+        self.spill_mark = (2 * self.spill.len()).max(SPILL_MARK);
+        self.shrink();
     }
 
     /// Every value, in no particular order.
@@ -188,6 +238,18 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    impl Forgotten for u64 {
+        fn forgotten(&self) -> bool {
+            false
+        }
+    }
+
+    impl Forgotten for &str {
+        fn forgotten(&self) -> bool {
+            *self == "forgotten"
+        }
+    }
 
     #[test]
     fn in_stride_ids_live_in_the_window_and_leave_it_in_order() {
@@ -260,5 +322,32 @@ mod tests {
         all.sort_unstable();
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn forgotten_values_are_dropped_as_the_map_tidies_up() {
+        let mut m = IdMap::<_, 1>::new();
+        // In the window: the front run of forgotten values goes on insert.
+        m.insert(0, "forgotten");
+        m.insert(1, "forgotten");
+        m.insert(2, "kept");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get(&2), Some(&"kept"));
+        // Behind a kept value they stay until `tidy`.
+        m.insert(3, "forgotten");
+        m.insert(4, "kept");
+        assert_eq!(m.len(), 3);
+        m.tidy();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get(&3), None);
+        // In the hash map (far ahead of a window held by a kept value):
+        // dropped once it has grown past its mark.
+        let mut m = IdMap::<_, 1>::new();
+        m.insert(0, "kept");
+        for id in 1..=(SPILL_MARK as u64 + 2) {
+            m.insert(id * 10 * WINDOW as u64, "forgotten");
+        }
+        assert_eq!(m.spill.len(), 1, "tidied");
+        assert_eq!(m.get(&0), Some(&"kept"));
     }
 }

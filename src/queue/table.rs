@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::cell::Cell;
-use super::ids::IdMap;
+use super::ids::{Forgotten, IdMap};
 use super::task::TaskId;
 use crate::sync::{lock, Padded};
 use crate::time;
@@ -23,6 +23,15 @@ struct Entry<Res, E> {
     cell: Arc<Cell<Res, E>>,
     /// Finished with nobody waiting: listed in `Shard::expiry`.
     parked: bool,
+}
+
+/// A task whose result a waiter took without it being parked: its taker
+/// did not lock the table to remove it, the shard drops it as it tidies
+/// up (see [`IdMap`]), and lookups no longer see it.
+impl<Res, E> Forgotten for Entry<Res, E> {
+    fn forgotten(&self) -> bool {
+        !self.parked && self.cell.is_forgotten()
+    }
 }
 
 /// One part of the task table: the tasks whose id falls in it, and the
@@ -126,7 +135,11 @@ impl<Res, E> TaskTable<Res, E> {
         let now = Instant::now();
         let mut shard = self.shard(id.0);
         shard.sweep(now, self.per_shard);
-        shard.map.get(&id.0).map(|e| e.cell.clone())
+        shard
+            .map
+            .get(&id.0)
+            .filter(|e| !e.forgotten())
+            .map(|e| e.cell.clone())
     }
 
     /// The task's result was taken: forget it.
@@ -201,7 +214,7 @@ impl<Res, E> TaskTable<Res, E> {
             lock(shard)
                 .map
                 .values()
-                .filter(|e| !e.parked)
+                .filter(|e| !e.parked && !e.forgotten())
                 .map(|e| e.cell.clone())
                 .collect()
         })
@@ -214,6 +227,7 @@ impl<Res, E> TaskTable<Res, E> {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             shard.sweep(now, self.per_shard);
+            shard.map.tidy();
             retained += shard.retained;
             tracked += shard.map.len();
         }
