@@ -122,11 +122,13 @@
 #[allow(unused_macros, unused_imports)]
 mod trace;
 
+mod budget;
 pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
 mod error;
 pub mod fetch;
+pub mod hedge;
 pub mod layer_order;
 pub mod limit;
 pub mod paginate;
