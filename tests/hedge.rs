@@ -162,7 +162,10 @@ async fn the_winner_answers_and_the_loser_is_cancelled() {
     // The hedge wins: the first attempt is dropped as soon as it answers.
     let backend = first_slow(1_000, 10);
     let layer = any_request(ms(50));
-    let mut fut = pin!(layer.layer(backend.clone()).oneshot(()));
+    let mut svc = layer.layer(backend.clone());
+    // The response future itself (not `oneshot`, which would drop it on
+    // completion): the loser must be dropped when the winner answers.
+    let mut fut = pin!(ServiceExt::<()>::ready(&mut svc).await.unwrap().call(()));
     assert!(poll!(&mut fut).is_pending());
     advance(ms(50)).await;
     assert!(poll!(&mut fut).is_pending());
