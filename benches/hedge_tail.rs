@@ -64,7 +64,11 @@ fn upstream(
 ) -> impl Service<u64, Response = u64, Error = BoxError, Future = impl Send> + Clone + Send {
     service_fn(move |x: u64| {
         calls.fetch_add(1, Ordering::Relaxed);
-        let latency = if fastrand::f64() < SLOW_RATE { SLOW } else { FAST };
+        let latency = if fastrand::f64() < SLOW_RATE {
+            SLOW
+        } else {
+            FAST
+        };
         async move {
             tokio::time::sleep(latency).await;
             Ok::<_, BoxError>(x)
@@ -159,13 +163,8 @@ async fn run(n: u64) -> Vec<(String, Row)> {
 
     for q in [0.80_f32, 0.90, 0.95, 0.98] {
         let calls = Arc::new(AtomicU64::new(0));
-        let towers = tower::hedge::Hedge::new::<u64>(
-            upstream(calls.clone()),
-            Every,
-            100,
-            q,
-            TOWER_PERIOD,
-        );
+        let towers =
+            tower::hedge::Hedge::new::<u64>(upstream(calls.clone()), Every, 100, q, TOWER_PERIOD);
         let row = measure(towers, &calls, n).await;
         rows.push((format!("tower `hedge::Hedge`, p{}", q * 100.0), row));
     }
@@ -258,7 +257,10 @@ fn main() {
         );
     }
     json.push_str("\n}}\n");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results/hedge_tail.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/results/hedge_tail.json"
+    );
     match std::fs::write(path, json) {
         Ok(()) => eprintln!("wrote {path}"),
         Err(e) => eprintln!("could not write {path}: {e}"),

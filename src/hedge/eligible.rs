@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn closures_decide() {
-        let even = |n: &u32| n % 2 == 0;
+        let even = |n: &u32| n.is_multiple_of(2);
         assert!(even.eligible(&2));
         assert!(!even.eligible(&3));
     }
