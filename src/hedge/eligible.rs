@@ -42,7 +42,19 @@ where
 /// It is implemented for `http::Request<B>` only, on purpose: for any other
 /// request type the layer does not compile until you say which requests
 /// are safe to send twice ([`AnyRequest`] or a closure), so no request is
-/// duplicated by accident.
+/// duplicated by accident:
+///
+/// ```compile_fail
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_patterns::hedge::HedgeLayer;
+///
+/// # async fn f() {
+/// let svc = service_fn(|s: String| async move { Ok::<_, std::convert::Infallible>(s) });
+/// let hedged = HedgeLayer::builder().build().unwrap().layer(svc);
+/// // Does not compile: `Idempotent`, the default rule, knows only `http::Request`s.
+/// hedged.oneshot("charge the card".to_string()).await;
+/// # }
+/// ```
 ///
 /// ```
 /// use tower_patterns::hedge::{Eligible, Idempotent};
