@@ -98,6 +98,14 @@
 //!   enabled; with paused time (`#[tokio::test(start_paused = true)]`) a
 //!   hedge fires exactly at its delay.
 //!
+//! # Where it goes in a client stack
+//!
+//! Inside retry, above the circuit breaker, the concurrency limit and a
+//! per-attempt timeout (see [`layer_order`](crate::layer_order)): retry
+//! handles failures and hedging slowness; every hedged attempt is counted
+//! by the breaker, takes its own permit (its readiness waits for one) and
+//! has its own timeout.
+//!
 //! # Cost
 //!
 //! A call whose inner future answers on its first poll costs one clone of
