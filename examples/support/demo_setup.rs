@@ -63,7 +63,7 @@ impl Plan {
                 stream_bytes: 4 << 20,
                 tick: Duration::from_millis(20),
                 latency: Duration::ZERO,
-                slow: Duration::from_millis(100),
+                slow: Duration::from_millis(200),
                 hedge_calls: 400,
             }
         } else {
