@@ -419,3 +419,26 @@ fn bad_config_names_the_field() {
     assert_eq!(err.component(), "hedge");
     assert!(HedgeLayer::builder().percentile(99.9).build().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn clones_share_the_stats_and_the_budget() {
+    let backend = Backend::new(|_| (ms(100), true));
+    let layer = HedgeLayer::builder()
+        .delay(ms(10))
+        .eligible(AnyRequest)
+        .budget(0.0)
+        .budget_floor(1) // 10 hedges over the 10 s window, for all clones together
+        .build()
+        .unwrap();
+    let mut a = layer.layer(backend.clone());
+    let mut b = a.clone();
+    for i in 0..8u32 {
+        send(&mut a, i).await.unwrap();
+        send(&mut b, i).await.unwrap();
+    }
+    drop(b);
+    let stats = layer.stats();
+    assert_eq!(stats.calls, 16, "a dropped clone's calls still count");
+    assert_eq!((stats.hedges, stats.budget_refusals), (10, 6));
+    assert_eq!(a.stats(), stats);
+}
