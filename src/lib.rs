@@ -30,11 +30,19 @@
 //! The order of the layers matters: see [`layer_order`] for the order of a
 //! client stack and of a server stack, and why.
 //!
+//! For tail latency rather than failures, [`hedge`] sends a second attempt
+//! when a call is slower than a delay (fixed, or a percentile it learns),
+//! for requests that are safe to send twice (idempotent HTTP methods by
+//! default), within a budget of extra load; the first acceptable answer
+//! wins and the other attempt is cancelled. Put it inside retry: retry
+//! handles failures, hedging handles slowness.
+//!
 //! ## A tour
 //!
 //! | module | what it does |
 //! |---|---|
 //! | [`retry`] | [`RetryLayer`](retry::RetryLayer): backoff with jitter, `Retry-After`, deadline, a budget shared by clones, replayable HTTP requests |
+//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer): a second attempt for a slow call after a fixed delay or a learned latency percentile; idempotent HTTP methods only by default; a budget on the extra load; the first acceptable answer wins, the losers are cancelled |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer): consecutive and rate models, count and time windows, slow calls, bounded half-open probes; fails fast with [`circuit_breaker::Open`] |
 //! | [`limit`] | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) (bounded wait, shedding, permit held to body end), [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) (Gradient2, AIMD), [`limit::gather`] and [`limit::join_bounded`] |
 //! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer): GCRA, N calls per period with a burst, wait (bounded) or refuse with `RateLimited`, per key in a bounded table, stores shared by replicas |
@@ -60,6 +68,7 @@
 //! | module | layer | builder | service | future | error | stats | handle |
 //! |---|---|---|---|---|---|---|---|
 //! | [`retry`] | [`RetryLayer`](retry::RetryLayer) | [`RetryLayerBuilder`](retry::RetryLayerBuilder) | [`Retry`](retry::Retry) | [`ResponseFuture`](retry::ResponseFuture) | the inner service's | [`RetryStats`](retry::RetryStats) | |
+//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer) | [`HedgeLayerBuilder`](hedge::HedgeLayerBuilder) | [`Hedge`](hedge::Hedge) | [`ResponseFuture`](hedge::ResponseFuture) | the inner service's | [`HedgeStats`](hedge::HedgeStats) | |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreakerLayerBuilder`](circuit_breaker::CircuitBreakerLayerBuilder) | [`CircuitBreaker`](circuit_breaker::CircuitBreaker) | [`ResponseFuture`](circuit_breaker::ResponseFuture) | [`Open`](circuit_breaker::Open) | [`CircuitBreakerStats`](circuit_breaker::CircuitBreakerStats) | [`CircuitBreakerHandle`](circuit_breaker::CircuitBreakerHandle) |
 //! | [`limit`] (fixed) | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) | [`ConcurrencyLimitLayerBuilder`](limit::ConcurrencyLimitLayerBuilder) | [`ConcurrencyLimit`](limit::ConcurrencyLimit) | [`ResponseFuture`](limit::concurrency::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
 //! | [`limit`] (adaptive) | [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) | [`AdaptiveLimitLayerBuilder`](limit::AdaptiveLimitLayerBuilder) | [`AdaptiveLimit`](limit::AdaptiveLimit) | [`ResponseFuture`](limit::adaptive::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
@@ -122,11 +131,13 @@
 #[allow(unused_macros, unused_imports)]
 mod trace;
 
+mod budget;
 pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
 mod error;
 pub mod fetch;
+pub mod hedge;
 pub mod layer_order;
 pub mod limit;
 pub mod paginate;

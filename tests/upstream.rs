@@ -106,3 +106,24 @@ async fn bad_fail_rate_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("fail_rate"), "{err}");
 }
+
+#[tokio::test]
+async fn set_slow_makes_a_share_of_requests_wait() {
+    let server = Upstream::start(UpstreamConfig::default()).await.unwrap();
+    let c = client();
+    get(&c, &server.url("/users/1")).await;
+    assert_eq!(server.slow_sent(), 0, "off by default");
+    server.set_slow(1.0, Duration::from_millis(1));
+    for _ in 0..3 {
+        assert_eq!(get(&c, &server.url("/users/1")).await.0, 200);
+    }
+    get(&c, &server.url("/health")).await;
+    assert_eq!(
+        server.slow_sent(),
+        3,
+        "every request but /health, at rate 1"
+    );
+    server.set_slow(f64::NAN, Duration::from_millis(1));
+    get(&c, &server.url("/users/1")).await;
+    assert_eq!(server.slow_sent(), 3, "NaN turns it off");
+}

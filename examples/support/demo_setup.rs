@@ -45,6 +45,10 @@ pub struct Plan {
     pub tick: Duration,
     /// The upstream's latency per request.
     pub latency: Duration,
+    /// How long the slow share of requests waits in the hedging scenario.
+    pub slow: Duration,
+    /// GETs per batch in the hedging scenario.
+    pub hedge_calls: usize,
 }
 
 impl Plan {
@@ -59,6 +63,8 @@ impl Plan {
                 stream_bytes: 4 << 20,
                 tick: Duration::from_millis(20),
                 latency: Duration::ZERO,
+                slow: Duration::from_millis(200),
+                hedge_calls: 400,
             }
         } else {
             Plan {
@@ -69,6 +75,8 @@ impl Plan {
                 stream_bytes: 64 << 20,
                 tick: Duration::from_millis(100),
                 latency: Duration::from_millis(2),
+                slow: Duration::from_millis(250),
+                hedge_calls: 1_000,
             }
         }
     }

@@ -16,7 +16,7 @@
 //! The path where the first attempt succeeds only bumps the calling
 //! handle's own first-attempt counter (see the statistics), which the
 //! retry statistics need anyway. Everything else happens only when a retry
-//! is considered: a ring of [`SLOTS`] time slots (each `window / SLOTS` long)
+//! is considered: a ring of ten time slots (each a tenth of the window)
 //! records, per slot, the counter's value when the slot was first seen and
 //! the retries granted in it. First attempts in the window are the counter
 //! now minus its value at the oldest slot still in the window. The ring
@@ -28,20 +28,16 @@
 //! period the budget errs on the strict side for at most one window. The
 //! floor keeps occasional retries flowing meanwhile.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::budget::Budget;
 use crate::error::check;
-use crate::sync::lock;
 use crate::ConfigError;
 
 /// The component named in configuration errors.
 const RETRY: &str = "retry";
-
-/// Number of time slots the window is divided into.
-pub(crate) const SLOTS: usize = 10;
 
 /// Limits retries to a fraction of recent first attempts plus a floor.
 ///
@@ -109,129 +105,28 @@ impl RetryBudget {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    /// Slot number since `origin`; meaningful only when `used`.
-    index: u64,
-    /// The first-attempt counter when this slot was opened.
-    first_at_open: u64,
-    /// Retries granted in this slot.
-    retries: u64,
-    used: bool,
-}
-
-#[derive(Debug, Default)]
-struct Ring {
-    origin: Option<Instant>,
-    head: usize,
-    slots: [Slot; SLOTS],
-}
-
-/// The live state of a [`RetryBudget`], shared through the layer's `Arc`.
+/// The live state of a [`RetryBudget`], shared through the layer's `Arc`:
+/// the crate's one extra-call budget (`crate::budget`), counting retries
+/// against first attempts.
 #[derive(Debug)]
-pub(crate) struct BudgetState {
-    ratio: f64,
-    /// `min_per_sec × window`, in retries.
-    floor: f64,
-    slot_nanos: u128,
-    ring: Mutex<Ring>,
-}
+pub(crate) struct BudgetState(Budget);
 
 impl BudgetState {
     pub(crate) fn new(budget: &RetryBudget) -> Self {
-        BudgetState {
-            ratio: budget.ratio,
-            floor: f64::from(budget.min_per_sec) * budget.window.as_secs_f64(),
-            slot_nanos: (budget.window.as_nanos() / SLOTS as u128).max(1),
-            ring: Mutex::new(Ring::default()),
-        }
+        BudgetState(Budget::new(budget.ratio, budget.min_per_sec, budget.window))
     }
 
     /// Asks for one retry at `now`; `first_attempts` reads the monotonic
     /// count of first attempts. Returns whether the retry may go ahead
     /// (and, if so, records it).
     pub(crate) fn try_withdraw(&self, now: Instant, first_attempts: impl FnOnce() -> u64) -> bool {
-        let mut ring = lock(&self.ring);
-        // Read under the lock so every reader sees a value at least as new
-        // as the one stored in any slot.
-        let total = first_attempts();
-        let origin = *ring.origin.get_or_insert(now);
-        let slot = (now.saturating_duration_since(origin).as_nanos() / self.slot_nanos)
-            .min(u128::from(u64::MAX)) as u64;
-
-        let head = ring.head;
-        if !ring.slots[head].used || ring.slots[head].index != slot {
-            let next = (head + 1) % SLOTS;
-            ring.head = next;
-            ring.slots[next] = Slot {
-                index: slot,
-                first_at_open: total,
-                retries: 0,
-                used: true,
-            };
-        }
-
-        let mut retries = 0u64;
-        let mut oldest = total;
-        for s in ring.slots.iter().filter(|s| s.used) {
-            // In the window: the current slot and the SLOTS - 1 before it.
-            if s.index.saturating_add(SLOTS as u64) > slot {
-                retries += s.retries;
-                oldest = oldest.min(s.first_at_open);
-            }
-        }
-        let deposits = total.saturating_sub(oldest) as f64;
-        let allowed = self.ratio * deposits + self.floor;
-        if (retries + 1) as f64 <= allowed {
-            let head = ring.head;
-            ring.slots[head].retries += 1;
-            true
-        } else {
-            false
-        }
+        self.0.try_withdraw(now, first_attempts)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    #[tokio::test(start_paused = true)]
-    async fn ratio_and_floor() {
-        let state = BudgetState::new(&RetryBudget::new(0.5, 1, Duration::from_secs(10)));
-        let first = AtomicU64::new(0);
-        // Floor alone: 1/s over 10 s = 10 retries.
-        let granted = (0..50)
-            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
-            .count();
-        assert_eq!(granted, 10);
-        // 40 more first attempts: + 20 retries.
-        first.fetch_add(40, Ordering::Relaxed);
-        let granted = (0..50)
-            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
-            .count();
-        assert_eq!(granted, 20);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn window_slides() {
-        let state = BudgetState::new(&RetryBudget::new(0.0, 1, Duration::from_secs(10)));
-        let first = AtomicU64::new(0);
-        let granted = (0..20)
-            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
-            .count();
-        assert_eq!(granted, 10);
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(!state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)));
-        // Once the slot holding the early retries leaves the window, the
-        // budget refills.
-        tokio::time::advance(Duration::from_secs(6)).await;
-        let granted = (0..20)
-            .filter(|_| state.try_withdraw(Instant::now(), || first.load(Ordering::Relaxed)))
-            .count();
-        assert_eq!(granted, 10);
-    }
 
     #[test]
     fn validation_names_fields() {

@@ -34,7 +34,8 @@
 //! | `POST /echo` | the request body back |
 //!
 //! While down, or by chance at `fail_rate`, any request but `/health`
-//! answers `503` with `Retry-After: <retry_after_secs>`. Items are
+//! answers `503` with `Retry-After: <retry_after_secs>`. With
+//! [`Upstream::set_slow`], a share of requests waits longer (a long tail). Items are
 //! `{"id": i, "name": "item-i"}` for `i` in `1..=items`.
 
 use std::convert::Infallible;
@@ -93,6 +94,9 @@ struct Shared {
     down: AtomicBool,
     fail_rate_bits: AtomicU64,
     latency_us: AtomicU64,
+    slow_rate_bits: AtomicU64,
+    slow_us: AtomicU64,
+    slow_sent: AtomicU64,
     items: u64,
     retry_after_secs: u64,
     requests: AtomicU64,
@@ -144,6 +148,9 @@ impl Upstream {
             down: AtomicBool::new(false),
             fail_rate_bits: AtomicU64::new(config.fail_rate.to_bits()),
             latency_us: AtomicU64::new(duration_us(config.latency)),
+            slow_rate_bits: AtomicU64::new(0.0_f64.to_bits()),
+            slow_us: AtomicU64::new(0),
+            slow_sent: AtomicU64::new(0),
             items: config.items,
             retry_after_secs: config.retry_after_secs,
             requests: AtomicU64::new(0),
@@ -211,6 +218,30 @@ impl Upstream {
         self.shared
             .latency_us
             .store(duration_us(latency), Ordering::Relaxed);
+    }
+
+    /// Makes a share of requests slow, for a long tail: each request but
+    /// `/health` waits an extra `latency` with chance `rate` (clamped into
+    /// `0.0..=1.0`; 0, the default, turns it off). `set_slow(0.02,
+    /// Duration::from_millis(100))` is a server whose p99 is 100 ms while
+    /// its median is its ordinary latency: what hedging is for.
+    pub fn set_slow(&self, rate: f64, latency: Duration) {
+        let rate = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
+        self.shared
+            .slow_us
+            .store(duration_us(latency), Ordering::Relaxed);
+        self.shared
+            .slow_rate_bits
+            .store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Requests made slow by [`set_slow`](Self::set_slow) so far.
+    pub fn slow_sent(&self) -> u64 {
+        self.shared.slow_sent.load(Ordering::SeqCst)
     }
 
     /// Requests received so far (all endpoints, `/health` included).
@@ -319,6 +350,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<UpstreamBod
     let latency = shared.latency_us.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_micros(latency)).await;
+    }
+    let slow_rate = f64::from_bits(shared.slow_rate_bits.load(Ordering::Relaxed));
+    if slow_rate > 0.0 && fastrand::f64() < slow_rate {
+        shared.slow_sent.fetch_add(1, Ordering::SeqCst);
+        let slow = shared.slow_us.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_micros(slow)).await;
     }
     let fail_rate = f64::from_bits(shared.fail_rate_bits.load(Ordering::Relaxed));
     if shared.down.load(Ordering::SeqCst) || (fail_rate > 0.0 && fastrand::f64() < fail_rate) {
