@@ -125,6 +125,7 @@ mod trace;
 pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod deadline;
 mod error;
 pub mod fetch;
 pub mod layer_order;
