@@ -80,10 +80,10 @@ pub fn parse_grpc_timeout(value: impl AsRef<[u8]>) -> Result<Duration, InvalidGr
 
 /// Formats `timeout` as a `grpc-timeout` value that never allows more
 /// than `timeout`: the finest unit whose value fits in 8 digits, rounded
-/// down. Exact up to about 100 ms in nanoseconds, 100 s in microseconds,
-/// 27 hours in milliseconds; beyond, the loss is under one unit of at least
-/// 10^7 of them. A timeout beyond the largest value (about 11 000 years)
-/// saturates to `99999999H`.
+/// down. Exact up to about 100 ms (in nanoseconds); beyond, in
+/// microseconds up to 100 s, milliseconds up to 27 hours, and so on, less
+/// than a 100 000th of the value is lost. A timeout beyond the largest
+/// value (about 11 000 years) saturates to `99999999H`.
 ///
 /// ```
 /// use std::time::Duration;
