@@ -210,7 +210,10 @@ async fn a_call_whose_deadline_has_passed_is_not_sent() {
     let elapsed = err.downcast_ref::<Elapsed>().expect("deadline::Elapsed");
     assert!(!elapsed.sent());
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    // Not sent, so not the service's fault: the breaker and retry ignore it.
+    // Not sent, so not the service's fault: the breaker and retry ignore
+    // it, bare or boxed.
+    let bare: Result<(), Elapsed> = Err(*elapsed);
+    assert_eq!(DefaultClassify.classify(&bare), Outcome::Ignored);
     let res: Result<(), BoxError> = Err(err);
     assert_eq!(DefaultClassify.classify(&res), Outcome::Ignored);
 }
@@ -252,9 +255,14 @@ async fn a_deadline_set_by_hand_is_honoured_and_survives_a_spawned_task() {
     let mut req = http::Request::new(());
     let by_hand = Deadline::after(Duration::from_secs(2));
     req.extensions_mut().insert(by_hand);
-    let seen = svc.oneshot(req).await.unwrap();
+    let seen = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(seen, Some(by_hand));
     assert_eq!(by_hand.instant() - start, Duration::from_secs(2));
+
+    // Without one set by hand, the outer layer's own deadline is the one
+    // that crosses.
+    let seen = svc.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(seen, Some(Deadline::at(start + Duration::from_secs(10))));
 }
 
 #[tokio::test(start_paused = true)]
