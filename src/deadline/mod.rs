@@ -26,9 +26,8 @@
 //! use tower_patterns::deadline::{self, Elapsed, TimeoutLayer};
 //! use tower_patterns::retry::{Backoff, Jitter, RetryLayer};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! tokio::time::pause(); // the example's sleeps take no real time
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower_patterns::BoxError> {
 //! let retry = RetryLayer::builder()
 //!     .max_attempts(10)
 //!     .backoff(Backoff::constant(Duration::from_millis(400)).jitter(Jitter::None))

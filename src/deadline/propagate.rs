@@ -22,9 +22,8 @@ use super::shared::{current, earliest, Deadline};
 /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 /// use tower_patterns::deadline::{PropagateDeadlineLayer, TimeoutLayer};
 ///
-/// # #[tokio::main(flavor = "current_thread")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), tower_patterns::BoxError> {
-/// tokio::time::pause();
 /// let transport = service_fn(|req: http::Request<()>| async move {
 ///     Ok::<_, tower_patterns::BoxError>(req.headers()["grpc-timeout"].clone())
 /// });
