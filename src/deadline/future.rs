@@ -103,7 +103,11 @@ where
                     return Poll::Ready(out.map_err(Into::into));
                 }
                 ready!(sleep.poll(cx));
-                trace_event!(DEBUG, allowed_ms = allowed.as_millis() as u64, "deadline: call timed out");
+                trace_event!(
+                    DEBUG,
+                    allowed_ms = allowed.as_millis() as u64,
+                    "deadline: call timed out"
+                );
                 Poll::Ready(Err(Elapsed::new(*allowed, true).into()))
             }
             StateProj::Unbounded { future } => future.poll(cx).map_err(Into::into),

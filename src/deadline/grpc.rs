@@ -130,7 +130,18 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         for bad in [
-            "", "S", "1", "1s", "1 S", " 1S", "+1S", "-1S", "1.5S", "123456789n", "1SS", "١S",
+            "",
+            "S",
+            "1",
+            "1s",
+            "1 S",
+            " 1S",
+            "+1S",
+            "-1S",
+            "1.5S",
+            "123456789n",
+            "1SS",
+            "١S",
         ] {
             assert!(parse_grpc_timeout(bad).is_err(), "{bad:?} should not parse");
         }

@@ -114,10 +114,7 @@ where
             return ResponseFuture::unbounded(self.inner.call(req));
         };
         if deadline.instant() <= now {
-            crate::trace::trace_event!(
-                DEBUG,
-                "deadline: passed before the call started; not sent"
-            );
+            crate::trace::trace_event!(DEBUG, "deadline: passed before the call started; not sent");
             return ResponseFuture::expired();
         }
         self.carry.attach(&mut req, deadline);
