@@ -79,6 +79,15 @@ impl TimeoutLayer<HttpExtensions> {
     /// [`TimeoutLayer::http`] for gRPC servers: an incoming `grpc-timeout`
     /// is honoured too (see [`HttpExtensions::read_grpc_timeout`]). With
     /// `Duration::MAX` only the caller's deadline applies.
+    ///
+    /// tonic's own server (0.14) also enforces an incoming `grpc-timeout`,
+    /// around every layer given to it, and answers `CANCELLED` when its
+    /// timer fires first. What this layer adds is the deadline made known
+    /// to the work below (retries, queues, calls to other servers, which
+    /// then stop in time) and, through
+    /// [`respond::into_status`](crate::respond), `DEADLINE_EXCEEDED`
+    /// when it fires first (as it does on the same timer tick: tonic polls
+    /// the layers before its own timer).
     pub fn grpc(timeout: Duration) -> Self {
         TimeoutLayer {
             timeout: own_limit(timeout),
