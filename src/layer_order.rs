@@ -82,9 +82,22 @@
 //! - **The timeout at the bottom.** A slow attempt ends as an error the
 //!   breaker counts and retry retries. *Above* the breaker, a timed-out
 //!   call is dropped before the breaker sees an outcome (it counts it as
-//!   cancelled, not failed), so a hanging upstream never opens it. The
-//!   overall time for a call, retries included, is retry's
-//!   [`deadline`](crate::retry::RetryLayerBuilder::deadline).
+//!   cancelled, not failed), so a hanging upstream never opens it.
+//! - **An overall deadline on top of retry.** The overall time for a call,
+//!   retries and waits included, is a
+//!   [`deadline::TimeoutLayer`](crate::deadline::TimeoutLayer) above retry
+//!   (below a cache or `JsonLayer`, if any): it fails the call with
+//!   [`deadline::Elapsed`](crate::deadline::Elapsed) when time is up, and
+//!   makes the deadline known below, so retry does not begin a backoff or
+//!   an attempt that would end past it, and a per-attempt
+//!   `deadline::TimeoutLayer` at the bottom (in place of tower's) takes the
+//!   tighter of its own limit and what is left. *Below* retry it would be
+//!   a per-attempt timeout only. For gRPC, a
+//!   [`PropagateDeadlineLayer`](crate::deadline::PropagateDeadlineLayer)
+//!   right above the transport sends each attempt's time left as
+//!   `grpc-timeout`. Retry's own
+//!   [`deadline`](crate::retry::RetryLayerBuilder::deadline) is the same
+//!   limit for retry alone, known to nothing below it.
 //! - **Decoding and caching on top.** [`JsonLayer`](crate::fetch::JsonLayer)
 //!   goes above retry so that retry and the breaker see HTTP statuses (and
 //!   `Retry-After`) through [`HttpClassify`](crate::classify::HttpClassify),
@@ -196,7 +209,15 @@
 //!   pass the limit, which is cheap; either way the limit's rejections are
 //!   not counted against the handlers.
 //! - **The timeout innermost,** so the breaker sees a slow handler as a
-//!   failure rather than a cancelled call.
+//!   failure rather than a cancelled call. Make it a
+//!   [`deadline::TimeoutLayer`](crate::deadline::TimeoutLayer)
+//!   ([`http`](crate::deadline::TimeoutLayer::http), or
+//!   [`grpc`](crate::deadline::TimeoutLayer::grpc) to honour the caller's
+//!   `grpc-timeout`) and the handler runs under the request's deadline:
+//!   the client stacks it calls in the same task stop retrying when the
+//!   caller has stopped waiting, and pass the time left on. Its
+//!   [`Elapsed`](crate::deadline::Elapsed) is a 504 /
+//!   `DEADLINE_EXCEEDED`.
 //! - **A cache, if any, just below the error mapping,** above the limit:
 //!   a hit takes no permit and never meets an open breaker
 //!   (`examples/axum_server.rs` does this).

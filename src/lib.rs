@@ -37,6 +37,14 @@
 //! wins and the other attempt is cancelled. Put it inside retry: retry
 //! handles failures, hedging handles slowness.
 //!
+//! A [`deadline::TimeoutLayer`] on top gives each call a deadline that the
+//! layers below honour, whatever the request type: retry does not start an
+//! attempt that cannot finish by then, a task queue does not run a task
+//! whose deadline has passed, and a gRPC client passes the time left on as
+//! `grpc-timeout` (a server reads it). When time is up the call fails with
+//! [`deadline::Elapsed`], which [`respond`] answers with 504 /
+//! `DEADLINE_EXCEEDED`.
+//!
 //! ## A tour
 //!
 //! | module | what it does |
@@ -52,6 +60,7 @@
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
 //! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
 //! | [`respond`] | our errors as HTTP answers (axum) and `tonic::Status`es: 503 + `Retry-After` for an open breaker or overload, 504 for timeouts |
+//! | [`deadline`] | [`TimeoutLayer`](deadline::TimeoutLayer): a deadline per call, enforced and known to every layer below (retry and the queue stop starting work that cannot finish in time), carried in the task and in `http::Request` extensions; reads and sends `grpc-timeout` |
 //! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer; [`HttpClassify`](classify::HttpClassify), and `GrpcClassify` (feature `tonic`) |
 //! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
 //! | [`layer_order`] | (docs only) which layer goes where in a client and a server stack, and what goes wrong otherwise |
@@ -77,6 +86,7 @@
 //! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
 //! | [`paginate`] | | | [`Paginator`](paginate::Paginator) (streams [`Pages`](paginate::Pages), [`Items`](paginate::Items)) | | [`PaginateError`](paginate::PaginateError), [`WalkError`](paginate::WalkError) | [`PaginateStats`](paginate::PaginateStats) | |
 //! | [`queue`] | | [`TaskQueueBuilder`](queue::TaskQueueBuilder) | [`TaskQueue`](queue::TaskQueue) | [`ResponseFuture`](queue::ResponseFuture) | [`QueueFull`](queue::QueueFull), [`QueueClosed`](queue::QueueClosed), [`TaskError`](queue::TaskError) | [`QueueStats`](queue::QueueStats) | [`TaskHandle`](queue::TaskHandle) |
+//! | [`deadline`] | [`TimeoutLayer`](deadline::TimeoutLayer), [`PropagateDeadlineLayer`](deadline::PropagateDeadlineLayer) | [`TimeoutLayerBuilder`](deadline::TimeoutLayerBuilder) | [`Timeout`](deadline::Timeout), [`PropagateDeadline`](deadline::PropagateDeadline) | [`ResponseFuture`](deadline::ResponseFuture) | [`Elapsed`](deadline::Elapsed) | | |
 //! | [`pool`] | | [`PoolBuilder`](pool::PoolBuilder) | [`Pool`](pool::Pool) | [`AcquireFuture`](pool::AcquireFuture) | [`PoolError`](pool::PoolError) | [`PoolStats`](pool::PoolStats) | [`Pooled`](pool::Pooled) (the guard) |
 //!
 //! Renames from 0.1 are listed in `CHANGELOG.md` as `old -> new`.
@@ -135,6 +145,7 @@ mod budget;
 pub mod cache;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod deadline;
 mod error;
 pub mod fetch;
 pub mod hedge;

@@ -8,12 +8,15 @@
 //! [`circuit_breaker::Open`](crate::circuit_breaker::Open),
 //! [`circuit_breaker::State`](crate::circuit_breaker::State),
 //! [`limit::Overloaded`](crate::limit::Overloaded),
-//! [`queue::QueueFull`](crate::queue::QueueFull) and
-//! [`rate_limit::RateLimited`](crate::rate_limit::RateLimited).
+//! [`queue::QueueFull`](crate::queue::QueueFull),
+//! [`rate_limit::RateLimited`](crate::rate_limit::RateLimited) and
+//! [`deadline::Elapsed`](crate::deadline::Elapsed).
 //!
 //! A rejection says "this layer would not send the call", not "the service
 //! failed", so the built-in classifiers never count one as a failure (see
-//! [`is_rejection`]).
+//! [`is_rejection`]). [`Elapsed`] is one only when the call was not sent
+//! (its deadline had passed before it started); a call that was sent and
+//! ran out of time is a failure, as a timeout always was.
 
 use std::error::Error;
 use std::fmt;
@@ -292,9 +295,94 @@ impl fmt::Display for RateLimited {
 
 impl std::error::Error for RateLimited {}
 
+/// A deadline passed: the call ran out of time, or was never started
+/// because its deadline had already passed.
+///
+/// Returned, boxed in a [`BoxError`](crate::BoxError), by
+/// [`deadline::Timeout`](crate::deadline::Timeout), and inside
+/// [`TaskError::DeadlineExceeded`](crate::queue::TaskError::DeadlineExceeded)
+/// for a queued task whose deadline passed before a worker could start it.
+/// [`respond`](crate::respond) answers it with 504 Gateway Timeout and
+/// `DEADLINE_EXCEEDED`.
+///
+/// # Is it a failure?
+///
+/// The built-in classifiers call it a
+/// [`Failure`](crate::classify::Outcome::Failure) when the call was
+/// [`sent`](Self::sent) (the service did not answer in time: a circuit
+/// breaker counts it, a retry above a per-attempt timeout retries it while
+/// the overall deadline allows) and
+/// [`Ignored`](crate::classify::Outcome::Ignored) when it was not (the
+/// deadline had passed before the call reached the service, which says
+/// nothing about the service: like an open breaker's rejection).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_patterns::deadline::Elapsed;
+/// use tower_patterns::BoxError;
+///
+/// fn timed_out(err: &BoxError) -> Option<Duration> {
+///     err.downcast_ref::<Elapsed>().map(|e| e.allowed())
+/// }
+/// # let _ = timed_out;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed {
+    allowed: Duration,
+    sent: bool,
+}
+
+impl Elapsed {
+    pub(crate) fn new(allowed: Duration, sent: bool) -> Self {
+        Elapsed { allowed, sent }
+    }
+
+    /// How long the call had when it arrived: from the moment the
+    /// [`Timeout`](crate::deadline::Timeout) received it (or the task was
+    /// submitted to the queue) to its deadline. Zero when the deadline had
+    /// already passed on arrival.
+    pub fn allowed(&self) -> Duration {
+        self.allowed
+    }
+
+    /// Whether the call was passed to the inner service before the deadline
+    /// passed. `false`: the deadline had passed before it could start, and
+    /// the inner service was not called (or the queued task not run).
+    pub fn sent(&self) -> bool {
+        self.sent
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.sent {
+            write!(
+                f,
+                "deadline exceeded: no answer within the {:?} the call had \
+                 (raise the timeout, or make the service faster)",
+                self.allowed
+            )
+        } else if self.allowed.is_zero() {
+            f.write_str(
+                "deadline exceeded: the deadline had passed before the call could start; \
+                 it was not sent (an outer timeout or the caller's grpc-timeout is too short)",
+            )
+        } else {
+            write!(
+                f,
+                "deadline exceeded: the call had {:?} but its deadline passed before it \
+                 could start; it was not sent (the queue in front is too long for the deadline)",
+                self.allowed
+            )
+        }
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
 /// Whether `err`, or an error in its [`source`](Error::source) chain, is
 /// one of the crate's own rejections: [`Open`], [`Overloaded`],
-/// [`QueueFull`] or [`RateLimited`].
+/// [`QueueFull`], [`RateLimited`], or an [`Elapsed`] that was not sent.
 ///
 /// The chain is walked because wrappers such as `tower::buffer` carry the
 /// inner error as their source.
@@ -302,6 +390,9 @@ pub(crate) fn is_rejection(err: &(dyn Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
         if e.is::<Open>() || e.is::<Overloaded>() || e.is::<QueueFull>() || e.is::<RateLimited>() {
+            return true;
+        }
+        if e.downcast_ref::<Elapsed>().is_some_and(|e| !e.sent) {
             return true;
         }
         next = e.source();

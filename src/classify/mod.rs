@@ -30,6 +30,11 @@
 //!   `Open`, instead of sleeping through its backoff against a breaker
 //!   that will say the same.
 //!
+//! A [`deadline::Elapsed`](crate::deadline::Elapsed) is a rejection only
+//! when the call was not sent (its deadline had passed before it started);
+//! a call that was sent and ran out of time is a failure, as a timeout
+//! always is (see [`Elapsed`](crate::deadline::Elapsed#is-it-a-failure)).
+//!
 //! To retry them anyway, ask: `HttpClassify.failing_on::<Overloaded>()`.
 //! A closure classifier sees them like any other error.
 //!

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::error::Error;
 
-use crate::rejection::{self, Open, Overloaded, QueueFull, RateLimited};
+use crate::rejection::{self, Elapsed, Open, Overloaded, QueueFull, RateLimited};
 use crate::BoxError;
 
 /// `err` as a `dyn Error`, when its type allows it to be seen as one:
@@ -45,8 +45,9 @@ pub(crate) fn is<T: Error + 'static, E: 'static>(err: &E) -> bool {
 }
 
 /// Whether `err` is one of the crate's own rejections ([`Open`],
-/// [`Overloaded`], [`QueueFull`], [`RateLimited`]): a call a layer refused to send, which
-/// says nothing about the service behind it.
+/// [`Overloaded`], [`QueueFull`], [`RateLimited`], an [`Elapsed`] that was
+/// not sent): a call a layer refused to send, which says nothing about the
+/// service behind it.
 #[inline]
 pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
     let any: &dyn Any = err;
@@ -54,6 +55,7 @@ pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
         || any.is::<Overloaded>()
         || any.is::<QueueFull>()
         || any.is::<RateLimited>()
+        || any.downcast_ref::<Elapsed>().is_some_and(|e| !e.sent())
     {
         return true;
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::task::{TaskId, TaskStatus};
+use crate::deadline::Elapsed;
 
 pub use crate::rejection::QueueFull;
 
@@ -87,6 +88,14 @@ pub enum TaskError<E> {
     /// The task was cancelled before it finished: by `cancel`, by a
     /// shutdown deadline, or because the workers stopped.
     Cancelled,
+    /// The task was submitted under a deadline (see
+    /// [`deadline`](crate::deadline)) that had passed when a worker came to
+    /// start it, so it was not run; its status is
+    /// [`TaskStatus::Cancelled`]. The [`Elapsed`] (not
+    /// [`sent`](Elapsed::sent)) is also the error's
+    /// [`source`](std::error::Error::source), so
+    /// [`respond`](crate::respond) answers it with 504.
+    DeadlineExceeded(Elapsed),
     /// There is no result for this id: it was never issued by this queue,
     /// its result expired (`retain_results` / `max_retained`), or another
     /// waiter already took it.
@@ -98,7 +107,7 @@ impl<E> TaskError<E> {
     pub fn status(&self) -> Option<TaskStatus> {
         match self {
             TaskError::Failed(_) | TaskError::Panicked(_) => Some(TaskStatus::Failed),
-            TaskError::Cancelled => Some(TaskStatus::Cancelled),
+            TaskError::Cancelled | TaskError::DeadlineExceeded(_) => Some(TaskStatus::Cancelled),
             TaskError::NotFound(_) => None,
         }
     }
@@ -128,6 +137,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Failed(e) => write!(f, "task failed: {e}"),
             TaskError::Panicked(msg) => write!(f, "task panicked: {msg}"),
             TaskError::Cancelled => f.write_str("task was cancelled before it finished"),
+            TaskError::DeadlineExceeded(e) => write!(f, "task not run: {e}"),
             TaskError::NotFound(id) => write!(
                 f,
                 "no result for {id}: unknown id, result expired (see retain_results) or already taken"
@@ -136,4 +146,11 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TaskError::DeadlineExceeded(e) => Some(e),
+            _ => None,
+        }
+    }
+}

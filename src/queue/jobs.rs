@@ -4,14 +4,25 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::Duration;
 
 use super::cell::Cell;
 use super::waiters::Waiters;
+use crate::deadline::Deadline;
 
 /// A task waiting for a worker.
 pub(crate) struct Job<Req, Res, E> {
     pub(crate) cell: Arc<Cell<Res, E>>,
     pub(crate) req: Req,
+    /// The deadline in force where the task was submitted.
+    pub(crate) deadline: Option<TaskDeadline>,
+}
+
+/// A task's deadline, and how long it had when it was submitted.
+#[derive(Clone, Copy)]
+pub(crate) struct TaskDeadline {
+    pub(crate) at: Deadline,
+    pub(crate) allowed: Duration,
 }
 
 /// The pending tasks and who waits on them, under one lock.

@@ -70,6 +70,23 @@
 //!
 //! Finished results whose waiters have gone are kept like any other, so a
 //! status table can still be printed after the work is done.
+//!
+//! # Deadlines
+//!
+//! A task submitted under a deadline (below a
+//! [`TimeoutLayer`](crate::deadline::TimeoutLayer), or inside
+//! [`deadline::scope`](crate::deadline::scope)) carries it to its worker:
+//!
+//! - a worker does not start a task whose deadline has passed: it ends
+//!   [`TaskStatus::Cancelled`] with [`TaskError::DeadlineExceeded`], counted
+//!   in [`QueueStats::expired`] (and `cancelled`);
+//! - a task that starts in time runs with its deadline in force, so layers
+//!   inside the queue honour it as in the submitter's task (retry stops
+//!   retrying; a [`TimeoutLayer`](crate::deadline::TimeoutLayer) inside,
+//!   even with `Duration::MAX`, cuts the task off at the deadline).
+//!
+//! The queue does not cut off a running task by itself. A task submitted
+//! without a deadline costs one thread-local read more, at submission.
 
 // Imports run downward: builder -> service -> future, shutdown -> shared ->
 // jobs, table, handle -> cell -> error, task, waiters. The worker imports

@@ -9,14 +9,16 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use super::cell::{Cancel, Cell, Finished};
 use super::error::TaskError;
 use super::handle::Table;
-use super::jobs::{Job, Jobs};
+use super::jobs::{Job, Jobs, TaskDeadline};
 use super::stats::QueueStats;
 use super::table::TaskTable;
 use super::task::{TaskId, TaskStatus};
+use crate::deadline;
 use crate::sync::{lock, Padded};
 use crate::trace::trace_event;
 
@@ -28,6 +30,7 @@ pub(crate) struct Counters {
     pub(crate) completed: Padded<AtomicU64>,
     pub(crate) failed: Padded<AtomicU64>,
     panicked: AtomicU64,
+    expired: AtomicU64,
     cancelled: Padded<AtomicU64>,
     cancelled_pending: AtomicU64,
 }
@@ -89,6 +92,8 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Accepts a task (room and openness checked by the caller) in `cell`,
     /// a [`Cell::unnumbered`] made before the lock was taken; numbers it and
     /// returns it, with an idle worker to wake once the lock is released.
+    /// The deadline in force in the submitter's task (see
+    /// [`deadline::current`]) goes with the task.
     pub(crate) fn push_locked(
         &self,
         jobs: &mut Jobs<Req, Res, E>,
@@ -100,9 +105,14 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         Arc::get_mut(&mut cell)
             .expect("a new cell is not shared yet")
             .id = TaskId(id);
+        let deadline = deadline::current().map(|at| TaskDeadline {
+            at,
+            allowed: at.instant().saturating_duration_since(Instant::now()),
+        });
         jobs.queue.push_back(Job {
             cell: cell.clone(),
             req,
+            deadline,
         });
         (cell, jobs.wake_worker())
     }
@@ -238,13 +248,20 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Running -> its terminal status, counted, result delivered or parked.
     pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>) {
         let panicked = matches!(out, Err(TaskError::Panicked(_)));
+        let expired = matches!(out, Err(TaskError::DeadlineExceeded(_)));
         let Some(Finished { status, park, wake }) = cell.finish(out) else {
             return;
         };
         let c = &self.counters;
         match status {
             TaskStatus::Completed => c.completed.fetch_add(1, Ordering::Release),
-            TaskStatus::Cancelled => c.cancelled.fetch_add(1, Ordering::Release),
+            TaskStatus::Cancelled => {
+                if expired {
+                    c.expired.fetch_add(1, Ordering::Relaxed);
+                    trace_event!(DEBUG, task = %cell.id, "task deadline passed before it started; not run");
+                }
+                c.cancelled.fetch_add(1, Ordering::Release)
+            }
             _ => {
                 if panicked {
                     c.panicked.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +393,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             failed,
             panicked: c.panicked.load(Ordering::Relaxed),
             cancelled,
+            expired: c.expired.load(Ordering::Relaxed),
             retained,
             tracked,
         }

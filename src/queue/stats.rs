@@ -17,8 +17,13 @@ pub struct QueueStats {
     pub failed: u64,
     /// Of the failed tasks, those that panicked.
     pub panicked: u64,
-    /// Tasks cancelled (by `cancel`, a shutdown, or stopped workers).
+    /// Tasks cancelled (by `cancel`, a shutdown, or stopped workers), or
+    /// not started because their deadline had passed (see `expired`).
     pub cancelled: u64,
+    /// Of the cancelled tasks, those a worker did not start because the
+    /// deadline they were submitted under had passed (their result is
+    /// [`TaskError::DeadlineExceeded`](super::TaskError::DeadlineExceeded)).
+    pub expired: u64,
     /// Finished results kept for later `status` / `result` calls now.
     pub retained: usize,
     /// Tasks the queue tracks now (pending + running + retained): bounded by

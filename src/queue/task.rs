@@ -33,7 +33,8 @@ pub enum TaskStatus {
     Completed,
     /// The inner service returned an error, or the task panicked.
     Failed,
-    /// Cancelled by [`TaskQueue::cancel`](super::TaskQueue::cancel),
+    /// Not started because its deadline had passed, or cancelled by
+    /// [`TaskQueue::cancel`](super::TaskQueue::cancel),
     /// [`TaskHandle::cancel`](super::TaskHandle::cancel) or a shutdown before it finished.
     Cancelled,
 }

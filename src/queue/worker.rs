@@ -15,6 +15,7 @@ use super::cell::Cell;
 use super::error::TaskError;
 use super::jobs::Job;
 use super::shared::Shared;
+use crate::deadline::{Elapsed, Scope};
 
 /// One worker: runs jobs one at a time until the queue is closed and empty.
 pub(crate) async fn run_worker<S, Req>(
@@ -40,20 +41,32 @@ pub(crate) async fn run_worker<S, Req>(
     })
     .await
     {
-        let Job { cell, req } = job;
+        let Job {
+            cell,
+            req,
+            deadline,
+        } = job;
         if !guard.shared.start(&cell) {
             // Cancelled while pending: already accounted for.
             continue;
         }
+        if let Some(d) = deadline.filter(|d| d.at.has_passed()) {
+            let late = Err(TaskError::DeadlineExceeded(Elapsed::new(d.allowed, false)));
+            guard.shared.finish(&cell, late);
+            tokio::task::consume_budget().await;
+            continue;
+        }
         guard.current = Some(cell);
         let cell_ref = guard.current.as_deref().expect("just set");
-        let out = Run {
+        // The task runs with its deadline in force, as in the submitter's
+        // task: layers inside the queue (retry, a timeout) honour it.
+        let run = Run {
             service: &mut service,
             req: Some(req),
             future: None,
             cell: cell_ref,
-        }
-        .await;
+        };
+        let out = Scope::new(deadline.map(|d| d.at), run).await;
         let cell = guard.current.take().expect("set above");
         guard.shared.finish(&cell, out);
         // Keep a worker fed by a long queue of instant tasks from hogging

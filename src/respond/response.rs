@@ -40,6 +40,11 @@ pub enum ErrorKind {
     /// `tower::timeout::error::Elapsed` or `tokio::time::error::Elapsed`:
     /// a deadline of this server passed.
     Timeout,
+    /// [`deadline::Elapsed`](crate::deadline::Elapsed): the request's
+    /// deadline (a [`TimeoutLayer`](crate::deadline::TimeoutLayer)'s, or
+    /// the caller's own `grpc-timeout`) passed before it was answered, or
+    /// before it could start (a queued task, say). 504, `DEADLINE_EXCEEDED`.
+    DeadlineExceeded,
     /// [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout),
     /// or an upstream's `408 Request Timeout`: an upstream server did not
     /// answer in time (or gave up waiting for our request).
@@ -107,7 +112,9 @@ impl ErrorResponse {
                 (StatusCode::SERVICE_UNAVAILABLE, Some(SHORT_RETRY_AFTER))
             }
             ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, Some(SHORT_RETRY_AFTER)),
-            ErrorKind::Timeout | ErrorKind::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, None),
+            ErrorKind::Timeout | ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => {
+                (StatusCode::GATEWAY_TIMEOUT, None)
+            }
             ErrorKind::UpstreamClientError => (StatusCode::BAD_REQUEST, None),
             ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, None),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
@@ -175,6 +182,7 @@ impl ErrorResponse {
             }
             ErrorKind::ShuttingDown => "the server is shutting down",
             ErrorKind::Timeout => "the request timed out",
+            ErrorKind::DeadlineExceeded => "the request's deadline passed before it was answered",
             ErrorKind::UpstreamTimeout => "an upstream service did not answer in time",
             ErrorKind::Upstream => "an upstream service failed",
             ErrorKind::Internal => "internal server error",
@@ -240,6 +248,7 @@ impl fmt::Display for ErrorResponse {
 /// | [`queue::QueueFull`](crate::queue::QueueFull) | 503 | [`SHORT_RETRY_AFTER`] |
 /// | [`pool::AcquireTimeout`](crate::pool::AcquireTimeout) | 503 | [`SHORT_RETRY_AFTER`] |
 /// | [`queue::QueueClosed`](crate::queue::QueueClosed), [`pool::PoolClosed`](crate::pool::PoolClosed) | 503 | none |
+/// | [`deadline::Elapsed`](crate::deadline::Elapsed) (also inside a queue's [`TaskError::DeadlineExceeded`](crate::queue::TaskError::DeadlineExceeded)) | 504 | none |
 /// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed` | 504 | none |
 /// | [`fetch::FetchError::Timeout`](crate::fetch::FetchError::Timeout), or a [`Status`](crate::fetch::FetchError::Status) of 408 | 504 | none |
 /// | a [`Status`](crate::fetch::FetchError::Status) of 4xx, but 401, 407 and 408 | the same 4xx | the upstream's, for 429 |
@@ -305,7 +314,7 @@ pub fn error_response_for(err: &(dyn Error + 'static)) -> ErrorResponse {
 }
 
 fn recognise(e: &(dyn Error + 'static)) -> Option<ErrorResponse> {
-    use crate::{circuit_breaker, limit, pool, queue, rate_limit};
+    use crate::{circuit_breaker, deadline, limit, pool, queue, rate_limit};
 
     if let Some(limited) = e.downcast_ref::<rate_limit::RateLimited>() {
         let mut answer = ErrorResponse::from_kind(ErrorKind::RateLimited)
@@ -326,6 +335,8 @@ fn recognise(e: &(dyn Error + 'static)) -> Option<ErrorResponse> {
         ErrorKind::PoolTimeout
     } else if e.is::<queue::QueueClosed>() || e.is::<pool::PoolClosed>() {
         ErrorKind::ShuttingDown
+    } else if e.is::<deadline::Elapsed>() {
+        ErrorKind::DeadlineExceeded
     } else if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         ErrorKind::Timeout
     } else if let Some(fetch) = e.downcast_ref::<FetchError>() {

@@ -20,7 +20,7 @@ pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 /// | [`circuit_breaker::Open`](crate::circuit_breaker::Open) | `UNAVAILABLE` |
 /// | [`limit::Overloaded`](crate::limit::Overloaded), [`queue::QueueFull`](crate::queue::QueueFull), [`pool::AcquireTimeout`](crate::pool::AcquireTimeout), [`rate_limit::RateLimited`](crate::rate_limit::RateLimited) | `RESOURCE_EXHAUSTED` |
 /// | [`queue::QueueClosed`](crate::queue::QueueClosed), [`pool::PoolClosed`](crate::pool::PoolClosed) | `UNAVAILABLE` |
-/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, [`FetchError::Timeout`](crate::fetch::FetchError::Timeout), an upstream 408 | `DEADLINE_EXCEEDED` |
+/// | [`deadline::Elapsed`](crate::deadline::Elapsed), `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, [`FetchError::Timeout`](crate::fetch::FetchError::Timeout), an upstream 408 | `DEADLINE_EXCEEDED` |
 /// | an upstream 4xx ([`ErrorKind::UpstreamClientError`]) | by status: 400, 422 `INVALID_ARGUMENT`; 403 `PERMISSION_DENIED`; 404, 410 `NOT_FOUND`; 409 `ABORTED`; 412 `FAILED_PRECONDITION`; 429 `RESOURCE_EXHAUSTED`; others `FAILED_PRECONDITION` |
 /// | any other [`fetch::FetchError`](crate::fetch::FetchError) | `UNAVAILABLE` |
 /// | anything else | `UNKNOWN`, with a generic message |
@@ -53,7 +53,9 @@ fn map(err: &BoxError) -> Result<Status, Status> {
         | ErrorKind::QueueFull
         | ErrorKind::PoolTimeout
         | ErrorKind::RateLimited => Code::ResourceExhausted,
-        ErrorKind::Timeout | ErrorKind::UpstreamTimeout => Code::DeadlineExceeded,
+        ErrorKind::Timeout | ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => {
+            Code::DeadlineExceeded
+        }
         ErrorKind::UpstreamClientError => match answer.status().as_u16() {
             400 | 422 => Code::InvalidArgument,
             403 => Code::PermissionDenied,

@@ -16,6 +16,7 @@ use super::plan::plan_retry;
 use super::replay::Replay;
 use super::shared::{Config, Core};
 use crate::classify::{Classify, Outcome};
+use crate::deadline;
 use crate::time;
 use crate::trace::trace_event;
 
@@ -207,10 +208,18 @@ where
                         Some(slow) => (slow.attempts, slow.prev_delay),
                         None => (1, Duration::ZERO),
                     };
-                    // The first failure looks the shared state up once.
+                    // The first failure looks the shared state up once,
+                    // and the deadline in force (never read on success).
                     let looked_up = match this.slow.0 {
                         Some(_) => None,
-                        None => Core::lookup(*this.core_id),
+                        None => {
+                            if let Some(outer) = deadline::current() {
+                                let outer = outer.instant();
+                                *this.deadline =
+                                    Some(this.deadline.map_or(outer, |own| own.min(outer)));
+                            }
+                            Core::lookup(*this.core_id)
+                        }
                     };
                     let core = match this.slow.0.as_ref() {
                         Some(slow) => slow.core.as_deref(),
@@ -283,6 +292,9 @@ where
                     if this.deadline.is_some() {
                         if let Some(sleep) = slow.sleep.as_pin_mut() {
                             if sleep.poll(cx).is_ready() {
+                                if let Some(core) = slow.core.as_deref() {
+                                    core.deadline_stops.fetch_add(1, Ordering::Relaxed);
+                                }
                                 trace_event!(
                                     INFO,
                                     attempts = *slow.attempts,

@@ -227,8 +227,12 @@ impl<C> RetryLayerBuilder<C> {
     /// An overall time limit per request, measured from the call: no
     /// attempt starts after it and no backoff sleep is begun that would end
     /// past it. It does not cut short an attempt already in flight (put a
-    /// `tower::timeout::TimeoutLayer` inside the retry for that). Must be
-    /// more than zero; `Duration::MAX` means no limit.
+    /// [`TimeoutLayer`](crate::deadline::TimeoutLayer) inside the retry for
+    /// that). Must be more than zero; `Duration::MAX` means no limit.
+    ///
+    /// A deadline in force from a
+    /// [`TimeoutLayer`](crate::deadline::TimeoutLayer) above is honoured
+    /// without this setting; with both, the tighter one applies.
     #[must_use = "call .build() to get a RetryLayer"]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

@@ -66,8 +66,14 @@
 //!   reports a server's `Retry-After`, which is used instead, capped by
 //!   [`max_retry_after`](RetryLayerBuilder::max_retry_after) (by default
 //!   the backoff's [`max_delay`](Backoff::max_delay)).
-//! - With [`deadline`](RetryLayerBuilder::deadline), no attempt starts
-//!   and no sleep is begun that would end past it.
+//! - Under a deadline, no attempt starts and no backoff sleep is begun
+//!   that would end at or after it: the caller gets the last attempt's
+//!   result at once (counted in
+//!   [`RetryStats::deadline_stops`]). The deadline is the layer's own
+//!   [`deadline`](RetryLayerBuilder::deadline), or the one in force from a
+//!   [`TimeoutLayer`](crate::deadline::TimeoutLayer) above it (or
+//!   [`deadline::scope`](crate::deadline::scope)), whichever is tighter.
+//!   The one in force is read only after an attempt fails.
 //! - With a [`RetryBudget`], retries beyond a fraction of recent traffic
 //!   are refused, so an outage cannot multiply the load on the service.
 //! - Every retry waits for the inner service's `poll_ready`, as the tower
@@ -82,7 +88,8 @@
 //! (one clone of the inner service and one of the request) plus a plain
 //! increment of a counter owned by the calling handle: no allocation, no
 //! lock, no reference count, no atomic read-modify-write, no clock read
-//! (unless a deadline is set). `benches/retry.rs` measures it beside
+//! (unless the layer's own deadline is set), no look at the deadline in
+//! force. `benches/retry.rs` measures it beside
 //! tower's `Retry` and tower-resilience's. Retries pay for what they need:
 //! one allocation for the retry bookkeeping, a look-up of the layer's
 //! shared state, and a short lock for the budget.

@@ -52,6 +52,9 @@ where
         // starting at it. A delay too long for the clock ends "never",
         // which is past any deadline.
         if time::deadline(now, delay) >= deadline {
+            if let Some(core) = core {
+                core.deadline_stops.fetch_add(1, Ordering::Relaxed);
+            }
             trace_event!(
                 INFO,
                 attempts,

@@ -59,6 +59,12 @@ pub struct RetryStats {
     pub retries: u64,
     /// Retries not made because the [`RetryBudget`] was spent.
     pub budget_refusals: u64,
+    /// Retries not made because the next attempt would have started at or
+    /// after the deadline: the layer's own
+    /// [`deadline`](super::RetryLayerBuilder::deadline) or the one in
+    /// force from a [`TimeoutLayer`](crate::deadline::TimeoutLayer) above
+    /// (or [`deadline::scope`](crate::deadline::scope)).
+    pub deadline_stops: u64,
 }
 
 /// The shared, non-generic state of one layer.
@@ -69,6 +75,7 @@ pub(crate) struct Core {
     pub(crate) budget_config: Option<RetryBudget>,
     pub(crate) retries: AtomicU64,
     pub(crate) refusals: AtomicU64,
+    pub(crate) deadline_stops: AtomicU64,
     first: Mutex<FirstAttempts>,
 }
 
@@ -101,6 +108,7 @@ impl Core {
             budget_config: budget,
             retries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            deadline_stops: AtomicU64::new(0),
             first: Mutex::new(FirstAttempts::default()),
         });
         write(&REGISTRY).insert(core.id, Arc::downgrade(&core));
@@ -132,6 +140,7 @@ impl Core {
             attempts: first.saturating_add(retries),
             retries,
             budget_refusals: self.refusals.load(Ordering::Relaxed),
+            deadline_stops: self.deadline_stops.load(Ordering::Relaxed),
         }
     }
 
