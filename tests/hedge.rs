@@ -442,3 +442,31 @@ async fn clones_share_the_stats_and_the_budget() {
     assert_eq!((stats.hedges, stats.budget_refusals), (10, 6));
     assert_eq!(a.stats(), stats);
 }
+
+/// A hedge is not sent when the deadline in force (a `TimeoutLayer` above)
+/// leaves less time than the delay between attempts.
+#[tokio::test(start_paused = true)]
+async fn no_hedge_is_sent_too_close_to_the_deadline() {
+    use tower_patterns::deadline::{Elapsed, TimeoutLayer};
+
+    // An 80 ms deadline: at the 50 ms hedge point only 30 ms are left.
+    let backend = first_slow(1_000, 10);
+    let layer = any_request(ms(50));
+    let svc = TimeoutLayer::new(ms(80)).layer(layer.layer(backend.clone()));
+    let started = Instant::now();
+    let err = svc.oneshot(()).await.unwrap_err();
+    assert!(err.is::<Elapsed>(), "{err}");
+    assert_eq!(started.elapsed(), ms(80));
+    assert_eq!(backend.calls(), 1, "no hedge");
+    let stats = layer.stats();
+    assert_eq!((stats.hedges, stats.deadline_stops), (0, 1));
+
+    // A 200 ms deadline: 150 ms are left at the hedge point, so it is sent.
+    let backend = first_slow(1_000, 10);
+    let layer = any_request(ms(50));
+    let svc = TimeoutLayer::new(ms(200)).layer(layer.layer(backend.clone()));
+    assert_eq!(svc.oneshot(()).await.unwrap(), 1);
+    assert_eq!(backend.calls(), 2);
+    let stats = layer.stats();
+    assert_eq!((stats.hedges, stats.deadline_stops), (1, 0));
+}

@@ -9,6 +9,9 @@
 //! - [`retry`](crate::retry) does not back off and retry when the next
 //!   attempt would start at or after the deadline (it returns the last
 //!   result, counted in [`RetryStats::deadline_stops`](crate::retry::RetryStats::deadline_stops));
+//! - [`hedge`](crate::hedge) does not send a hedged attempt when less time
+//!   is left than the delay between attempts (counted in
+//!   [`HedgeStats::deadline_stops`](crate::hedge::HedgeStats::deadline_stops));
 //! - a [`TaskQueue`](crate::queue::TaskQueue) records the deadline with
 //!   each task and does not start a task whose deadline has passed;
 //! - a nested `TimeoutLayer` takes the tighter of its own limit and the

@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use super::shared::{Config, Core};
 use crate::classify::{Classify, Outcome};
+use crate::deadline;
 use crate::retry::Replay;
 use crate::time;
 use crate::trace::trace_event;
@@ -302,6 +303,19 @@ where
                         Poll::Ready(Ok(())) => {}
                     }
                     let now = Instant::now();
+                    // A hedge that could not answer before the deadline in
+                    // force (less time left than the delay between
+                    // attempts) is not sent.
+                    if deadline::current()
+                        .is_some_and(|d| d.instant().saturating_duration_since(now) < *slow.delay)
+                    {
+                        trace_event!(DEBUG, "hedge: too close to the deadline; no hedge sent");
+                        if let Some(core) = core(slow.core, slow.looked_up, *this.core_id) {
+                            core.deadline_stop();
+                        }
+                        stop(this.service, this.request, slow.phase);
+                        continue;
+                    }
                     let granted = match core(slow.core, slow.looked_up, *this.core_id) {
                         Some(core) => core.try_hedge(now),
                         None => true,

@@ -90,6 +90,11 @@
 //!   counted in [`HedgeStats::loser_errors`]. A failure is not a reason to
 //!   hedge: that is [`retry`](crate::retry)'s job (put the retry layer
 //!   outside the hedge).
+//! - A hedge is not sent when the [deadline](crate::deadline) in force
+//!   (a [`TimeoutLayer`](crate::deadline::TimeoutLayer) above, or
+//!   [`deadline::scope`](crate::deadline::scope)) leaves less time than the
+//!   delay between attempts: an attempt that would likely not answer in
+//!   time only adds load ([`HedgeStats::deadline_stops`]).
 //! - Attempts still in flight when one wins are dropped at once
 //!   ([`HedgeStats::cancelled`]).
 //! - With the `tracing` feature, a `DEBUG` event is emitted when a hedge

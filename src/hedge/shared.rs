@@ -70,6 +70,9 @@ pub struct HedgeStats {
     pub hedge_wins: u64,
     /// Hedges not sent because the budget was spent.
     pub budget_refusals: u64,
+    /// Hedges not sent because the [deadline](crate::deadline) in force
+    /// left less time than the delay between attempts.
+    pub deadline_stops: u64,
     /// Attempts that failed and were not the answer (another attempt's
     /// answer, or a later failure, was returned instead).
     pub loser_errors: u64,
@@ -124,6 +127,7 @@ pub(crate) struct Core {
     hedges: AtomicU64,
     wins: AtomicU64,
     refusals: AtomicU64,
+    deadline_stops: AtomicU64,
     loser_errors: AtomicU64,
     cancelled: AtomicU64,
     handles: Mutex<Handles>,
@@ -148,6 +152,7 @@ impl Core {
             hedges: AtomicU64::new(0),
             wins: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            deadline_stops: AtomicU64::new(0),
             loser_errors: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             handles: Mutex::new(Handles::default()),
@@ -177,6 +182,7 @@ impl Core {
             hedges: self.hedges.load(Ordering::Relaxed),
             hedge_wins: self.wins.load(Ordering::Relaxed),
             budget_refusals: self.refusals.load(Ordering::Relaxed),
+            deadline_stops: self.deadline_stops.load(Ordering::Relaxed),
             loser_errors: self.loser_errors.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
         }
@@ -221,6 +227,11 @@ impl Core {
     }
 
     /// Asks the budget for one hedge at `now`; counts a refusal.
+    /// Counts a hedge not sent because of the deadline in force.
+    pub(crate) fn deadline_stop(&self) {
+        self.deadline_stops.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn try_hedge(&self, now: Instant) -> bool {
         let granted = self.budget.try_withdraw(now, || self.handles().totals().0);
         if granted {
