@@ -13,7 +13,9 @@
 //!
 //! ```text
 //! JsonLayer / cache       outermost: decode or answer from memory; store only final answers
+//!   deadline (optional)   the whole call's time limit, known to every layer below
 //!   retry                 each attempt passes everything below
+//!   hedge (optional)      a second attempt for a slow one; each passes everything below
 //!     circuit breaker     counts every attempt; when open, fails it at once
 //!       concurrency limit holds a permit only while a request is on the wire
 //!         timeout         per attempt, so a slow attempt is a failure to count and retry
@@ -98,6 +100,14 @@
 //!   `grpc-timeout`. Retry's own
 //!   [`deadline`](crate::retry::RetryLayerBuilder::deadline) is the same
 //!   limit for retry alone, known to nothing below it.
+//! - **Hedging inside retry, above the breaker.** Retry answers failures
+//!   and [`HedgeLayer`](crate::hedge::HedgeLayer) answers slowness, so a
+//!   hedge never turns one failure into two calls. Each hedged attempt is
+//!   an attempt to the breaker (counted, refused when open), takes its own
+//!   permit of the limit (the hedge waits for the limit's readiness) and
+//!   has its own per-attempt timeout. *Above* retry, a slow call's hedge
+//!   would restart a whole retry loop; *below* the limit, the two attempts
+//!   would share one permit.
 //! - **Decoding and caching on top.** [`JsonLayer`](crate::fetch::JsonLayer)
 //!   goes above retry so that retry and the breaker see HTTP statuses (and
 //!   `Retry-After`) through [`HttpClassify`](crate::classify::HttpClassify),
