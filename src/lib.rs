@@ -123,9 +123,11 @@
 mod trace;
 
 pub mod cache;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 mod error;
+pub mod fallback;
 pub mod fetch;
 pub mod layer_order;
 pub mod limit;
