@@ -192,12 +192,10 @@ async fn an_open_breaker_falls_back() {
 async fn a_lone_handle_in_oneshot_still_falls_back() {
     // The layer is gone and `oneshot` drops the service once it has called
     // it: the future must still be able to answer.
-    let answer = ServiceBuilder::new()
+    let svc = ServiceBuilder::new()
         .layer(FallbackLayer::value(5_u32))
-        .service(Primary::new())
-        .oneshot(1)
-        .await
-        .unwrap();
+        .service(Primary::new());
+    let answer = svc.oneshot(1).await.unwrap();
     assert_eq!(answer, 5);
 }
 
