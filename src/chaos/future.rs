@@ -1,5 +1,5 @@
-//! [`ResponseFuture`]: the inner call, delayed, or an answer made without
-//! the inner service.
+//! [`ResponseFuture`]: the inner call, or (boxed, only when a fault was
+//! drawn) a delayed call or an answer made without the inner service.
 
 use std::fmt;
 use std::future::Future;
@@ -12,21 +12,39 @@ use tokio::time::Sleep;
 pin_project! {
     /// The future returned by [`Chaos`](super::Chaos).
     ///
-    /// While injection is off it is the inner service's future and nothing
-    /// else. An injected latency holds a boxed timer (allocated only for
-    /// delayed calls) and polls the inner future once it has fired; an
-    /// injected error or substituted response is ready at once.
+    /// While injection is off, or a call draws no fault, it is the inner
+    /// service's future and one empty pointer: dropping it after the call
+    /// checks that pointer and nothing else. A call that draws a fault
+    /// holds that fault in one allocation: the timer and the inner future
+    /// for a latency, the answer for an error or a substituted response.
     pub struct ResponseFuture<F, Res, E> {
         #[pin]
-        kind: Kind<F, Res, E>,
+        inner: Option<F>,
+        fault: FaultBox<F, Res, E>,
+    }
+}
+
+/// The boxed fault, with a drop that inlines to a null check so the
+/// fault-free path never calls out to drop it.
+struct FaultBox<F, Res, E>(Option<Pin<Box<Fault<F, Res, E>>>>);
+
+impl<F, Res, E> Drop for FaultBox<F, Res, E> {
+    #[inline]
+    fn drop(&mut self) {
+        #[inline(never)]
+        fn drop_fault<T>(fault: T) {
+            drop(fault);
+        }
+        if let Some(fault) = self.0.take() {
+            drop_fault(fault);
+        }
     }
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, Res, E> {
-        Inner { #[pin] future: F },
-        Delayed { sleep: Pin<Box<Sleep>>, #[pin] future: F },
+    #[project = FaultProj]
+    enum Fault<F, Res, E> {
+        Delayed { #[pin] sleep: Sleep, #[pin] future: F },
         Ready { result: Option<Result<Res, E>> },
     }
 }
@@ -35,25 +53,26 @@ impl<F, Res, E> ResponseFuture<F, Res, E> {
     #[inline]
     pub(crate) fn inner(future: F) -> Self {
         ResponseFuture {
-            kind: Kind::Inner { future },
+            inner: Some(future),
+            fault: FaultBox(None),
+        }
+    }
+
+    fn fault(fault: Fault<F, Res, E>) -> Self {
+        ResponseFuture {
+            inner: None,
+            fault: FaultBox(Some(Box::pin(fault))),
         }
     }
 
     pub(crate) fn delayed(sleep: Sleep, future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Delayed {
-                sleep: Box::pin(sleep),
-                future,
-            },
-        }
+        Self::fault(Fault::Delayed { sleep, future })
     }
 
     pub(crate) fn ready(result: Result<Res, E>) -> Self {
-        ResponseFuture {
-            kind: Kind::Ready {
-                result: Some(result),
-            },
-        }
+        Self::fault(Fault::Ready {
+            result: Some(result),
+        })
     }
 }
 
@@ -65,28 +84,46 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Delayed { sleep, future } => {
-                // Once fired, the timer answers at once on every poll.
-                ready!(sleep.as_mut().poll(cx));
-                future.poll(cx)
-            }
-            KindProj::Ready { result } => Poll::Ready(
-                result
-                    .take()
-                    .expect("chaos::ResponseFuture polled after completion"),
-            ),
+        let this = self.project();
+        if let Some(future) = this.inner.as_pin_mut() {
+            return future.poll(cx);
         }
+        poll_fault(this.fault, cx)
+    }
+}
+
+#[inline(never)]
+fn poll_fault<F, Res, E>(
+    fault: &mut FaultBox<F, Res, E>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Res, E>>
+where
+    F: Future<Output = Result<Res, E>>,
+{
+    let fault = fault
+        .0
+        .as_mut()
+        .expect("chaos::ResponseFuture holds a call or a fault");
+    match fault.as_mut().project() {
+        FaultProj::Delayed { sleep, future } => {
+            // Once fired, the timer answers at once on every poll.
+            ready!(sleep.poll(cx));
+            future.poll(cx)
+        }
+        FaultProj::Ready { result } => Poll::Ready(
+            result
+                .take()
+                .expect("chaos::ResponseFuture polled after completion"),
+        ),
     }
 }
 
 impl<F, Res, E> fmt::Debug for ResponseFuture<F, Res, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Inner { .. } => "inner",
-            Kind::Delayed { .. } => "delayed",
-            Kind::Ready { .. } => "injected",
+        let kind = match self.fault.0.as_deref() {
+            None => "inner",
+            Some(Fault::Delayed { .. }) => "delayed",
+            Some(Fault::Ready { .. }) => "injected",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)

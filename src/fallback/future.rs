@@ -42,32 +42,52 @@ pin_project! {
     ///
     /// While the primary call is in flight it holds the primary's future,
     /// a copy of the classifier, what the strategy keeps of the request
-    /// (nothing, or a copy of it for a backup) and the layer's id: no
-    /// allocation and, while another handle to the layer is alive, no
-    /// reference count. When the call fails it looks the layer's state up
-    /// by id (see [the module docs](super#lifetimes-and-cost)).
+    /// (nothing, or a copy of it for a backup), the layer's id and two
+    /// empty pointers: no allocation and, while another handle to the
+    /// layer is alive, no reference count. When the call fails it looks
+    /// the layer's state up by id (see
+    /// [the module docs](super#lifetimes-and-cost)) and keeps the
+    /// fallback's work in one allocation.
     pub struct ResponseFuture<S, Req, St, C, H>
     where
         S: Service<Req>,
         St: Strategy<Req, S::Response, S::Error>,
     {
         #[pin]
-        state: State<S::Future, St::Saved, Result<S::Response, S::Error>, St::Future>,
+        primary: Option<S::Future>,
+        saved: Option<St::Saved>,
         classify: C,
         id: u64,
-        shared: Option<Arc<Shared<St, H>>>,
+        hold: Thin<Arc<Shared<St, H>>>,
+        slow: Thin<Pin<Box<Slow<St::Saved, Result<S::Response, S::Error>, St::Future, Arc<Shared<St, H>>>>>>,
+    }
+}
+
+/// An `Option` whose drop inlines to a null check, so the success path
+/// never calls out to drop it.
+struct Thin<T>(Option<T>);
+
+impl<T> Drop for Thin<T> {
+    #[inline]
+    fn drop(&mut self) {
+        #[inline(never)]
+        fn drop_slow<T>(value: T) {
+            drop(value);
+        }
+        if let Some(value) = self.0.take() {
+            drop_slow(value);
+        }
     }
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<F, Saved, T, G> {
-        // The primary call.
-        Primary { #[pin] future: F, saved: Option<Saved> },
-        // The primary failed before it was called (its readiness).
+    // The fallback's work, boxed: only failed calls get here.
+    #[project = SlowProj]
+    enum Slow<Saved, T, G, A> {
+        // The primary failed (in its future, or in its readiness).
         Failed { saved: Option<Saved>, failed: Option<T> },
-        // The fallback's answer.
-        Serving { #[pin] future: G },
+        // The fallback's answer; `shared` counts its outcome.
+        Serving { #[pin] future: G, shared: A },
         Done,
     }
 }
@@ -83,16 +103,15 @@ where
         saved: St::Saved,
         classify: C,
         id: u64,
-        shared: Option<Arc<Shared<St, H>>>,
+        hold: Option<Arc<Shared<St, H>>>,
     ) -> Self {
         ResponseFuture {
-            state: State::Primary {
-                future,
-                saved: Some(saved),
-            },
+            primary: Some(future),
+            saved: Some(saved),
             classify,
             id,
-            shared,
+            hold: Thin(hold),
+            slow: Thin(None),
         }
     }
 
@@ -101,16 +120,18 @@ where
         saved: St::Saved,
         classify: C,
         id: u64,
-        shared: Option<Arc<Shared<St, H>>>,
+        hold: Option<Arc<Shared<St, H>>>,
     ) -> Self {
         ResponseFuture {
-            state: State::Failed {
-                saved: Some(saved),
-                failed: Some(failed),
-            },
+            primary: None,
+            saved: None,
             classify,
             id,
-            shared,
+            hold: Thin(hold),
+            slow: Thin(Some(Box::pin(Slow::Failed {
+                saved: Some(saved),
+                failed: Some(failed),
+            }))),
         }
     }
 }
@@ -129,17 +150,14 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // The success path, kept small so it inlines; the rest is out of line.
         let mut this = self.as_mut().project();
-        if let StateProj::Primary { future, saved } = this.state.as_mut().project() {
+        if let Some(future) = this.primary.as_mut().as_pin_mut() {
             let result = ready!(future.poll(cx));
+            this.primary.set(None);
             if !falls_back(this.classify, &result) {
-                this.state.set(State::Done);
                 return Poll::Ready(result);
             }
-            let saved = saved.take();
-            this.state.set(State::Failed {
-                saved,
-                failed: Some(result),
-            });
+            let saved = this.saved.take();
+            return self.fall_back(saved, result, cx);
         }
         self.poll_fallback(cx)
     }
@@ -153,29 +171,48 @@ where
     H: OnFallback<S::Response, S::Error> + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
 {
+    /// The primary failed: box the fallback's work and start it.
+    #[cold]
+    #[inline(never)]
+    fn fall_back(
+        self: Pin<&mut Self>,
+        saved: Option<St::Saved>,
+        failed: Result<S::Response, S::Error>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, S::Error>> {
+        let mut this = self;
+        this.as_mut().project().slow.0 = Some(Box::pin(Slow::Failed {
+            saved,
+            failed: Some(failed),
+        }));
+        this.poll_fallback(cx)
+    }
+
     #[inline(never)]
     fn poll_fallback(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, S::Error>> {
-        let mut this = self.project();
+        let this = self.project();
+        let slow = this
+            .slow
+            .0
+            .as_mut()
+            .expect("fallback::ResponseFuture polled after completion");
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Primary { .. } => {
-                    unreachable!("fallback::ResponseFuture: the primary is polled first")
-                }
-                StateProj::Failed { saved, failed } => {
+            match slow.as_mut().project() {
+                SlowProj::Failed { saved, failed } => {
                     let (saved, failed) = (saved.take(), failed.take());
                     let failed =
                         failed.expect("fallback::ResponseFuture lost the primary's result");
-                    let shared = match this.shared.take() {
+                    let shared = match this.hold.0.take() {
                         Some(shared) => Some(shared),
                         None => Shared::<St, H>::lookup(*this.id),
                     };
                     let (Some(shared), Some(saved)) = (shared, saved) else {
                         // Every handle to the layer is gone: nothing left
                         // to answer with; the failure goes to the caller.
-                        this.state.set(State::Done);
+                        slow.set(Slow::Done);
                         return Poll::Ready(failed);
                     };
                     shared.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -186,22 +223,19 @@ where
                     );
                     shared.hook.on_fallback(&failed);
                     let future = shared.strategy.serve(saved, failed);
-                    *this.shared = Some(shared);
-                    this.state.set(State::Serving { future });
+                    slow.set(Slow::Serving { future, shared });
                 }
-                StateProj::Serving { future } => {
+                SlowProj::Serving { future, shared } => {
                     let result = ready!(future.poll(cx));
                     if falls_back(this.classify, &result) {
-                        if let Some(shared) = this.shared.as_deref() {
-                            let failures = &shared.counters.fallback_failures;
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
+                        let failures = &shared.counters.fallback_failures;
+                        failures.fetch_add(1, Ordering::Relaxed);
                         trace_event!(WARN, "fallback: the fallback failed too");
                     }
-                    this.state.set(State::Done);
+                    slow.set(Slow::Done);
                     return Poll::Ready(result);
                 }
-                StateProj::Done => panic!("fallback::ResponseFuture polled after completion"),
+                SlowProj::Done => panic!("fallback::ResponseFuture polled after completion"),
             }
         }
     }
@@ -213,11 +247,11 @@ where
     St: Strategy<Req, S::Response, S::Error>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Primary { .. } => "primary",
-            State::Failed { .. } => "failed",
-            State::Serving { .. } => "fallback",
-            State::Done => "done",
+        let state = match (&self.primary, self.slow.0.as_deref()) {
+            (Some(_), _) => "primary",
+            (None, Some(Slow::Failed { .. })) => "failed",
+            (None, Some(Slow::Serving { .. })) => "fallback",
+            (None, _) => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -128,18 +128,37 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         self.slot.count();
         let saved = St::save(&req);
-        let id = self.shared.id();
         // A lone handle may be dropped while its call is in flight (as
         // `oneshot` does), taking the layer's state with it: then, and only
         // then, the future holds the state itself. A plain load decides.
+        if Arc::strong_count(&self.shared) == 1 || self.broken.is_some() {
+            return self.call_slow(req, saved);
+        }
+        let future = self.inner.call(req);
+        ResponseFuture::primary(future, saved, self.classify.clone(), self.shared.id(), None)
+    }
+}
+
+impl<S, St, C, H> Fallback<S, St, C, H> {
+    /// A call from a lone handle, or after the primary's readiness failed.
+    #[cold]
+    #[inline(never)]
+    fn call_slow<Req>(&mut self, req: Req, saved: St::Saved) -> ResponseFuture<S, Req, St, C, H>
+    where
+        S: Service<Req>,
+        S::Error: Send + 'static,
+        St: Strategy<Req, S::Response, S::Error>,
+        C: Clone,
+    {
+        let id = self.shared.id();
         let hold = (Arc::strong_count(&self.shared) == 1).then(|| Arc::clone(&self.shared));
+        let classify = self.classify.clone();
         if let Some(broken) = self.broken.take() {
             if let Ok(e) = broken.downcast::<S::Error>() {
-                let classify = self.classify.clone();
                 return ResponseFuture::failed(Err(*e), saved, classify, id, hold);
             }
         }
         let future = self.inner.call(req);
-        ResponseFuture::primary(future, saved, self.classify.clone(), id, hold)
+        ResponseFuture::primary(future, saved, classify, id, hold)
     }
 }
