@@ -71,9 +71,7 @@ where
     let mut group = c.benchmark_group(format!("fallback_chaos/{name}"));
 
     let mut bare = inner::<E>();
-    group.bench_function("bare", |b| {
-        b.iter(|| round_trip(&mut bare, black_box(1)))
-    });
+    group.bench_function("bare", |b| b.iter(|| round_trip(&mut bare, black_box(1))));
 
     let layer = FallbackLayer::value(0_u64);
     let mut svc = layer.layer(inner::<E>());

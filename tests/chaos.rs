@@ -81,10 +81,17 @@ async fn stats_count_each_fault_kind() {
     assert_eq!(stats.calls, 2_000);
     assert_eq!(stats.errors, errors);
     assert_eq!(stats.substitutions, substituted);
-    for (got, rate) in [(stats.errors, 0.2), (stats.latencies, 0.3), (stats.substitutions, 0.1)] {
+    for (got, rate) in [
+        (stats.errors, 0.2),
+        (stats.latencies, 0.3),
+        (stats.substitutions, 0.1),
+    ] {
         let expect = 2_000.0 * rate;
-        let sigma = (2_000.0 * rate * (1.0 - rate)) as f64;
-        assert!((got as f64 - expect).abs() <= 3.0 * sigma.sqrt(), "{got} vs {expect}");
+        let sigma: f64 = 2_000.0 * rate * (1.0 - rate);
+        assert!(
+            (got as f64 - expect).abs() <= 3.0 * sigma.sqrt(),
+            "{got} vs {expect}"
+        );
     }
 }
 
@@ -160,7 +167,11 @@ async fn set_seed_restarts_the_sequence() {
 
 #[test]
 fn bad_config_names_the_field() {
-    for (rate, field) in [(-0.1, "error_rate"), (1.5, "error_rate"), (f64::NAN, "error_rate")] {
+    for (rate, field) in [
+        (-0.1, "error_rate"),
+        (1.5, "error_rate"),
+        (f64::NAN, "error_rate"),
+    ] {
         let err = ChaosLayer::builder().error_rate(rate).build().unwrap_err();
         assert_eq!(err.field(), field, "{rate}");
         assert_eq!(err.component(), "chaos");
@@ -183,7 +194,10 @@ fn bad_config_names_the_field() {
     assert_eq!(err.field(), "substitute_rate");
 
     let handle = ChaosLayer::off().handle();
-    assert_eq!(handle.set_latency_rate(1.1).unwrap_err().field(), "latency_rate");
+    assert_eq!(
+        handle.set_latency_rate(1.1).unwrap_err().field(),
+        "latency_rate"
+    );
     // No substituted response configured: a substitute rate is refused.
     assert_eq!(
         handle.set_substitute_rate(0.1).unwrap_err().field(),

@@ -51,12 +51,17 @@ impl Service<u32> for Primary {
 async fn a_value_answers_failures_and_not_successes() {
     let layer = FallbackLayer::value(7_u32);
     let primary = Primary::new();
-    let mut svc = ServiceBuilder::new().layer(layer.clone()).service(primary.clone());
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(primary.clone());
     assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 20);
     assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 7);
     assert_eq!(svc.ready().await.unwrap().call(4).await.unwrap(), 40);
     let stats = layer.stats();
-    assert_eq!((stats.calls, stats.fallbacks, stats.fallback_failures), (3, 1, 0));
+    assert_eq!(
+        (stats.calls, stats.fallbacks, stats.fallback_failures),
+        (3, 1, 0)
+    );
     assert_eq!(primary.calls.load(Ordering::SeqCst), 3);
 }
 
@@ -165,9 +170,15 @@ async fn a_503_response_falls_back_with_http_classify() {
         .unwrap();
     let mut svc = layer.layer(upstream);
     let body = |r: http::Response<String>| r.into_body();
-    assert_eq!(body(svc.ready().await.unwrap().call(200).await.unwrap()), "upstream 200");
+    assert_eq!(
+        body(svc.ready().await.unwrap().call(200).await.unwrap()),
+        "upstream 200"
+    );
     // A 404 is an answer, not a failure.
-    assert_eq!(body(svc.ready().await.unwrap().call(404).await.unwrap()), "upstream 404");
+    assert_eq!(
+        body(svc.ready().await.unwrap().call(404).await.unwrap()),
+        "upstream 404"
+    );
     assert_eq!(
         body(svc.ready().await.unwrap().call(503).await.unwrap()),
         "fallback after 503"

@@ -249,7 +249,8 @@ fn mix(mut z: u64) -> u64 {
 /// The fault of call `index` under `seed` and the rates packed in `word`.
 #[inline]
 pub(crate) fn fault_of(word: u64, seed: u64, index: u64) -> Fault {
-    let draw = mix(seed.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN))) >> (64 - FRAC_BITS);
+    let draw =
+        mix(seed.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN))) >> (64 - FRAC_BITS);
     if draw < word & FIELD_MASK {
         Fault::Error
     } else if draw < (word >> FIELD_BITS) & FIELD_MASK {
@@ -284,7 +285,11 @@ mod tests {
         }
         // Nothing is left for "no fault" when the rates sum to 1.
         assert_eq!(seen[Fault::None as usize], 0);
-        for (kind, expect) in [(Fault::Error, 10_000), (Fault::Latency, 10_000), (Fault::Substitute, 20_000)] {
+        for (kind, expect) in [
+            (Fault::Error, 10_000),
+            (Fault::Latency, 10_000),
+            (Fault::Substitute, 20_000),
+        ] {
             let got = f64::from(seen[kind as usize]);
             assert!((got - f64::from(expect)).abs() < 600.0, "{kind:?}: {got}");
         }
@@ -312,18 +317,20 @@ mod tests {
         };
         let state = State::new(on, Duration::ZERO, false);
         assert_ne!(state.word() & ACTIVE, 0);
-        state.update(|c| {
-            c.enabled = false;
-            Ok(())
-        })
-        .unwrap();
+        state
+            .update(|c| {
+                c.enabled = false;
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(state.word() & ACTIVE, 0);
-        state.update(|c| {
-            c.enabled = true;
-            c.rates.error = 0.0;
-            Ok(())
-        })
-        .unwrap();
+        state
+            .update(|c| {
+                c.enabled = true;
+                c.rates.error = 0.0;
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(state.word() & ACTIVE, 0);
     }
 }
