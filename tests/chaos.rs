@@ -285,3 +285,33 @@ async fn retry_and_a_breaker_react_to_injected_errors() {
     assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
     assert_eq!(breaker.handle().state(), State::Closed);
 }
+
+/// Under concurrency which request draws which index depends on timing,
+/// but the set of faulty indices is the seed's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_get_the_same_set_of_faulty_indices() {
+    async fn concurrent(seed: u64) -> Vec<u64> {
+        let svc = run(seed);
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let mut svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut hit = Vec::new();
+                for i in 0..500 {
+                    if let Err(e) = svc.ready().await.unwrap().call(t * 1000 + i).await {
+                        hit.push(e.downcast_ref::<Injected>().unwrap().call_index());
+                    }
+                }
+                hit
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort_unstable();
+        all
+    }
+    let sequential = injected_indices(&mut run(99), 2_000).await;
+    assert_eq!(concurrent(99).await, sequential);
+}
