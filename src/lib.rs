@@ -59,11 +59,30 @@
 //! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
 //! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
+//! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer): a classified failure answered by a value, a function of the original result, or a backup service; the original error reachable through a hook and [`FallbackStats`](fallback::FallbackStats) |
+//! | [`chaos`] | [`ChaosLayer`](chaos::ChaosLayer): errors ([`chaos::Injected`]), latency and substituted responses injected at seeded, reproducible rates, steered at run time by a [`ChaosHandle`](chaos::ChaosHandle); one atomic load when off |
 //! | [`respond`] | our errors as HTTP answers (axum) and `tonic::Status`es: 503 + `Retry-After` for an open breaker or overload, 504 for timeouts |
 //! | [`deadline`] | [`TimeoutLayer`](deadline::TimeoutLayer): a deadline per call, enforced and known to every layer below (retry and the queue stop starting work that cannot finish in time), carried in the task and in `http::Request` extensions; reads and sends `grpc-timeout` |
 //! | [`classify`] | [`Outcome`](classify::Outcome) and [`Classify`](classify::Classify): what counts as a failure, shared by every layer; [`HttpClassify`](classify::HttpClassify), and `GrpcClassify` (feature `tonic`) |
 //! | `upstream` | (feature `upstream`) a flaky JSON server on loopback for examples and tests |
 //! | [`layer_order`] | (docs only) which layer goes where in a client and a server stack, and what goes wrong otherwise |
+//!
+//! ## Fallbacks and fault injection
+//!
+//! A [`FallbackLayer`](fallback::FallbackLayer) sits above the resilience
+//! layers and answers what they could not save: a failure (by the same
+//! [`classify::Classify`] value the others use), or a call an open breaker
+//! or a full limit refused. It answers with a value, a function of the
+//! original result, or a backup service, and keeps the original error
+//! reachable through its `on_fallback` hook and its stats.
+//!
+//! A [`ChaosLayer`](chaos::ChaosLayer) sits below them, in staging or in
+//! tests, and makes the failures they exist for: [`chaos::Injected`] errors
+//! (a failure to every classifier, unlike the crate's own rejections),
+//! latency and substituted responses, at rates a
+//! [`ChaosHandle`](chaos::ChaosHandle) changes at run time, from a seed
+//! that gives the same faults to the same call indices on every run.
+//! `examples/chaos.rs` shows retry and a breaker reacting to it.
 //!
 //! ## The public API, one spelling
 //!
@@ -83,6 +102,8 @@
 //! | [`limit`] (adaptive) | [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) | [`AdaptiveLimitLayerBuilder`](limit::AdaptiveLimitLayerBuilder) | [`AdaptiveLimit`](limit::AdaptiveLimit) | [`ResponseFuture`](limit::adaptive::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
 //! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer) | [`RateLimitLayerBuilder`](rate_limit::RateLimitLayerBuilder) | [`RateLimit`](rate_limit::RateLimit) | [`ResponseFuture`](rate_limit::ResponseFuture) | [`RateLimited`](rate_limit::RateLimited) | [`RateLimitStats`](rate_limit::RateLimitStats) | |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer) | [`CacheLayerBuilder`](cache::CacheLayerBuilder) | [`Cache`](cache::Cache) | [`ResponseFuture`](cache::ResponseFuture) | [`SharedError`](cache::SharedError), [`LoadAbandoned`](cache::LoadAbandoned) | [`CacheStats`](cache::CacheStats) | [`CacheHandle`](cache::CacheHandle) |
+//! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | [`FallbackLayerBuilder`](fallback::FallbackLayerBuilder) | [`Fallback`](fallback::Fallback) | [`ResponseFuture`](fallback::ResponseFuture) | the inner service's (or the backup's) | [`FallbackStats`](fallback::FallbackStats) | |
+//! | [`chaos`] | [`ChaosLayer`](chaos::ChaosLayer) | [`ChaosLayerBuilder`](chaos::ChaosLayerBuilder) | [`Chaos`](chaos::Chaos) | [`ResponseFuture`](chaos::ResponseFuture) | [`Injected`](chaos::Injected) | [`ChaosStats`](chaos::ChaosStats) | [`ChaosHandle`](chaos::ChaosHandle) |
 //! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
 //! | [`paginate`] | | | [`Paginator`](paginate::Paginator) (streams [`Pages`](paginate::Pages), [`Items`](paginate::Items)) | | [`PaginateError`](paginate::PaginateError), [`WalkError`](paginate::WalkError) | [`PaginateStats`](paginate::PaginateStats) | |
 //! | [`queue`] | | [`TaskQueueBuilder`](queue::TaskQueueBuilder) | [`TaskQueue`](queue::TaskQueue) | [`ResponseFuture`](queue::ResponseFuture) | [`QueueFull`](queue::QueueFull), [`QueueClosed`](queue::QueueClosed), [`TaskError`](queue::TaskError) | [`QueueStats`](queue::QueueStats) | [`TaskHandle`](queue::TaskHandle) |
@@ -143,10 +164,12 @@ mod trace;
 
 mod budget;
 pub mod cache;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
 mod error;
+pub mod fallback;
 pub mod fetch;
 pub mod hedge;
 pub mod layer_order;
