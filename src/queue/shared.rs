@@ -9,7 +9,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 
 use super::cell::{Cancel, Cell, Finished};
 use super::error::TaskError;
@@ -18,7 +17,6 @@ use super::jobs::{Job, Jobs, TaskDeadline};
 use super::stats::QueueStats;
 use super::table::TaskTable;
 use super::task::{TaskId, TaskStatus};
-use crate::deadline;
 use crate::sync::{lock, Padded};
 use crate::trace::trace_event;
 
@@ -92,23 +90,21 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Accepts a task (room and openness checked by the caller) in `cell`,
     /// a [`Cell::unnumbered`] made before the lock was taken; numbers it and
     /// returns it, with an idle worker to wake once the lock is released.
-    /// The deadline in force in the submitter's task (see
-    /// [`deadline::current`]) goes with the task.
+    /// `deadline`: the one in force in the submitter's task (see
+    /// [`TaskDeadline::current`], read before the lock), which goes with
+    /// the task.
     pub(crate) fn push_locked(
         &self,
         jobs: &mut Jobs<Req, Res, E>,
         mut cell: Arc<Cell<Res, E>>,
         req: Req,
+        deadline: Option<TaskDeadline>,
     ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
         let id = jobs.next_id;
         jobs.next_id += 1;
         Arc::get_mut(&mut cell)
             .expect("a new cell is not shared yet")
             .id = TaskId(id);
-        let deadline = deadline::current().map(|at| TaskDeadline {
-            at,
-            allowed: at.instant().saturating_duration_since(Instant::now()),
-        });
         jobs.queue.push_back(Job {
             cell: cell.clone(),
             req,
@@ -484,7 +480,7 @@ mod tests {
     /// Accepts a task the way a submitter does, up to (not including) `track`.
     fn push(shared: &TestShared) -> Arc<Cell<u32, ()>> {
         let mut jobs = lock(&shared.jobs);
-        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7);
+        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7, None);
         cell
     }
 
