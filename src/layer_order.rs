@@ -13,13 +13,15 @@
 //!
 //! ```text
 //! JsonLayer / cache       outermost: decode or answer from memory; store only final answers
+//!   fallback (optional)   answers when everything below failed (an open breaker included)
 //!   deadline (optional)   the whole call's time limit, known to every layer below
 //!   retry                 each attempt passes everything below
 //!   hedge (optional)      a second attempt for a slow one; each passes everything below
 //!     circuit breaker     counts every attempt; when open, fails it at once
 //!       concurrency limit holds a permit only while a request is on the wire
 //!         timeout         per attempt, so a slow attempt is a failure to count and retry
-//!           HttpClient
+//!           chaos (tests)  injected faults look like the upstream's own
+//!             HttpClient
 //! ```
 //!
 //! ```
@@ -108,6 +110,14 @@
 //!   has its own per-attempt timeout. *Above* retry, a slow call's hedge
 //!   would restart a whole retry loop; *below* the limit, the two attempts
 //!   would share one permit.
+//! - **Fallback above retry and the breaker; chaos at the bottom.** A
+//!   [`FallbackLayer`](crate::fallback::FallbackLayer) answers for the
+//!   whole call once retry has given up or the breaker is open (it treats
+//!   the crate's rejections as no answer); *below* retry it would turn
+//!   every failed attempt into a success and retry would never retry. A
+//!   [`ChaosLayer`](crate::chaos::ChaosLayer) sits right above the
+//!   transport so that an injected fault passes through the timeout, the
+//!   limit, the breaker and retry exactly as an upstream fault would.
 //! - **Decoding and caching on top.** [`JsonLayer`](crate::fetch::JsonLayer)
 //!   goes above retry so that retry and the breaker see HTTP statuses (and
 //!   `Retry-After`) through [`HttpClassify`](crate::classify::HttpClassify),
