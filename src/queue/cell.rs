@@ -5,15 +5,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::error::TaskError;
 use super::task::{TaskId, TaskStatus};
 use super::waiters::Waiters;
+use crate::deadline::{self, Deadline};
 use crate::sync::lock;
+
+/// A task's deadline, and how long it had when it was submitted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskDeadline {
+    pub(crate) at: Deadline,
+    pub(crate) allowed: Duration,
+}
+
+impl TaskDeadline {
+    /// The deadline in force in this task (see [`deadline::current`]), if
+    /// any. A task without one costs a thread-local read; one with a
+    /// deadline a clock read too.
+    pub(crate) fn current() -> Option<Self> {
+        deadline::current().map(|at| TaskDeadline {
+            at,
+            allowed: at.instant().saturating_duration_since(Instant::now()),
+        })
+    }
+}
 
 /// The shared record of one task: its state, its result once finished, and
 /// who waits for it.
 pub(crate) struct Cell<Res, E> {
     pub(crate) id: TaskId,
+    /// The deadline in force where the task was submitted: a worker does
+    /// not start the task once it has passed, and runs it with the
+    /// deadline in force. Kept here rather than in the queued job, so the
+    /// job that moves through the queue stays two words.
+    pub(crate) deadline: Option<TaskDeadline>,
     cancel: AtomicBool,
     /// Set when a waiter took the result of a task whose result was not
     /// parked: the task table may then drop its entry whenever it next
@@ -92,6 +121,7 @@ impl<Res, E> Cell<Res, E> {
     pub(crate) fn new(id: TaskId, handle: bool) -> Self {
         Cell {
             id,
+            deadline: None,
             cancel: AtomicBool::new(false),
             forgotten: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -106,8 +136,12 @@ impl<Res, E> Cell<Res, E> {
 
     /// A cell for a task about to be submitted: made before the queue's
     /// lock is taken, numbered under it (see `Shared::push_locked`).
+    /// It carries the deadline in force in the submitter's task (read
+    /// here, before the lock).
     pub(crate) fn unnumbered(handle: bool) -> Arc<Self> {
-        Arc::new(Cell::new(TaskId(0), handle))
+        let mut cell = Cell::new(TaskId(0), handle);
+        cell.deadline = TaskDeadline::current();
+        Arc::new(cell)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<Res, E>> {

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use super::cell::Cell;
 use super::error::QueueClosed;
 use super::handle::{Table, TaskHandle, Waiter};
-use super::jobs::TaskDeadline;
 use super::shared::Shared;
 use super::task::TaskId;
 use crate::sync::lock;
@@ -51,7 +50,6 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
         if self.cell.is_none() {
             self.cell = Some(Cell::unnumbered(self.handle));
         }
-        let deadline = TaskDeadline::current();
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             jobs.space.remove(&mut self.key);
@@ -67,7 +65,7 @@ impl<'a, Req, Res, E> Enqueue<'a, Req, Res, E> {
             .take()
             .expect("submit future polled after completion");
         let cell = self.cell.take().expect("made above");
-        let (cell, wake) = shared.push_locked(&mut jobs, cell, req, deadline);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         shared.track(&cell, self.handle);
         if let Some(w) = wake {

@@ -4,40 +4,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::cell::Cell;
 use super::waiters::Waiters;
-use crate::deadline::{self, Deadline};
 
 /// A task waiting for a worker.
 pub(crate) struct Job<Req, Res, E> {
     pub(crate) cell: Arc<Cell<Res, E>>,
     pub(crate) req: Req,
-    /// The deadline in force where the task was submitted.
-    pub(crate) deadline: Option<TaskDeadline>,
-}
-
-/// A task's deadline, and how long it had when it was submitted.
-#[derive(Clone, Copy)]
-pub(crate) struct TaskDeadline {
-    pub(crate) at: Deadline,
-    pub(crate) allowed: Duration,
-}
-
-impl TaskDeadline {
-    /// The deadline in force in this task (see [`deadline::current`]), if
-    /// any. Read by a submitter before it takes the queue's lock: a task
-    /// without a deadline costs one thread-local read, one with a deadline
-    /// a clock read too, neither under the lock.
-    pub(crate) fn current() -> Option<Self> {
-        deadline::current().map(|at| TaskDeadline {
-            at,
-            allowed: at.instant().saturating_duration_since(Instant::now()),
-        })
-    }
 }
 
 /// The pending tasks and who waits on them, under one lock.

@@ -12,7 +12,6 @@ use super::cell::Cell;
 use super::error::{QueueClosed, QueueFull, TrySubmitError};
 use super::future::{ResponseFuture, Submit, SubmitWithHandle};
 use super::handle::{Table, TaskResult, Waiter};
-use super::jobs::TaskDeadline;
 use super::shared::Shared;
 use super::shutdown::{self, Shutdown, ShutdownSummary};
 use super::stats::QueueStats;
@@ -87,7 +86,6 @@ where
     pub fn try_submit(&self, req: Req) -> Result<TaskId, TrySubmitError<Req>> {
         let shared = &*self.shared;
         let cell = Cell::unnumbered(false);
-        let deadline = TaskDeadline::current();
         let mut jobs = lock(&shared.jobs);
         if jobs.closed {
             return Err(TrySubmitError::Closed(QueueClosed, req));
@@ -100,7 +98,7 @@ where
                 req,
             ));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, cell, req, deadline);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         shared.track(&cell, false);
         if let Some(w) = wake {
@@ -261,7 +259,6 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
         let cell = Cell::unnumbered(false);
-        let deadline = TaskDeadline::current();
         let mut jobs = lock(&shared.jobs);
         if std::mem::take(&mut self.reserved) {
             jobs.reserved -= 1;
@@ -274,7 +271,7 @@ where
         if jobs.closed {
             return std::future::ready(Err(QueueClosed.into()));
         }
-        let (cell, wake) = shared.push_locked(&mut jobs, cell, req, deadline);
+        let (cell, wake) = shared.push_locked(&mut jobs, cell, req);
         drop(jobs);
         shared.track(&cell, false);
         if let Some(w) = wake {

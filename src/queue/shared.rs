@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use super::cell::{Cancel, Cell, Finished};
 use super::error::TaskError;
 use super::handle::Table;
-use super::jobs::{Job, Jobs, TaskDeadline};
+use super::jobs::{Job, Jobs};
 use super::stats::QueueStats;
 use super::table::TaskTable;
 use super::task::{TaskId, TaskStatus};
@@ -90,15 +90,11 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Accepts a task (room and openness checked by the caller) in `cell`,
     /// a [`Cell::unnumbered`] made before the lock was taken; numbers it and
     /// returns it, with an idle worker to wake once the lock is released.
-    /// `deadline`: the one in force in the submitter's task (see
-    /// [`TaskDeadline::current`], read before the lock), which goes with
-    /// the task.
     pub(crate) fn push_locked(
         &self,
         jobs: &mut Jobs<Req, Res, E>,
         mut cell: Arc<Cell<Res, E>>,
         req: Req,
-        deadline: Option<TaskDeadline>,
     ) -> (Arc<Cell<Res, E>>, Option<Waker>) {
         let id = jobs.next_id;
         jobs.next_id += 1;
@@ -108,7 +104,6 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         jobs.queue.push_back(Job {
             cell: cell.clone(),
             req,
-            deadline,
         });
         (cell, jobs.wake_worker())
     }
@@ -480,7 +475,7 @@ mod tests {
     /// Accepts a task the way a submitter does, up to (not including) `track`.
     fn push(shared: &TestShared) -> Arc<Cell<u32, ()>> {
         let mut jobs = lock(&shared.jobs);
-        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7, None);
+        let (cell, _wake) = shared.push_locked(&mut jobs, Cell::unnumbered(false), 7);
         cell
     }
 

@@ -41,15 +41,12 @@ pub(crate) async fn run_worker<S, Req>(
     })
     .await
     {
-        let Job {
-            cell,
-            req,
-            deadline,
-        } = job;
+        let Job { cell, req } = job;
         if !guard.shared.start(&cell) {
             // Cancelled while pending: already accounted for.
             continue;
         }
+        let deadline = cell.deadline;
         if let Some(d) = deadline.filter(|d| d.at.has_passed()) {
             let late = Err(TaskError::DeadlineExceeded(Elapsed::new(d.allowed, false)));
             guard.shared.finish(&cell, late);
@@ -58,15 +55,19 @@ pub(crate) async fn run_worker<S, Req>(
         }
         guard.current = Some(cell);
         let cell_ref = guard.current.as_deref().expect("just set");
-        // The task runs with its deadline in force, as in the submitter's
-        // task: layers inside the queue (retry, a timeout) honour it.
         let run = Run {
             service: &mut service,
             req: Some(req),
             future: None,
             cell: cell_ref,
         };
-        let out = Scope::new(deadline.map(|d| d.at), run).await;
+        // A task submitted under a deadline runs with it in force, as in
+        // the submitter's task: layers inside the queue (retry, a timeout)
+        // honour it.
+        let out = match deadline {
+            Some(d) => Scope::new(Some(d.at), run).await,
+            None => run.await,
+        };
         let cell = guard.current.take().expect("set above");
         guard.shared.finish(&cell, out);
         // Keep a worker fed by a long queue of instant tasks from hogging
