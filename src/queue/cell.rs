@@ -44,11 +44,6 @@ pub(crate) struct Cell<Res, E> {
     /// job that moves through the queue stays two words.
     pub(crate) deadline: Option<TaskDeadline>,
     cancel: AtomicBool,
-    /// Set when a waiter took the result of a task whose result was not
-    /// parked: the task table may then drop its entry whenever it next
-    /// tidies up (see [`Cell::is_forgotten`]), so the taker does not have to
-    /// lock the table.
-    forgotten: AtomicBool,
     inner: Mutex<Inner<Res, E>>,
 }
 
@@ -81,15 +76,8 @@ fn outcome_status<Res, E>(out: &Result<Res, TaskError<E>>) -> TaskStatus {
 
 /// What a waiter found in `Cell::poll_take`.
 pub(crate) enum Taken<Res, E> {
-    /// The finished result, now taken, and its status; `parked`: the
-    /// result had been handed to the expiry queue, so the taker must remove
-    /// the task from the table itself (otherwise the table forgets it
-    /// lazily).
-    Result {
-        status: TaskStatus,
-        out: Result<Res, TaskError<E>>,
-        parked: bool,
-    },
+    /// The finished result, now taken, and its status.
+    Result(TaskStatus, Result<Res, TaskError<E>>),
     /// Another waiter took the result first; the task ended with this status.
     Gone(TaskStatus),
 }
@@ -123,7 +111,6 @@ impl<Res, E> Cell<Res, E> {
             id,
             deadline: None,
             cancel: AtomicBool::new(false),
-            forgotten: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 worker: None,
@@ -171,12 +158,6 @@ impl<Res, E> Cell<Res, E> {
     /// Whether the finished result was handed to the expiry queue.
     pub(crate) fn parked(&self) -> bool {
         self.lock().parked
-    }
-
-    /// Whether the task's result was taken and the table may drop its
-    /// entry: lookups then treat the task as unknown.
-    pub(crate) fn is_forgotten(&self) -> bool {
-        self.forgotten.load(Ordering::Acquire)
     }
 
     pub(crate) fn cancel_requested(&self) -> bool {
@@ -264,15 +245,7 @@ impl<Res, E> Cell<Res, E> {
                     unreachable!("matched Done above")
                 };
                 g.waiters.remove(key);
-                let parked = g.parked;
-                if !parked {
-                    self.forgotten.store(true, Ordering::Release);
-                }
-                Poll::Ready(Taken::Result {
-                    status,
-                    out,
-                    parked,
-                })
+                Poll::Ready(Taken::Result(status, out))
             }
             State::Taken(status) => {
                 let status = *status;

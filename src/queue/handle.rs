@@ -62,18 +62,9 @@ impl<Res, E> Waiter<Res, E> {
         };
         self.cell = None;
         match taken {
-            Taken::Result {
-                status,
-                out,
-                parked,
-            } => {
+            Taken::Result(status, out) => {
                 self.last = Some(status);
-                // An unparked result's entry is dropped by the table when it
-                // next tidies up; a parked one counts against retention, so
-                // it is removed (and uncounted) now.
-                if parked {
-                    self.table.taken(self.id);
-                }
+                self.table.taken(self.id);
                 Poll::Ready(out)
             }
             Taken::Gone(status) => {

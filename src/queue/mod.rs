@@ -97,7 +97,6 @@ mod cell;
 mod error;
 mod future;
 mod handle;
-mod ids;
 mod jobs;
 mod service;
 mod shared;

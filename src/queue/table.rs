@@ -2,7 +2,8 @@
 //! finished results kept for a later lookup), split in shards that are
 //! locked apart, with each shard's expiry order of kept results.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,7 +12,6 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::cell::Cell;
-use super::ids::{Forgotten, IdMap};
 use super::task::TaskId;
 use crate::sync::{lock, Padded};
 use crate::time;
@@ -19,25 +19,37 @@ use crate::time;
 /// Number of independently locked parts of the task table.
 const SHARDS: usize = 8;
 
+/// Hashes the sequential task ids (a multiply and a fold is plenty).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 struct Entry<Res, E> {
     cell: Arc<Cell<Res, E>>,
     /// Finished with nobody waiting: listed in `Shard::expiry`.
     parked: bool,
 }
 
-/// A task whose result a waiter took without it being parked: its taker
-/// did not lock the table to remove it, the shard drops it as it tidies
-/// up (see [`IdMap`]), and lookups no longer see it.
-impl<Res, E> Forgotten for Entry<Res, E> {
-    fn forgotten(&self) -> bool {
-        !self.parked && self.cell.is_forgotten()
-    }
-}
-
 /// One part of the task table: the tasks whose id falls in it, and the
 /// expiry order of their parked results.
 struct Shard<Res, E> {
-    map: IdMap<Entry<Res, E>, { SHARDS as u64 }>,
+    map: HashMap<u64, Entry<Res, E>, BuildHasherDefault<IdHasher>>,
     /// Parked ids in parking order (so in expiry order); ids taken since
     /// are skipped when reached and compacted away when they pile up.
     expiry: VecDeque<(u64, Instant)>,
@@ -48,7 +60,7 @@ struct Shard<Res, E> {
 impl<Res, E> Default for Shard<Res, E> {
     fn default() -> Self {
         Shard {
-            map: IdMap::new(),
+            map: HashMap::default(),
             expiry: VecDeque::new(),
             retained: 0,
         }
@@ -135,11 +147,7 @@ impl<Res, E> TaskTable<Res, E> {
         let now = Instant::now();
         let mut shard = self.shard(id.0);
         shard.sweep(now, self.per_shard);
-        shard
-            .map
-            .get(&id.0)
-            .filter(|e| !e.forgotten())
-            .map(|e| e.cell.clone())
+        shard.map.get(&id.0).map(|e| e.cell.clone())
     }
 
     /// The task's result was taken: forget it.
@@ -214,7 +222,7 @@ impl<Res, E> TaskTable<Res, E> {
             lock(shard)
                 .map
                 .values()
-                .filter(|e| !e.parked && !e.forgotten())
+                .filter(|e| !e.parked)
                 .map(|e| e.cell.clone())
                 .collect()
         })
@@ -227,7 +235,6 @@ impl<Res, E> TaskTable<Res, E> {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             shard.sweep(now, self.per_shard);
-            shard.map.tidy();
             retained += shard.retained;
             tracked += shard.map.len();
         }
