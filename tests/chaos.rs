@@ -315,3 +315,36 @@ async fn concurrent_calls_get_the_same_set_of_faulty_indices() {
     let sequential = injected_indices(&mut run(99), 2_000).await;
     assert_eq!(concurrent(99).await, sequential);
 }
+
+/// A `ChaosLayer` wraps `fetch::HttpClient` directly: an injected fault is
+/// a `FetchError::Transport` whose source is the `Injected` (the request
+/// never left), which `HttpClassify` calls a failure; with injection off
+/// the request goes through to the server.
+#[tokio::test]
+async fn chaos_wraps_the_http_client_and_injects_transport_errors() {
+    use tower_patterns::fetch::{FetchError, HttpClient};
+    use tower_patterns::upstream::{Upstream, UpstreamConfig};
+
+    let upstream = Upstream::start(UpstreamConfig::default()).await.unwrap();
+    let chaos = ChaosLayer::errors(1.0, 7);
+    let client = ServiceBuilder::new()
+        .layer(chaos.clone())
+        .service(HttpClient::new());
+    let get = || tower_patterns::fetch::get(upstream.url("/users/1")).unwrap();
+
+    let result = client.clone().oneshot(get()).await;
+    let Err(FetchError::Transport { source, .. }) = &result else {
+        panic!("expected an injected transport error, got {result:?}");
+    };
+    assert_eq!(
+        source.downcast_ref::<Injected>().map(|i| i.call_index()),
+        Some(0)
+    );
+    assert_eq!(HttpClassify.classify(&result), Outcome::Failure);
+    assert_eq!(upstream.requests(), 0, "the request never left");
+
+    chaos.handle().disable();
+    let response = client.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.requests(), 1);
+}

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::fetch::FetchError;
+
 /// A fault injected by a [`Chaos`](super::Chaos) service: the inner
 /// service was not called.
 ///
@@ -15,7 +17,11 @@ use std::fmt;
 ///
 /// It reaches the caller as the service's error type through
 /// `From<Injected>` (a [`BoxError`](crate::BoxError) holds it; get it back
-/// with `downcast_ref`):
+/// with `downcast_ref`). [`fetch::HttpClient`](crate::fetch::HttpClient)'s
+/// [`FetchError`] takes it too, as a
+/// [`Transport`](FetchError::Transport) error (the fault a chaos layer right
+/// above the client stands for: the connection failed) whose `source` is
+/// the `Injected`, so a `ChaosLayer` wraps the client directly:
 ///
 /// ```
 /// use tower_patterns::chaos::Injected;
@@ -52,3 +58,15 @@ impl fmt::Display for Injected {
 }
 
 impl std::error::Error for Injected {}
+
+/// An injected fault as the HTTP client's error: a transport failure (the
+/// request never reached a server), with the [`Injected`] as its source.
+/// The URL is not known here; it reads `(injected by a ChaosLayer)`.
+impl From<Injected> for FetchError {
+    fn from(injected: Injected) -> Self {
+        FetchError::Transport {
+            url: String::from("(injected by a ChaosLayer)"),
+            source: Box::new(injected),
+        }
+    }
+}
