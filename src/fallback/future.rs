@@ -58,7 +58,10 @@ pin_project! {
         saved: Option<St::Saved>,
         classify: C,
         id: u64,
-        hold: Thin<Arc<Shared<St, H>>>,
+        // One pointer for everything off the success path (a lone handle's
+        // hold on the layer, the fallback's work): on a success it is
+        // written and read back as one word, so the drop's null check
+        // reads what the store forwards.
         slow: Thin<Pin<Box<Slow<St::Saved, Result<S::Response, S::Error>, St::Future, Arc<Shared<St, H>>>>>>,
     }
 }
@@ -84,8 +87,12 @@ pin_project! {
     // The fallback's work, boxed: only failed calls get here.
     #[project = SlowProj]
     enum Slow<Saved, T, G, A> {
-        // The primary failed (in its future, or in its readiness).
-        Failed { saved: Option<Saved>, failed: Option<T> },
+        // A lone handle's call while the primary runs: the future holds
+        // the layer's state (the handle may be gone when it fails).
+        Holding { shared: Option<A> },
+        // The primary failed (in its future, or in its readiness); `hold`
+        // is a lone handle's hold on the layer's state.
+        Failed { saved: Option<Saved>, failed: Option<T>, hold: Option<A> },
         // The fallback's answer; `shared` counts its outcome.
         Serving { #[pin] future: G, shared: A },
         Done,
@@ -110,8 +117,11 @@ where
             saved: Some(saved),
             classify,
             id,
-            hold: Thin(hold),
-            slow: Thin(None),
+            slow: Thin(hold.map(|shared| {
+                Box::pin(Slow::Holding {
+                    shared: Some(shared),
+                })
+            })),
         }
     }
 
@@ -127,10 +137,10 @@ where
             saved: None,
             classify,
             id,
-            hold: Thin(hold),
             slow: Thin(Some(Box::pin(Slow::Failed {
                 saved: Some(saved),
                 failed: Some(failed),
+                hold,
             }))),
         }
     }
@@ -181,10 +191,28 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, S::Error>> {
         let mut this = self;
-        this.as_mut().project().slow.0 = Some(Box::pin(Slow::Failed {
-            saved,
-            failed: Some(failed),
-        }));
+        let slot = &mut this.as_mut().project().slow.0;
+        match slot {
+            // A lone handle's call: keep the box, and the hold in it.
+            Some(slow) => {
+                let hold = match slow.as_mut().project() {
+                    SlowProj::Holding { shared } => shared.take(),
+                    _ => None,
+                };
+                slow.set(Slow::Failed {
+                    saved,
+                    failed: Some(failed),
+                    hold,
+                });
+            }
+            None => {
+                *slot = Some(Box::pin(Slow::Failed {
+                    saved,
+                    failed: Some(failed),
+                    hold: None,
+                }));
+            }
+        }
         this.poll_fallback(cx)
     }
 
@@ -201,11 +229,15 @@ where
             .expect("fallback::ResponseFuture polled after completion");
         loop {
             match slow.as_mut().project() {
-                SlowProj::Failed { saved, failed } => {
+                SlowProj::Failed {
+                    saved,
+                    failed,
+                    hold,
+                } => {
                     let (saved, failed) = (saved.take(), failed.take());
                     let failed =
                         failed.expect("fallback::ResponseFuture lost the primary's result");
-                    let shared = match this.hold.0.take() {
+                    let shared = match hold.take() {
                         Some(shared) => Some(shared),
                         None => Shared::<St, H>::lookup(*this.id),
                     };
@@ -235,7 +267,9 @@ where
                     slow.set(Slow::Done);
                     return Poll::Ready(result);
                 }
-                SlowProj::Done => panic!("fallback::ResponseFuture polled after completion"),
+                SlowProj::Holding { .. } | SlowProj::Done => {
+                    panic!("fallback::ResponseFuture polled after completion")
+                }
             }
         }
     }
@@ -251,6 +285,7 @@ where
             (Some(_), _) => "primary",
             (None, Some(Slow::Failed { .. })) => "failed",
             (None, Some(Slow::Serving { .. })) => "fallback",
+            (None, Some(Slow::Holding { .. })) => "done",
             (None, _) => "done",
         };
         f.debug_struct("ResponseFuture")
