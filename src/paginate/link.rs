@@ -173,6 +173,14 @@ pub(crate) fn resolve_next(base: &Uri, link: &str) -> Result<Uri, WalkError> {
             )
         }
     };
+    // A page is fetched over HTTP: `mailto:`, `file:`, `data:` and the like
+    // are not a next page, whoever sent them.
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "the scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
     url.set_fragment(None);
     let text = if relative_base && url.host_str() == Some(PLACEHOLDER_HOST) {
         &url[url::Position::BeforePath..]
@@ -286,6 +294,26 @@ mod tests {
                 "reference {reference:?}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_links_that_are_not_http() {
+        let base: Uri = "https://a/items?page=1".parse().unwrap();
+        for link in [
+            "mailto:",
+            "mailto:a@b",
+            "file:///etc/passwd",
+            "data:,x",
+            "javascript:1",
+            "ftp://a/x",
+        ] {
+            let err = resolve_next(&base, link).unwrap_err();
+            assert!(
+                err.to_string().contains("not http or https"),
+                "{link}: {err}"
+            );
+        }
+        assert_eq!(resolve_next(&base, "HTTP://b/x").unwrap(), "http://b/x");
     }
 
     #[test]
