@@ -27,6 +27,8 @@ const SWEEP_EVERY: u64 = 50_000_000;
 struct Shard<K> {
     tats: HashMap<K, u64>,
     last_sweep: Option<u64>,
+    /// Whether the map has taken its room for churn (see `make_room`).
+    sized: bool,
 }
 
 /// At most `per_shard * SHARDS` keys and their TATs.
@@ -48,6 +50,7 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
                     Padded(Mutex::new(Shard {
                         tats: HashMap::new(),
                         last_sweep: None,
+                        sized: false,
                     }))
                 })
                 .collect(),
@@ -100,6 +103,19 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
     fn make_room(&self, shard: &mut Shard<K>, now: u64) {
         if shard.tats.len() < self.per_shard {
             return;
+        }
+        // Full. From here on every new key replaces an old one, and each
+        // removal leaves a tombstone; the map cleans them in place only
+        // while it is at most half full, and otherwise grows. A full shard
+        // therefore ends at twice its bound whatever we do: take that room
+        // now, once, while the table fills, so its memory is flat
+        // afterwards (rather than stepping up at random under churn). Once:
+        // `capacity()` counts tombstones against the room, so asking again
+        // later would grow the map a second time.
+        if !shard.sized {
+            shard.sized = true;
+            let room = 2 * self.per_shard;
+            shard.tats.reserve(room.saturating_sub(shard.tats.len()));
         }
         if shard
             .last_sweep
@@ -167,5 +183,36 @@ mod tests {
             t.acquire(&g, k, 10_000_000_000, 0);
         }
         assert_eq!(t.evicted(), before);
+    }
+
+    #[test]
+    fn a_full_table_does_not_grow_under_churn() {
+        let g = Gcra::new(1, Duration::from_secs(1), 2);
+        let t = KeyTable::new(10_000);
+        let capacity =
+            |t: &KeyTable<u64>| -> usize { t.shards.iter().map(|s| lock(s).tats.capacity()).sum() };
+        for k in 0..20_000u64 {
+            t.acquire(&g, k, 0, 0);
+        }
+        let full = capacity(&t);
+        // A million more keys, mostly new, each replacing an active one.
+        // Tombstones lower the room left between rehashes; a rehash in
+        // place brings it back; only a map that grew would have more.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..1_000_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t.acquire(&g, 20_000 + x % 1_000_000, 0, 0);
+            if i % 10_000 == 0 {
+                assert!(capacity(&t) <= full, "a shard's map grew after the fill");
+            }
+        }
+        assert!(capacity(&t) <= full, "a shard's map grew after the fill");
+        assert!(
+            full <= 4 * t.capacity(),
+            "{full} slots for {} keys",
+            t.capacity()
+        );
     }
 }
