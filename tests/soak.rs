@@ -225,7 +225,7 @@ fn queue_memory_is_flat_when_results_are_taken() {
             .max_retained(1_000)
             .retain_results(Duration::from_secs(60))
             .build(service_fn(|n: u64| async move {
-                if n % 97 == 0 {
+                if n.is_multiple_of(97) {
                     Err::<u64, &str>("unlucky")
                 } else {
                     Ok(n * 2)
@@ -243,7 +243,7 @@ fn queue_memory_is_flat_when_results_are_taken() {
                     futures::future::join_all((next..next + batch).map(|i| queue.submit(i))).await;
                 for (id, i) in ids.into_iter().zip(next..) {
                     let got = queue.result(id.unwrap()).await;
-                    assert_eq!(got.is_ok(), i % 97 != 0);
+                    assert_eq!(got.is_ok(), !i.is_multiple_of(97));
                 }
                 next += batch;
             }
