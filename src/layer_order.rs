@@ -20,8 +20,9 @@
 //!     circuit breaker     counts every attempt; when open, fails it at once
 //!       concurrency limit holds a permit only while a request is on the wire
 //!         timeout         per attempt, so a slow attempt is a failure to count and retry
-//!           chaos (tests)  injected faults look like the upstream's own
-//!             HttpClient
+//!           CollectLayer  the body read inside the attempt: a cut-off body is a failure
+//!             chaos (tests)  injected faults look like the upstream's own
+//!               HttpClient
 //! ```
 //!
 //! ```
@@ -30,7 +31,7 @@
 //! use tower::timeout::TimeoutLayer;
 //! use tower_patterns::circuit_breaker::CircuitBreakerLayer;
 //! use tower_patterns::classify::HttpClassify;
-//! use tower_patterns::fetch::{HttpClient, JsonLayer};
+//! use tower_patterns::fetch::{CollectLayer, HttpClient, JsonLayer};
 //! use tower_patterns::limit::ConcurrencyLimitLayer;
 //! use tower_patterns::retry::{Backoff, RetryLayer};
 //!
@@ -57,6 +58,7 @@
 //!     )
 //!     .layer(ConcurrencyLimitLayer::new(32))
 //!     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .layer(CollectLayer::new())
 //!     .service(HttpClient::new());
 //! # let _ = client;
 //! # Ok(())
@@ -118,6 +120,17 @@
 //!   [`ChaosLayer`](crate::chaos::ChaosLayer) sits right above the
 //!   transport so that an injected fault passes through the timeout, the
 //!   limit, the breaker and retry exactly as an upstream fault would.
+//! - **The body read inside the attempt.** `HttpClient` answers as soon as
+//!   the response head arrives; its body streams after. Without
+//!   [`CollectLayer`](crate::fetch::CollectLayer) at the bottom, the body is
+//!   read by `JsonLayer` on top, after retry, the breaker and the limit have
+//!   all seen a success: a connection reset or a stall mid-body is then
+//!   neither retried nor counted, and the limit's permit is back before the
+//!   body is in. With it, the per-attempt timeout covers the body too, and
+//!   a cut-off body is a failed attempt like any other
+//!   (`tests/faults.rs` checks this for resets, stalls, slow drips,
+//!   truncated bodies and half-closed sockets). `JsonLayer` then decodes a
+//!   body already in memory: the same work, done once.
 //! - **Decoding and caching on top.** [`JsonLayer`](crate::fetch::JsonLayer)
 //!   goes above retry so that retry and the breaker see HTTP statuses (and
 //!   `Retry-After`) through [`HttpClassify`](crate::classify::HttpClassify),

@@ -1,0 +1,278 @@
+//! Network faults between a client and its server, through a real TCP proxy
+//! on loopback (`tests/common/fault_proxy.rs`): connection refused, reset
+//! mid-response, stalled reads, a slow drip, a truncated body and a
+//! half-closed socket.
+//!
+//! For each fault, the patterns in front of the client must not hang (a
+//! deadline always fires), must not leak (permits, probe slots and pool
+//! slots all come back, and the client lets go of the connection), and must
+//! report the error the classifier expects.
+//!
+//! These run on real sockets and real time: the client's deadlines are
+//! short, and every wait is bounded by an outer deadline that fails the test
+//! (a hang) rather than sleeping.
+
+mod common;
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fault_proxy::{refused_addr, Fault, FaultProxy};
+use http_body_util::Full;
+use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
+use tower_patterns::circuit_breaker::CircuitBreakerLayer;
+use tower_patterns::fetch::{CollectLayer, FetchError, HttpClient, JsonLayer};
+use tower_patterns::limit::ConcurrencyLimitLayer;
+use tower_patterns::pool::postgres::PgManager;
+use tower_patterns::pool::Pool;
+use tower_patterns::upstream::UpstreamConfig;
+
+/// The client's deadline for a whole exchange: short, so faults are quick.
+const DEADLINE: Duration = Duration::from_millis(400);
+/// What "no hang" means: far past every deadline in play.
+const HANG: Duration = Duration::from_secs(10);
+
+/// `fut`, or a failure naming `what` if it outlives [`HANG`].
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still waiting after {HANG:?}: a hang"))
+}
+
+/// Waits until `cond` holds, up to [`HANG`].
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    bounded(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// What a call through the HTTP stack ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Ok,
+    Timeout,
+    Transport,
+    Other(String),
+}
+
+fn ended(result: Result<serde_json::Value, BoxError>) -> Ended {
+    match result {
+        Ok(_) => Ended::Ok,
+        Err(e) => match e.downcast_ref::<FetchError>() {
+            Some(FetchError::Timeout { .. }) => Ended::Timeout,
+            Some(FetchError::Transport { .. }) => Ended::Transport,
+            _ => Ended::Other(e.to_string()),
+        },
+    }
+}
+
+/// The bytes of one `GET /users/1` answer from the test upstream to our
+/// client, as the proxy forwards them.
+async fn answer_len(upstream: std::net::SocketAddr) -> usize {
+    let proxy = FaultProxy::start(upstream, Fault::Pass).await;
+    let client = HttpClient::builder().timeout(DEADLINE).build().unwrap();
+    let svc = JsonLayer::<serde_json::Value>::new().layer(client);
+    let req = http::Request::get(format!("http://{}/users/1", proxy.addr()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    bounded("one answer", svc.oneshot(req)).await.unwrap();
+    proxy.forwarded()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_stack_ends_every_fault_in_time_and_gives_everything_back() {
+    let upstream = common::upstream(UpstreamConfig::default()).await;
+    let len = answer_len(upstream.addr()).await;
+    assert!(len > 60, "a whole answer is {len} bytes");
+
+    let cases: Vec<(&str, Option<Fault>, Ended)> = vec![
+        ("pass", Some(Fault::Pass), Ended::Ok),
+        ("refused", None, Ended::Transport),
+        (
+            "reset in the status line",
+            Some(Fault::ResetAfter(5)),
+            Ended::Transport,
+        ),
+        (
+            "reset mid-body",
+            Some(Fault::ResetAfter(len - 3)),
+            Ended::Transport,
+        ),
+        (
+            "stalled before answering",
+            Some(Fault::Stall),
+            Ended::Timeout,
+        ),
+        (
+            "stalled mid-body",
+            Some(Fault::StallAfter(len - 3)),
+            Ended::Timeout,
+        ),
+        (
+            "a slow drip",
+            Some(Fault::Drip {
+                every: Duration::from_millis(25),
+            }),
+            Ended::Timeout,
+        ),
+        (
+            "truncated body",
+            Some(Fault::TruncateAfter(len - 3)),
+            Ended::Transport,
+        ),
+        ("half-closed", Some(Fault::HalfClose), Ended::Transport),
+    ];
+
+    for (name, fault, want) in cases {
+        let proxy = match fault {
+            Some(fault) => Some(FaultProxy::start(upstream.addr(), fault).await),
+            None => None,
+        };
+        let addr = match &proxy {
+            Some(p) => p.addr(),
+            None => refused_addr().await,
+        };
+        let breaker = CircuitBreakerLayer::consecutive(100, Duration::from_secs(60));
+        let limit = ConcurrencyLimitLayer::new(4);
+        let client = HttpClient::builder()
+            .timeout(DEADLINE)
+            .connect_timeout(DEADLINE)
+            .build()
+            .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(JsonLayer::<serde_json::Value>::new())
+            .layer(breaker.clone())
+            .layer(limit.clone())
+            // Bodies are read inside the breaker and the limit (as
+            // `layer_order` says): a cut-off body is a failed call.
+            .layer(CollectLayer::new())
+            .service(client);
+
+        // Three calls at once, then one more: the limit and the breaker
+        // see every one.
+        let req = || {
+            http::Request::get(format!("http://{addr}/users/1"))
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        let results = bounded(
+            name,
+            futures::future::join_all((0..3).map(|_| svc.clone().oneshot(req()))),
+        )
+        .await;
+        let last = bounded(name, svc.clone().oneshot(req())).await;
+        for result in results.into_iter().chain([last]) {
+            assert_eq!(ended(result), want, "{name}");
+        }
+
+        // Nothing held: no permit, every call counted by the breaker as
+        // the classifier says.
+        assert_eq!(limit.stats().in_flight, 0, "{name}: a permit leaked");
+        let stats = breaker.handle().stats();
+        let failed = if want == Ended::Ok { 0 } else { 4 };
+        assert_eq!(stats.failures, failed, "{name}: {stats:?}");
+        assert_eq!(stats.successes, 4 - failed, "{name}: {stats:?}");
+
+        // The client lets go of every faulty connection.
+        drop(svc);
+        if let Some(proxy) = &proxy {
+            if want != Ended::Ok {
+                until(&format!("{name}: the proxy's connections close"), || {
+                    proxy.open() == 0
+                })
+                .await;
+            }
+        }
+    }
+    upstream.shutdown().await;
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn via(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let creds = auth.rsplit_once('@').map(|(c, _)| format!("{c}@"));
+    format!("{scheme}://{}{addr}/{path}", creds.unwrap_or_default())
+}
+
+fn server_addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let auth = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    host.parse()
+        .expect("the PostgreSQL URL names 127.0.0.1:PORT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
+    let Some(url) = common::pg_url() else { return };
+    let server = server_addr(&url);
+    let faults = [
+        ("refused", None),
+        ("stalled handshake", Some(Fault::Stall)),
+        ("reset in the handshake", Some(Fault::ResetAfter(3))),
+        ("half-closed", Some(Fault::HalfClose)),
+        (
+            "a slow drip",
+            Some(Fault::Drip {
+                every: Duration::from_millis(50),
+            }),
+        ),
+    ];
+    for (name, fault) in faults {
+        let proxy = match fault {
+            Some(fault) => Some(FaultProxy::start(server, fault).await),
+            None => None,
+        };
+        let addr = match &proxy {
+            Some(p) => p.addr(),
+            None => refused_addr().await,
+        };
+        let pool = Pool::builder()
+            .max_size(2)
+            .acquire_timeout(DEADLINE)
+            .build(PgManager::from_url(&via(&url, addr)).unwrap())
+            .unwrap();
+        // Four callers on two slots: each ends in time with an error.
+        let results = bounded(
+            name,
+            futures::future::join_all((0..4).map(|_| async {
+                let conn = pool.acquire().await.map_err(|e| e.to_string())?;
+                conn.simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })),
+        )
+        .await;
+        for r in &results {
+            assert!(r.is_err(), "{name}: {r:?}");
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.in_use, 0, "{name}: {stats:?}");
+        // The pool recovers once the network does: the same pool, with the
+        // fault lifted, serves queries.
+        if let Some(proxy) = &proxy {
+            proxy.set(Fault::Pass);
+            let conn = bounded(name, pool.acquire())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: no connection once the fault is gone: {e}"));
+            bounded(name, conn.simple_query("SELECT 1")).await.unwrap();
+            drop(conn);
+            assert_eq!(pool.stats().in_use, 0, "{name}");
+        }
+        bounded(name, pool.close()).await;
+        if let Some(proxy) = &proxy {
+            until(&format!("{name}: the proxy's connections close"), || {
+                proxy.open() == 0
+            })
+            .await;
+        }
+    }
+}
