@@ -397,3 +397,58 @@ proptest! {
         }
     }
 }
+
+// ===== Rate-limit answers =====
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any quota (from one call a nanosecond to one a century) and any
+    /// wait become a 429 whose headers are valid and say the same thing.
+    #[test]
+    fn rate_limit_answers_have_valid_headers_for_any_quota(
+        count in 1u32..=u32::MAX,
+        period_ns in prop_oneof![1u64..1_000, 1_000u64..1_000_000_000, 1_000_000_000u64..=3_155_760_000_000_000_000],
+    ) {
+        // Time stands still between the two calls, however short the
+        // interval.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let period = Duration::from_nanos(period_ns);
+        let err = runtime.block_on(async {
+            let layer = tower_patterns::rate_limit::RateLimitLayer::builder()
+                .rate(count, period)
+                .burst(1)
+                .reject()
+                .build()
+                .unwrap();
+            let mut svc = layer.layer(tower::service_fn(|n: u32| async move {
+                Ok::<_, tower::BoxError>(n)
+            }));
+            // The first call takes the only slot; the second is over.
+            svc.ready().await.unwrap().call(1).await.unwrap();
+            svc.ready().await.unwrap().call(2).await.unwrap_err()
+        });
+        let limited = err.downcast_ref::<tower_patterns::rate_limit::RateLimited>().unwrap();
+        prop_assert_eq!(limited.count(), count);
+        let answer = tower_patterns::respond::error_response(&err);
+        prop_assert_eq!(answer.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        let response: Response<String> = answer.into_http();
+        let headers = response.headers();
+        let retry_after: u64 = headers[http::header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        // At least a second, and not shorter than the wait it stands for.
+        prop_assert!(retry_after >= 1);
+        prop_assert!(Duration::from_secs(retry_after) >= limited.retry_after());
+        for name in ["ratelimit-policy", "ratelimit"] {
+            let value = headers.get(name);
+            prop_assert!(value.is_some(), "no {} header", name);
+            let text = value.unwrap().to_str();
+            prop_assert!(text.is_ok(), "{} is not visible ASCII", name);
+        }
+        let policy = headers["ratelimit-policy"].to_str().unwrap();
+        prop_assert!(policy.contains(&format!("q={count}")), "{policy}");
+    }
+}
