@@ -77,6 +77,7 @@
 //! # }
 //! ```
 
+mod codec;
 mod core;
 mod error;
 mod flight;
@@ -89,6 +90,7 @@ mod stats;
 mod store;
 
 pub use self::core::Cached;
+pub use codec::{Codec, HttpCodec, JsonCodec};
 pub use error::{LoadAbandoned, SharedError};
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
@@ -96,4 +98,9 @@ pub use key::{FnKey, KeyFn, Md5Json};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use service::Cache;
 pub use stats::CacheStats;
-pub use store::{Entry, MemoryStore, Store};
+pub use store::{
+    Entry, Lease, LeaseToken, MemoryStore, RemoteEvent, RemoteFuture, RemoteListener, RemoteStore,
+    Store,
+};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder, RedisStoreStats};
