@@ -213,7 +213,17 @@ impl Service<Op> for Conn {
             match tokio::time::timeout(timeout, shared.run(op)).await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(err)) => {
-                    shared.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    // The connection's own response timeout (the same value)
+                    // may fire first: still a timeout.
+                    let timed_out = err
+                        .downcast_ref::<redis::RedisError>()
+                        .is_some_and(redis::RedisError::is_timeout);
+                    let counter = if timed_out {
+                        &shared.counters.timeouts
+                    } else {
+                        &shared.counters.redis_errors
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     Err(err)
                 }
                 Err(_) => {

@@ -113,8 +113,13 @@ impl<K, V> Tier2<K, V> {
         self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Reads `key` from the store and decodes it.
+    /// Reads `key` from the store and decodes it; bytes that do not
+    /// decode are counted.
     pub(crate) async fn read(&self, key: &str) -> Read<V> {
+        self.read_counting(key, true).await
+    }
+
+    async fn read_counting(&self, key: &str, count_bad: bool) -> Read<V> {
         let bytes = match self.store.get(key).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Read::Miss,
@@ -125,7 +130,9 @@ impl<K, V> Tier2<K, V> {
         let (fresh_ms, keep_ms, value) = match decoded {
             Ok(parts) => parts,
             Err(_) => {
-                self.counters.bad_entries.fetch_add(1, Ordering::Relaxed);
+                if count_bad {
+                    self.counters.bad_entries.fetch_add(1, Ordering::Relaxed);
+                }
                 return Read::Miss;
             }
         };
@@ -188,7 +195,8 @@ impl<K, V> Tier2<K, V> {
                 Err(_) => return Claim::Alone,
                 Ok(Lease::Acquired(token)) => {
                     // The holder before us may have just filled it.
-                    return match self.read(key).await {
+                    // (Bad bytes were counted by the read before the claim.)
+                    return match self.read_counting(key, false).await {
                         Read::Fresh(entry) => {
                             self.release(key, token).await;
                             Claim::Filled(entry)
@@ -206,7 +214,7 @@ impl<K, V> Tier2<K, V> {
                         .saturating_add(Duration::from_millis(1))
                         .min(give_up - now);
                     let _ = tokio::time::timeout(wait, notified).await;
-                    match self.read(key).await {
+                    match self.read_counting(key, false).await {
                         Read::Fresh(entry) => return Claim::Filled(entry),
                         Read::Failed => return Claim::Alone,
                         Read::Stale(_) | Read::Miss => {}
