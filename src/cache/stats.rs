@@ -13,7 +13,9 @@ pub struct CacheStats {
     /// Requests answered from the cache without waiting, fresh or (with
     /// stale-while-revalidate) stale.
     pub hits: u64,
-    /// Requests that started a call to the inner service.
+    /// Requests that started a load: a call to the inner service, or with
+    /// a remote tier, a read of it first ([`remote_hits`](Self::remote_hits)
+    /// counts those the remote tier answered).
     pub misses: u64,
     /// Requests that joined a call already in flight for their key.
     pub coalesced: u64,
