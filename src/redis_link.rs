@@ -61,6 +61,42 @@ impl LinkCounters {
     }
 }
 
+/// What the Redis stores' builders take: the URL, the key prefix, the
+/// timeout and the breaker. Its `Debug` leaves the URL out (it may hold a
+/// password).
+pub(crate) struct LinkSettings {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) breaker: Option<CircuitBreakerLayer>,
+}
+
+impl LinkSettings {
+    pub(crate) fn new(url: String, prefix: &str, timeout: Duration) -> Self {
+        LinkSettings {
+            url,
+            prefix: prefix.to_owned(),
+            timeout,
+            breaker: None,
+        }
+    }
+
+    /// The link these settings describe, and the prefix.
+    pub(crate) fn link(self, component: &'static str) -> Result<(Link, String), ConfigError> {
+        let link = Link::new(component, &self.url, self.timeout, self.breaker)?;
+        Ok((link, self.prefix))
+    }
+}
+
+impl std::fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A guarded link to one Redis server. Cheap to clone: clones share the
 /// connection, the breaker and the counters.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{fresh_key, raw, redis_url, wait_for, OwnServer};
+use common::redis_server::{fresh_key, raw, redis_url, wait_for, wait_until, OwnServer};
 use futures::future::join_all;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Layer, ServiceExt};
@@ -108,9 +108,8 @@ async fn replica_with(
     let svc = BoxCloneSyncService::new(layer.layer(backend.service(name)));
     // Listening before the test starts, so no broadcast is missed.
     let s = store.clone();
-    wait_for("the events subscription", 10 * SECS, || {
-        let up = s.stats().subscribed;
-        async move { up.then_some(()) }
+    wait_until("the events subscription", 10 * SECS, || {
+        s.stats().subscribed
     })
     .await;
     Replica { store, handle, svc }
@@ -235,11 +234,7 @@ async fn invalidate_on_one_replica_is_seen_by_the_others() {
 
     assert!(a.handle.invalidate(&"k".to_owned()));
     let h = b.handle.clone();
-    wait_for("B to drop its copy", 5 * SECS, || {
-        let gone = h.stats().entries == 0;
-        async move { gone.then_some(()) }
-    })
-    .await;
+    wait_until("B to drop its copy", 5 * SECS, || h.stats().entries == 0).await;
     let mut conn = raw(&url).await;
     assert!(!exists(&mut conn, &b.store.redis_key("k")).await);
     assert_eq!(b.get("k").await, "b#2:k");
@@ -270,11 +265,7 @@ async fn clear_empties_every_replica_and_only_its_namespace() {
         .unwrap();
     b.handle.clear();
     let h = a.handle.clone();
-    wait_for("A to drop its copies", 5 * SECS, || {
-        let gone = h.stats().entries == 0;
-        async move { gone.then_some(()) }
-    })
-    .await;
+    wait_until("A to drop its copies", 5 * SECS, || h.stats().entries == 0).await;
     for k in ["x", "y", "z"] {
         assert!(!exists(&mut conn, &a.store.redis_key(k)).await, "{k}");
     }
@@ -303,9 +294,8 @@ async fn stale_while_revalidate_across_replicas_refreshes_once() {
     assert_eq!(a.get("k").await, "a#1:k");
     assert_eq!(c.get("k").await, "a#1:k");
     let loaded = std::time::Instant::now();
-    wait_for("the entry to go stale", 5 * SECS, || {
-        let stale = loaded.elapsed() > ttl + 20 * MS;
-        async move { stale.then_some(()) }
+    wait_until("the entry to go stale", 5 * SECS, || {
+        loaded.elapsed() > ttl + 20 * MS
     })
     .await;
 
@@ -466,9 +456,8 @@ async fn a_stopped_redis_falls_back_and_recovers_after_restart() {
     // The subscription came back too, and tier 1 was dropped with it (it
     // may have missed invalidations): "warm" is read again.
     let s = a.store.clone();
-    wait_for("the subscription to come back", 10 * SECS, || {
-        let back = s.stats().resyncs >= 1 && s.stats().subscribed;
-        async move { back.then_some(()) }
+    wait_until("the subscription to come back", 10 * SECS, || {
+        s.stats().resyncs >= 1 && s.stats().subscribed
     })
     .await;
     assert_ne!(a.get("warm").await, "a#1:warm");

@@ -321,6 +321,22 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         self
     }
 
+    /// The in-memory store, bounded by `max_entries`.
+    fn memory_store<K, V>(&self) -> Result<MemoryStore<K, V>, ConfigError>
+    where
+        K: Hash + Eq + Send + Sync,
+        V: Clone + Send + Sync,
+    {
+        let max_entries = check::in_range(
+            "cache",
+            "max_entries",
+            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            1,
+            MAX_ENTRIES,
+        )?;
+        Ok(MemoryStore::new(max_entries))
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         // No upper bound: a duration too long for the clock saturates to
         // "never" (see the crate docs, "Durations").
@@ -347,14 +363,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         Res: Clone + Send + Sync + 'static,
     {
-        let max_entries = check::in_range(
-            "cache",
-            "max_entries",
-            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
-            1,
-            MAX_ENTRIES,
-        )?;
-        let store = AnyStore::Memory(MemoryStore::new(max_entries));
+        let store = AnyStore::Memory(self.memory_store()?);
         self.build_any(store, None)
     }
 
@@ -443,13 +452,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         R: RemoteStore,
         Co: Codec<Res> + 'static,
     {
-        let max_entries = check::in_range(
-            "cache",
-            "max_entries",
-            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
-            1,
-            MAX_ENTRIES,
-        )?;
+        let memory = self.memory_store()?;
         let settings = self.remote;
         check::nonzero("cache", "lease_ttl", settings.lease_ttl)?;
         check::nonzero("cache", "local_ttl", settings.local_ttl)?;
@@ -472,7 +475,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 local_ttl: settings.local_ttl,
             },
         );
-        let layer = self.build_any(AnyStore::Memory(MemoryStore::new(max_entries)), Some(tier))?;
+        let layer = self.build_any(AnyStore::Memory(memory), Some(tier))?;
         let core = Arc::downgrade(&layer.core);
         remote.listen(Arc::new(move |event| {
             if let Some(core) = core.upgrade() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::store::{Admission, Quota, RateLimitStore, StoreFuture};
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use crate::error::ConfigError;
-use crate::redis_link::{Link, Op};
+use crate::redis_link::{Link, LinkSettings, Op};
 
 /// The GCRA script (commented Lua, beside this file).
 const SCRIPT: &str = include_str!("redis_gcra.lua");
@@ -127,21 +127,9 @@ impl fmt::Debug for RedisStore {
 
 /// Builds a [`RedisStore`]; from [`RedisStore::builder`].
 #[must_use]
+#[derive(Debug)]
 pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    breaker: Option<CircuitBreakerLayer>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password: leave it out.
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    settings: LinkSettings,
 }
 
 /// A snapshot of a [`RedisStore`]'s counters, from [`RedisStore::stats`].
@@ -180,10 +168,7 @@ impl RedisStore {
     /// in a row for 1 s.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            breaker: None,
+            settings: LinkSettings::new(url.into(), DEFAULT_PREFIX, DEFAULT_TIMEOUT),
         }
     }
 
@@ -222,7 +207,7 @@ impl RedisStoreBuilder {
     /// Cluster, a `{hash tag}` in the prefix puts every cell in one slot
     /// (rarely what you want).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
@@ -231,7 +216,7 @@ impl RedisStoreBuilder {
     /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) error and
     /// counts as a failure for the breaker.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
@@ -241,7 +226,7 @@ impl RedisStoreBuilder {
     /// of a call counts (timeouts and Redis errors alike). A fresh breaker
     /// per store: pass a layer used nowhere else.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
@@ -253,10 +238,11 @@ impl RedisStoreBuilder {
     /// `url`; `rediss://` without the `tls` feature is one) or a zero
     /// timeout (field `timeout`).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
+        let (link, prefix) = self.settings.link(COMPONENT)?;
         Ok(RedisStore {
-            link: Link::new(COMPONENT, &self.url, self.timeout, self.breaker)?,
+            link,
             script: Arc::new(redis::Script::new(SCRIPT)),
-            prefix: self.prefix.into(),
+            prefix: prefix.into(),
             counters: Arc::new(Counters::default()),
         })
     }

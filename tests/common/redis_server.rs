@@ -53,6 +53,16 @@ where
     }
 }
 
+/// Polls `check` every 10 ms until it is true, or panics with `what`
+/// after `deadline`.
+pub async fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    wait_for(what, deadline, || {
+        let done = check();
+        async move { done.then_some(()) }
+    })
+    .await
+}
+
 /// A redis-server this test owns, on 127.0.0.1:`port`; killed on drop.
 pub struct OwnServer {
     pub port: u16,

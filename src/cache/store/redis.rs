@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::remote::{Lease, LeaseToken, RemoteEvent, RemoteFuture, RemoteListener, RemoteStore};
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State};
 use crate::error::ConfigError;
-use crate::redis_link::Link;
+use crate::redis_link::{Link, LinkSettings};
 use crate::sync::lock;
 
 const COMPONENT: &str = "cache::RedisStore";
@@ -116,21 +116,9 @@ struct Shared {
 
 /// Builds a [`RedisStore`]; from [`RedisStore::builder`].
 #[must_use]
+#[derive(Debug)]
 pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    breaker: Option<CircuitBreakerLayer>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password: leave it out.
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    settings: LinkSettings,
 }
 
 /// A snapshot of a [`RedisStore`]'s counters, from [`RedisStore::stats`].
@@ -163,10 +151,7 @@ impl RedisStore {
     /// failures in a row for 1 s.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            breaker: None,
+            settings: LinkSettings::new(url.into(), DEFAULT_PREFIX, DEFAULT_TIMEOUT),
         }
     }
 
@@ -244,7 +229,7 @@ impl RedisStoreBuilder {
     /// entries need different prefixes; [`clear`](RemoteStore::clear)
     /// deletes only keys under it.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
@@ -252,7 +237,7 @@ impl RedisStoreBuilder {
     /// 50 ms, more than zero). A call that takes longer fails and counts as
     /// a failure for the breaker.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
@@ -260,7 +245,7 @@ impl RedisStoreBuilder {
     /// `CircuitBreakerLayer::consecutive(5, Duration::from_secs(1))`). A
     /// fresh breaker per store: pass a layer used nowhere else.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
@@ -272,13 +257,13 @@ impl RedisStoreBuilder {
     /// `url`; `rediss://` without the `tls` feature is one) or a zero
     /// timeout (field `timeout`).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let link = Link::new(COMPONENT, &self.url, self.timeout, self.breaker)?;
+        let (link, prefix) = self.settings.link(COMPONENT)?;
         let (stop_tx, stop) = oneshot::channel();
         Ok(RedisStore {
             shared: Arc::new(Shared {
                 link,
-                channel: format!("{}events", self.prefix),
-                prefix: self.prefix,
+                channel: format!("{prefix}events"),
+                prefix,
                 release: Arc::new(redis::Script::new(RELEASE)),
                 listeners: Mutex::new(Vec::new()),
                 listening: AtomicBool::new(false),
