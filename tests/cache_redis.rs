@@ -221,6 +221,58 @@ async fn a_dead_lease_holder_hands_over_after_the_lease() {
     );
 }
 
+/// The lease holder's load panics: its lease is released at once, and the
+/// replica waiting for it loads without waiting out the (long) lease.
+#[tokio::test]
+async fn a_panicking_load_releases_its_lease() {
+    let Some(url) = redis_url() else { return };
+    let prefix = fresh_key("panic");
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let hooks = Arc::new(std::sync::Mutex::new(Some((started_tx, go_rx))));
+    let a = builder()
+        .lease_ttl(60 * SECS)
+        .build_with_remote(store(&url, &prefix), JsonCodec)
+        .unwrap()
+        .layer(service_fn(move |_: String| {
+            let hooks = hooks.lock().unwrap().take();
+            async move {
+                let (started, go) = hooks.expect("called once");
+                let _ = started.send(());
+                let _ = go.await;
+                panic!("the inner service panics mid-load (on purpose)");
+                #[allow(unreachable_code)]
+                Ok::<String, BoxError>(String::new())
+            }
+        }));
+    let a_call = tokio::spawn(a.oneshot("k".to_owned()));
+    started.await.unwrap();
+
+    let backend = Backend::new(Duration::ZERO);
+    let b = replica_with(
+        store(&url, &prefix),
+        builder().lease_ttl(60 * SECS),
+        &backend,
+        "b",
+    )
+    .await;
+    let b_call = tokio::spawn({
+        let svc = b.svc.clone();
+        async move { svc.oneshot("k".to_owned()).await }
+    });
+    // B has read and found the lease taken (a GET, then SET NX + PTTL).
+    let s = b.store.clone();
+    wait_until("B to wait for the lease", 5 * SECS, || s.stats().calls >= 2).await;
+    go.send(()).unwrap();
+    assert!(a_call.await.unwrap().is_err(), "A's load was abandoned");
+    let answer = tokio::time::timeout(10 * SECS, b_call)
+        .await
+        .expect("B loads once the lease is released, not after 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "b#1:k");
+}
+
 #[tokio::test]
 async fn invalidate_on_one_replica_is_seen_by_the_others() {
     let Some(url) = redis_url() else { return };

@@ -22,7 +22,7 @@ use super::handle::CacheHandle;
 use super::key::KeyFn;
 use super::stats::CacheStats;
 use super::store::tiered::{Claim, Read};
-use super::store::{Entry, Store};
+use super::store::{Entry, LeaseToken, Store};
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 use crate::BoxError;
@@ -238,40 +238,16 @@ where
             let core = guard.core.clone();
             let keep = core.swr.max(core.sie);
             // With a remote tier: read it, then take the key's lease or
-            // wait for the replica that holds it.
+            // wait for the replica that holds it. (Boxed: the task of a
+            // cache without one stays small.)
             let mut remote = None;
-            if let Some(tier) = &core.remote {
-                let rkey = tier.key(&guard.key);
-                let mut up = true;
-                match tier.read(&rkey).await {
-                    Read::Fresh(entry) => return serve_remote(&core, guard, entry),
-                    Read::Stale(entry) => {
-                        let value = entry.value.clone();
-                        let serve = Instant::now() < later(entry.fresh_until, core.swr);
-                        core.store.insert(guard.key.clone(), cached(entry));
-                        if serve {
-                            // Answer the waiters now; refresh below.
-                            let counters = &core.counters;
-                            guard.flight.complete(|n| {
-                                counters.stale_served(n as u64);
-                                Output::Value { value }
-                            });
-                        }
-                    }
-                    Read::Miss => {}
-                    Read::Failed => {
-                        tier.fallback();
-                        up = false;
-                    }
-                }
-                if up {
-                    match tier.claim(&rkey).await {
-                        Claim::Filled(entry) => return serve_remote(&core, guard, entry),
-                        Claim::Lease(token) => remote = Some((tier, rkey, Some(token))),
-                        Claim::Alone => {
-                            tier.fallback();
-                            remote = Some((tier, rkey, None));
-                        }
+            let mut guard = guard;
+            if core.remote.is_some() {
+                match Box::pin(before_load(core.clone(), guard)).await {
+                    Before::Served => return,
+                    Before::Load { guard: g, lease } => {
+                        guard = g;
+                        remote = lease;
                     }
                 }
             }
@@ -330,15 +306,124 @@ where
                 }
             };
             // Share it, then let the replicas waiting for the lease read it.
-            if let Some((tier, rkey, lease)) = remote {
-                if let Some(value) = shared {
-                    tier.write(&rkey, &value, core.ttl, keep).await;
-                }
-                if let Some(token) = lease {
-                    tier.release(&rkey, token).await;
-                }
+            if let Some((rkey, lease)) = remote {
+                Box::pin(after_load(core, rkey, shared, lease)).await;
             }
         }
+    }
+}
+
+/// What [`before_load`] leaves to do.
+enum Before<K: Hash + Eq, Res> {
+    /// The remote tier answered: the load is done.
+    Served,
+    /// Call the inner service; then write to the remote tier under this
+    /// key (`None`: it failed, leave it) and release the lease, if taken.
+    Load {
+        guard: LoadGuard<K, Res>,
+        lease: Option<(String, Option<LeaseHeld<K, Res>>)>,
+    },
+}
+
+/// A lease this replica holds. Released by [`after_load`]; if the load is
+/// dropped first (the inner service panicked), released in the
+/// background, so the other replicas need not wait for it to expire.
+struct LeaseHeld<K, Res> {
+    core: Arc<Core<K, Res>>,
+    key: String,
+    token: Option<LeaseToken>,
+}
+
+impl<K, Res> Drop for LeaseHeld<K, Res> {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Some(tier) = &self.core.remote else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = tier.store.clone();
+        let key = std::mem::take(&mut self.key);
+        rt.spawn(async move {
+            let _ = store.release(&key, token).await;
+        });
+    }
+}
+
+/// The remote half of a miss before the inner call: read the remote tier,
+/// then take the key's lease or wait for the replica that holds it.
+async fn before_load<K, Res>(core: Arc<Core<K, Res>>, guard: LoadGuard<K, Res>) -> Before<K, Res>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    Res: Clone + Send + Sync,
+{
+    let Some(tier) = &core.remote else {
+        return Before::Load { guard, lease: None };
+    };
+    let rkey = tier.key(&guard.key);
+    match tier.read(&rkey).await {
+        Read::Fresh(entry) => {
+            serve_remote(&core, guard, entry);
+            return Before::Served;
+        }
+        Read::Stale(entry) => {
+            let value = entry.value.clone();
+            let serve = Instant::now() < later(entry.fresh_until, core.swr);
+            core.store.insert(guard.key.clone(), cached(entry));
+            if serve {
+                // Answer the waiters now; refresh below.
+                let counters = &core.counters;
+                guard.flight.complete(|n| {
+                    counters.stale_served(n as u64);
+                    Output::Value { value }
+                });
+            }
+        }
+        Read::Miss => {}
+        Read::Failed => {
+            tier.fallback();
+            return Before::Load { guard, lease: None };
+        }
+    }
+    let lease = match tier.claim(&rkey).await {
+        Claim::Filled(entry) => {
+            serve_remote(&core, guard, entry);
+            return Before::Served;
+        }
+        Claim::Lease(token) => Some(LeaseHeld {
+            core: core.clone(),
+            key: rkey.clone(),
+            token: Some(token),
+        }),
+        Claim::Alone => {
+            tier.fallback();
+            None
+        }
+    };
+    Before::Load {
+        guard,
+        lease: Some((rkey, lease)),
+    }
+}
+
+/// The remote half of a miss after the inner call: share the value, then
+/// release the lease (the replicas waiting for it read the value).
+async fn after_load<K, Res>(
+    core: Arc<Core<K, Res>>,
+    rkey: String,
+    value: Option<Res>,
+    lease: Option<LeaseHeld<K, Res>>,
+) {
+    let Some(tier) = &core.remote else { return };
+    if let Some(value) = value {
+        let keep = core.swr.max(core.sie);
+        tier.write(&rkey, &value, core.ttl, keep).await;
+    }
+    if let Some(token) = lease.and_then(|mut held| held.token.take()) {
+        tier.release(&rkey, token).await;
     }
 }
 
