@@ -79,6 +79,23 @@ fn thread_cpu() -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
+/// 100,000 hits; the time per hit.
+fn hit_batch<S: Service<u64, Response = String>>(
+    svc: &mut S,
+    cx: &mut Context<'_>,
+    k: &mut u64,
+) -> Duration
+where
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..100_000 {
+        *k = (*k + 1) & (KEYS - 1);
+        black_box(hit(svc, cx, black_box(*k)));
+    }
+    start.elapsed() / 100_000
+}
+
 fn main() {
     let Some(url) = std::env::var("TOWER_PATTERNS_REDIS_URL")
         .ok()
@@ -137,6 +154,22 @@ fn main() {
         })
     });
     g.finish();
+    // The same, alternating batches (criterion runs the two minutes apart).
+    if !std::env::args().any(|a| a == "--list" || a == "--test") {
+        let (mut t, mut o) = (Vec::new(), Vec::new());
+        let mut k = 0;
+        for _ in 0..30 {
+            t.push(hit_batch(&mut today, &mut cx, &mut k));
+            o.push(hit_batch(&mut tiered, &mut cx, &mut k));
+        }
+        t.sort();
+        o.sort();
+        let (t, o) = (t[t.len() / 2], o[o.len() / 2]);
+        println!(
+            "cache_redis/tier1_hit paired: with a Redis tier {o:?}, today {t:?}: ratio {:.3}",
+            o.as_secs_f64() / t.as_secs_f64()
+        );
+    }
 
     // ---- tier-2 hits ----
     let redis = store(&url, &prefix);
