@@ -189,7 +189,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// The most entries kept (default 10,000; at least 1). When full, the
     /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
     ///
-    /// Applies to [`build`](Self::build) only: a store given to
+    /// Applies to [`build`](Self::build) and to the memory tier of
+    /// [`build_with_remote`](Self::build_with_remote): a store given to
     /// [`build_with_store`](Self::build_with_store) keeps its own bound.
     #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
