@@ -17,7 +17,7 @@ use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::Cache;
 use super::stats::CacheStats;
 use super::store::tiered::{Tier2, Tier2Config};
-use super::store::{AnyStore, MemoryStore, RemoteStore, Store};
+use super::store::{AnyStore, MemoryStore, RemoteListener, RemoteStore, Store};
 use crate::classify::DefaultClassify;
 use crate::error::check;
 use crate::ConfigError;
@@ -478,11 +478,15 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         );
         let layer = self.build_any(AnyStore::Memory(memory), Some(tier))?;
         let core = Arc::downgrade(&layer.core);
-        remote.listen(Arc::new(move |event| {
+        let listener: RemoteListener = Arc::new(move |event| {
             if let Some(core) = core.upgrade() {
                 core.on_remote_event(event);
             }
-        }));
+        });
+        if let Some(tier) = &layer.core.remote {
+            let _ = tier.listener.set(listener.clone());
+        }
+        remote.listen(listener);
         Ok(layer)
     }
 

@@ -30,6 +30,9 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
 
+/// A [`RemoteListener`] held weakly.
+type WeakListener = Weak<dyn Fn(RemoteEvent<'_>) + Send + Sync>;
+
 /// A cache tier on Redis, shared by every replica that points at the same
 /// server and key prefix (feature `redis`).
 ///
@@ -104,7 +107,9 @@ struct Shared {
     prefix: String,
     channel: String,
     release: Arc<redis::Script>,
-    listeners: Mutex<Vec<RemoteListener>>,
+    /// Weak: a cache keeps its listener alive, and a dropped cache's is
+    /// forgotten at the next event.
+    listeners: Mutex<Vec<WeakListener>>,
     listening: AtomicBool,
     subscribed: AtomicBool,
     resyncs: AtomicU64,
@@ -420,7 +425,7 @@ impl RemoteStore for RedisStore {
     }
 
     fn listen(&self, listener: RemoteListener) {
-        lock(&self.shared.listeners).push(listener);
+        lock(&self.shared.listeners).push(Arc::downgrade(&listener));
         self.ensure_listening();
     }
 }
@@ -441,7 +446,11 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
 }
 
 fn tell(shared: &Shared, event: RemoteEvent<'_>) {
-    let listeners = lock(&shared.listeners).clone();
+    let listeners: Vec<RemoteListener> = {
+        let mut all = lock(&shared.listeners);
+        all.retain(|l| l.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
     for l in listeners {
         l(event);
     }

@@ -150,5 +150,10 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// Calls `listener` with every event from now on, from any replica
     /// (this one included). Called once per cache at build time, maybe
     /// outside a runtime; a store may start listening on its first call.
+    ///
+    /// The cache keeps `listener` alive as long as it lives, so a store
+    /// may hold it weakly and forget it once it is gone
+    /// ([`RedisStore`](super::RedisStore) does): building caches over one
+    /// store again and again does not grow the store.
     fn listen(&self, listener: RemoteListener);
 }

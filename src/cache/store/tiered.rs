@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::remote::{Lease, LeaseToken, RemoteStore};
+use super::remote::{Lease, LeaseToken, RemoteListener, RemoteStore};
 use super::Entry;
 use crate::cache::codec::{self, Codec};
 use crate::sync::lock;
@@ -62,6 +62,8 @@ pub(crate) struct Tier2<K, V> {
     /// Misses waiting for another replica's lease, by remote key.
     waits: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) counters: RemoteCounters,
+    /// The cache's listener on the store, kept alive here.
+    pub(crate) listener: OnceLock<RemoteListener>,
 }
 
 /// Settings of a [`Tier2`].
@@ -89,6 +91,7 @@ impl<K, V> Tier2<K, V> {
             local_ttl: config.local_ttl,
             waits: Mutex::new(HashMap::new()),
             counters: RemoteCounters::default(),
+            listener: OnceLock::new(),
         }
     }
 
