@@ -178,6 +178,8 @@ pub mod paginate;
 pub mod pool;
 pub mod queue;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_link;
 mod rejection;
 pub mod respond;
 pub mod retry;

@@ -9,68 +9,17 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use common::redis_server::{fresh_key, raw, redis_url, wait_for, OwnServer};
 use tower_patterns::circuit_breaker::{CircuitBreakerLayer, Open};
 use tower_patterns::rate_limit::{Admission, Quota, RateLimitStore, RedisStore};
 
 const MS: Duration = Duration::from_millis(1);
 const US: Duration = Duration::from_micros(1);
 
-fn redis_url() -> Option<String> {
-    common::service_url(
-        "TOWER_PATTERNS_REDIS_URL",
-        "start Redis with `eval \"$(bash .ci/redis.sh | tail -1)\"`",
-    )
-}
-
-/// A key no other test or run has used.
-fn fresh_key(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{name}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to Redis")
-}
-
 async fn get_tat(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<u64> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
-}
-
-/// Polls `check` every 10 ms until it returns `Some`, or panics with
-/// `what` after `deadline`.
-async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(10 * MS).await;
-    }
 }
 
 /// `got` is `expected` minus at most `elapsed` (the server's clock moved
@@ -259,70 +208,6 @@ async fn three_replicas_share_one_quota() {
 }
 
 // ---- servers of the tests' own --------------------------------------------
-
-/// A redis-server this test owns, on 127.0.0.1:`port`; killed on drop.
-struct OwnServer {
-    port: u16,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl OwnServer {
-    async fn start(args: &[&str]) -> OwnServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = OwnServer {
-            port,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            child: None,
-        };
-        server.restart().await;
-        server
-    }
-
-    /// Starts (again) on the same port, and waits until it accepts connections.
-    async fn restart(&mut self) {
-        let dir = std::env::temp_dir();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is on PATH (.ci/redis.sh installs it)");
-        let child = self.child.insert(child);
-        let start = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("redis-server {:?} exited: {status}", self.args);
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server not listening within 10 s"
-            );
-            tokio::time::sleep(10 * MS).await;
-        }
-    }
-
-    async fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().await.unwrap();
-    }
-
-    fn url(&self, userinfo: &str) -> String {
-        format!("redis://{userinfo}127.0.0.1:{}", self.port)
-    }
-}
 
 // ---- (c) Redis down: fail fast, count it, reconnect ---------------------
 

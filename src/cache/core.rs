@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use super::error::SharedError;
 use super::flight::Flight;
 use super::stats::CacheStats;
-use super::store::{AnyStore, Entry, Store};
+use super::store::tiered::Tier2;
+use super::store::{AnyStore, Entry, RemoteEvent, Store};
 use crate::sync::{lock, thread_stripe, Padded};
 use crate::time;
 use crate::BoxError;
@@ -57,6 +58,8 @@ pub(crate) struct Core<K, Res> {
     pub(crate) store: AnyStore<K, Cached<Res>>,
     pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
     pub(crate) counters: Counters,
+    /// The remote tier, if any: consulted on misses only.
+    pub(crate) remote: Option<Tier2<K, Res>>,
 }
 
 impl<K, Res> Core<K, Res> {
@@ -86,6 +89,11 @@ impl<K, Res> Core<K, Res> {
         Res: Clone + Send + Sync,
     {
         let c = self.counters.sum();
+        let r = |f: fn(&Tier2<K, Res>) -> &AtomicU64| {
+            self.remote
+                .as_ref()
+                .map_or(0, |t| f(t).load(Ordering::Relaxed))
+        };
         CacheStats {
             hits: c[0],
             misses: c[1],
@@ -93,6 +101,29 @@ impl<K, Res> Core<K, Res> {
             stale_served: c[3],
             evictions: self.store.evictions(),
             entries: self.store.len(),
+            remote_hits: r(|t| &t.counters.hits),
+            remote_fallbacks: r(|t| &t.counters.fallbacks),
+            remote_bad_entries: r(|t| &t.counters.bad_entries),
+            remote_too_large: r(|t| &t.counters.too_large),
+        }
+    }
+
+    /// What the remote tier tells: drop local copies, or wake the misses
+    /// waiting for a lease.
+    pub(crate) fn on_remote_event(&self, event: RemoteEvent<'_>)
+    where
+        K: Hash + Eq + Send + Sync,
+        Res: Clone + Send + Sync,
+    {
+        let Some(tier) = &self.remote else { return };
+        match event {
+            RemoteEvent::Invalidated(key) => {
+                if let Some(key) = tier.local_key(key) {
+                    self.store.remove(&key);
+                }
+            }
+            RemoteEvent::Released(key) => tier.wake(key),
+            RemoteEvent::Cleared | RemoteEvent::Resync => self.store.clear(),
         }
     }
 }

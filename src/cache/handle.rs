@@ -37,6 +37,12 @@ where
     }
 }
 
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(task);
+    }
+}
+
 impl<K, Res> CacheHandle<K, Res> {
     pub(crate) fn new(core: Arc<Core<K, Res>>) -> Self {
         CacheHandle { core }
@@ -53,15 +59,38 @@ where
         self.core.stats()
     }
 
-    /// Removes the entry for `key`; `true` if there was one. A load
-    /// already in flight for `key` still completes and stores its result.
+    /// Removes the entry for `key`; `true` if there was one (in memory).
+    /// A load already in flight for `key` still completes and stores its
+    /// result.
+    ///
+    /// With a remote tier ([`build_with_remote`](super::CacheLayerBuilder::build_with_remote))
+    /// the entry is also deleted there and every replica drops its copy
+    /// when the remote store's broadcast reaches it (within milliseconds).
+    /// That part runs in a task of its own, on the current tokio runtime;
+    /// outside a runtime only this replica's memory is touched.
     pub fn invalidate(&self, key: &K) -> bool {
-        self.core.store.remove(key)
+        let had = self.core.store.remove(key);
+        if let Some(tier) = &self.core.remote {
+            let store = tier.store.clone();
+            let key = tier.key(key);
+            spawn(async move {
+                let _ = store.delete(&key).await;
+            });
+        }
+        had
     }
 
-    /// Removes every entry.
+    /// Removes every entry. With a remote tier, also every entry under the
+    /// remote store's namespace, on every replica (in the background, as
+    /// [`invalidate`](Self::invalidate)).
     pub fn clear(&self) {
         self.core.store.clear();
+        if let Some(tier) = &self.core.remote {
+            let store = tier.store.clone();
+            spawn(async move {
+                let _ = store.clear().await;
+            });
+        }
     }
 
     /// Removes every expired entry now (they are otherwise removed when

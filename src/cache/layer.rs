@@ -4,17 +4,20 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::codec::Codec;
 use super::core::{Cached, Core, Counters, Policy};
 use super::handle::CacheHandle;
 use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::Cache;
 use super::stats::CacheStats;
-use super::store::{AnyStore, MemoryStore, Store};
+use super::store::tiered::{Tier2, Tier2Config};
+use super::store::{AnyStore, MemoryStore, RemoteListener, RemoteStore, Store};
 use crate::classify::DefaultClassify;
 use crate::error::check;
 use crate::ConfigError;
@@ -23,6 +26,9 @@ use crate::ConfigError;
 const MAX_ENTRIES: usize = (u32::MAX / 2) as usize;
 /// The in-memory store's bound when `max_entries` is not set.
 const DEFAULT_MAX_ENTRIES: usize = 10_000;
+/// The remote tier's defaults.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// A [`Layer`] that caches the responses of the service it wraps.
 ///
@@ -51,6 +57,7 @@ impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
             swr: Duration::ZERO,
             sie: Duration::ZERO,
             error_ttl: None,
+            remote: RemoteSettings::default(),
             key_fn: Md5Json,
             classify: DefaultClassify,
             _types: PhantomData,
@@ -131,9 +138,28 @@ pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     swr: Duration,
     sie: Duration,
     error_ttl: Option<Duration>,
+    remote: RemoteSettings,
     key_fn: KF,
     classify: C,
     _types: PhantomData<fn(Req) -> Res>,
+}
+
+/// The settings that apply with a remote tier only.
+#[derive(Clone, Copy, Debug)]
+struct RemoteSettings {
+    lease_ttl: Duration,
+    max_entry_bytes: usize,
+    local_ttl: Duration,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        RemoteSettings {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            local_ttl: Duration::MAX,
+        }
+    }
 }
 
 impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
@@ -163,7 +189,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
     /// The most entries kept (default 10,000; at least 1). When full, the
     /// in-memory store evicts by S3-FIFO, which keeps frequently used keys.
     ///
-    /// Applies to [`build`](Self::build) only: a store given to
+    /// Applies to [`build`](Self::build) and to the memory tier of
+    /// [`build_with_remote`](Self::build_with_remote): a store given to
     /// [`build_with_store`](Self::build_with_store) keeps its own bound.
     #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, max_entries: usize) -> Self {
@@ -235,6 +262,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             swr: self.swr,
             sie: self.sie,
             error_ttl: self.error_ttl,
+            remote: self.remote,
             key_fn,
             classify: self.classify,
             _types: PhantomData,
@@ -254,10 +282,60 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             swr: self.swr,
             sie: self.sie,
             error_ttl: self.error_ttl,
+            remote: self.remote,
             key_fn: self.key_fn,
             classify,
             _types: PhantomData,
         }
+    }
+
+    /// With a remote tier: how long a replica may hold a key's lease while
+    /// it loads (default 10 s; more than zero). Concurrent misses for the
+    /// key on other replicas wait for it (woken when it is released), so
+    /// make it longer than the inner call's longest time: a lease that
+    /// expires mid-load lets a second replica load too. A replica that dies
+    /// holding it delays the key this long at most.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.remote.lease_ttl = ttl;
+        self
+    }
+
+    /// With a remote tier: the largest entry written to it, in encoded
+    /// bytes (default 1 MiB; at least 64). Larger responses are still served
+    /// and kept in memory, but not shared
+    /// ([`CacheStats::remote_too_large`](super::CacheStats::remote_too_large)).
+    #[must_use = "a setter returns the changed builder"]
+    pub fn max_entry_bytes(mut self, bytes: usize) -> Self {
+        self.remote.max_entry_bytes = bytes;
+        self
+    }
+
+    /// With a remote tier: the longest an entry stays fresh in memory
+    /// before the remote tier is read again (default: no limit, the time
+    /// the entry has left). Invalidations reach every replica at once over
+    /// the remote store's broadcast; this bounds how long a replica that
+    /// missed one (a lost connection) can serve the old value.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn local_ttl(mut self, ttl: Duration) -> Self {
+        self.remote.local_ttl = ttl;
+        self
+    }
+
+    /// The in-memory store, bounded by `max_entries`.
+    fn memory_store<K, V>(&self) -> Result<MemoryStore<K, V>, ConfigError>
+    where
+        K: Hash + Eq + Send + Sync,
+        V: Clone + Send + Sync,
+    {
+        let max_entries = check::in_range(
+            "cache",
+            "max_entries",
+            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            1,
+            MAX_ENTRIES,
+        )?;
+        Ok(MemoryStore::new(max_entries))
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -286,15 +364,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
         Res: Clone + Send + Sync + 'static,
     {
-        let max_entries = check::in_range(
-            "cache",
-            "max_entries",
-            self.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
-            1,
-            MAX_ENTRIES,
-        )?;
-        let store = AnyStore::Memory(MemoryStore::new(max_entries));
-        self.build_any(store)
+        let store = AnyStore::Memory(self.memory_store()?);
+        self.build_any(store, None)
     }
 
     /// Builds the layer over a [`Store`] of your own, which keeps its own
@@ -319,12 +390,110 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 "applies only to the in-memory store of build(); bound your own store instead",
             ));
         }
-        self.build_any(AnyStore::Custom(Box::new(store)))
+        self.build_any(AnyStore::Custom(Box::new(store)), None)
+    }
+
+    /// Builds the layer with two tiers: the in-memory store (tier 1,
+    /// bounded by [`max_entries`](Self::max_entries)) in front of `remote`
+    /// (tier 2, shared by replicas), whose values `codec` writes.
+    ///
+    /// A tier-1 hit costs what it costs without `remote`. A tier-1 miss
+    /// reads `remote` and fills tier 1 with the time the entry has left; a
+    /// miss in both takes the key's lease, so that concurrent misses on
+    /// every replica make one inner call (see [`lease_ttl`](Self::lease_ttl)).
+    /// Expiry is stored with the entry in wall-clock time, and `remote`
+    /// keeps an entry for the TTL plus the stale windows, so stale serving
+    /// works across replicas. [`CacheHandle::invalidate`](super::CacheHandle::invalidate)
+    /// and [`clear`](super::CacheHandle::clear) reach every replica. Errors
+    /// cached by [`cache_errors`](Self::cache_errors) stay in memory.
+    ///
+    /// When `remote` fails, misses go to the inner service (counted in
+    /// [`CacheStats::remote_fallbacks`](super::CacheStats::remote_fallbacks)).
+    ///
+    /// Keys must print and parse back (`Display` + `FromStr`, as `String`
+    /// and the integers do): the remote key is the printed one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_patterns::cache::{CacheLayer, JsonCodec, Lease, LeaseToken};
+    /// # use bytes::Bytes;
+    /// # use tower_patterns::cache::{RemoteFuture, RemoteListener, RemoteStore};
+    /// # struct Nothing;
+    /// # impl RemoteStore for Nothing {
+    /// #     fn get<'a>(&'a self, _: &'a str) -> RemoteFuture<'a, Option<Bytes>> { Box::pin(async { Ok(None) }) }
+    /// #     fn put<'a>(&'a self, _: &'a str, _: Bytes, _: Option<Duration>) -> RemoteFuture<'a, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn delete<'a>(&'a self, _: &'a str) -> RemoteFuture<'a, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn clear(&self) -> RemoteFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn lease<'a>(&'a self, _: &'a str, _: Duration) -> RemoteFuture<'a, Lease> { Box::pin(async { Ok(Lease::Acquired(LeaseToken::random())) }) }
+    /// #     fn release<'a>(&'a self, _: &'a str, _: LeaseToken) -> RemoteFuture<'a, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn listen(&self, _: RemoteListener) {}
+    /// # }
+    ///
+    /// let layer = CacheLayer::<u64, Vec<String>>::builder()
+    ///     .key_fn(|id: &u64| *id)
+    ///     .lease_ttl(Duration::from_secs(2))
+    ///     .build_with_remote(Nothing, JsonCodec) // RedisStore with feature `redis`
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and when `lease_ttl` is zero or
+    /// `max_entry_bytes` is under 64.
+    pub fn build_with_remote<R, Co>(
+        self,
+        remote: R,
+        codec: Co,
+    ) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
+    where
+        KF: KeyFn<Req>,
+        KF::Key: fmt::Display + FromStr,
+        Res: Clone + Send + Sync + 'static,
+        R: RemoteStore,
+        Co: Codec<Res> + 'static,
+    {
+        let memory = self.memory_store()?;
+        let settings = self.remote;
+        check::nonzero("cache", "lease_ttl", settings.lease_ttl)?;
+        check::nonzero("cache", "local_ttl", settings.local_ttl)?;
+        check::in_range(
+            "cache",
+            "max_entry_bytes",
+            settings.max_entry_bytes,
+            64,
+            usize::MAX,
+        )?;
+        let remote: Arc<dyn RemoteStore> = Arc::new(remote);
+        let tier = Tier2::new(
+            remote.clone(),
+            Arc::new(codec),
+            |k: &KF::Key| k.to_string(),
+            |s: &str| s.parse().ok(),
+            Tier2Config {
+                lease_ttl: settings.lease_ttl,
+                max_bytes: settings.max_entry_bytes,
+                local_ttl: settings.local_ttl,
+            },
+        );
+        let layer = self.build_any(AnyStore::Memory(memory), Some(tier))?;
+        let core = Arc::downgrade(&layer.core);
+        let listener: RemoteListener = Arc::new(move |event| {
+            if let Some(core) = core.upgrade() {
+                core.on_remote_event(event);
+            }
+        });
+        if let Some(tier) = &layer.core.remote {
+            let _ = tier.listener.set(listener.clone());
+        }
+        remote.listen(listener);
+        Ok(layer)
     }
 
     fn build_any(
         self,
         store: AnyStore<KF::Key, Cached<Res>>,
+        remote: Option<Tier2<KF::Key, Res>>,
     ) -> Result<CacheLayer<Req, Res, KF::Key, KF, C>, ConfigError>
     where
         KF: KeyFn<Req>,
@@ -339,6 +508,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 store,
                 flights: Mutex::new(HashMap::new()),
                 counters: Counters::new(),
+                remote,
             }),
             policy: Arc::new(Policy {
                 key_fn: self.key_fn,

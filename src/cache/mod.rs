@@ -35,6 +35,15 @@
 //! The store sits behind the [`Store`] trait, so other stores can be
 //! plugged in with [`CacheLayerBuilder::build_with_store`].
 //!
+//! **Shared by replicas.** [`CacheLayerBuilder::build_with_remote`] puts a
+//! second tier behind the in-memory one: a [`RemoteStore`] every replica
+//! shares ([`RedisStore`], feature `redis`), values written by a [`Codec`]
+//! ([`JsonCodec`], [`HttpCodec`]). A memory hit costs what it costs without
+//! it; a memory miss reads the remote tier; concurrent misses on every
+//! replica make one inner call (a lease per key); invalidations reach every
+//! replica; a remote tier that is down only costs its misses a fast check
+//! (see `examples/cache_redis.rs`, and [`RedisStore`]'s docs for an example).
+//!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
@@ -77,6 +86,7 @@
 //! # }
 //! ```
 
+mod codec;
 mod core;
 mod error;
 mod flight;
@@ -89,6 +99,7 @@ mod stats;
 mod store;
 
 pub use self::core::Cached;
+pub use codec::{Codec, HttpCodec, JsonCodec};
 pub use error::{LoadAbandoned, SharedError};
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
@@ -96,4 +107,10 @@ pub use key::{FnKey, KeyFn, Md5Json};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use service::Cache;
 pub use stats::CacheStats;
-pub use store::{Entry, MemoryStore, Store};
+pub use store::{
+    Entry, Lease, LeaseToken, MemoryStore, RemoteEvent, RemoteFuture, RemoteListener, RemoteStore,
+    Store,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{RedisStore, RedisStoreBuilder, RedisStoreStats};

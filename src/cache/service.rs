@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,7 +21,8 @@ use super::future::ResponseFuture;
 use super::handle::CacheHandle;
 use super::key::KeyFn;
 use super::stats::CacheStats;
-use super::store::{Entry, Store};
+use super::store::tiered::{Claim, Read};
+use super::store::{Entry, LeaseToken, Store};
 use crate::classify::{Classify, Outcome};
 use crate::trace::trace_event;
 use crate::BoxError;
@@ -233,59 +235,219 @@ where
             done: false,
         };
         async move {
-            let result = inner.oneshot(req).await;
-            let outcome = policy.classify.classify(&result);
             let core = guard.core.clone();
-            let now = Instant::now();
             let keep = core.swr.max(core.sie);
-            match (result, outcome) {
-                (Ok(res), Outcome::Success) => {
-                    let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
-                    core.store.insert(guard.key.clone(), entry);
-                    guard.finish(|_| Output::Value { value: res });
-                }
-                (result, outcome) => {
-                    if outcome.is_failure() && !core.sie.is_zero() {
-                        if let Some(Entry {
-                            value: Cached::Response(stale),
-                            fresh_until,
-                            ..
-                        }) = core.store.get(&guard.key, now)
-                        {
-                            if now < later(fresh_until, core.sie) {
-                                trace_event!(DEBUG, "cache load failed: serving stale entry");
-                                let counters = &core.counters;
-                                guard.finish(|n| {
-                                    counters.stale_served(n as u64);
-                                    Output::Value { value: stale }
-                                });
-                                return;
-                            }
-                        }
-                    }
-                    match core.error_ttl {
-                        Some(ttl) => {
-                            let cached = match result {
-                                Ok(res) => Cached::Response(res),
-                                Err(e) => Cached::Error(SharedError::new(e.into())),
-                            };
-                            let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
-                            core.store.insert(guard.key.clone(), entry);
-                            guard.finish(|_| match cached {
-                                Cached::Response(value) => Output::Value { value },
-                                Cached::Error(e) => Output::Shared(e),
-                            });
-                        }
-                        None => guard.finish(|n| match result {
-                            Ok(value) => Output::Value { value },
-                            Err(e) if n <= 1 => Output::Solo(Some(e.into())),
-                            Err(e) => Output::Shared(SharedError::new(e.into())),
-                        }),
+            // With a remote tier: read it, then take the key's lease or
+            // wait for the replica that holds it. (Boxed: the task of a
+            // cache without one stays small.)
+            let mut remote = None;
+            let mut guard = guard;
+            if core.remote.is_some() {
+                match Box::pin(before_load(core.clone(), guard)).await {
+                    Before::Served => return,
+                    Before::Load { guard: g, lease } => {
+                        guard = g;
+                        remote = lease;
                     }
                 }
             }
+            let result = inner.oneshot(req).await;
+            let outcome = policy.classify.classify(&result);
+            let now = Instant::now();
+            let shared: Option<Res> = 'outcome: {
+                match (result, outcome) {
+                    (Ok(res), Outcome::Success) => {
+                        let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
+                        core.store.insert(guard.key.clone(), entry);
+                        let value = remote.is_some().then(|| res.clone());
+                        guard.finish(|_| Output::Value { value: res });
+                        value
+                    }
+                    (result, outcome) => {
+                        if outcome.is_failure() && !core.sie.is_zero() {
+                            if let Some(Entry {
+                                value: Cached::Response(stale),
+                                fresh_until,
+                                ..
+                            }) = core.store.get(&guard.key, now)
+                            {
+                                if now < later(fresh_until, core.sie) {
+                                    trace_event!(DEBUG, "cache load failed: serving stale entry");
+                                    let counters = &core.counters;
+                                    guard.finish(|n| {
+                                        counters.stale_served(n as u64);
+                                        Output::Value { value: stale }
+                                    });
+                                    break 'outcome None;
+                                }
+                            }
+                        }
+                        match core.error_ttl {
+                            Some(ttl) => {
+                                let cached = match result {
+                                    Ok(res) => Cached::Response(res),
+                                    Err(e) => Cached::Error(SharedError::new(e.into())),
+                                };
+                                let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
+                                core.store.insert(guard.key.clone(), entry);
+                                guard.finish(|_| match cached {
+                                    Cached::Response(value) => Output::Value { value },
+                                    Cached::Error(e) => Output::Shared(e),
+                                });
+                            }
+                            None => guard.finish(|n| match result {
+                                Ok(value) => Output::Value { value },
+                                Err(e) if n <= 1 => Output::Solo(Some(e.into())),
+                                Err(e) => Output::Shared(SharedError::new(e.into())),
+                            }),
+                        }
+                        None
+                    }
+                }
+            };
+            // Share it, then let the replicas waiting for the lease read it.
+            if let Some((rkey, lease)) = remote {
+                Box::pin(after_load(core, rkey, shared, lease)).await;
+            }
         }
     }
+}
+
+/// What [`before_load`] leaves to do.
+enum Before<K: Hash + Eq, Res> {
+    /// The remote tier answered: the load is done.
+    Served,
+    /// Call the inner service; then write to the remote tier under this
+    /// key (`None`: it failed, leave it) and release the lease, if taken.
+    Load {
+        guard: LoadGuard<K, Res>,
+        lease: Option<(String, Option<LeaseHeld<K, Res>>)>,
+    },
+}
+
+/// A lease this replica holds. Released by [`after_load`]; if the load is
+/// dropped first (the inner service panicked), released in the
+/// background, so the other replicas need not wait for it to expire.
+struct LeaseHeld<K, Res> {
+    core: Arc<Core<K, Res>>,
+    key: String,
+    token: Option<LeaseToken>,
+}
+
+impl<K, Res> Drop for LeaseHeld<K, Res> {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Some(tier) = &self.core.remote else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = tier.store.clone();
+        let key = std::mem::take(&mut self.key);
+        rt.spawn(async move {
+            let _ = store.release(&key, token).await;
+        });
+    }
+}
+
+/// The remote half of a miss before the inner call: read the remote tier,
+/// then take the key's lease or wait for the replica that holds it.
+async fn before_load<K, Res>(core: Arc<Core<K, Res>>, guard: LoadGuard<K, Res>) -> Before<K, Res>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    Res: Clone + Send + Sync,
+{
+    let Some(tier) = &core.remote else {
+        return Before::Load { guard, lease: None };
+    };
+    let rkey = tier.key(&guard.key);
+    match tier.read(&rkey).await {
+        Read::Fresh(entry) => {
+            serve_remote(&core, guard, entry);
+            return Before::Served;
+        }
+        Read::Stale(entry) => {
+            let value = entry.value.clone();
+            let serve = Instant::now() < later(entry.fresh_until, core.swr);
+            core.store.insert(guard.key.clone(), cached(entry));
+            if serve {
+                // Answer the waiters now; refresh below.
+                let counters = &core.counters;
+                guard.flight.complete(|n| {
+                    counters.stale_served(n as u64);
+                    Output::Value { value }
+                });
+            }
+        }
+        Read::Miss => {}
+        Read::Failed => {
+            tier.fallback();
+            return Before::Load { guard, lease: None };
+        }
+    }
+    let lease = match tier.claim(&rkey).await {
+        Claim::Filled(entry) => {
+            serve_remote(&core, guard, entry);
+            return Before::Served;
+        }
+        Claim::Lease(token) => Some(LeaseHeld {
+            core: core.clone(),
+            key: rkey.clone(),
+            token: Some(token),
+        }),
+        Claim::Alone => {
+            tier.fallback();
+            None
+        }
+    };
+    Before::Load {
+        guard,
+        lease: Some((rkey, lease)),
+    }
+}
+
+/// The remote half of a miss after the inner call: share the value, then
+/// release the lease (the replicas waiting for it read the value).
+async fn after_load<K, Res>(
+    core: Arc<Core<K, Res>>,
+    rkey: String,
+    value: Option<Res>,
+    lease: Option<LeaseHeld<K, Res>>,
+) {
+    let Some(tier) = &core.remote else { return };
+    if let Some(value) = value {
+        let keep = core.swr.max(core.sie);
+        tier.write(&rkey, &value, core.ttl, keep).await;
+    }
+    if let Some(token) = lease.and_then(|mut held| held.token.take()) {
+        tier.release(&rkey, token).await;
+    }
+}
+
+/// A tier-2 entry as a tier-1 one.
+fn cached<Res>(entry: Entry<Res>) -> Entry<Cached<Res>> {
+    Entry {
+        value: Cached::Response(entry.value),
+        fresh_until: entry.fresh_until,
+        keep_until: entry.keep_until,
+    }
+}
+
+/// Serves a load from a fresh tier-2 entry, and keeps it in tier 1.
+fn serve_remote<K, Res>(core: &Core<K, Res>, guard: LoadGuard<K, Res>, entry: Entry<Res>)
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    Res: Clone + Send + Sync,
+{
+    if let Some(tier) = &core.remote {
+        tier.counters.hits.fetch_add(1, Ordering::Relaxed);
+    }
+    let value = entry.value.clone();
+    core.store.insert(guard.key.clone(), cached(entry));
+    guard.finish(|_| Output::Value { value });
 }
 
 /// Owns a load's registration: takes the flight off the map and
@@ -309,6 +471,7 @@ impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
     }
 
     fn finish(mut self, make: impl FnOnce(usize) -> Output<Res>) {
+        // (A flight already answered early, with a stale entry, keeps that.)
         self.done = true;
         self.unregister();
         self.flight.complete(make);

@@ -3,23 +3,14 @@
 //! is private; its items are re-exported by `rate_limit`).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
-use tower::ServiceExt;
-use tower_layer::Layer;
-use tower_service::Service;
-
 use super::store::{Admission, Quota, RateLimitStore, StoreFuture};
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, Open};
-use crate::error::{check, ConfigError};
-use crate::BoxError;
+use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::error::ConfigError;
+use crate::redis_link::{Link, LinkSettings, Op};
 
 /// The GCRA script (commented Lua, beside this file).
 const SCRIPT: &str = include_str!("redis_gcra.lua");
@@ -118,7 +109,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Cheap to clone: clones share the connection, the breaker and the stats.
 #[derive(Clone)]
 pub struct RedisStore {
-    breaker: CircuitBreaker<Eval>,
+    link: Link,
+    script: Arc<redis::Script>,
     prefix: Arc<str>,
     counters: Arc<Counters>,
 }
@@ -127,7 +119,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("timeout", &self.breaker.get_ref().shared.timeout)
+            .field("timeout", &self.link.timeout)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -135,21 +127,9 @@ impl fmt::Debug for RedisStore {
 
 /// Builds a [`RedisStore`]; from [`RedisStore::builder`].
 #[must_use]
+#[derive(Debug)]
 pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    breaker: Option<CircuitBreakerLayer>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password: leave it out.
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    settings: LinkSettings,
 }
 
 /// A snapshot of a [`RedisStore`]'s counters, from [`RedisStore::stats`].
@@ -179,9 +159,6 @@ struct Counters {
     calls: AtomicU64,
     admitted: AtomicU64,
     refused: AtomicU64,
-    redis_errors: AtomicU64,
-    timeouts: AtomicU64,
-    rejected_by_breaker: AtomicU64,
 }
 
 impl RedisStore {
@@ -191,19 +168,14 @@ impl RedisStore {
     /// in a row for 1 s.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            breaker: None,
+            settings: LinkSettings::new(url.into(), DEFAULT_PREFIX, DEFAULT_TIMEOUT),
         }
     }
 
     /// A snapshot of the counters, shared by every clone.
     pub fn stats(&self) -> RedisStoreStats {
         let c = &*self.counters;
-        let redis_errors = c.redis_errors.load(Ordering::Relaxed);
-        let timeouts = c.timeouts.load(Ordering::Relaxed);
-        let rejected_by_breaker = c.rejected_by_breaker.load(Ordering::Relaxed);
+        let [redis_errors, timeouts, rejected_by_breaker] = self.link.counters.get();
         RedisStoreStats {
             calls: c.calls.load(Ordering::Relaxed),
             admitted: c.admitted.load(Ordering::Relaxed),
@@ -218,7 +190,7 @@ impl RedisStore {
     /// A handle on the circuit breaker in front of Redis (its state, its
     /// stats, forcing it open or closed).
     pub fn breaker(&self) -> CircuitBreakerHandle {
-        self.breaker.handle()
+        self.link.breaker()
     }
 
     /// The Redis key that holds `key`'s cell: the prefix, then `key`.
@@ -235,7 +207,7 @@ impl RedisStoreBuilder {
     /// Cluster, a `{hash tag}` in the prefix puts every cell in one slot
     /// (rarely what you want).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
@@ -244,7 +216,7 @@ impl RedisStoreBuilder {
     /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) error and
     /// counts as a failure for the breaker.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
@@ -254,7 +226,7 @@ impl RedisStoreBuilder {
     /// of a call counts (timeouts and Redis errors alike). A fresh breaker
     /// per store: pass a layer used nowhere else.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
@@ -266,44 +238,12 @@ impl RedisStoreBuilder {
     /// `url`; `rediss://` without the `tls` feature is one) or a zero
     /// timeout (field `timeout`).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let timeout = check::nonzero(COMPONENT, "timeout", self.timeout)?;
-        let client = redis::Client::open(self.url.as_str()).map_err(|err| {
-            // The message, never the URL: it may hold a password.
-            ConfigError::new(
-                COMPONENT,
-                "url",
-                "(not shown: it may hold a password)",
-                format!(
-                    "a redis://, rediss:// (feature `tls`) or redis+unix:// URL; the redis crate said: {err}"
-                ),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Reconnect attempts are cheap but each holds callers until it
-            // fails; the breaker, not the reconnect loop, spaces out retries.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(timeout);
-        let counters = Arc::new(Counters::default());
-        let eval = Eval {
-            shared: Arc::new(EvalShared {
-                client,
-                config,
-                connection: OnceCell::new(),
-                script: redis::Script::new(SCRIPT),
-                timeout,
-                counters: counters.clone(),
-            }),
-        };
-        let breaker = self
-            .breaker
-            .unwrap_or_else(|| CircuitBreakerLayer::consecutive(5, Duration::from_secs(1)));
+        let (link, prefix) = self.settings.link(COMPONENT)?;
         Ok(RedisStore {
-            breaker: breaker.layer(eval),
-            prefix: self.prefix.into(),
-            counters,
+            link,
+            script: Arc::new(redis::Script::new(SCRIPT)),
+            prefix: prefix.into(),
+            counters: Arc::new(Counters::default()),
         })
     }
 }
@@ -323,113 +263,33 @@ fn script_args(quota: Quota, max_wait: Duration) -> [u64; 3] {
 
 impl<K: fmt::Display> RateLimitStore<K> for RedisStore {
     fn acquire(&self, key: &K, quota: Quota, max_wait: Duration) -> StoreFuture {
-        let call = Call {
-            key: self.redis_key(key),
-            args: script_args(quota, max_wait),
-        };
-        let breaker = self.breaker.clone();
+        let key = self.redis_key(key);
+        let [interval, tolerance, max_wait] = script_args(quota, max_wait);
+        let script = self.script.clone();
+        let link = self.link.clone();
         let counters = self.counters.clone();
         Box::pin(async move {
-            let result = breaker.oneshot(call).await;
+            let result: Result<(u8, u64), _> = link
+                .run(Op::new(move |mut conn| async move {
+                    script
+                        .key(key)
+                        .arg(interval)
+                        .arg(tolerance)
+                        .arg(max_wait)
+                        .invoke_async(&mut conn)
+                        .await
+                }))
+                .await;
             counters.calls.fetch_add(1, Ordering::Relaxed);
-            match &result {
-                Ok(Admission::Go { .. }) => &counters.admitted,
-                Ok(Admission::Refused { .. }) => &counters.refused,
-                Err(err) if err.is::<Open>() => &counters.rejected_by_breaker,
-                // Eval counted the others (it knows timeouts from errors).
-                Err(_) => return result,
-            }
-            .fetch_add(1, Ordering::Relaxed);
-            result
-        })
-    }
-}
-
-// ---- The Redis call, as the service the breaker wraps -------------------
-
-/// One script call: the Redis key and the script's arguments.
-struct Call {
-    key: String,
-    args: [u64; 3],
-}
-
-/// Runs the script; the circuit breaker wraps it. Cheap to clone.
-#[derive(Clone)]
-struct Eval {
-    shared: Arc<EvalShared>,
-}
-
-struct EvalShared {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    /// Made on the first call (it spawns a task, so it needs the runtime),
-    /// then reconnects by itself.
-    connection: OnceCell<ConnectionManager>,
-    script: redis::Script,
-    timeout: Duration,
-    counters: Arc<Counters>,
-}
-
-impl EvalShared {
-    async fn eval(&self, call: Call) -> Result<Admission, BoxError> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            let (taken, wait) = result?;
+            let wait = Duration::from_micros(wait);
+            Ok(if taken == 1 {
+                counters.admitted.fetch_add(1, Ordering::Relaxed);
+                Admission::Go { wait }
+            } else {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                Admission::Refused { retry_after: wait }
             })
-            .await?;
-        let mut connection = connection.clone();
-        let [interval, tolerance, max_wait] = call.args;
-        let (taken, wait): (u8, u64) = self
-            .script
-            .key(call.key)
-            .arg(interval)
-            .arg(tolerance)
-            .arg(max_wait)
-            .invoke_async(&mut connection)
-            .await?;
-        let wait = Duration::from_micros(wait);
-        Ok(if taken == 1 {
-            Admission::Go { wait }
-        } else {
-            Admission::Refused { retry_after: wait }
-        })
-    }
-}
-
-type EvalFuture = Pin<Box<dyn Future<Output = Result<Admission, BoxError>> + Send>>;
-
-impl Service<Call> for Eval {
-    type Response = Admission;
-    type Error = BoxError;
-    type Future = EvalFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> EvalFuture {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let timeout = shared.timeout;
-            match tokio::time::timeout(timeout, shared.eval(call)).await {
-                Ok(Ok(admission)) => Ok(admission),
-                Ok(Err(err)) => {
-                    shared.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
-                    Err(err)
-                }
-                Err(_) => {
-                    shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "the Redis rate limit store got no answer within {timeout:?}; \
-                             raise RedisStoreBuilder::timeout if Redis is slow but up"
-                        ),
-                    )
-                    .into())
-                }
-            }
         })
     }
 }

@@ -49,3 +49,5 @@ pub async fn flaky_upstream(fail_rate: f64) -> Upstream {
     })
     .await
 }
+
+pub mod redis_server;

@@ -1,16 +1,25 @@
 //! Where cached responses live: the [`Store`] trait, the seam every store
 //! implements, and the stores of this crate beside it ([`MemoryStore`], the
-//! default, in `memory.rs`).
+//! default, in `memory.rs`); the asynchronous [`RemoteStore`] trait for a
+//! tier shared by replicas (`remote.rs`), its Redis backend (`redis.rs`,
+//! feature `redis`) and the glue between the tiers (`tiered.rs`).
 
 mod hash;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod remote;
 mod s3fifo;
+pub(crate) mod tiered;
 
 use std::hash::Hash;
 
 use tokio::time::Instant;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreStats};
+pub use remote::{Lease, LeaseToken, RemoteEvent, RemoteFuture, RemoteListener, RemoteStore};
 
 /// One stored value and the two instants that govern it.
 ///

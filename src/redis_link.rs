@@ -1,0 +1,279 @@
+//! Internal: one guarded link to Redis, shared by the Redis backends
+//! ([`rate_limit::RedisStore`](crate::rate_limit::RedisStore) and
+//! [`cache::RedisStore`](crate::cache::RedisStore)).
+//!
+//! A [`Link`] parses the URL without connecting, connects lazily through the
+//! redis crate's `ConnectionManager` (which reconnects by itself), bounds
+//! every operation with one timeout and puts our own circuit breaker in
+//! front, so that a Redis that is down costs one fast check per call, not a
+//! timeout per call. It counts what went wrong, by kind.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisResult, Value};
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, Open};
+use crate::error::{check, ConfigError};
+use crate::BoxError;
+
+type OpFuture = Pin<Box<dyn Future<Output = RedisResult<Value>> + Send + 'static>>;
+
+/// One operation: what to send on a (cloned) connection.
+pub(crate) struct Op(Box<dyn FnOnce(ConnectionManager) -> OpFuture + Send + 'static>);
+
+impl Op {
+    /// The operation `f` makes on a connection.
+    pub(crate) fn new<F, Fut>(f: F) -> Op
+    where
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<Value>> + Send + 'static,
+    {
+        Op(Box::new(move |conn| Box::pin(f(conn))))
+    }
+}
+
+/// The failures of a link, by kind.
+#[derive(Default)]
+pub(crate) struct LinkCounters {
+    pub(crate) redis_errors: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) rejected_by_breaker: AtomicU64,
+}
+
+impl LinkCounters {
+    /// `[redis_errors, timeouts, rejected_by_breaker]`.
+    pub(crate) fn get(&self) -> [u64; 3] {
+        [
+            self.redis_errors.load(Ordering::Relaxed),
+            self.timeouts.load(Ordering::Relaxed),
+            self.rejected_by_breaker.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// What the Redis stores' builders take: the URL, the key prefix, the
+/// timeout and the breaker. Its `Debug` leaves the URL out (it may hold a
+/// password).
+pub(crate) struct LinkSettings {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) breaker: Option<CircuitBreakerLayer>,
+}
+
+impl LinkSettings {
+    pub(crate) fn new(url: String, prefix: &str, timeout: Duration) -> Self {
+        LinkSettings {
+            url,
+            prefix: prefix.to_owned(),
+            timeout,
+            breaker: None,
+        }
+    }
+
+    /// The link these settings describe, and the prefix.
+    pub(crate) fn link(self, component: &'static str) -> Result<(Link, String), ConfigError> {
+        let link = Link::new(component, &self.url, self.timeout, self.breaker)?;
+        Ok((link, self.prefix))
+    }
+}
+
+impl std::fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A guarded link to one Redis server. Cheap to clone: clones share the
+/// connection, the breaker and the counters.
+#[derive(Clone)]
+pub(crate) struct Link {
+    breaker: CircuitBreaker<Conn>,
+    pub(crate) client: redis::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) counters: Arc<LinkCounters>,
+}
+
+impl Link {
+    /// Checks `url` and `timeout` (errors name `component`), without
+    /// connecting. `breaker`: default open after 5 failures in a row, 1 s.
+    pub(crate) fn new(
+        component: &'static str,
+        url: &str,
+        timeout: Duration,
+        breaker: Option<CircuitBreakerLayer>,
+    ) -> Result<Link, ConfigError> {
+        let timeout = check::nonzero(component, "timeout", timeout)?;
+        let client = redis::Client::open(url).map_err(|err| {
+            // The message, never the URL: it may hold a password.
+            ConfigError::new(
+                component,
+                "url",
+                "(not shown: it may hold a password)",
+                format!(
+                    "a redis://, rediss:// (feature `tls`) or redis+unix:// URL; the redis crate said: {err}"
+                ),
+            )
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // Reconnect attempts are cheap but each holds callers until it
+            // fails; the breaker, not the reconnect loop, spaces out retries.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(timeout);
+        let counters = Arc::new(LinkCounters::default());
+        let conn = Conn {
+            shared: Arc::new(ConnShared {
+                client: client.clone(),
+                config,
+                connection: OnceCell::new(),
+                timeout,
+                counters: counters.clone(),
+            }),
+        };
+        let breaker =
+            breaker.unwrap_or_else(|| CircuitBreakerLayer::consecutive(5, Duration::from_secs(1)));
+        Ok(Link {
+            breaker: breaker.layer(conn),
+            client,
+            timeout,
+            counters,
+        })
+    }
+
+    /// A handle on the breaker in front of Redis.
+    pub(crate) fn breaker(&self) -> CircuitBreakerHandle {
+        self.breaker.handle()
+    }
+
+    /// Runs `op` behind the breaker and the timeout, and converts its
+    /// answer. Every failure is counted, by kind.
+    pub(crate) async fn run<T: FromRedisValue>(&self, op: Op) -> Result<T, BoxError> {
+        match self.breaker.clone().oneshot(op).await {
+            Ok(value) => T::from_redis_value(value).map_err(|err| {
+                self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+                BoxError::from(redis::RedisError::from(err))
+            }),
+            Err(err) => {
+                if err.is::<Open>() {
+                    self.counters
+                        .rejected_by_breaker
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                // Conn counted the others (it knows timeouts from errors).
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs one command.
+    pub(crate) async fn cmd<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, BoxError> {
+        self.run(Op::new(move |mut conn| async move {
+            cmd.query_async(&mut conn).await
+        }))
+        .await
+    }
+
+    /// Runs a pipeline of commands in one round trip.
+    pub(crate) async fn pipe<T: FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, BoxError> {
+        self.run(Op::new(move |mut conn| async move {
+            pipe.query_async(&mut conn).await
+        }))
+        .await
+    }
+}
+
+// ---- The connection, as the service the breaker wraps --------------------
+
+/// Runs operations on the managed connection; the circuit breaker wraps it.
+#[derive(Clone)]
+struct Conn {
+    shared: Arc<ConnShared>,
+}
+
+struct ConnShared {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Made on the first call (it spawns a task, so it needs the runtime),
+    /// then reconnects by itself.
+    connection: OnceCell<ConnectionManager>,
+    timeout: Duration,
+    counters: Arc<LinkCounters>,
+}
+
+impl ConnShared {
+    async fn run(&self, op: Op) -> Result<Value, BoxError> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| async {
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            })
+            .await?;
+        Ok((op.0)(connection.clone()).await?)
+    }
+}
+
+type ConnFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;
+
+impl Service<Op> for Conn {
+    type Response = Value;
+    type Error = BoxError;
+    type Future = ConnFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, op: Op) -> ConnFuture {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let timeout = shared.timeout;
+            match tokio::time::timeout(timeout, shared.run(op)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(err)) => {
+                    // The connection's own response timeout (the same value)
+                    // may fire first: still a timeout.
+                    let timed_out = err
+                        .downcast_ref::<redis::RedisError>()
+                        .is_some_and(redis::RedisError::is_timeout);
+                    let counter = if timed_out {
+                        &shared.counters.timeouts
+                    } else {
+                        &shared.counters.redis_errors
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Err(err)
+                }
+                Err(_) => {
+                    shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "Redis gave no answer within {timeout:?}; \
+                             raise the store's timeout if Redis is slow but up"
+                        ),
+                    )
+                    .into())
+                }
+            }
+        })
+    }
+}
