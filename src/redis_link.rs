@@ -11,13 +11,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult, Value};
-use tokio::sync::OnceCell;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -141,7 +140,7 @@ impl Link {
             shared: Arc::new(ConnShared {
                 client: client.clone(),
                 config,
-                connection: OnceCell::new(),
+                connection: Mutex::new(None),
                 timeout,
                 counters: counters.clone(),
             }),
@@ -213,22 +212,53 @@ struct ConnShared {
     client: redis::Client,
     config: ConnectionManagerConfig,
     /// Made on the first call (it spawns a task, so it needs the runtime),
-    /// then reconnects by itself.
-    connection: OnceCell<ConnectionManager>,
+    /// then reconnects by itself on the failures it recognises; replaced by
+    /// [`ConnShared::run`] on the others (see there). Held only to clone it
+    /// out or swap it, never across an await.
+    connection: Mutex<Option<ConnectionManager>>,
     timeout: Duration,
     counters: Arc<LinkCounters>,
 }
 
 impl ConnShared {
     async fn run(&self, op: Op) -> Result<Value, BoxError> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-            })
-            .await?;
-        Ok((op.0)(connection.clone()).await?)
+        let connection = {
+            let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(connection) => connection.clone(),
+                None => {
+                    let connection = ConnectionManager::new_lazy_with_config(
+                        self.client.clone(),
+                        self.config.clone(),
+                    )?;
+                    *slot = Some(connection.clone());
+                    connection
+                }
+            }
+        };
+        match (op.0)(connection).await {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                if broken(&err) {
+                    // The redis crate's manager reconnects when it sees the
+                    // connection drop, but a connection cut in the middle of
+                    // a reply fails every later command with the same parse
+                    // error and is never replaced (a fault test found it
+                    // stuck for good). Drop it: the next call starts afresh.
+                    *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                Err(err.into())
+            }
+        }
     }
+}
+
+/// Whether `err` says the connection itself is unusable (as opposed to an
+/// error reply from a healthy server, or a value of the wrong type).
+fn broken(err: &redis::RedisError) -> bool {
+    matches!(err.kind(), redis::ErrorKind::Parse | redis::ErrorKind::Io)
+        || err.is_connection_dropped()
+        || err.is_unrecoverable_error()
 }
 
 type ConnFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;

@@ -276,3 +276,104 @@ async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
         }
     }
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
+    use tower::Service;
+    use tower_patterns::rate_limit::{RateLimitLayer, RedisStore};
+    let Some(url) = common::service_url(
+        "TOWER_PATTERNS_REDIS_URL",
+        "start Redis with `eval \"$(bash .ci/redis.sh | tail -1)\"`",
+    ) else {
+        return;
+    };
+    let server = server_addr(&url);
+    let faults = [
+        ("refused", None),
+        ("stalled", Some(Fault::Stall)),
+        ("reset at once", Some(Fault::ResetAfter(0))),
+        ("reset mid-answer", Some(Fault::ResetAfter(2))),
+        ("half-closed", Some(Fault::HalfClose)),
+        (
+            "a slow drip",
+            Some(Fault::Drip {
+                every: Duration::from_millis(50),
+            }),
+        ),
+    ];
+    for (name, fault) in faults {
+        let proxy = match fault {
+            Some(fault) => Some(FaultProxy::start(server, fault).await),
+            None => None,
+        };
+        let addr = match &proxy {
+            Some(p) => p.addr(),
+            None => refused_addr().await,
+        };
+        let store = RedisStore::builder(via(&url, addr))
+            .key_prefix(format!("faults:{}:{name}:", std::process::id()))
+            .timeout(Duration::from_millis(100))
+            .circuit_breaker(CircuitBreakerLayer::consecutive(
+                3,
+                Duration::from_millis(200),
+            ))
+            .build()
+            .unwrap();
+        let layer = RateLimitLayer::builder()
+            .rate(1_000, Duration::from_secs(1))
+            .reject()
+            .key_fn(|k: &u64| *k)
+            .store(store.clone())
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(tower::service_fn(
+            |k: u64| async move { Ok::<_, BoxError>(k) },
+        ));
+        // Failing open: every call goes through, each one a store error
+        // (a Redis error, a timeout, or the breaker's fast refusal).
+        for i in 0..10 {
+            let got = bounded(name, async {
+                svc.ready().await?;
+                svc.call(i).await
+            })
+            .await;
+            assert_eq!(got.unwrap(), i, "{name}");
+        }
+        assert_eq!(
+            layer.stats().store_errors,
+            10,
+            "{name}: {:?}",
+            layer.stats()
+        );
+        let stats = store.stats();
+        assert_eq!(stats.errors, 10, "{name}: {stats:?}");
+        assert!(
+            stats.rejected_by_breaker > 0,
+            "{name}: the breaker opened: {stats:?}"
+        );
+
+        // The network heals: Redis decides again, by itself.
+        if let Some(proxy) = &proxy {
+            proxy.set(Fault::Pass);
+            bounded(&format!("{name}: Redis decides again"), async {
+                let mut i = 100;
+                while store.stats().admitted == 0 {
+                    svc.ready().await.unwrap();
+                    svc.call(i).await.unwrap();
+                    i += 1;
+
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
+        drop(svc);
+        drop(layer);
+        drop(store);
+        if let Some(proxy) = &proxy {
+            until(&format!("{name}: the proxy's connections close"), || {
+                proxy.open() == 0
+            })
+            .await;
+        }
+    }
+}
