@@ -92,6 +92,7 @@
 // jobs, table, handle -> cell -> error, task, waiters. The worker imports
 // only the shared state below it; `stats` stands alone.
 
+pub mod backend;
 mod builder;
 mod cell;
 mod error;

@@ -1,0 +1,86 @@
+//! The state a [`PgQueue`](super::PgQueue) handle, its clones and its
+//! workers share: settings, pool, notification hub, counters.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, OnceCell};
+use tokio::task::JoinHandle;
+
+use super::config::Config;
+use super::error::PgQueueError;
+use super::listen::{self, Hub, Listener};
+use super::stats::Counters;
+use crate::pool::postgres::PgManager;
+use crate::pool::{Pool, Pooled};
+use crate::queue::TaskId;
+
+/// Where the workers are in a shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Claiming and running.
+    Running,
+    /// No more claims; tasks not started yet are handed back; running ones
+    /// finish.
+    Draining,
+    /// The deadline passed: running tasks are dropped and handed back too.
+    Abort,
+}
+
+/// The running workers of one handle.
+#[derive(Debug)]
+pub(super) struct Workers {
+    pub(super) phase: watch::Sender<Phase>,
+    pub(super) dispatcher: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) cfg: Config,
+    pub(super) pool: Pool<PgManager>,
+    pub(super) hub: Arc<Hub>,
+    listener: OnceCell<Listener>,
+    pub(super) counters: Counters,
+    pub(super) closed: AtomicBool,
+    pub(super) workers: Mutex<Option<Workers>>,
+    /// Tasks handed back since the last shutdown summary.
+    pub(super) released: Mutex<Vec<TaskId>>,
+}
+
+impl Shared {
+    pub(super) fn new(cfg: Config, pool: Pool<PgManager>) -> Shared {
+        Shared {
+            cfg,
+            pool,
+            hub: Arc::new(Hub::new()),
+            listener: OnceCell::new(),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+            workers: Mutex::new(None),
+            released: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A pooled connection.
+    pub(super) async fn conn(&self) -> Result<Pooled<PgManager>, PgQueueError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Starts the `LISTEN` connection if it is not running yet.
+    pub(super) async fn listen(&self) {
+        self.listener
+            .get_or_init(|| {
+                listen::start(
+                    self.pool.manager().config().clone(),
+                    [
+                        self.cfg.sql.new_channel.clone(),
+                        self.cfg.sql.done_channel.clone(),
+                    ],
+                    self.hub.clone(),
+                    Duration::from_secs(5),
+                )
+            })
+            .await;
+    }
+}
