@@ -291,8 +291,8 @@ impl<Req, Res> PgQueue<Req, Res> {
         };
         if deadline_reached || how == Shutdown::Now {
             let _ = workers.phase.send(Phase::Abort);
+            let _ = dispatcher.await;
         }
-        let _ = dispatcher.await;
         ShutdownSummary {
             completed: c.completed.load(Ordering::Relaxed) - completed,
             failed: c.retried.load(Ordering::Relaxed) + c.dead.load(Ordering::Relaxed) - failed,
