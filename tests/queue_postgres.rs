@@ -128,13 +128,14 @@ fn gated(tag: &'static str, gate: Arc<Semaphore>) -> impl Service<u32, Response 
 async fn a_zombies_late_result_is_refused() {
     let Some(url) = pg_url() else { return };
     let t = unique_name("q_zombie");
-    // Worker A heartbeats too rarely to notice it lost the lease before it finishes.
+    // Worker A's heartbeat is far off: it will not notice it lost the lease
+    // before it finishes (a process paused past its lease, in effect).
     let a: PgQueue<u32, String> = queue(
         &url,
         builder(&t)
             .worker_id("a")
-            .lease(Duration::from_secs(2))
-            .heartbeat(Duration::from_millis(1_990)),
+            .lease(Duration::from_secs(60))
+            .heartbeat(Duration::from_secs(59)),
     )
     .await;
     let gate = Arc::new(Semaphore::new(0));
@@ -145,7 +146,8 @@ async fn a_zombies_late_result_is_refused() {
         (r.worker_id.as_deref() == Some("a")).then_some(())
     })
     .await;
-    // A stalls (a GC pause, a partition): its lease runs out and B takes over.
+    // A stalls (a GC pause, a partition): its lease runs out, B reclaims the
+    // task and runs attempt 2.
     sql(&url, &format!("UPDATE {t} SET lease_until = now() - interval '1 second'")).await;
     let b: PgQueue<u32, String> = queue(&url, builder(&t).worker_id("b")).await;
     b.start(service_fn(|_n: u32| async { Ok::<_, BoxError>("from b".to_owned()) }))
@@ -429,7 +431,7 @@ async fn graceful_shutdown_lets_running_tasks_finish_and_hands_back_the_rest_at_
         gate.add_permits(1);
     };
     let (summary, ()) = tokio::join!(shutdown, release_one);
-    assert!(summary.deadline_reached);
+    assert!(summary.deadline_reached, "{summary:?} {:?}", q.stats());
     assert_eq!(summary.completed, 1);
     assert_eq!(summary.released.len(), 1);
     let (done, back) = if summary.released[0] == stuck { (quick, stuck) } else { (stuck, quick) };

@@ -84,7 +84,7 @@ impl Sql {
             ),
             // $4 lease ms.
             heartbeat: format!(
-                "UPDATE {t} SET lease_until = now() + {lease} WHERE {guard}",
+                "UPDATE {t} SET lease_until = now() + {lease} WHERE {guard} RETURNING id",
                 lease = ms!(4),
             ),
             // $4 result JSON.
