@@ -144,6 +144,7 @@ impl Sql {
                    WHERE id IN (SELECT id FROM {t}
                                 WHERE status = 'running' AND lease_until < now()
                                 FOR UPDATE SKIP LOCKED)
+                     AND status = 'running' AND lease_until < now()
                    RETURNING id, status)
                  SELECT id, status, pg_notify(
                      CASE WHEN status = 'dead' THEN '{done}' ELSE '{new}' END, id::text)::text
