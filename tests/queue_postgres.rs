@@ -114,7 +114,10 @@ async fn a_task_submitted_to_an_idle_queue_starts_on_notify_not_on_the_poll() {
 }
 
 /// A service that waits at a gate before answering `tag`.
-fn gated(tag: &'static str, gate: Arc<Semaphore>) -> impl Service<u32, Response = String, Error = BoxError, Future: Send> + Clone + Send {
+fn gated(
+    tag: &'static str,
+    gate: Arc<Semaphore>,
+) -> impl Service<u32, Response = String, Error = BoxError, Future: Send> + Clone + Send {
     service_fn(move |_n: u32| {
         let gate = gate.clone();
         async move {
@@ -148,11 +151,17 @@ async fn a_zombies_late_result_is_refused() {
     .await;
     // A stalls (a GC pause, a partition): its lease runs out, B reclaims the
     // task and runs attempt 2.
-    sql(&url, &format!("UPDATE {t} SET lease_until = now() - interval '1 second'")).await;
+    sql(
+        &url,
+        &format!("UPDATE {t} SET lease_until = now() - interval '1 second'"),
+    )
+    .await;
     let b: PgQueue<u32, String> = queue(&url, builder(&t).worker_id("b")).await;
-    b.start(service_fn(|_n: u32| async { Ok::<_, BoxError>("from b".to_owned()) }))
-        .await
-        .unwrap();
+    b.start(service_fn(|_n: u32| async {
+        Ok::<_, BoxError>("from b".to_owned())
+    }))
+    .await
+    .unwrap();
     let out = tokio::time::timeout(LONG, b.result(id)).await.unwrap();
     assert_eq!(out.unwrap(), "from b");
 
@@ -189,7 +198,11 @@ async fn a_worker_that_lost_its_lease_drops_the_task_at_its_next_heartbeat() {
     })
     .await;
     // Another worker owns it now (as after a reclaim).
-    sql(&url, &format!("UPDATE {t} SET worker_id = 'b', attempts = 2")).await;
+    sql(
+        &url,
+        &format!("UPDATE {t} SET worker_id = 'b', attempts = 2"),
+    )
+    .await;
     wait_until("A to notice", LONG, || async {
         (a.stats().lease_lost == 1).then_some(())
     })
@@ -229,12 +242,18 @@ async fn failures_retry_after_the_backoff_then_go_dead_and_can_be_requeued() {
     }
     let rec = q.record(id).await.unwrap().unwrap();
     assert!(rec.dead);
-    assert_eq!((rec.status, rec.attempts, rec.max_attempts), (TaskStatus::Failed, 3, 3));
+    assert_eq!(
+        (rec.status, rec.attempts, rec.max_attempts),
+        (TaskStatus::Failed, 3, 3)
+    );
     // Each retry waited in the table for its backoff (200 ms), not less.
     let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 3);
     for pair in starts.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(190), "{starts:?}");
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(190),
+            "{starts:?}"
+        );
     }
     let s = q.stats();
     assert_eq!((s.retried, s.dead), (2, 1));
@@ -247,7 +266,10 @@ async fn failures_retry_after_the_backoff_then_go_dead_and_can_be_requeued() {
 
     healthy.store(true, Ordering::SeqCst);
     assert!(q.requeue(id).await.unwrap());
-    assert!(!q.requeue(id).await.unwrap(), "only a dead task is requeued");
+    assert!(
+        !q.requeue(id).await.unwrap(),
+        "only a dead task is requeued"
+    );
     wait_until("the requeued task to complete", LONG, || async {
         (q.status(id).await.unwrap() == Some(TaskStatus::Completed)).then_some(())
     })
@@ -271,7 +293,13 @@ async fn a_corrupt_row_goes_dead_with_a_clear_error_and_the_worker_carries_on() 
     .await;
     q.start(doubler()).await.unwrap();
     let good = q.submit(5).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(good)).await.unwrap().unwrap(), 10);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(good))
+            .await
+            .unwrap()
+            .unwrap(),
+        10
+    );
     let dead = wait_until("the corrupt row to be buried", LONG, || async {
         let d = q.dead(10).await.unwrap();
         (!d.is_empty()).then_some(d)
@@ -279,7 +307,10 @@ async fn a_corrupt_row_goes_dead_with_a_clear_error_and_the_worker_carries_on() 
     .await;
     let err = dead[0].last_error.clone().unwrap();
     assert!(err.contains("payload could not be decoded as u32"), "{err}");
-    assert_eq!(dead[0].attempts, 1, "not retried: a decode error is permanent");
+    assert_eq!(
+        dead[0].attempts, 1,
+        "not retried: a decode error is permanent"
+    );
     match q.result(dead[0].id).await {
         Err(TaskError::Failed(msg)) => assert_eq!(msg, err),
         other => panic!("{other:?}"),
@@ -288,7 +319,13 @@ async fn a_corrupt_row_goes_dead_with_a_clear_error_and_the_worker_carries_on() 
     assert_eq!((s.corrupt, s.completed), (1, 1));
     // Still working.
     let again = q.submit(6).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(again)).await.unwrap().unwrap(), 12);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(again))
+            .await
+            .unwrap()
+            .unwrap(),
+        12
+    );
     q.shutdown(Shutdown::Graceful(LONG)).await;
 }
 
@@ -301,7 +338,10 @@ async fn an_idempotency_key_returns_the_first_tasks_id() {
     let first = q.submit_with(1, opts.clone()).await.unwrap();
     let second = q.submit_with(2, opts).await.unwrap();
     assert_eq!(first, second);
-    let other = q.submit_with(3, TaskOptions::new().key("order-18")).await.unwrap();
+    let other = q
+        .submit_with(3, TaskOptions::new().key("order-18"))
+        .await
+        .unwrap();
     assert_ne!(other, first);
     let rows = sql(&url, &format!("SELECT payload::text FROM {t} ORDER BY id")).await;
     let payloads: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
@@ -310,10 +350,9 @@ async fn an_idempotency_key_returns_the_first_tasks_id() {
     assert_eq!((s.submitted, s.deduplicated), (2, 1));
 
     // Concurrent submits with one key: one task.
-    let ids = futures::future::join_all(
-        (0..8).map(|n| q.submit_with(n, TaskOptions::new().key("race"))),
-    )
-    .await;
+    let ids =
+        futures::future::join_all((0..8).map(|n| q.submit_with(n, TaskOptions::new().key("race"))))
+            .await;
     let ids: Vec<_> = ids.into_iter().map(Result::unwrap).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
 }
@@ -324,7 +363,10 @@ async fn scheduled_tasks_wait_for_their_time() {
     let t = unique_name("q_sched");
     let q: PgQueue<u32, u32> = queue(&url, builder(&t)).await;
     q.start(doubler()).await.unwrap();
-    let later = q.submit_after(1, Duration::from_millis(1_500)).await.unwrap();
+    let later = q
+        .submit_after(1, Duration::from_millis(1_500))
+        .await
+        .unwrap();
     let far = q
         .submit_at(2, SystemTime::now() + Duration::from_secs(3_600))
         .await
@@ -333,10 +375,22 @@ async fn scheduled_tasks_wait_for_their_time() {
         .submit_at(3, SystemTime::now() - Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(past)).await.unwrap().unwrap(), 6);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(past))
+            .await
+            .unwrap()
+            .unwrap(),
+        6
+    );
     assert_eq!(q.status(later).await.unwrap(), Some(TaskStatus::Pending));
     // The idle worker sleeps until the run-at time (not the 60 s poll).
-    assert_eq!(tokio::time::timeout(LONG, q.result(later)).await.unwrap().unwrap(), 2);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(later))
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
     let rows = sql(
         &url,
         &format!("SELECT started_at >= run_at, run_at - created_at >= interval '1.5 s' FROM {t} WHERE id = {}", later.as_u64()),
@@ -387,9 +441,11 @@ async fn graceful_shutdown_hands_back_claimed_tasks_that_did_not_start() {
     let a = q.submit(1).await.unwrap();
     let b = q.submit(2).await.unwrap();
     q.start(svc.clone()).await.unwrap();
-    wait_until("both tasks claimed and waiting for readiness", LONG, || async {
-        (svc.waiting.load(Ordering::SeqCst) >= 2).then_some(())
-    })
+    wait_until(
+        "both tasks claimed and waiting for readiness",
+        LONG,
+        || async { (svc.waiting.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
     .await;
     assert_eq!(q.status(a).await.unwrap(), Some(TaskStatus::Running));
     let summary = q.shutdown(Shutdown::Graceful(LONG)).await;
@@ -401,14 +457,30 @@ async fn graceful_shutdown_hands_back_claimed_tasks_that_did_not_start() {
     for id in [a, b] {
         let rec = q.record(id).await.unwrap().unwrap();
         assert_eq!(rec.status, TaskStatus::Pending);
-        assert_eq!((rec.attempts, rec.worker_id), (0, None), "lease cleared, attempt not counted");
+        assert_eq!(
+            (rec.attempts, rec.worker_id),
+            (0, None),
+            "lease cleared, attempt not counted"
+        );
     }
     assert!(matches!(q.submit(3).await, Err(PgQueueError::Closed(_))));
     // Nothing lost: another worker runs them.
     let next: PgQueue<u32, u32> = queue(&url, builder(&t)).await;
     next.start(doubler()).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, next.result(a)).await.unwrap().unwrap(), 2);
-    assert_eq!(tokio::time::timeout(LONG, next.result(b)).await.unwrap().unwrap(), 4);
+    assert_eq!(
+        tokio::time::timeout(LONG, next.result(a))
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tokio::time::timeout(LONG, next.result(b))
+            .await
+            .unwrap()
+            .unwrap(),
+        4
+    );
     next.shutdown(Shutdown::Graceful(LONG)).await;
 }
 
@@ -434,10 +506,17 @@ async fn graceful_shutdown_lets_running_tasks_finish_and_hands_back_the_rest_at_
     assert!(summary.deadline_reached, "{summary:?} {:?}", q.stats());
     assert_eq!(summary.completed, 1);
     assert_eq!(summary.released.len(), 1);
-    let (done, back) = if summary.released[0] == stuck { (quick, stuck) } else { (stuck, quick) };
+    let (done, back) = if summary.released[0] == stuck {
+        (quick, stuck)
+    } else {
+        (stuck, quick)
+    };
     assert_eq!(q.status(done).await.unwrap(), Some(TaskStatus::Completed));
     let rec = q.record(back).await.unwrap().unwrap();
-    assert_eq!((rec.status, rec.worker_id, rec.attempts), (TaskStatus::Pending, None, 1));
+    assert_eq!(
+        (rec.status, rec.worker_id, rec.attempts),
+        (TaskStatus::Pending, None, 1)
+    );
 }
 
 #[tokio::test]
@@ -451,7 +530,13 @@ async fn cancel_stops_a_pending_task_and_result_says_so() {
     assert!(matches!(q.result(id).await, Err(TaskError::Cancelled)));
     q.start(doubler()).await.unwrap();
     let other = q.submit(2).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(other)).await.unwrap().unwrap(), 4);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(other))
+            .await
+            .unwrap()
+            .unwrap(),
+        4
+    );
     assert_eq!(q.status(id).await.unwrap(), Some(TaskStatus::Cancelled));
     q.shutdown(Shutdown::Graceful(LONG)).await;
 }
@@ -469,7 +554,13 @@ async fn cleanup_deletes_finished_rows_past_retention_and_keeps_the_rest() {
     .await;
     q.start(doubler()).await.unwrap();
     let done = q.submit(1).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(done)).await.unwrap().unwrap(), 2);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(done))
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
     let pending = q.submit_after(2, Duration::from_secs(3_600)).await.unwrap();
     sql(&url, &format!("INSERT INTO {t} (payload, max_attempts, status, finished_at) VALUES ('9', 1, 'dead', now())")).await;
     wait_until("the finished row to be older than now()", LONG, || async {
@@ -496,7 +587,14 @@ async fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     assert_eq!(v[0].get::<_, i32>(0), 1);
     sql(&url, &format!("UPDATE {t}_schema SET version = 99")).await;
     let err = q.migrate().await.unwrap_err();
-    assert!(matches!(err, PgQueueError::SchemaTooNew { found: 99, known: 1, .. }));
+    assert!(matches!(
+        err,
+        PgQueueError::SchemaTooNew {
+            found: 99,
+            known: 1,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("upgrade tower-patterns"), "{err}");
 }
 
@@ -504,16 +602,27 @@ async fn the_schema_is_versioned_and_a_newer_one_is_refused() {
 async fn bad_settings_are_config_errors() {
     let Some(url) = pg_url() else { return };
     let bad = |b: PgQueueBuilder| b.build::<u32, u32>(pool(&url)).unwrap_err().field();
-    assert_eq!(bad(PgQueue::builder().table("Robert'); DROP TABLE")), "table");
+    assert_eq!(
+        bad(PgQueue::builder().table("Robert'); DROP TABLE")),
+        "table"
+    );
     assert_eq!(bad(PgQueue::builder().table("")), "table");
     assert_eq!(bad(PgQueue::builder().workers(0)), "workers");
-    assert_eq!(bad(PgQueue::builder().lease(Duration::from_millis(10))), "lease");
     assert_eq!(
-        bad(PgQueue::builder().lease(Duration::from_secs(1)).heartbeat(Duration::from_secs(1))),
+        bad(PgQueue::builder().lease(Duration::from_millis(10))),
+        "lease"
+    );
+    assert_eq!(
+        bad(PgQueue::builder()
+            .lease(Duration::from_secs(1))
+            .heartbeat(Duration::from_secs(1))),
         "heartbeat"
     );
     assert_eq!(bad(PgQueue::builder().max_attempts(0)), "max_attempts");
-    assert_eq!(bad(PgQueue::builder().poll_interval(Duration::ZERO)), "poll_interval");
+    assert_eq!(
+        bad(PgQueue::builder().poll_interval(Duration::ZERO)),
+        "poll_interval"
+    );
 }
 
 /// Code written once against `Backend` runs on both backends.

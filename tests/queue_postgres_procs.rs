@@ -101,7 +101,8 @@ impl Workers {
         if let Some(n) = hang {
             cmd.env(CHILD_HANG, n.to_string());
         }
-        self.0.push(cmd.spawn().expect("the test binary runs again"));
+        self.0
+            .push(cmd.spawn().expect("the test binary runs again"));
         self.0.len() - 1
     }
 
@@ -143,7 +144,13 @@ async fn setup(url: &str, prefix: &str) -> (String, PgQueue<Job, i64>, Pool<PgMa
 }
 
 async fn count(pool: &Pool<PgManager>, sql: &str) -> i64 {
-    pool.acquire().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+    pool.acquire()
+        .await
+        .unwrap()
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,9 +160,13 @@ async fn a_worker_killed_mid_task_loses_it_to_another_after_the_lease() {
     let mut workers = Workers(Vec::new());
     let a = workers.spawn(&t, Some(21));
     let id = queue.submit(Job { n: 21, ms: 0 }).await.unwrap();
-    wait_until("worker A to start the task", Duration::from_secs(60), || async {
-        (count(&pool, &format!("SELECT count(*) FROM {t}_runs")).await == 1).then_some(())
-    })
+    wait_until(
+        "worker A to start the task",
+        Duration::from_secs(60),
+        || async {
+            (count(&pool, &format!("SELECT count(*) FROM {t}_runs")).await == 1).then_some(())
+        },
+    )
     .await;
     let a_pid = workers.pid(a);
     workers.kill(a);
@@ -180,7 +191,9 @@ async fn a_worker_killed_mid_task_loses_it_to_another_after_the_lease() {
     assert_eq!((rec.status, rec.attempts), (TaskStatus::Completed, 2));
     // Stored once: one row, completed by attempt 2, with B's result.
     assert_eq!(count(&pool, &format!("SELECT count(*) FROM {t}")).await, 1);
-    queue.shutdown(Shutdown::Graceful(Duration::from_secs(5))).await;
+    queue
+        .shutdown(Shutdown::Graceful(Duration::from_secs(5)))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,9 +213,11 @@ async fn two_thousand_tasks_over_three_processes_with_one_killed_and_restarted()
     workers.spawn(&t, None);
     workers.spawn(&t, None);
     let completed = format!("SELECT count(*) FROM {t} WHERE status = 'completed'");
-    wait_until("a quarter of the tasks done", Duration::from_secs(120), || async {
-        (count(&pool, &completed).await >= TASKS / 4).then_some(())
-    })
+    wait_until(
+        "a quarter of the tasks done",
+        Duration::from_secs(120),
+        || async { (count(&pool, &completed).await >= TASKS / 4).then_some(()) },
+    )
     .await;
     let victim_pid = workers.pid(victim);
     workers.kill(victim);
@@ -220,7 +235,10 @@ async fn two_thousand_tasks_over_three_processes_with_one_killed_and_restarted()
          AND (result #>> '{{}}')::bigint = (payload->>'n')::bigint * 2"
     );
     assert_eq!(count(&pool, &right).await, TASKS);
-    assert_eq!(count(&pool, &format!("SELECT count(DISTINCT n) FROM {t}_runs")).await, TASKS);
+    assert_eq!(
+        count(&pool, &format!("SELECT count(DISTINCT n) FROM {t}_runs")).await,
+        TASKS
+    );
     // Only the tasks in flight in the killed process ran twice: at most its
     // 4 workers' worth, each first run there.
     let twice = pool
@@ -238,11 +256,24 @@ async fn two_thousand_tasks_over_three_processes_with_one_killed_and_restarted()
     assert!(twice.len() <= 4, "{} tasks ran twice", twice.len());
     for row in &twice {
         let pids: Vec<i32> = row.get(1);
-        assert_eq!(pids.len(), 2, "task {} ran {} times", row.get::<_, i64>(0), pids.len());
-        assert_eq!(pids[0], victim_pid, "a rerun task was first run in the killed process");
+        assert_eq!(
+            pids.len(),
+            2,
+            "task {} ran {} times",
+            row.get::<_, i64>(0),
+            pids.len()
+        );
+        assert_eq!(
+            pids[0], victim_pid,
+            "a rerun task was first run in the killed process"
+        );
     }
     // Claimed again: the killed process's claims (run or not yet), no others.
-    let reclaimed = count(&pool, &format!("SELECT count(*) FROM {t} WHERE attempts > 1")).await;
+    let reclaimed = count(
+        &pool,
+        &format!("SELECT count(*) FROM {t} WHERE attempts > 1"),
+    )
+    .await;
     assert!(
         (twice.len() as i64..=4).contains(&reclaimed),
         "{reclaimed} tasks claimed twice, {} ran twice",

@@ -185,7 +185,8 @@ impl PgQueueBuilder {
         let ok = !t.is_empty()
             && t.len() <= MAX_TABLE_LEN
             && !t.starts_with(|c: char| c.is_ascii_digit())
-            && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !ok {
             return Err(ConfigError::new(
                 COMPONENT,
@@ -202,10 +203,19 @@ impl PgQueueBuilder {
                 COMPONENT,
                 "heartbeat",
                 format!("{heartbeat:?}"),
-                format!("must be more than zero and less than the lease ({:?})", self.lease),
+                format!(
+                    "must be more than zero and less than the lease ({:?})",
+                    self.lease
+                ),
             ));
         }
-        check::in_range(COMPONENT, "max_attempts", self.max_attempts, 1, i32::MAX as u32)?;
+        check::in_range(
+            COMPONENT,
+            "max_attempts",
+            self.max_attempts,
+            1,
+            i32::MAX as u32,
+        )?;
         let b = &self.backoff;
         if !(b.factor.is_finite() && b.factor >= 1.0) {
             return Err(ConfigError::new(
@@ -220,7 +230,12 @@ impl PgQueueBuilder {
         check::nonzero(COMPONENT, "cleanup_interval", self.cleanup_interval)?;
         let worker_id = match self.worker_id {
             Some(id) if id.is_empty() => {
-                return Err(ConfigError::new(COMPONENT, "worker_id", "\"\"", "must not be empty"))
+                return Err(ConfigError::new(
+                    COMPONENT,
+                    "worker_id",
+                    "\"\"",
+                    "must not be empty",
+                ))
             }
             Some(id) => id,
             None => format!("{}-{:08x}", std::process::id(), fastrand::u32(..)),

@@ -86,7 +86,7 @@
 //! `LISTEN` connection uses the same settings.
 
 // Imports run downward: builder -> queue -> worker -> shared -> listen,
-// config -> sql; schema, error and stats stand alone.
+// config -> sql; schema, error, stats and task stand alone.
 
 mod builder;
 mod config;
@@ -97,9 +97,11 @@ mod schema;
 mod shared;
 mod sql;
 mod stats;
+mod task;
 mod worker;
 
 pub use builder::PgQueueBuilder;
 pub use error::PgQueueError;
-pub use queue::{DeadTask, PgQueue, TaskOptions, TaskRecord};
+pub use queue::PgQueue;
 pub use stats::PgQueueStats;
+pub use task::{DeadTask, TaskOptions, TaskRecord};

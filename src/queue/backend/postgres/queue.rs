@@ -23,6 +23,7 @@ use super::schema;
 use super::shared::{Phase, Shared};
 use super::sql::{CANCELLED, COMPLETED, DEAD, PENDING, RUNNING};
 use super::stats::{add, PgQueueStats};
+use super::task::{DeadTask, TaskOptions, TaskRecord};
 use super::worker;
 use crate::pool::postgres::PgManager;
 use crate::pool::Pool;
@@ -41,92 +42,6 @@ use crate::BoxError;
 pub struct PgQueue<Req, Res> {
     shared: Arc<Shared>,
     _types: PhantomData<fn(Req) -> Res>,
-}
-
-/// When and how to submit a task: an idempotency key, a time to run at.
-/// See [`PgQueue::submit_with`].
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_patterns::queue::backend::postgres::TaskOptions;
-///
-/// let opts = TaskOptions::new()
-///     .key("invoice-2041")
-///     .after(Duration::from_secs(60));
-/// # let _ = opts;
-/// ```
-#[derive(Clone, Debug, Default)]
-#[must_use]
-pub struct TaskOptions {
-    key: Option<String>,
-    at: Option<SystemTime>,
-    after: Option<Duration>,
-}
-
-impl TaskOptions {
-    /// Run now, no key.
-    pub fn new() -> TaskOptions {
-        TaskOptions::default()
-    }
-
-    /// An idempotency key: a later submit with the same key (while the
-    /// first task's row is kept, see
-    /// [`retain_results`](super::PgQueueBuilder::retain_results)) submits
-    /// nothing and returns the first task's id.
-    pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Do not run before this time (the server compares it with its clock).
-    pub fn at(mut self, at: SystemTime) -> Self {
-        self.at = Some(at);
-        self.after = None;
-        self
-    }
-
-    /// Do not run before this long after the submit commits (measured on
-    /// the server's clock).
-    pub fn after(mut self, delay: Duration) -> Self {
-        self.after = Some(delay);
-        self.at = None;
-        self
-    }
-}
-
-/// A task's row, as [`PgQueue::record`] reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TaskRecord {
-    /// Its status (`dead` reads as [`TaskStatus::Failed`]).
-    pub status: TaskStatus,
-    /// True if it is dead (failed its last attempt, or could not be
-    /// decoded); see [`PgQueue::dead`].
-    pub dead: bool,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-    /// The last attempt's error, if it failed.
-    pub last_error: Option<String>,
-    /// The worker holding its lease, while it runs.
-    pub worker_id: Option<String>,
-    /// The request as stored (JSON).
-    pub payload: String,
-}
-
-/// A dead task, as [`PgQueue::dead`] lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeadTask {
-    /// The task.
-    pub id: TaskId,
-    /// Attempts it had.
-    pub attempts: u32,
-    /// Why its last attempt failed.
-    pub last_error: Option<String>,
-    /// The request as stored (JSON).
-    pub payload: String,
 }
 
 impl<Req, Res> PgQueue<Req, Res> {
@@ -414,10 +329,8 @@ where
         let mut done = shared.hub.done.subscribe();
         let want = db_id(id);
         loop {
-            if let Ok(found) = self.outcome(id).await {
-                if let Some(out) = found {
-                    return out;
-                }
+            if let Ok(Some(out)) = self.outcome(id).await {
+                return out;
             }
             let wait = async {
                 loop {
@@ -566,23 +479,20 @@ where
     type Response = Res;
     type Error = String;
 
-    fn submit(&self, req: Req) -> impl Future<Output = Result<TaskId, BoxError>> + Send {
-        async move { Ok(PgQueue::submit(self, req).await?) }
+    async fn submit(&self, req: Req) -> Result<TaskId, BoxError> {
+        Ok(PgQueue::submit(self, req).await?)
     }
 
-    fn status(
-        &self,
-        id: TaskId,
-    ) -> impl Future<Output = Result<Option<TaskStatus>, BoxError>> + Send {
-        async move { Ok(PgQueue::status(self, id).await?) }
+    async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>, BoxError> {
+        Ok(PgQueue::status(self, id).await?)
     }
 
     fn result(&self, id: TaskId) -> impl Future<Output = Result<Res, TaskError<String>>> + Send {
         PgQueue::result(self, id)
     }
 
-    fn cancel(&self, id: TaskId) -> impl Future<Output = Result<bool, BoxError>> + Send {
-        async move { Ok(PgQueue::cancel(self, id).await?) }
+    async fn cancel(&self, id: TaskId) -> Result<bool, BoxError> {
+        Ok(PgQueue::cancel(self, id).await?)
     }
 
     fn shutdown(&self, how: Shutdown) -> impl Future<Output = ShutdownSummary> + Send {

@@ -68,7 +68,8 @@ pub(super) async fn migrate(client: &mut Client, table: &str) -> Result<i32, PgQ
         tx.batch_execute(&step.replace("{t}", table)).await?;
     }
     if found < VERSION {
-        tx.execute(&format!("DELETE FROM {table}_schema"), &[]).await?;
+        tx.execute(&format!("DELETE FROM {table}_schema"), &[])
+            .await?;
         tx.execute(
             &format!("INSERT INTO {table}_schema (version) VALUES ($1)"),
             &[&VERSION],

@@ -109,13 +109,7 @@ where
         add(&shared.counters.claimed, rows.len() as u64);
         for row in rows {
             let permit = permits.pop().expect("no more rows than permits");
-            let task = run_task(
-                shared.clone(),
-                service.clone(),
-                row,
-                permit,
-                phase.clone(),
-            );
+            let task = run_task(shared.clone(), service.clone(), row, permit, phase.clone());
             tokio::spawn(task);
         }
         drop(permits);
@@ -284,7 +278,12 @@ async fn run_task<Req, Res, S>(
         }
     };
     // Not started until the service is ready: a shutdown hands it back.
-    let ready = async { svc.ready().await.map(drop).map_err(|e| e.into().to_string()) };
+    let ready = async {
+        svc.ready()
+            .await
+            .map(drop)
+            .map_err(|e| e.into().to_string())
+    };
     let ready = tokio::select! {
         r = ready => r,
         _ = until(&mut phase, |p| p != Phase::Running) => {
