@@ -88,15 +88,29 @@ struct Db {
     table: String,
 }
 
+fn url(db: &Db) -> Result<String, BoxError> {
+    match &db.url {
+        Some(url) => Ok(url.clone()),
+        None => Ok(std::env::var("TOWER_PATTERNS_PG_URL")
+            .map_err(|_| "give --url or set TOWER_PATTERNS_PG_URL")?),
+    }
+}
+
+/// Removes the smoke run's tables.
+async fn drop_tables(db: &Db) -> Result<(), BoxError> {
+    let pool = Pool::builder().build(PgManager::from_url(&url(db)?)?)?;
+    let t = &db.table;
+    pool.acquire()
+        .await?
+        .batch_execute(&format!("DROP TABLE {t}; DROP TABLE {t}_schema"))
+        .await?;
+    Ok(())
+}
+
 fn queue(db: &Db, workers: usize, id: Option<String>) -> Result<PgQueue<Job, Done>, BoxError> {
-    let url = match &db.url {
-        Some(url) => url.clone(),
-        None => std::env::var("TOWER_PATTERNS_PG_URL")
-            .map_err(|_| "give --url or set TOWER_PATTERNS_PG_URL")?,
-    };
     let pool = Pool::builder()
         .max_size(workers + 4)
-        .build(PgManager::from_url(&url)?)?;
+        .build(PgManager::from_url(&url(db)?)?)?;
     let mut b = PgQueue::builder()
         .table(db.table.clone())
         .workers(workers)
@@ -197,6 +211,7 @@ async fn main() -> Result<(), BoxError> {
                 q.shutdown(Shutdown::Graceful(Duration::from_secs(10)))
                     .await;
             }
+            drop_tables(&db).await?;
             if total != 40 {
                 return Err(format!("{total} of 40 tasks completed").into());
             }

@@ -647,3 +647,37 @@ async fn the_backend_trait_runs_the_same_code_on_memory_and_postgres() {
     q.start(doubler()).await.unwrap();
     assert_eq!(round_trip(&q).await, (8, Some(TaskStatus::Completed)));
 }
+
+#[tokio::test]
+async fn the_listener_reconnects_after_its_connection_is_killed() {
+    let Some(url) = pg_url() else { return };
+    let t = unique_name("q_relisten");
+    let q: PgQueue<u32, u32> = queue(&url, builder(&t)).await;
+    q.start(doubler()).await.unwrap();
+    let first = q.submit(1).await.unwrap();
+    assert_eq!(tokio::time::timeout(LONG, q.result(first)).await.unwrap().unwrap(), 2);
+    // The server drops the LISTEN connection (a restart, a proxy timeout).
+    let killed = sql(
+        &url,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN {t}_new%'"
+        ),
+    )
+    .await;
+    assert_eq!(killed.len(), 1);
+    wait_until("the listener to listen again", LONG, || async {
+        let again = sql(
+            &url,
+            &format!("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN {t}_new%'"),
+        )
+        .await;
+        (!again.is_empty()).then_some(())
+    })
+    .await;
+    // The safety poll is a minute: a prompt start means NOTIFY works again.
+    let second = q.submit(2).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), q.result(second)).await;
+    assert_eq!(out.expect("woken by NOTIFY after the reconnect").unwrap(), 4);
+    q.shutdown(Shutdown::Graceful(LONG)).await;
+}

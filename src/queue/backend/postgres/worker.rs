@@ -125,7 +125,11 @@ where
                 last_reap = None;
                 wait = Duration::from_millis(5);
             }
-            Ok(Some(ms)) => wait = wait.min(Duration::from_secs_f64(ms / 1000.0)),
+            Ok(Some(ms)) => {
+                if let Ok(due) = Duration::try_from_secs_f64(ms / 1000.0) {
+                    wait = wait.min(due);
+                }
+            }
             Ok(None) => {}
             Err(_) => add(&shared.counters.db_errors, 1),
         }
