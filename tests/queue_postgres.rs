@@ -86,8 +86,12 @@ async fn submit_commits_and_a_worker_stores_the_result() {
     assert_eq!((rec.attempts, rec.worker_id), (1, None));
     // Reading a result does not remove it.
     assert_eq!(q.result(id).await.unwrap(), 42);
-    let s = q.stats();
-    assert_eq!((s.submitted, s.claimed, s.completed), (1, 1, 1));
+    // The worker counts after its write commits, a moment after waiters wake.
+    wait_until("the worker's counters", LONG, || async {
+        let s = q.stats();
+        ((s.submitted, s.claimed, s.completed) == (1, 1, 1)).then_some(())
+    })
+    .await;
     q.shutdown(Shutdown::Graceful(LONG)).await;
 }
 
@@ -137,6 +141,7 @@ async fn a_zombies_late_result_is_refused() {
         &url,
         builder(&t)
             .worker_id("a")
+            .workers(1) // busy with the task: it cannot claim the task back
             .lease(Duration::from_secs(60))
             .heartbeat(Duration::from_secs(59)),
     )
@@ -255,8 +260,12 @@ async fn failures_retry_after_the_backoff_then_go_dead_and_can_be_requeued() {
             "{starts:?}"
         );
     }
-    let s = q.stats();
-    assert_eq!((s.retried, s.dead), (2, 1));
+    // The worker counts after its write commits, a moment after waiters wake.
+    wait_until("the worker's counters", LONG, || async {
+        let s = q.stats();
+        ((s.retried, s.dead) == (2, 1)).then_some(())
+    })
+    .await;
 
     let dead = q.dead(10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -315,8 +324,12 @@ async fn a_corrupt_row_goes_dead_with_a_clear_error_and_the_worker_carries_on() 
         Err(TaskError::Failed(msg)) => assert_eq!(msg, err),
         other => panic!("{other:?}"),
     }
-    let s = q.stats();
-    assert_eq!((s.corrupt, s.completed), (1, 1));
+    // The worker counts after its write commits, a moment after waiters wake.
+    wait_until("the worker's counters", LONG, || async {
+        let s = q.stats();
+        ((s.corrupt, s.completed) == (1, 1)).then_some(())
+    })
+    .await;
     // Still working.
     let again = q.submit(6).await.unwrap();
     assert_eq!(
@@ -655,7 +668,13 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
     let q: PgQueue<u32, u32> = queue(&url, builder(&t)).await;
     q.start(doubler()).await.unwrap();
     let first = q.submit(1).await.unwrap();
-    assert_eq!(tokio::time::timeout(LONG, q.result(first)).await.unwrap().unwrap(), 2);
+    assert_eq!(
+        tokio::time::timeout(LONG, q.result(first))
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
     // The server drops the LISTEN connection (a restart, a proxy timeout).
     let killed = sql(
         &url,
@@ -678,6 +697,9 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
     // The safety poll is a minute: a prompt start means NOTIFY works again.
     let second = q.submit(2).await.unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), q.result(second)).await;
-    assert_eq!(out.expect("woken by NOTIFY after the reconnect").unwrap(), 4);
+    assert_eq!(
+        out.expect("woken by NOTIFY after the reconnect").unwrap(),
+        4
+    );
     q.shutdown(Shutdown::Graceful(LONG)).await;
 }

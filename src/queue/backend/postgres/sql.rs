@@ -38,7 +38,6 @@ pub(super) struct Sql {
     pub(super) bury: String,
     pub(super) release: String,
     pub(super) reap: String,
-    pub(super) next_due: String,
     pub(super) status: String,
     pub(super) record: String,
     pub(super) outcome: String,
@@ -67,19 +66,30 @@ impl Sql {
                 d = "(COALESCE($4::float8, 0) * interval '1 millisecond')",
             ),
             by_key: format!("SELECT id FROM {t} WHERE idempotency_key = $1"),
-            // $1 worker id, $2 lease ms, $3 how many.
+            // $1 worker id, $2 lease ms, $3 how many. The claimed rows, then
+            // one row with only `due`: milliseconds until the next pending
+            // task is due or the next lease runs out (NULL if none), so an
+            // idle worker knows how long it may sleep without asking again.
             claim: format!(
                 "WITH picked AS (
                    SELECT id FROM {t}
                    WHERE status = 'pending' AND run_at <= now()
                    ORDER BY run_at, id
                    LIMIT $3
-                   FOR UPDATE SKIP LOCKED)
-                 UPDATE {t} AS t
-                 SET status = 'running', attempts = t.attempts + 1, worker_id = $1,
-                     lease_until = now() + {lease}, started_at = now()
-                 FROM picked WHERE t.id = picked.id
-                 RETURNING t.id, t.payload::text, t.attempts, t.max_attempts",
+                   FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                   UPDATE {t} AS t
+                   SET status = 'running', attempts = t.attempts + 1, worker_id = $1,
+                       lease_until = now() + {lease}, started_at = now()
+                   FROM picked WHERE t.id = picked.id
+                   RETURNING t.id, t.payload::text AS payload, t.attempts)
+                 SELECT id, payload, attempts, NULL::float8 AS due FROM claimed
+                 UNION ALL
+                 SELECT NULL, NULL, NULL, (EXTRACT(EPOCH FROM LEAST(
+                     (SELECT min(run_at) FROM {t}
+                      WHERE status = 'pending' AND id NOT IN (SELECT id FROM claimed)),
+                     (SELECT min(lease_until) FROM {t} WHERE status = 'running')) - now())
+                   * 1000)::float8",
                 lease = ms!(2),
             ),
             // $4 lease ms.
@@ -149,13 +159,6 @@ impl Sql {
                  SELECT id, status, pg_notify(
                      CASE WHEN status = 'dead' THEN '{done}' ELSE '{new}' END, id::text)::text
                  FROM r"
-            ),
-            // Milliseconds until the next pending task is due or the next lease runs out.
-            next_due: format!(
-                "SELECT (EXTRACT(EPOCH FROM LEAST(
-                     (SELECT min(run_at) FROM {t} WHERE status = 'pending'),
-                     (SELECT min(lease_until) FROM {t} WHERE status = 'running')) - now())
-                   * 1000)::float8"
             ),
             status: format!("SELECT status FROM {t} WHERE id = $1"),
             record: format!(

@@ -89,8 +89,8 @@ where
             }
         }
         let claimed = claim(&shared, permits.len()).await;
-        let rows = match claimed {
-            Ok(rows) => rows,
+        let (rows, due) = match claimed {
+            Ok(claimed) => claimed,
             Err(_e) => {
                 trace_event!(WARN, error = %_e, "queue: claim failed");
                 add(&shared.counters.db_errors, 1);
@@ -119,19 +119,19 @@ where
         // Idle: wait for a notification, the next run-at or lease end, the
         // safety poll, or a shutdown.
         let mut wait = cfg.poll_interval;
-        match next_due(&shared).await {
-            Ok(Some(ms)) if ms <= 0.0 => {
-                // Due now but locked by another worker, or a lease to reap.
+        match due {
+            Some(ms) if ms <= 0.0 => {
+                // Due but locked by another worker's claim, or a lease
+                // that ran out: reap now, look again shortly.
                 last_reap = None;
-                wait = Duration::from_millis(5);
+                wait = wait.min(Duration::from_millis(25));
             }
-            Ok(Some(ms)) => {
+            Some(ms) => {
                 if let Ok(due) = Duration::try_from_secs_f64(ms / 1000.0) {
                     wait = wait.min(due);
                 }
             }
-            Ok(None) => {}
-            Err(_) => add(&shared.counters.db_errors, 1),
+            None => {}
         }
         tokio::select! {
             _ = shared.hub.new.notified() => {}
@@ -143,7 +143,9 @@ where
     let _all = slots.acquire_many(workers as u32).await;
 }
 
-async fn claim(shared: &Shared, n: usize) -> Result<Vec<Claimed>, PgQueueError> {
+/// Claims up to `n` tasks; also returns the milliseconds until the next
+/// pending task is due or lease runs out (`None` if there is none).
+async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>), PgQueueError> {
     let conn = shared.conn().await?;
     let cfg = &shared.cfg;
     let lease = millis(cfg.lease);
@@ -158,14 +160,19 @@ async fn claim(shared: &Shared, n: usize) -> Result<Vec<Claimed>, PgQueueError> 
             ],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Claimed {
-            id: r.get(0),
-            payload: r.get(1),
-            attempt: r.get(2),
-        })
-        .collect())
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut due = None;
+    for r in &rows {
+        match r.get::<_, Option<i64>>(0) {
+            Some(id) => claimed.push(Claimed {
+                id,
+                payload: r.get(1),
+                attempt: r.get(2),
+            }),
+            None => due = r.get(3),
+        }
+    }
+    Ok((claimed, due))
 }
 
 /// Puts expired leases back (or buries them after their last attempt).
@@ -196,12 +203,6 @@ pub(super) async fn cleanup(shared: &Shared) -> Result<u64, PgQueueError> {
         .execute(cfg.sql.cleanup.as_str(), &[&keep, &keep_dead])
         .await?;
     Ok(n)
-}
-
-async fn next_due(shared: &Shared) -> Result<Option<f64>, PgQueueError> {
-    let conn = shared.conn().await?;
-    let row = conn.query_typed_one(&shared.cfg.sql.next_due, &[]).await?;
-    Ok(row.get(0))
 }
 
 /// Runs a guarded statement (`$1` id, `$2` worker id, `$3` attempt, then
