@@ -85,12 +85,13 @@
 //! of [`PgManager`](crate::pool::postgres::PgManager)s (without TLS); the
 //! `LISTEN` connection uses the same settings.
 
-// Imports run downward: builder -> queue -> worker -> shared -> listen,
-// config -> sql; schema, error, stats and task stand alone.
+// Imports run downward: builder -> queue -> worker -> shared -> lane,
+// listen, config -> sql; schema, error, stats and task stand alone.
 
 mod builder;
 mod config;
 mod error;
+mod lane;
 mod listen;
 mod queue;
 mod schema;

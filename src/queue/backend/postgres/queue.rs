@@ -61,7 +61,7 @@ impl<Req, Res> PgQueue<Req, Res> {
     /// [`PgQueueError::SchemaTooNew`] if a newer crate migrated the table;
     /// a database error.
     pub async fn migrate(&self) -> Result<(), PgQueueError> {
-        let mut conn = self.shared.conn().await?;
+        let mut conn = self.shared.pool.acquire().await?;
         schema::migrate(&mut conn, &self.shared.cfg.sql.table).await?;
         Ok(())
     }
@@ -72,10 +72,12 @@ impl<Req, Res> PgQueue<Req, Res> {
     ///
     /// A database error.
     pub async fn status(&self, id: TaskId) -> Result<Option<TaskStatus>, PgQueueError> {
-        let conn = self.shared.conn().await?;
-        let row = conn
-            .query_typed_opt(&self.shared.cfg.sql.status, &[(&db_id(id), Type::INT8)])
-            .await?;
+        let row = self
+            .shared
+            .query(&self.shared.cfg.sql.status, &[(&db_id(id), Type::INT8)])
+            .await?
+            .into_iter()
+            .next();
         Ok(row.map(|r| status_of(r.get(0))))
     }
 
@@ -85,10 +87,12 @@ impl<Req, Res> PgQueue<Req, Res> {
     ///
     /// A database error.
     pub async fn record(&self, id: TaskId) -> Result<Option<TaskRecord>, PgQueueError> {
-        let conn = self.shared.conn().await?;
-        let row = conn
-            .query_typed_opt(&self.shared.cfg.sql.record, &[(&db_id(id), Type::INT8)])
-            .await?;
+        let row = self
+            .shared
+            .query(&self.shared.cfg.sql.record, &[(&db_id(id), Type::INT8)])
+            .await?
+            .into_iter()
+            .next();
         Ok(row.map(|r| {
             let status: &str = r.get(0);
             TaskRecord {
@@ -111,9 +115,9 @@ impl<Req, Res> PgQueue<Req, Res> {
     ///
     /// A database error.
     pub async fn cancel(&self, id: TaskId) -> Result<bool, PgQueueError> {
-        let conn = self.shared.conn().await?;
-        let rows = conn
-            .query_typed(&self.shared.cfg.sql.cancel, &[(&db_id(id), Type::INT8)])
+        let rows = self
+            .shared
+            .query(&self.shared.cfg.sql.cancel, &[(&db_id(id), Type::INT8)])
             .await?;
         Ok(!rows.is_empty())
     }
@@ -124,10 +128,10 @@ impl<Req, Res> PgQueue<Req, Res> {
     ///
     /// A database error.
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadTask>, PgQueueError> {
-        let conn = self.shared.conn().await?;
         let limit = limit.min(i64::MAX as usize) as i64;
-        let rows = conn
-            .query_typed(&self.shared.cfg.sql.dead, &[(&limit, Type::INT8)])
+        let rows = self
+            .shared
+            .query(&self.shared.cfg.sql.dead, &[(&limit, Type::INT8)])
             .await?;
         Ok(rows
             .iter()
@@ -147,9 +151,9 @@ impl<Req, Res> PgQueue<Req, Res> {
     ///
     /// A database error.
     pub async fn requeue(&self, id: TaskId) -> Result<bool, PgQueueError> {
-        let conn = self.shared.conn().await?;
-        let rows = conn
-            .query_typed(&self.shared.cfg.sql.requeue, &[(&db_id(id), Type::INT8)])
+        let rows = self
+            .shared
+            .query(&self.shared.cfg.sql.requeue, &[(&db_id(id), Type::INT8)])
             .await?;
         Ok(!rows.is_empty())
     }
@@ -282,31 +286,35 @@ where
         let payload = serde_json::to_string(&req).map_err(PgQueueError::Encode)?;
         let max_attempts = shared.cfg.max_attempts as i32;
         let after = opts.after.map(millis);
-        let conn = shared.conn().await?;
         let sql = &shared.cfg.sql;
-        let rows = conn
-            .query_typed(
-                &sql.insert,
-                &[
-                    (&payload, Type::TEXT),
-                    (&max_attempts, Type::INT4),
-                    (&opts.at, Type::TIMESTAMPTZ),
-                    (&after, Type::FLOAT8),
-                    (&opts.key, Type::TEXT),
-                ],
-            )
-            .await?;
-        if let Some(row) = rows.first() {
-            add(&shared.counters.submitted, 1);
-            return Ok(TaskId(row.get::<_, i64>(0) as u64));
+        loop {
+            let rows = shared
+                .query(
+                    &sql.insert,
+                    &[
+                        (&payload, Type::TEXT),
+                        (&max_attempts, Type::INT4),
+                        (&opts.at, Type::TIMESTAMPTZ),
+                        (&after, Type::FLOAT8),
+                        (&opts.key, Type::TEXT),
+                    ],
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                add(&shared.counters.submitted, 1);
+                return Ok(TaskId(row.get::<_, i64>(0) as u64));
+            }
+            // The key is taken: the first task's id (a new statement, so it
+            // sees a row another transaction committed while we waited on
+            // it). If cleanup removed that row meanwhile, insert again.
+            let rows = shared
+                .query(&sql.by_key, &[(&opts.key, Type::TEXT)])
+                .await?;
+            if let Some(row) = rows.first() {
+                add(&shared.counters.deduplicated, 1);
+                return Ok(TaskId(row.get::<_, i64>(0) as u64));
+            }
         }
-        // The key is taken: the first task's id (a new statement, so it sees
-        // a row another transaction committed while we waited on it).
-        let row = conn
-            .query_typed_one(&sql.by_key, &[(&opts.key, Type::TEXT)])
-            .await?;
-        add(&shared.counters.deduplicated, 1);
-        Ok(TaskId(row.get::<_, i64>(0) as u64))
     }
 }
 
@@ -351,10 +359,12 @@ where
         &self,
         id: TaskId,
     ) -> Result<Option<Result<Res, TaskError<String>>>, PgQueueError> {
-        let conn = self.shared.conn().await?;
-        let row = conn
-            .query_typed_opt(&self.shared.cfg.sql.outcome, &[(&db_id(id), Type::INT8)])
-            .await?;
+        let row = self
+            .shared
+            .query(&self.shared.cfg.sql.outcome, &[(&db_id(id), Type::INT8)])
+            .await?
+            .into_iter()
+            .next();
         let Some(row) = row else {
             return Ok(Some(Err(TaskError::NotFound(id))));
         };

@@ -190,7 +190,8 @@ impl Sql {
             cleanup: format!(
                 "DELETE FROM {t}
                  WHERE (status IN ('completed', 'cancelled') AND finished_at < now() - {r})
-                    OR (status = 'dead' AND finished_at < now() - {d})",
+                    OR (status = 'dead' AND finished_at < now() - {d})
+                 RETURNING id",
                 r = ms!(1),
                 d = ms!(2),
             ),

@@ -146,12 +146,11 @@ where
 /// Claims up to `n` tasks; also returns the milliseconds until the next
 /// pending task is due or lease runs out (`None` if there is none).
 async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>), PgQueueError> {
-    let conn = shared.conn().await?;
     let cfg = &shared.cfg;
     let lease = millis(cfg.lease);
     let n = n as i64;
-    let rows = conn
-        .query_typed(
+    let rows = shared
+        .work(
             &cfg.sql.claim,
             &[
                 (&cfg.worker_id, Type::TEXT),
@@ -177,8 +176,7 @@ async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>),
 
 /// Puts expired leases back (or buries them after their last attempt).
 pub(super) async fn reap(shared: &Shared) -> Result<u64, PgQueueError> {
-    let conn = shared.conn().await?;
-    let rows = conn.query_typed(&shared.cfg.sql.reap, &[]).await?;
+    let rows = shared.work(&shared.cfg.sql.reap, &[]).await?;
     let c = &shared.counters;
     add(&c.reaped, rows.len() as u64);
     for r in &rows {
@@ -195,14 +193,17 @@ pub(super) async fn reap(shared: &Shared) -> Result<u64, PgQueueError> {
 
 /// Deletes finished rows past their retention.
 pub(super) async fn cleanup(shared: &Shared) -> Result<u64, PgQueueError> {
-    let conn = shared.conn().await?;
     let cfg = &shared.cfg;
     let keep = millis(cfg.retain_results);
     let keep_dead = millis(cfg.retain_dead);
-    let n = conn
-        .execute(cfg.sql.cleanup.as_str(), &[&keep, &keep_dead])
+    // `RETURNING` only to count; the rows are dropped at once.
+    let rows = shared
+        .work(
+            &cfg.sql.cleanup,
+            &[(&keep, Type::FLOAT8), (&keep_dead, Type::FLOAT8)],
+        )
         .await?;
-    Ok(n)
+    Ok(rows.len() as u64)
 }
 
 /// Runs a guarded statement (`$1` id, `$2` worker id, `$3` attempt, then
@@ -222,11 +223,7 @@ async fn guarded(
     params.extend(extra.iter().cloned());
     let mut tries = 0;
     loop {
-        let res = async {
-            let conn = shared.conn().await?;
-            Ok::<_, PgQueueError>(conn.query_typed(sql, &params).await?)
-        }
-        .await;
+        let res = shared.work(sql, &params).await;
         match res {
             Ok(rows) => return Ok(rows),
             Err(e) if tries >= 3 => return Err(e),
