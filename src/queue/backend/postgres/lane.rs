@@ -1,8 +1,8 @@
 //! A connection kept out of the pool and shared by many statements at once
 //! (tokio-postgres pipelines concurrent queries on one connection), with
-//! its statements prepared once. A handle keeps two: one for submitters and
-//! waiters, one for its workers. So a statement costs one round trip: no
-//! pool checkout, no recycle check, no parse or plan.
+//! its statements prepared once. A handle keeps one for submitters and
+//! waiters and up to four for its workers. So a statement costs one round
+//! trip: no pool checkout, no recycle check, no parse or plan.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

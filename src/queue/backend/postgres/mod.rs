@@ -81,9 +81,18 @@
 //!   (dead ones after `retain_dead`) by [`PgQueue::cleanup`], which running
 //!   workers call every `cleanup_interval`.
 //!
+//! # Connections
+//!
 //! The connections come from the crate's own [`Pool`](crate::pool::Pool)
-//! of [`PgManager`](crate::pool::postgres::PgManager)s (without TLS); the
-//! `LISTEN` connection uses the same settings.
+//! of [`PgManager`](crate::pool::postgres::PgManager)s (without TLS). A
+//! handle (with its clones) keeps some checked out once used: one for
+//! submitters and waiters, and `min(workers, 4)` for its workers. Statements are
+//! prepared once per connection and pipelined, so each costs one round
+//! trip. A connection that fails is handed back to the pool and replaced.
+//! [`PgQueue::migrate`] borrows a third for its transaction. The `LISTEN`
+//! connection is opened with the pool's settings but outside it (its
+//! notifications arrive on the connection itself). A service run by the
+//! workers may share the pool: leave it room for those.
 
 // Imports run downward: builder -> queue -> worker -> shared -> lane,
 // listen, config -> sql; schema, error, stats and task stand alone.

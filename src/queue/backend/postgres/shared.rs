@@ -51,12 +51,14 @@ pub(super) struct Shared {
     pub(super) released: Mutex<Vec<TaskId>>,
     /// Statements of submitters and waiters.
     pub(super) client_lane: Lane,
-    /// Statements of the workers.
-    pub(super) worker_lane: Lane,
+    /// Statements of the workers: the claiming loop uses the first, a
+    /// task the one its id picks (`min(workers, 4)` lanes).
+    pub(super) worker_lanes: Vec<Lane>,
 }
 
 impl Shared {
     pub(super) fn new(cfg: Config, pool: Pool<PgManager>) -> Shared {
+        let lanes = cfg.workers.clamp(1, 4);
         Shared {
             cfg,
             pool,
@@ -67,7 +69,7 @@ impl Shared {
             workers: Mutex::new(None),
             released: Mutex::new(Vec::new()),
             client_lane: Lane::default(),
-            worker_lane: Lane::default(),
+            worker_lanes: (0..lanes).map(|_| Lane::default()).collect(),
         }
     }
 
@@ -80,13 +82,15 @@ impl Shared {
         self.client_lane.query(&self.pool, sql, params).await
     }
 
-    /// Runs a worker's statement.
+    /// Runs a worker's statement on the lane `key` picks.
     pub(super) async fn work(
         &self,
+        key: u64,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, PgQueueError> {
-        self.worker_lane.query(&self.pool, sql, params).await
+        let lane = &self.worker_lanes[(key % self.worker_lanes.len() as u64) as usize];
+        lane.query(&self.pool, sql, params).await
     }
 
     /// Starts the `LISTEN` connection if it is not running yet.

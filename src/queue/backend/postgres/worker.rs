@@ -151,6 +151,7 @@ async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>),
     let n = n as i64;
     let rows = shared
         .work(
+            0,
             &cfg.sql.claim,
             &[
                 (&cfg.worker_id, Type::TEXT),
@@ -176,7 +177,7 @@ async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>),
 
 /// Puts expired leases back (or buries them after their last attempt).
 pub(super) async fn reap(shared: &Shared) -> Result<u64, PgQueueError> {
-    let rows = shared.work(&shared.cfg.sql.reap, &[]).await?;
+    let rows = shared.work(0, &shared.cfg.sql.reap, &[]).await?;
     let c = &shared.counters;
     add(&c.reaped, rows.len() as u64);
     for r in &rows {
@@ -199,6 +200,7 @@ pub(super) async fn cleanup(shared: &Shared) -> Result<u64, PgQueueError> {
     // `RETURNING` only to count; the rows are dropped at once.
     let rows = shared
         .work(
+            0,
             &cfg.sql.cleanup,
             &[(&keep, Type::FLOAT8), (&keep_dead, Type::FLOAT8)],
         )
@@ -223,7 +225,7 @@ async fn guarded(
     params.extend(extra.iter().cloned());
     let mut tries = 0;
     loop {
-        let res = shared.work(sql, &params).await;
+        let res = shared.work(task.id as u64, sql, &params).await;
         match res {
             Ok(rows) => return Ok(rows),
             Err(e) if tries >= 3 => return Err(e),
