@@ -703,3 +703,30 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
     );
     q.shutdown(Shutdown::Graceful(LONG)).await;
 }
+
+#[tokio::test]
+async fn tasks_claimed_ahead_are_handed_back_by_a_shutdown_and_the_running_one_finishes() {
+    let Some(url) = pg_url() else { return };
+    let t = unique_name("q_prefetch");
+    let q: PgQueue<u32, String> = queue(&url, builder(&t).workers(1).prefetch(2)).await;
+    let gate = Arc::new(Semaphore::new(0));
+    for n in 0..3 {
+        q.submit(n).await.unwrap();
+    }
+    q.start(gated("done", gate.clone())).await.unwrap();
+    wait_until("one running and two claimed ahead", LONG, || async {
+        (q.stats().running == 3).then_some(())
+    })
+    .await;
+    let shutdown = q.shutdown(Shutdown::Graceful(LONG));
+    let finish_running = async {
+        gate.add_permits(1);
+    };
+    let (summary, ()) = tokio::join!(shutdown, finish_running);
+    assert_eq!((summary.completed, summary.released.len()), (1, 2), "{summary:?}");
+    assert!(!summary.deadline_reached);
+    for id in summary.released {
+        let rec = q.record(id).await.unwrap().unwrap();
+        assert_eq!((rec.status, rec.attempts, rec.worker_id), (TaskStatus::Pending, 0, None));
+    }
+}

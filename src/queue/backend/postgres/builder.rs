@@ -37,6 +37,7 @@ impl PgQueue<(), ()> {
 pub struct PgQueueBuilder {
     table: String,
     workers: usize,
+    prefetch: usize,
     lease: Duration,
     heartbeat: Option<Duration>,
     max_attempts: u32,
@@ -53,6 +54,7 @@ impl Default for PgQueueBuilder {
         PgQueueBuilder {
             table: "tower_patterns_tasks".to_owned(),
             workers: 4,
+            prefetch: 0,
             lease: Duration::from_secs(30),
             heartbeat: None,
             max_attempts: 5,
@@ -81,6 +83,17 @@ impl PgQueueBuilder {
     /// at least 1).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// Tasks claimed ahead of the workers (default 0): a worker that
+    /// finishes starts the next task at once instead of waiting for a
+    /// claim round trip, which raises throughput for short tasks. Tasks
+    /// claimed ahead are heartbeated like running ones and handed back by a
+    /// shutdown, but no other process can run them meanwhile: keep it 0
+    /// for long tasks spread over many processes.
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch;
         self
     }
 
@@ -244,6 +257,7 @@ impl PgQueueBuilder {
             Config {
                 sql: Sql::new(&self.table),
                 workers: self.workers,
+                prefetch: self.prefetch,
                 lease: self.lease,
                 heartbeat,
                 max_attempts: self.max_attempts,

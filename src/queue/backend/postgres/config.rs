@@ -11,6 +11,7 @@ use crate::retry::Backoff;
 pub(super) struct Config {
     pub(super) sql: Sql,
     pub(super) workers: usize,
+    pub(super) prefetch: usize,
     pub(super) lease: Duration,
     pub(super) heartbeat: Duration,
     pub(super) max_attempts: u32,

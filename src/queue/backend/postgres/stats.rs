@@ -19,7 +19,8 @@ pub struct PgQueueStats {
     pub deduplicated: u64,
     /// Tasks this process's workers claimed.
     pub claimed: u64,
-    /// Tasks running in this process now.
+    /// Tasks this process holds now: running, or claimed and waiting to
+    /// start (see `prefetch`).
     pub running: u64,
     /// Tasks completed here (result stored).
     pub completed: u64,

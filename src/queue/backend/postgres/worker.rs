@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,11 @@ where
 {
     let cfg = &shared.cfg;
     let workers = cfg.workers;
-    let slots = Arc::new(Semaphore::new(workers));
+    // Claimed tasks (running, or waiting for a run slot: `prefetch` more
+    // than the workers), and the run slots themselves.
+    let claims = workers + cfg.prefetch;
+    let slots = Arc::new(Semaphore::new(claims));
+    let run_slots = Arc::new(Semaphore::new(workers));
     let reap_every = (cfg.lease / 4).min(cfg.poll_interval);
     let mut last_reap: Option<Instant> = None;
     let mut last_cleanup = Instant::now();
@@ -109,7 +114,14 @@ where
         add(&shared.counters.claimed, rows.len() as u64);
         for row in rows {
             let permit = permits.pop().expect("no more rows than permits");
-            let task = run_task(shared.clone(), service.clone(), row, permit, phase.clone());
+            let task = run_task(
+                shared.clone(),
+                service.clone(),
+                row,
+                permit,
+                run_slots.clone(),
+                phase.clone(),
+            );
             tokio::spawn(task);
         }
         drop(permits);
@@ -140,7 +152,7 @@ where
         }
     }
     // Wait for the tasks to finish or hand themselves back.
-    let _all = slots.acquire_many(workers as u32).await;
+    let _all = slots.acquire_many(claims as u32).await;
 }
 
 /// Claims up to `n` tasks; also returns the milliseconds until the next
@@ -243,10 +255,7 @@ struct Running<'a>(&'a Shared);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0
-            .counters
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.counters.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -254,7 +263,8 @@ async fn run_task<Req, Res, S>(
     shared: Arc<Shared>,
     mut svc: S,
     task: Claimed,
-    _permit: OwnedSemaphorePermit,
+    _claim: OwnedSemaphorePermit,
+    run_slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
 ) where
     Req: DeserializeOwned + Send + 'static,
@@ -281,55 +291,48 @@ async fn run_task<Req, Res, S>(
             return;
         }
     };
-    // Not started until the service is ready: a shutdown hands it back.
-    let ready = async {
-        svc.ready()
-            .await
-            .map(drop)
-            .map_err(|e| e.into().to_string())
-    };
-    let ready = tokio::select! {
-        r = ready => r,
-        _ = until(&mut phase, |p| p != Phase::Running) => {
-            release(shared, &task, true).await;
-            return;
+    // Not started until it has a run slot and the service is ready: a
+    // shutdown hands it back. The lease is renewed from the claim on.
+    let started = AtomicBool::new(false);
+    let work = async {
+        let _slot = run_slots.acquire().await.expect("never closed");
+        svc.ready().await.map_err(|e| e.into().to_string())?;
+        started.store(true, Ordering::Relaxed);
+        match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+            Ok(Ok(res)) => Ok(res),
+            Ok(Err(e)) => Err(e.into().to_string()),
+            Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
         }
     };
-    let outcome: Result<Res, String> = match ready {
-        Err(e) => Err(e),
-        Ok(()) => {
-            let call = AssertUnwindSafe(svc.call(req)).catch_unwind();
-            let fut = async move {
-                match call.await {
-                    Ok(Ok(res)) => Ok(res),
-                    Ok(Err(e)) => Err(e.into().to_string()),
-                    Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
-                }
-            };
-            tokio::pin!(fut);
-            let every = shared.cfg.heartbeat;
-            let mut beat = tokio::time::interval_at(Instant::now() + every, every);
-            let lease = millis(shared.cfg.lease);
-            loop {
-                tokio::select! {
-                    out = &mut fut => break out,
-                    _ = beat.tick() => {
-                        match guarded(shared, &shared.cfg.sql.heartbeat, &task, &[(&lease, Type::FLOAT8)]).await {
-                            Ok(rows) if rows.is_empty() => {
-                                // Reclaimed or cancelled: someone else owns it now.
-                                trace_event!(WARN, id = task.id, "queue: lease lost, task dropped");
-                                add(&c.lease_lost, 1);
-                                return;
-                            }
-                            Ok(_) => {}
-                            Err(_) => add(&c.db_errors, 1),
-                        }
-                    }
-                    _ = until(&mut phase, |p| p == Phase::Abort) => {
-                        release(shared, &task, false).await;
+    tokio::pin!(work);
+    let every = shared.cfg.heartbeat;
+    let mut beat = tokio::time::interval_at(Instant::now() + every, every);
+    let lease = millis(shared.cfg.lease);
+    let stop = |p: Phase| {
+        if started.load(Ordering::Relaxed) {
+            p == Phase::Abort
+        } else {
+            p != Phase::Running
+        }
+    };
+    let outcome: Result<Res, String> = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            _ = beat.tick() => {
+                match guarded(shared, &shared.cfg.sql.heartbeat, &task, &[(&lease, Type::FLOAT8)]).await {
+                    Ok(rows) if rows.is_empty() => {
+                        // Reclaimed or cancelled: someone else owns it now.
+                        trace_event!(WARN, id = task.id, "queue: lease lost, task dropped");
+                        add(&c.lease_lost, 1);
                         return;
                     }
+                    Ok(_) => {}
+                    Err(_) => add(&c.db_errors, 1),
                 }
+            }
+            _ = until(&mut phase, stop) => {
+                release(shared, &task, !started.load(Ordering::Relaxed)).await;
+                return;
             }
         }
     };
