@@ -4,8 +4,8 @@
 //! same server, in the same run.
 //!
 //! - `queue_postgres/submit_to_completion/*`: 200 no-op tasks submitted (8
-//!   at a time) and run to completion with 1 and 4 workers; throughput is
-//!   tasks/s. Completion is seen in-process for both (the workers' own
+//!   at a time) and run to completion with 1 and 4 workers (ours with and
+//!   without `prefetch`); throughput is tasks/s. Completion is seen in-process for both (the workers' own
 //!   counters), so neither pays for reading results back.
 //! - `queue_postgres/submit_to_start`: printed p50 / p99 from submit to the
 //!   task starting on an idle queue (workers asleep on `LISTEN`), 200
@@ -171,6 +171,7 @@ async fn ours(
     url: &str,
     table: &str,
     workers: usize,
+    prefetch: usize,
     started: Option<mpsc::UnboundedSender<Instant>>,
 ) -> PgQueue<u64, u64> {
     let pool = Pool::builder()
@@ -187,6 +188,7 @@ async fn ours(
     let q: PgQueue<u64, u64> = PgQueue::builder()
         .table(table)
         .workers(workers)
+        .prefetch(prefetch)
         .retain_results(Duration::ZERO) // so cleanup empties the table between batches
         .build(pool)
         .unwrap();
@@ -265,34 +267,40 @@ fn main() {
                 }
             })
         });
-        let q = rt.block_on(ours(
-            &url,
-            &format!("bench_pgq_{workers}_{pid}"),
-            workers,
-            None,
-        ));
-        group.bench_function(format!("tower-patterns PgQueue/workers={workers}"), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let q = &q;
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        black_box(q.cleanup().await.unwrap());
-                        let target = q.stats().completed + BATCH;
-                        let start = Instant::now();
-                        futures::stream::iter(0..BATCH)
-                            .for_each_concurrent(8, |n| async move {
-                                q.submit(n).await.unwrap();
-                            })
-                            .await;
-                        until(target, || q.stats().completed).await;
-                        total += start.elapsed();
-                    }
-                    total
-                }
-            })
-        });
-        rt.block_on(q.shutdown(Shutdown::Graceful(Duration::from_secs(5))));
+        for prefetch in [0, workers] {
+            let q = rt.block_on(ours(
+                &url,
+                &format!("bench_pgq_{workers}_{prefetch}_{pid}"),
+                workers,
+                prefetch,
+                None,
+            ));
+            group.bench_function(
+                format!("tower-patterns PgQueue/workers={workers} prefetch={prefetch}"),
+                |b| {
+                    b.to_async(&rt).iter_custom(|iters| {
+                        let q = &q;
+                        async move {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                black_box(q.cleanup().await.unwrap());
+                                let target = q.stats().completed + BATCH;
+                                let start = Instant::now();
+                                futures::stream::iter(0..BATCH)
+                                    .for_each_concurrent(8, |n| async move {
+                                        q.submit(n).await.unwrap();
+                                    })
+                                    .await;
+                                until(target, || q.stats().completed).await;
+                                total += start.elapsed();
+                            }
+                            total
+                        }
+                    })
+                },
+            );
+            rt.block_on(q.shutdown(Shutdown::Graceful(Duration::from_secs(5))));
+        }
     }
     group.finish();
 
@@ -307,7 +315,7 @@ fn main() {
         let plain = Plain::new(&url, &format!("bench_plain_lat_{pid}"), Some(tx)).await;
         plain.spawn_workers(1).await;
         let (tx, mut qrx) = mpsc::unbounded_channel();
-        let q = ours(&url, &format!("bench_pgq_lat_{pid}"), 1, Some(tx)).await;
+        let q = ours(&url, &format!("bench_pgq_lat_{pid}"), 1, 0, Some(tx)).await;
         let (mut theirs, mut mine) = (Vec::new(), Vec::new());
         for i in 0..SAMPLES as u64 {
             tokio::time::sleep(Duration::from_millis(20)).await; // idle

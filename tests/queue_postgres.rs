@@ -723,10 +723,17 @@ async fn tasks_claimed_ahead_are_handed_back_by_a_shutdown_and_the_running_one_f
         gate.add_permits(1);
     };
     let (summary, ()) = tokio::join!(shutdown, finish_running);
-    assert_eq!((summary.completed, summary.released.len()), (1, 2), "{summary:?}");
+    assert_eq!(
+        (summary.completed, summary.released.len()),
+        (1, 2),
+        "{summary:?}"
+    );
     assert!(!summary.deadline_reached);
     for id in summary.released {
         let rec = q.record(id).await.unwrap().unwrap();
-        assert_eq!((rec.status, rec.attempts, rec.worker_id), (TaskStatus::Pending, 0, None));
+        assert_eq!(
+            (rec.status, rec.attempts, rec.worker_id),
+            (TaskStatus::Pending, 0, None)
+        );
     }
 }
