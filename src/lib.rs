@@ -58,6 +58,7 @@
 //! | [`fetch`] | [`HttpClient`](fetch::HttpClient) service on hyper-util (rustls HTTPS), [`fetch::fetch_json`], [`fetch::fetch_all`], [`JsonLayer`](fetch::JsonLayer), [`fetch::stream_body`] |
 //! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
+//! | [`queue::backend`] | [`Backend`](queue::backend::Backend), the queue's storage seam; `postgres::PgQueue` (feature `postgres`): a durable queue in a PostgreSQL table, leases, retries, dead list, `LISTEN/NOTIFY` |
 //! | [`pool`] | [`Pool`](pool::Pool): async resource pool with an RAII guard; acquisition is a `Service<()>` |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer): a classified failure answered by a value, a function of the original result, or a backup service; the original error reachable through a hook and [`FallbackStats`](fallback::FallbackStats) |
 //! | [`chaos`] | [`ChaosLayer`](chaos::ChaosLayer): errors ([`chaos::Injected`]), latency and substituted responses injected at seeded, reproducible rates, steered at run time by a [`ChaosHandle`](chaos::ChaosHandle); one atomic load when off |
@@ -107,6 +108,7 @@
 //! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
 //! | [`paginate`] | | | [`Paginator`](paginate::Paginator) (streams [`Pages`](paginate::Pages), [`Items`](paginate::Items)) | | [`PaginateError`](paginate::PaginateError), [`WalkError`](paginate::WalkError) | [`PaginateStats`](paginate::PaginateStats) | |
 //! | [`queue`] | | [`TaskQueueBuilder`](queue::TaskQueueBuilder) | [`TaskQueue`](queue::TaskQueue) | [`ResponseFuture`](queue::ResponseFuture) | [`QueueFull`](queue::QueueFull), [`QueueClosed`](queue::QueueClosed), [`TaskError`](queue::TaskError) | [`QueueStats`](queue::QueueStats) | [`TaskHandle`](queue::TaskHandle) |
+//! | `queue::backend::postgres` (feature `postgres`) | | `PgQueueBuilder` | `PgQueue` | | `PgQueueError`, [`TaskError`](queue::TaskError) | `PgQueueStats` | |
 //! | [`deadline`] | [`TimeoutLayer`](deadline::TimeoutLayer), [`PropagateDeadlineLayer`](deadline::PropagateDeadlineLayer) | [`TimeoutLayerBuilder`](deadline::TimeoutLayerBuilder) | [`Timeout`](deadline::Timeout), [`PropagateDeadline`](deadline::PropagateDeadline) | [`ResponseFuture`](deadline::ResponseFuture) | [`Elapsed`](deadline::Elapsed) | | |
 //! | [`pool`] | | [`PoolBuilder`](pool::PoolBuilder) | [`Pool`](pool::Pool) | [`AcquireFuture`](pool::AcquireFuture) | [`PoolError`](pool::PoolError) | [`PoolStats`](pool::PoolStats) | [`Pooled`](pool::Pooled) (the guard) |
 //!

@@ -71,6 +71,13 @@
 //! Finished results whose waiters have gone are kept like any other, so a
 //! status table can still be printed after the work is done.
 //!
+//! # Backends
+//!
+//! This queue keeps its tasks in memory. [`backend::Backend`] is the front
+//! it shares with `backend::postgres::PgQueue` (feature `postgres`), a
+//! durable queue whose tasks live in a PostgreSQL table and are shared by
+//! worker processes.
+//!
 //! # Deadlines
 //!
 //! A task submitted under a deadline (below a
@@ -92,6 +99,7 @@
 // jobs, table, handle -> cell -> error, task, waiters. The worker imports
 // only the shared state below it; `stats` stands alone.
 
+pub mod backend;
 mod builder;
 mod cell;
 mod error;

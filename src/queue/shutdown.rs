@@ -39,6 +39,11 @@ pub struct ShutdownSummary {
     pub cancelled: Vec<TaskId>,
     /// True if accepted work was still unfinished at the deadline.
     pub deadline_reached: bool,
+    /// Tasks handed back to a durable backend unfinished (lease cleared,
+    /// pending again) for another worker to run: claimed but not started,
+    /// or still running at the deadline. Always empty for the in-memory
+    /// [`TaskQueue`](super::TaskQueue), which cancels instead.
+    pub released: Vec<TaskId>,
 }
 
 /// Closes the queue, waits for the workers (until the deadline, for
@@ -73,5 +78,6 @@ pub(crate) async fn shutdown<Req, Res, E>(
         failed: shared.counters.failed.load(Ordering::Acquire) - failed,
         cancelled,
         deadline_reached,
+        released: Vec::new(),
     }
 }
