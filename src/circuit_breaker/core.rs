@@ -34,7 +34,7 @@ use crate::classify::Outcome;
 use crate::rejection::{Open, State};
 use crate::sync::{lock, Padded};
 use crate::time;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// The answer to [`Core::admit`].
 #[derive(Debug)]
@@ -72,6 +72,8 @@ pub(crate) struct Core {
     next_stripe: AtomicUsize,
     transitions: Mutex<Transitions>,
     notify: Notifier,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Instruments<crate::metrics::BreakerMetrics>,
 }
 
 impl fmt::Debug for Core {
@@ -119,7 +121,27 @@ impl Core {
                 opened_total: 0,
             }),
             notify: Notifier::new(on_change),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("circuit_breaker".into()),
         }
+    }
+
+    /// The breaker with its metrics labelled `name`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn named(mut self, name: crate::trace::Name) -> Self {
+        self.metrics = crate::metrics::Instruments::new(name);
+        // With a recorder already installed, the state shows from the start.
+        self.metrics
+            .with_init(|_| {}, |m| Self::state_gauges(m, State::Closed));
+        self
+    }
+
+    /// Sets the state gauges to `state`: 1 for it, 0 for the others.
+    #[cfg(feature = "metrics")]
+    fn state_gauges(m: &crate::metrics::BreakerMetrics, state: State) {
+        m.closed.set(u8::from(state == State::Closed));
+        m.open.set(u8::from(state == State::Open));
+        m.half_open.set(u8::from(state == State::HalfOpen));
     }
 
     /// Whether completed calls need their duration measured.
@@ -237,6 +259,11 @@ impl Core {
     #[inline]
     pub(crate) fn rejected(&self, stripe: usize) {
         self.counters.rejected(stripe);
+        record!(
+            self.metrics,
+            |m| m.rejected.increment(1),
+            init |m| Self::state_gauges(m, state_of(self.word()))
+        );
     }
 
     /// A ticket that was never used (the service was dropped or its
@@ -251,6 +278,11 @@ impl Core {
     /// cancelled, neither success nor failure; a probe slot goes back.
     pub(crate) fn abandon(&self, stripe: usize, t: Ticket) {
         self.counters.cancelled(stripe);
+        record!(
+            self.metrics,
+            |m| m.cancelled.increment(1),
+            init |m| Self::state_gauges(m, state_of(self.word()))
+        );
         self.release(t);
     }
 
@@ -284,6 +316,16 @@ impl Core {
             _ => false,
         };
         self.counters.outcome(stripe, outcome, slow);
+        record!(
+            self.metrics,
+            |m| match outcome {
+                Outcome::Success => &m.success,
+                Outcome::Failure => &m.failure,
+                Outcome::Ignored => &m.ignored,
+            }
+            .increment(1),
+            init |m| Self::state_gauges(m, state_of(self.word()))
+        );
         if t.is_probe() {
             return self.complete_probe(t, outcome, slow, clock);
         }
@@ -460,6 +502,15 @@ impl Core {
         self.hot.word.store(new, Ordering::Release);
         if from != to {
             trace_event!(INFO, from = %from, to = %to, "circuit breaker state changed");
+            record!(self.metrics, |m| {
+                Self::state_gauges(m, to);
+                match to {
+                    State::Closed => &m.to_closed,
+                    State::Open => &m.to_open,
+                    State::HalfOpen => &m.to_half_open,
+                }
+                .increment(1)
+            });
             self.notify.push(from, to, reason);
         }
     }

@@ -19,6 +19,7 @@ use tower_service::Service;
 
 use super::error::Overloaded;
 use super::gate::{Gate, LimitStats, Wait};
+use crate::trace::record;
 use crate::time;
 use crate::BoxError;
 
@@ -207,7 +208,10 @@ impl Acquire {
     ) -> Poll<Result<OwnedSemaphorePermit, Overloaded>> {
         if let Acquire::Idle = self {
             match gate.semaphore.clone().try_acquire_owned() {
-                Ok(permit) => return Poll::Ready(Ok(permit)),
+                Ok(permit) => {
+                    gate.sample_in_flight();
+                    return Poll::Ready(Ok(permit));
+                }
                 Err(TryAcquireError::Closed) => {
                     // We never close our semaphores; refuse rather than panic.
                     return Poll::Ready(Err(gate.reject(Duration::ZERO)));
@@ -242,7 +246,10 @@ impl Acquire {
                 }
                 Wait::Forever | Wait::Never => sem.acquire_owned().await,
             };
-            acquired.map_err(|_closed| guard.0.reject(started.elapsed()))
+            let acquired = acquired.map_err(|_closed| guard.0.reject(started.elapsed()))?;
+            record!(guard.0.metrics, |m| m.wait.record(started.elapsed()));
+            guard.0.sample_in_flight();
+            Ok(acquired)
         })
     }
 }
