@@ -64,10 +64,12 @@
 //! | `tower_patterns.limit.limit` | gauge | count | `name` | The present limit (fixed, or the adaptive limit's latest estimate). |
 //! | `tower_patterns.limit.rejections` | counter | count | `name` | Calls refused with `Overloaded`. |
 //! | `tower_patterns.limit.wait.duration` | histogram | seconds | `name` | Time a call waited for a permit, for calls that had to wait. |
-//! | `tower_patterns.rate_limit.requests` | counter | count | `name`, `outcome=allowed|waited|limited` | Calls by outcome: allowed at once, allowed after a wait, refused with `RateLimited`. |
+//! | `tower_patterns.rate_limit.requests` | counter | count | `name`, `outcome=allowed|limited` | Calls allowed (at once or after a wait) and calls refused with `RateLimited`. |
+//! | `tower_patterns.rate_limit.waits` | counter | count | `name` | Allowed calls that waited for their slot. |
 //! | `tower_patterns.hedge.requests` | counter | count | `name`, `kind=primary|hedge` | Calls sent to the inner service: primaries and hedges. |
 //! | `tower_patterns.hedge.wins` | counter | count | `name` | Calls answered by a hedge rather than the primary. |
-//! | `tower_patterns.fallback.calls` | counter | count | `name`, `outcome=primary|fallback` | Calls answered by the inner service or by the fallback. |
+//! | `tower_patterns.fallback.calls` | counter | count | `name` | Calls through the layer. |
+//! | `tower_patterns.fallback.fallbacks` | counter | count | `name`, `result=served|failed` | Failed calls handed to the fallback, by whether the fallback's answer was a success. |
 //! | `tower_patterns.deadline.timeouts` | counter | count | `name` | Calls cut short with `Elapsed`. |
 //! | `tower_patterns.chaos.injected` | counter | count | `name`, `fault=error|latency|substitute` | Faults injected, by kind. |
 //! | `tower_patterns.cache.requests` | counter | count | `name`, `result=hit|miss|coalesced|stale` | Lookups by result: fresh hit, miss (a load), joined a load in flight, stale entry served. |

@@ -49,7 +49,7 @@ instruments! {
     /// [`RateLimitLayer`](crate::rate_limit::RateLimitLayer).
     pub(crate) struct RateLimitMetrics {
         allowed: counter(RATE_LIMIT_REQUESTS, "outcome" = "allowed"),
-        waited: counter(RATE_LIMIT_REQUESTS, "outcome" = "waited"),
+        waited: counter(RATE_LIMIT_WAITS),
         limited: counter(RATE_LIMIT_REQUESTS, "outcome" = "limited"),
     }
 }
@@ -66,8 +66,9 @@ instruments! {
 instruments! {
     /// [`FallbackLayer`](crate::fallback::FallbackLayer).
     pub(crate) struct FallbackMetrics {
-        primary: counter(FALLBACK_CALLS, "outcome" = "primary"),
-        fallback: counter(FALLBACK_CALLS, "outcome" = "fallback"),
+        calls: counter(FALLBACK_CALLS),
+        served: counter(FALLBACK_USED, "result" = "served"),
+        failed: counter(FALLBACK_USED, "result" = "failed"),
     }
 }
 

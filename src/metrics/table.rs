@@ -91,8 +91,11 @@ table! {
         ["name"],
         "Time a call waited for a permit, for calls that had to wait.";
     RATE_LIMIT_REQUESTS = "tower_patterns.rate_limit.requests", Counter, Count,
-        ["name", "outcome=allowed|waited|limited"],
-        "Calls by outcome: allowed at once, allowed after a wait, refused with `RateLimited`.";
+        ["name", "outcome=allowed|limited"],
+        "Calls allowed (at once or after a wait) and calls refused with `RateLimited`.";
+    RATE_LIMIT_WAITS = "tower_patterns.rate_limit.waits", Counter, Count,
+        ["name"],
+        "Allowed calls that waited for their slot.";
     HEDGE_REQUESTS = "tower_patterns.hedge.requests", Counter, Count,
         ["name", "kind=primary|hedge"],
         "Calls sent to the inner service: primaries and hedges.";
@@ -100,8 +103,11 @@ table! {
         ["name"],
         "Calls answered by a hedge rather than the primary.";
     FALLBACK_CALLS = "tower_patterns.fallback.calls", Counter, Count,
-        ["name", "outcome=primary|fallback"],
-        "Calls answered by the inner service or by the fallback.";
+        ["name"],
+        "Calls through the layer.";
+    FALLBACK_USED = "tower_patterns.fallback.fallbacks", Counter, Count,
+        ["name", "result=served|failed"],
+        "Failed calls handed to the fallback, by whether the fallback's answer was a success.";
     DEADLINE_TIMEOUTS = "tower_patterns.deadline.timeouts", Counter, Count,
         ["name"],
         "Calls cut short with `Elapsed`.";
