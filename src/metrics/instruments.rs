@@ -200,3 +200,29 @@ macro_rules! instruments {
     (@ty histogram) => { ::metrics::Histogram };
 }
 pub(crate) use instruments;
+
+/// The one `Instruments` of type `H` named `name`, for `Copy` layers that
+/// cannot hold an `Arc`: made once per distinct name and kept for the
+/// life of the process (memory is bounded by the names used, not by the
+/// layers built).
+pub(crate) fn interned<H: Set>(name: Name) -> &'static Instruments<H> {
+    use std::any::{Any, TypeId};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    type Interned = HashMap<(TypeId, Name), &'static (dyn Any + Send + Sync)>;
+    static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
+
+    let mut map = crate::sync::lock(&INTERNED);
+    let map = map.get_or_insert_with(HashMap::new);
+    let entry = map
+        .entry((TypeId::of::<H>(), name.clone()))
+        .or_insert_with(|| {
+            let leaked: &'static Instruments<H> = Box::leak(Box::new(Instruments::new(name)));
+            leaked
+        });
+    match entry.downcast_ref::<Instruments<H>>() {
+        Some(instruments) => instruments,
+        None => unreachable!("entries are keyed by their type"),
+    }
+}
