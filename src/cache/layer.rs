@@ -54,6 +54,7 @@ impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
             key_fn: Md5Json,
             classify: DefaultClassify,
             _types: PhantomData,
+            name: crate::trace::Name::Borrowed("cache"),
         }
     }
 }
@@ -134,6 +135,17 @@ pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     key_fn: KF,
     classify: C,
     _types: PhantomData<fn(Req) -> Res>,
+    name: crate::trace::Name,
+}
+
+impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
+    /// The instance name every metric of this cache carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"cache"`.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
 }
 
 impl<Req, Res, KF, C> fmt::Debug for CacheLayerBuilder<Req, Res, KF, C> {
@@ -238,6 +250,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             key_fn,
             classify: self.classify,
             _types: PhantomData,
+            name: self.name,
         }
     }
 
@@ -257,6 +270,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             key_fn: self.key_fn,
             classify,
             _types: PhantomData,
+            name: self.name,
         }
     }
 
@@ -338,7 +352,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 error_ttl: self.error_ttl,
                 store,
                 flights: Mutex::new(HashMap::new()),
-                counters: Counters::new(),
+                counters: Counters::new(self.name),
             }),
             policy: Arc::new(Policy {
                 key_fn: self.key_fn,

@@ -22,7 +22,7 @@ use super::key::KeyFn;
 use super::stats::CacheStats;
 use super::store::{Entry, Store};
 use crate::classify::{Classify, Outcome};
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 use crate::BoxError;
 
 /// A service that answers from the cache when it can; made by
@@ -233,15 +233,20 @@ where
             done: false,
         };
         async move {
+            let _started = Instant::now();
             let result = inner.oneshot(req).await;
             let outcome = policy.classify.classify(&result);
             let core = guard.core.clone();
             let now = Instant::now();
+            record!(core.counters.metrics, |m| m.load.record(now - _started));
             let keep = core.swr.max(core.sie);
             match (result, outcome) {
                 (Ok(res), Outcome::Success) => {
                     let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
                     core.store.insert(guard.key.clone(), entry);
+                    record!(core.counters.metrics, |m| m
+                        .evictions
+                        .absolute(core.store.evictions()));
                     guard.finish(|_| Output::Value { value: res });
                 }
                 (result, outcome) => {

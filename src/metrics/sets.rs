@@ -94,7 +94,7 @@ instruments! {
         hit: counter(CACHE_REQUESTS, "result" = "hit"),
         miss: counter(CACHE_REQUESTS, "result" = "miss"),
         coalesced: counter(CACHE_REQUESTS, "result" = "coalesced"),
-        stale: counter(CACHE_REQUESTS, "result" = "stale"),
+        stale: counter(CACHE_STALE),
         evictions: counter(CACHE_EVICTIONS),
         load: histogram(CACHE_LOAD),
     }

@@ -115,8 +115,11 @@ table! {
         ["name", "fault=error|latency|substitute"],
         "Faults injected, by kind.";
     CACHE_REQUESTS = "tower_patterns.cache.requests", Counter, Count,
-        ["name", "result=hit|miss|coalesced|stale"],
-        "Lookups by result: fresh hit, miss (a load), joined a load in flight, stale entry served.";
+        ["name", "result=hit|miss|coalesced"],
+        "Lookups by result: hit (stale entries served included), miss (a load), joined a load in flight.";
+    CACHE_STALE = "tower_patterns.cache.stale_served", Counter, Count,
+        ["name"],
+        "Stale entries served: while revalidating, or in place of a failed load.";
     CACHE_EVICTIONS = "tower_patterns.cache.evictions", Counter, Count,
         ["name"],
         "Entries evicted to stay within capacity.";
