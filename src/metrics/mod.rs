@@ -83,7 +83,7 @@
 //! | `tower_patterns.queue.run.duration` | histogram | seconds | `name` | Time a task ran on its worker. |
 //! | `tower_patterns.pool.size` | gauge | count | `name` | Resources the pool holds, idle and in use. |
 //! | `tower_patterns.pool.in_use` | gauge | count | `name` | Resources checked out. |
-//! | `tower_patterns.pool.wait.duration` | histogram | seconds | `name` | Time an acquire waited for a resource. |
+//! | `tower_patterns.pool.acquire.duration` | histogram | seconds | `name` | Time a successful acquire took: waiting, recycling checks and creating included. |
 //! | `tower_patterns.pool.create_errors` | counter | count | `name` | Resources the manager failed to create. |
 //! | `http.client.request.duration` | histogram | seconds | `name`, `status_class=1xx|2xx|3xx|4xx|5xx|error` | Time from sending a request to its response head (OpenTelemetry's HTTP client metric). |
 //! | `http.client.response.body.size` | histogram | bytes | `name` | Size of response bodies read whole. |

@@ -147,9 +147,9 @@ table! {
     POOL_IN_USE = "tower_patterns.pool.in_use", Gauge, Count,
         ["name"],
         "Resources checked out.";
-    POOL_WAIT = "tower_patterns.pool.wait.duration", Histogram, Seconds,
+    POOL_WAIT = "tower_patterns.pool.acquire.duration", Histogram, Seconds,
         ["name"],
-        "Time an acquire waited for a resource.";
+        "Time a successful acquire took: waiting, recycling checks and creating included.";
     POOL_CREATE_ERRORS = "tower_patterns.pool.create_errors", Counter, Count,
         ["name"],
         "Resources the manager failed to create.";
