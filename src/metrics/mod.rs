@@ -86,7 +86,7 @@
 //! | `tower_patterns.pool.acquire.duration` | histogram | seconds | `name` | Time a successful acquire took: waiting, recycling checks and creating included. |
 //! | `tower_patterns.pool.create_errors` | counter | count | `name` | Resources the manager failed to create. |
 //! | `http.client.request.duration` | histogram | seconds | `name`, `status_class=1xx|2xx|3xx|4xx|5xx|error` | Time from sending a request to its response head (OpenTelemetry's HTTP client metric). |
-//! | `http.client.response.body.size` | histogram | bytes | `name` | Size of response bodies read whole. |
+//! | `http.client.response.body.size` | histogram | bytes | `name` | Bytes of each response body read to its end. |
 //!
 //! Not yet recorded: per-tier figures of a tiered cache, and the
 //! PostgreSQL backend of the task queue (its own counters are in its

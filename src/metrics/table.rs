@@ -158,5 +158,5 @@ table! {
         "Time from sending a request to its response head (OpenTelemetry's HTTP client metric).";
     HTTP_BODY_SIZE = "http.client.response.body.size", Histogram, Bytes,
         ["name"],
-        "Size of response bodies read whole.";
+        "Bytes of each response body read to its end.";
 }
