@@ -49,7 +49,7 @@ pub(super) async fn acquire<M: Manager>(
 pub(super) use self::checkout as acquire;
 
 /// Takes a resource or a slot, then recycles or creates.
-async fn checkout<M: Manager>(
+pub(super) async fn checkout<M: Manager>(
     inner: &Arc<Inner<M>>,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {
     let mut checkout = Checkout {
