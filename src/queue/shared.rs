@@ -98,13 +98,14 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         self
     }
 
-    /// Sets the gauges to the present values (on registration; takes the
-    /// queue lock, so never called with it held).
+    /// Sets the gauges to the present values less the effect of the event
+    /// being recorded, which the caller applies next (on registration;
+    /// takes the queue lock, so never called with it held).
     #[cfg(feature = "metrics")]
-    fn init_gauges(&self, m: &crate::metrics::QueueMetrics) {
+    fn init_gauges(&self, m: &crate::metrics::QueueMetrics, depth: f64, running: f64) {
         let s = self.stats();
-        m.depth.set(s.queued as f64);
-        m.running.set(s.running as f64);
+        m.depth.set(s.queued as f64 - depth);
+        m.running.set(s.running as f64 - running);
     }
 
     /// Accepts a task (room and openness checked by the caller) in `cell`,
@@ -136,7 +137,11 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// see is cancelled now. (`handle`: a `TaskHandle` will be made, so the
     /// worker never parks the result.)
     pub(crate) fn track(&self, cell: &Arc<Cell<Res, E>>, handle: bool) {
-        record!(self.metrics, |m| m.depth.increment(1), init |m| self.init_gauges(m));
+        record!(
+            self.metrics,
+            |m| m.depth.increment(1),
+            init |m| self.init_gauges(m, 1.0, 0.0)
+        );
         self.table.insert(cell.id.0, cell.clone());
         if !handle && cell.parked() {
             self.table.park(cell.id);
@@ -250,7 +255,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                     m.running.increment(1);
                     m.wait.record(cell.submitted.elapsed())
                 },
-                init |m| self.init_gauges(m)
+                init |m| self.init_gauges(m, -1.0, 1.0)
             );
             true
         } else {
@@ -286,7 +291,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 }
                 .increment(1)
             },
-            init |m| self.init_gauges(m)
+            init |m| self.init_gauges(m, 0.0, 0.0)
         );
         let c = &self.counters;
         match status {
