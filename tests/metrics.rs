@@ -314,6 +314,7 @@ async fn every_layer_records_what_the_table_says() {
     assert!(refused.downcast_ref::<Overloaded>().is_some(), "{refused}");
     assert_eq!(rec.counter("tower_patterns.limit.rejections", &[l]), 1);
     held.await.unwrap();
+    assert_eq!(rec.gauge("tower_patterns.limit.in_flight", &[l]), Some(0.0), "given back");
     // A limit that waits: the second caller waits for the first's permit.
     let waiting = ConcurrencyLimitLayer::builder()
         .name("waiting-limit")

@@ -122,6 +122,37 @@ impl Gate {
     }
 }
 
+/// A call's permit of a fixed limit: the semaphore's own permit.
+#[cfg(not(feature = "metrics"))]
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
+
+/// A call's permit of a fixed limit: the semaphore's permit, and the gate,
+/// to sample the permits in flight when it is given back.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub struct Permit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    gate: Arc<Gate>,
+}
+
+#[cfg(feature = "metrics")]
+impl Permit {
+    pub(super) fn new(permit: tokio::sync::OwnedSemaphorePermit, gate: Arc<Gate>) -> Self {
+        Permit {
+            permit: Some(permit),
+            gate,
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Permit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.gate.sample_in_flight();
+    }
+}
+
 /// A snapshot of a limiter's counters, from `stats()`.
 ///
 /// Every clone of a limited service, and the layer that made them, see the

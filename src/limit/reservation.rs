@@ -41,7 +41,7 @@ pub(super) trait Limiter: Clone {
 
 /// The fixed limit: the gate alone, and the semaphore's own permit.
 impl Limiter for Arc<Gate> {
-    type Permit = OwnedSemaphorePermit;
+    type Permit = super::gate::Permit;
 
     #[inline]
     fn gate(&self) -> &Arc<Gate> {
@@ -49,7 +49,9 @@ impl Limiter for Arc<Gate> {
     }
 
     #[inline]
-    fn grant(&self, permit: OwnedSemaphorePermit) -> OwnedSemaphorePermit {
+    fn grant(&self, permit: OwnedSemaphorePermit) -> super::gate::Permit {
+        #[cfg(feature = "metrics")]
+        let permit = super::gate::Permit::new(permit, self.clone());
         permit
     }
 
