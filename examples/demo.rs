@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --example demo            # about 10-15 s
 //! cargo run --example demo -- --quick # a few seconds, for CI
+//! cargo run --example demo -- --chart outage.svg # also draws the outage scenario
 //! cargo run --example demo -- --help
 //! ```
 //!
@@ -21,6 +22,8 @@
 //! checks its own result;
 //! the process exits with status 1 if any check fails.
 
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/demo_setup.rs"]
 mod demo_setup;
 #[path = "support/demo_stack.rs"]
@@ -32,6 +35,7 @@ mod report;
 #[path = "support/tail.rs"]
 mod tail;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +52,7 @@ use tower_patterns::paginate;
 use tower_patterns::pool::Pool;
 use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
 
+use chart::{Band, OutageData, Outcome};
 use demo_setup::{Demo, Item, Plan};
 use demo_stack::get;
 use memory_db::Database;
@@ -63,12 +68,16 @@ struct Args {
     /// body (for CI).
     #[arg(long)]
     quick: bool,
+    /// Also write the outage scenario as an SVG chart to PATH: requests per
+    /// outcome over time, with the breaker's state as a band beneath.
+    #[arg(long, value_name = "PATH")]
+    chart: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(Plan::new(args.quick)).await {
+    match run(Plan::new(args.quick), args.chart).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -80,7 +89,7 @@ async fn main() -> ExitCode {
 
 /// Runs the scenarios in order and prints the report; `Ok(false)` if any
 /// check failed.
-async fn run(plan: Plan) -> Result<bool, BoxError> {
+async fn run(plan: Plan, chart: Option<PathBuf>) -> Result<bool, BoxError> {
     let started = Instant::now();
     let demo = Demo::start(plan).await?;
     let mut report = Report::default();
@@ -89,7 +98,16 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     report.add(stream_large_body(&demo).await?);
     report.add(paginate_flaky(&demo).await?);
     report.add(queue_and_pool(&demo).await?);
-    report.add(outage(&demo).await?);
+    let mut outage_data = OutageData::default();
+    report.add(outage(&demo, &mut outage_data).await?);
+    if let Some(path) = &chart {
+        let svg = chart::outage_svg(
+            &outage_data,
+            "tower-patterns demo: an outage and its recovery",
+        );
+        std::fs::write(path, svg)?;
+        println!("  chart of the outage written to {}", path.display());
+    }
     report.add(hedging(&demo).await?);
 
     heading("report");
@@ -416,7 +434,7 @@ async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
 /// Scenario 6: Steady traffic while the server is down: the breaker opens, fails
 /// fast, probes once the open duration has passed, and closes again after
 /// the server is back.
-async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
+async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError> {
     heading("6. outage and recovery (steady traffic; breaker opens, fails fast, probes, closes)");
     let Demo {
         plan,
@@ -453,6 +471,7 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
                 upstream.set_down(false);
                 let now = stack.started.elapsed();
                 up_at = Some(now);
+                data.down = Some((Duration::ZERO, Some(now.saturating_sub(down_at))));
                 timeline.push(now, "upstream is back");
             }
         }
@@ -473,6 +492,14 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
         let at = stack.started.elapsed();
         let result = users.clone().oneshot(get(&upstream.url(&path))).await;
         let sent = upstream.requests() - before;
+        data.requests.push((
+            at.saturating_sub(down_at),
+            match &result {
+                Ok(_) => Outcome::Ok,
+                Err(e) if sent == 0 && find_open(e.as_ref()).is_some() => Outcome::FailedFast,
+                Err(_) => Outcome::Failed,
+            },
+        ));
         let outcome = match &result {
             Ok(_) => {
                 if up_at.is_some() && stack.breaker.state() == State::Closed {
@@ -505,6 +532,21 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
     timeline.print();
 
     let transitions = stack.transitions();
+    if data.down.is_none() {
+        data.down = Some((Duration::ZERO, None));
+    }
+    data.states = transitions
+        .iter()
+        .filter(|tr| tr.at >= down_at)
+        .map(|tr| {
+            let band = match tr.to {
+                State::Closed => Band::Closed,
+                State::Open => Band::Open,
+                State::HalfOpen => Band::HalfOpen,
+            };
+            (tr.at - down_at, band)
+        })
+        .collect();
     println!("  breaker transitions:");
     for tr in &transitions {
         println!("    {} {} -> {}", secs(tr.at), tr.from, tr.to);
