@@ -20,6 +20,36 @@
 //! # let _ = breaker;
 //! ```
 //!
+//! # Prometheus in five lines
+//!
+//! With `metrics-exporter-prometheus` and axum: install the recorder, name
+//! the layers, serve the text.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tower_patterns::BoxError> {
+//! let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! let breaker = tower_patterns::circuit_breaker::CircuitBreakerLayer::builder().name("users-api").build()?;
+//! let metrics = axum::routing::get(move || std::future::ready(prometheus.render()));
+//! let app = axum::Router::new().route("/metrics", metrics); // + your routes, wearing `breaker`
+//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:9000").await?, app).await?;
+//! # let _ = breaker;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A scrape then shows, among the rest:
+//!
+//! ```text
+//! # TYPE tower_patterns_circuit_breaker_state gauge
+//! tower_patterns_circuit_breaker_state{name="users-api",state="closed"} 1
+//! tower_patterns_circuit_breaker_state{name="users-api",state="open"} 0
+//! tower_patterns_circuit_breaker_state{name="users-api",state="half_open"} 0
+//! ```
+//!
+//! `examples/axum_server.rs` serves a full `/metrics` (and
+//! `tests/axum_metrics.rs` scrapes it); histograms are Prometheus
+//! summaries unless the exporter is given buckets.
+//!
 //! # Names and labels
 //!
 //! Names follow OpenTelemetry's style: dotted, durations in seconds in
