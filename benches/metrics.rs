@@ -26,8 +26,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use tower::{Layer, Service};
 use tower_patterns::cache::CacheLayer;
 use tower_patterns::circuit_breaker::CircuitBreakerLayer;
@@ -91,7 +91,11 @@ fn layers(g: &mut BenchmarkGroup<'_, WallTime>, setting: &str) {
         g,
         "retry",
         setting,
-        RetryLayer::builder().max_attempts(3).build().unwrap().layer(Noop),
+        RetryLayer::builder()
+            .max_attempts(3)
+            .build()
+            .unwrap()
+            .layer(Noop),
     );
     bench(
         g,
@@ -103,7 +107,11 @@ fn layers(g: &mut BenchmarkGroup<'_, WallTime>, setting: &str) {
         g,
         "concurrency limit",
         setting,
-        ConcurrencyLimitLayer::builder().limit(64).build().unwrap().layer(Noop),
+        ConcurrencyLimitLayer::builder()
+            .limit(64)
+            .build()
+            .unwrap()
+            .layer(Noop),
     );
     bench(
         g,
@@ -136,7 +144,11 @@ fn layers(g: &mut BenchmarkGroup<'_, WallTime>, setting: &str) {
         g,
         "fallback",
         setting,
-        FallbackLayer::builder().value(0_u32).build().unwrap().layer(Noop),
+        FallbackLayer::builder()
+            .value(0_u32)
+            .build()
+            .unwrap()
+            .layer(Noop),
     );
     bench(
         g,

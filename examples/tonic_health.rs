@@ -168,10 +168,14 @@ async fn check_metrics(addr: SocketAddr) -> Result<(), BoxError> {
     use hyper_util::rt::TokioExecutor;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
-    let res = client.get(format!("http://{addr}/metrics").parse()?).await?;
+    let res = client
+        .get(format!("http://{addr}/metrics").parse()?)
+        .await?;
     let text = String::from_utf8(res.into_body().collect().await?.to_bytes().to_vec())?;
-    println!("
-6. /metrics on {addr}");
+    println!(
+        "
+6. /metrics on {addr}"
+    );
     for series in [
         r#"tower_patterns_circuit_breaker_transitions{name="health-server",to="open"} 1"#,
         r#"tower_patterns_circuit_breaker_state{name="health-server",state="closed"} 1"#,
@@ -194,8 +198,7 @@ async fn main() -> Result<(), BoxError> {
     let open_for = Duration::from_millis(if smoke { 300 } else { 3_000 });
     // First, so that every layer records into it.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
-    let metrics_addr =
-        serve_metrics(if smoke { 0 } else { args.metrics_port }, prometheus).await?;
+    let metrics_addr = serve_metrics(if smoke { 0 } else { args.metrics_port }, prometheus).await?;
 
     // --- server ---
     let chaos = Arc::new(Chaos::default());

@@ -28,7 +28,8 @@ fn value(text: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_endpoint_shows_breaker_state_limit_rejections_and_cache_hits() -> Result<(), BoxError> {
+async fn metrics_endpoint_shows_breaker_state_limit_rejections_and_cache_hits(
+) -> Result<(), BoxError> {
     let prometheus = axum_app::install_prometheus();
     let upstream = Arc::new(
         Upstream::start(UpstreamConfig {
@@ -74,7 +75,10 @@ async fn metrics_endpoint_shows_breaker_state_limit_rejections_and_cache_hits() 
     for id in 200..206 {
         get(format!("/users/{id}")).await?;
     }
-    assert_eq!(app.breaker.state(), tower_patterns::circuit_breaker::State::Open);
+    assert_eq!(
+        app.breaker.state(),
+        tower_patterns::circuit_breaker::State::Open
+    );
 
     let (status, body) = get("/metrics".into()).await?;
     assert_eq!(status, StatusCode::OK);
@@ -88,7 +92,10 @@ async fn metrics_endpoint_shows_breaker_state_limit_rejections_and_cache_hits() 
     assert_eq!(breaker("open"), Some(1.0), "{text}");
     assert_eq!(breaker("closed"), Some(0.0));
     assert_eq!(
-        value(&text, r#"tower_patterns_circuit_breaker_transitions{name="users",to="open"}"#),
+        value(
+            &text,
+            r#"tower_patterns_circuit_breaker_transitions{name="users",to="open"}"#
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -96,7 +103,10 @@ async fn metrics_endpoint_shows_breaker_state_limit_rejections_and_cache_hits() 
         Some(f64::from(shed))
     );
     assert_eq!(
-        value(&text, r#"tower_patterns_cache_requests{name="users",result="hit"}"#),
+        value(
+            &text,
+            r#"tower_patterns_cache_requests{name="users",result="hit"}"#
+        ),
         Some(1.0)
     );
     assert!(

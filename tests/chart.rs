@@ -45,8 +45,12 @@ fn well_formed(doc: &str) -> Result<Vec<String>, String> {
         }
         let self_closing = tag.ends_with('/');
         let body = tag.trim_end_matches('/');
-        let name = body.split_whitespace().next().unwrap_or_default().to_string();
-        if name.is_empty() || body.matches('"').count() % 2 != 0 {
+        let name = body
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() || !body.matches('"').count().is_multiple_of(2) {
             return Err(format!("malformed tag <{tag}>"));
         }
         if tags.is_empty() && name != "svg" {

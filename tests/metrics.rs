@@ -48,6 +48,9 @@ impl HistogramFn for Values {
     }
 }
 
+/// A metric's name and its labels, sorted.
+type SlotKey = (String, Vec<(String, String)>);
+
 #[derive(Clone)]
 enum Slot {
     Counter(Arc<AtomicU64>),
@@ -57,11 +60,11 @@ enum Slot {
 
 #[derive(Default)]
 struct TestRecorder {
-    slots: Mutex<BTreeMap<(String, Vec<(String, String)>), Slot>>,
+    slots: Mutex<BTreeMap<SlotKey, Slot>>,
     described: Mutex<BTreeMap<String, Option<Unit>>>,
 }
 
-fn parts(key: &Key) -> (String, Vec<(String, String)>) {
+fn parts(key: &Key) -> SlotKey {
     let mut labels: Vec<(String, String)> = key
         .labels()
         .map(|l| (l.key().to_owned(), l.value().to_owned()))
@@ -170,16 +173,20 @@ impl Recorder for TestRecorder {
 // ---------------------------------------------------------------------------
 // Services to drive.
 
-fn ok_service() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
+fn ok_service(
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
     service_fn(|n: u32| async move { Ok::<_, BoxError>(n) })
 }
 
-fn failing() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
+fn failing(
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
     service_fn(|_: u32| async move { Err::<u32, BoxError>("down".into()) })
 }
 
 /// Fails its first `n` calls, then succeeds.
-fn fails_first(n: u32) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
+fn fails_first(
+    n: u32,
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
     let calls = Arc::new(AtomicU32::new(0));
     service_fn(move |x: u32| {
         let k = calls.fetch_add(1, Ordering::SeqCst);
@@ -194,7 +201,9 @@ fn fails_first(n: u32) -> impl Service<u32, Response = u32, Error = BoxError, Fu
 }
 
 /// Sleeps `ms` (on tokio's clock), then answers.
-fn slow(ms: u64) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
+fn slow(
+    ms: u64,
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
     service_fn(move |x: u32| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok::<_, BoxError>(x)
@@ -259,9 +268,27 @@ async fn every_layer_records_what_the_table_says() {
     let mut down = retry.layer(failing());
     assert!(down.ready().await.unwrap().call(1).await.is_err());
     let r = [n("users-retry")];
-    assert_eq!(rec.counter("tower_patterns.retry.attempts", &[r[0], ("attempt", "first")]), 2);
-    assert_eq!(rec.counter("tower_patterns.retry.attempts", &[r[0], ("attempt", "retry")]), 2);
-    assert_eq!(rec.counter("tower_patterns.retry.gave_up", &[r[0], ("reason", "exhausted")]), 1);
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.retry.attempts",
+            &[r[0], ("attempt", "first")]
+        ),
+        2
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.retry.attempts",
+            &[r[0], ("attempt", "retry")]
+        ),
+        2
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.retry.gave_up",
+            &[r[0], ("reason", "exhausted")]
+        ),
+        1
+    );
 
     // Circuit breaker: two failures open it; the next call is rejected.
     let breaker = CircuitBreakerLayer::builder()
@@ -271,7 +298,13 @@ async fn every_layer_records_what_the_table_says() {
         .build()
         .unwrap();
     let b = n("users-api");
-    assert_eq!(rec.gauge("tower_patterns.circuit_breaker.state", &[b, ("state", "closed")]), Some(1.0));
+    assert_eq!(
+        rec.gauge(
+            "tower_patterns.circuit_breaker.state",
+            &[b, ("state", "closed")]
+        ),
+        Some(1.0)
+    );
     let mut svc = breaker.layer(failing());
     for _ in 0..2 {
         let _ = svc.ready().await.unwrap().call(1).await;
@@ -281,18 +314,66 @@ async fn every_layer_records_what_the_table_says() {
         Err(e) => e,
     };
     assert!(err.downcast_ref::<Open>().is_some(), "{err}");
-    assert_eq!(rec.gauge("tower_patterns.circuit_breaker.state", &[b, ("state", "open")]), Some(1.0));
-    assert_eq!(rec.gauge("tower_patterns.circuit_breaker.state", &[b, ("state", "closed")]), Some(0.0));
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.transitions", &[b, ("to", "open")]), 1);
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.calls", &[b, ("outcome", "failure")]), 2);
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.calls", &[b, ("outcome", "rejected")]), 1);
+    assert_eq!(
+        rec.gauge(
+            "tower_patterns.circuit_breaker.state",
+            &[b, ("state", "open")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        rec.gauge(
+            "tower_patterns.circuit_breaker.state",
+            &[b, ("state", "closed")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.transitions",
+            &[b, ("to", "open")]
+        ),
+        1
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.calls",
+            &[b, ("outcome", "failure")]
+        ),
+        2
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.calls",
+            &[b, ("outcome", "rejected")]
+        ),
+        1
+    );
     // The half-open probe succeeds: closed again.
     tokio::time::sleep(Duration::from_secs(31)).await;
     let mut healed = breaker.layer(ok_service());
     healed.ready().await.unwrap().call(1).await.unwrap();
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.transitions", &[b, ("to", "half_open")]), 1);
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.transitions", &[b, ("to", "closed")]), 1);
-    assert_eq!(rec.gauge("tower_patterns.circuit_breaker.state", &[b, ("state", "closed")]), Some(1.0));
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.transitions",
+            &[b, ("to", "half_open")]
+        ),
+        1
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.transitions",
+            &[b, ("to", "closed")]
+        ),
+        1
+    );
+    assert_eq!(
+        rec.gauge(
+            "tower_patterns.circuit_breaker.state",
+            &[b, ("state", "closed")]
+        ),
+        Some(1.0)
+    );
 
     // Concurrency limit of 1, refusing when full: one call holds the permit.
     let limit = ConcurrencyLimitLayer::builder()
@@ -314,7 +395,11 @@ async fn every_layer_records_what_the_table_says() {
     assert!(refused.downcast_ref::<Overloaded>().is_some(), "{refused}");
     assert_eq!(rec.counter("tower_patterns.limit.rejections", &[l]), 1);
     held.await.unwrap();
-    assert_eq!(rec.gauge("tower_patterns.limit.in_flight", &[l]), Some(0.0), "given back");
+    assert_eq!(
+        rec.gauge("tower_patterns.limit.in_flight", &[l]),
+        Some(0.0),
+        "given back"
+    );
     // A limit that waits: the second caller waits for the first's permit.
     let waiting = ConcurrencyLimitLayer::builder()
         .name("waiting-limit")
@@ -335,8 +420,14 @@ async fn every_layer_records_what_the_table_says() {
         .build()
         .unwrap();
     adaptive.layer(ok_service()).oneshot(1).await.unwrap();
-    assert_eq!(rec.gauge("tower_patterns.limit.limit", &[n("adaptive")]), Some(20.0));
-    assert_eq!(rec.gauge("tower_patterns.limit.in_flight", &[n("adaptive")]), Some(0.0));
+    assert_eq!(
+        rec.gauge("tower_patterns.limit.limit", &[n("adaptive")]),
+        Some(20.0)
+    );
+    assert_eq!(
+        rec.gauge("tower_patterns.limit.in_flight", &[n("adaptive")]),
+        Some(0.0)
+    );
 
     // Rate limit: 1 a second; the second call waits, the third is refused.
     let rate = RateLimitLayer::builder()
@@ -358,8 +449,20 @@ async fn every_layer_records_what_the_table_says() {
     svc.ready().await.unwrap().call(1).await.unwrap();
     assert!(svc.ready().await.unwrap().call(2).await.is_err());
     let rl = n("users-rate");
-    assert_eq!(rec.counter("tower_patterns.rate_limit.requests", &[rl, ("outcome", "allowed")]), 3);
-    assert_eq!(rec.counter("tower_patterns.rate_limit.requests", &[rl, ("outcome", "limited")]), 1);
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.rate_limit.requests",
+            &[rl, ("outcome", "allowed")]
+        ),
+        3
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.rate_limit.requests",
+            &[rl, ("outcome", "limited")]
+        ),
+        1
+    );
     assert_eq!(rec.counter("tower_patterns.rate_limit.waits", &[rl]), 1);
 
     // Hedge: the first attempt hangs, the hedge wins.
@@ -383,8 +486,14 @@ async fn every_layer_records_what_the_table_says() {
     });
     hedge.layer(lumpy).oneshot(1).await.unwrap();
     let h = n("users-hedge");
-    assert_eq!(rec.counter("tower_patterns.hedge.requests", &[h, ("kind", "primary")]), 1);
-    assert_eq!(rec.counter("tower_patterns.hedge.requests", &[h, ("kind", "hedge")]), 1);
+    assert_eq!(
+        rec.counter("tower_patterns.hedge.requests", &[h, ("kind", "primary")]),
+        1
+    );
+    assert_eq!(
+        rec.counter("tower_patterns.hedge.requests", &[h, ("kind", "hedge")]),
+        1
+    );
     assert_eq!(rec.counter("tower_patterns.hedge.wins", &[h]), 1);
 
     // Fallback: a failing call is served by the fallback.
@@ -397,7 +506,13 @@ async fn every_layer_records_what_the_table_says() {
     assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 0);
     let f = n("users-fallback");
     assert_eq!(rec.counter("tower_patterns.fallback.calls", &[f]), 1);
-    assert_eq!(rec.counter("tower_patterns.fallback.fallbacks", &[f, ("result", "served")]), 1);
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.fallback.fallbacks",
+            &[f, ("result", "served")]
+        ),
+        1
+    );
 
     // Deadline: a call slower than the timeout.
     let timeout = TimeoutLayer::builder()
@@ -407,7 +522,10 @@ async fn every_layer_records_what_the_table_says() {
         .unwrap();
     let err = timeout.layer(slow(100)).oneshot(1).await.unwrap_err();
     assert!(err.downcast_ref::<Elapsed>().is_some());
-    assert_eq!(rec.counter("tower_patterns.deadline.timeouts", &[n("users-timeout")]), 1);
+    assert_eq!(
+        rec.counter("tower_patterns.deadline.timeouts", &[n("users-timeout")]),
+        1
+    );
 
     // Chaos: every call fails.
     let chaos = ChaosLayer::builder()
@@ -416,7 +534,13 @@ async fn every_layer_records_what_the_table_says() {
         .build()
         .unwrap();
     assert!(chaos.layer(ok_service()).oneshot(1).await.is_err());
-    assert_eq!(rec.counter("tower_patterns.chaos.injected", &[n("users-chaos"), ("fault", "error")]), 1);
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.chaos.injected",
+            &[n("users-chaos"), ("fault", "error")]
+        ),
+        1
+    );
 
     // Cache: a miss (loaded in 20 ms), then a hit.
     let cache = CacheLayer::builder()
@@ -428,9 +552,18 @@ async fn every_layer_records_what_the_table_says() {
     svc.ready().await.unwrap().call(7).await.unwrap();
     svc.ready().await.unwrap().call(7).await.unwrap();
     let c = n("users-cache");
-    assert_eq!(rec.counter("tower_patterns.cache.requests", &[c, ("result", "miss")]), 1);
-    assert_eq!(rec.counter("tower_patterns.cache.requests", &[c, ("result", "hit")]), 1);
-    assert_eq!(rec.histogram("tower_patterns.cache.load.duration", &[c]), vec![0.02]);
+    assert_eq!(
+        rec.counter("tower_patterns.cache.requests", &[c, ("result", "miss")]),
+        1
+    );
+    assert_eq!(
+        rec.counter("tower_patterns.cache.requests", &[c, ("result", "hit")]),
+        1
+    );
+    assert_eq!(
+        rec.histogram("tower_patterns.cache.load.duration", &[c]),
+        vec![0.02]
+    );
     assert_eq!(rec.counter("tower_patterns.cache.evictions", &[c]), 0);
 
     // Queue: three tasks of 10 ms on one worker.
@@ -447,13 +580,23 @@ async fn every_layer_records_what_the_table_says() {
         h.await.unwrap();
     }
     let q = n("jobs");
-    assert_eq!(rec.counter("tower_patterns.queue.tasks", &[q, ("outcome", "completed")]), 3);
+    assert_eq!(
+        rec.counter("tower_patterns.queue.tasks", &[q, ("outcome", "completed")]),
+        3
+    );
     assert_eq!(rec.gauge("tower_patterns.queue.depth", &[q]), Some(0.0));
     assert_eq!(rec.gauge("tower_patterns.queue.running", &[q]), Some(0.0));
-    assert_eq!(rec.histogram("tower_patterns.queue.run.duration", &[q]), vec![0.01; 3]);
+    assert_eq!(
+        rec.histogram("tower_patterns.queue.run.duration", &[q]),
+        vec![0.01; 3]
+    );
     let mut waits = rec.histogram("tower_patterns.queue.wait.duration", &[q]);
     waits.sort_by(f64::total_cmp);
-    assert_eq!(waits, vec![0.0, 0.01, 0.02], "each task waits for the ones before it");
+    assert_eq!(
+        waits,
+        vec![0.0, 0.01, 0.02],
+        "each task waits for the ones before it"
+    );
 
     // Pool: one acquire; a manager that cannot create.
     let pool = Pool::builder()
@@ -463,14 +606,27 @@ async fn every_layer_records_what_the_table_says() {
         .unwrap();
     {
         let _conn = pool.acquire().await.unwrap();
-        assert_eq!(rec.gauge("tower_patterns.pool.in_use", &[n("db")]), Some(1.0));
+        assert_eq!(
+            rec.gauge("tower_patterns.pool.in_use", &[n("db")]),
+            Some(1.0)
+        );
     }
     assert_eq!(rec.gauge("tower_patterns.pool.size", &[n("db")]), Some(1.0));
-    assert_eq!(rec.gauge("tower_patterns.pool.in_use", &[n("db")]), Some(0.0));
-    assert_eq!(rec.histogram("tower_patterns.pool.acquire.duration", &[n("db")]).len(), 1);
+    assert_eq!(
+        rec.gauge("tower_patterns.pool.in_use", &[n("db")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        rec.histogram("tower_patterns.pool.acquire.duration", &[n("db")])
+            .len(),
+        1
+    );
     let broken = Pool::builder().name("broken-db").build(Broken).unwrap();
     assert!(broken.acquire().await.is_err());
-    assert_eq!(rec.counter("tower_patterns.pool.create_errors", &[n("broken-db")]), 1);
+    assert_eq!(
+        rec.counter("tower_patterns.pool.create_errors", &[n("broken-db")]),
+        1
+    );
 
     // The table: kinds and label keys of everything recorded, and nothing
     // of the table left unrecorded (the HTTP client has its own test).
@@ -497,7 +653,10 @@ async fn every_layer_records_what_the_table_says() {
         .map(|m| m.name)
         .filter(|name| !name.starts_with("http.client.") && !registered.contains_key(*name))
         .collect();
-    assert!(missing.is_empty(), "in the table, never recorded: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "in the table, never recorded: {missing:?}"
+    );
 }
 
 /// The HTTP client records OpenTelemetry's request duration, by status
@@ -508,14 +667,34 @@ async fn http_client_records_duration_by_status_class_and_body_size() {
     let _guard = metrics::set_default_local_recorder(&rec);
     let server = common::upstream(Default::default()).await;
     let client = HttpClient::builder().name("users-http").build().unwrap();
-    let _: serde_json::Value = fetch::fetch_json(&client, server.url("/users/3")).await.unwrap();
-    let missing = fetch::fetch_json::<serde_json::Value, _, _>(&client, server.url("/users/999999")).await;
+    let _: serde_json::Value = fetch::fetch_json(&client, server.url("/users/3"))
+        .await
+        .unwrap();
+    let missing =
+        fetch::fetch_json::<serde_json::Value, _, _>(&client, server.url("/users/999999")).await;
     assert!(missing.is_err());
     let h = n("users-http");
-    assert_eq!(rec.histogram("http.client.request.duration", &[h, ("status_class", "2xx")]).len(), 1);
-    assert_eq!(rec.histogram("http.client.request.duration", &[h, ("status_class", "4xx")]).len(), 1);
+    assert_eq!(
+        rec.histogram(
+            "http.client.request.duration",
+            &[h, ("status_class", "2xx")]
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        rec.histogram(
+            "http.client.request.duration",
+            &[h, ("status_class", "4xx")]
+        )
+        .len(),
+        1
+    );
     let sizes = rec.histogram("http.client.response.body.size", &[h]);
-    assert!(!sizes.is_empty() && sizes.iter().all(|s| *s > 0.0), "{sizes:?}");
+    assert!(
+        !sizes.is_empty() && sizes.iter().all(|s| *s > 0.0),
+        "{sizes:?}"
+    );
 }
 
 /// Layers built, and even used, before any recorder exists report into the
@@ -537,19 +716,43 @@ async fn a_recorder_installed_after_the_layers_is_used() {
     svc.ready().await.unwrap().call(1).await.unwrap();
     svc.ready().await.unwrap().call(2).await.unwrap();
     let late = n("late");
-    assert_eq!(rec.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]), 1);
-    assert_eq!(rec.counter("tower_patterns.cache.requests", &[late, ("result", "miss")]), 1);
-    assert_eq!(rec.counter("tower_patterns.circuit_breaker.calls", &[late, ("outcome", "success")]), 2);
+    assert_eq!(
+        rec.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]),
+        1
+    );
+    assert_eq!(
+        rec.counter("tower_patterns.cache.requests", &[late, ("result", "miss")]),
+        1
+    );
+    assert_eq!(
+        rec.counter(
+            "tower_patterns.circuit_breaker.calls",
+            &[late, ("outcome", "success")]
+        ),
+        2
+    );
     // The state gauge is set on registration, with no transition needed.
-    assert_eq!(rec.gauge("tower_patterns.circuit_breaker.state", &[late, ("state", "closed")]), Some(1.0));
+    assert_eq!(
+        rec.gauge(
+            "tower_patterns.circuit_breaker.state",
+            &[late, ("state", "closed")]
+        ),
+        Some(1.0)
+    );
 
     // And a second recorder after that one gets the next calls.
     drop(_guard);
     let again = TestRecorder::default();
     let _guard = metrics::set_default_local_recorder(&again);
     svc.ready().await.unwrap().call(1).await.unwrap();
-    assert_eq!(again.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]), 1);
-    assert_eq!(rec.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]), 1);
+    assert_eq!(
+        again.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]),
+        1
+    );
+    assert_eq!(
+        rec.counter("tower_patterns.cache.requests", &[late, ("result", "hit")]),
+        1
+    );
 }
 
 /// Two instances of one layer are told apart by their names; unnamed ones
@@ -569,5 +772,8 @@ async fn instances_are_told_apart_by_name() {
     let calls = "tower_patterns.circuit_breaker.calls";
     assert_eq!(rec.counter(calls, &[n("a"), ("outcome", "success")]), 1);
     assert_eq!(rec.counter(calls, &[n("b"), ("outcome", "success")]), 2);
-    assert_eq!(rec.counter(calls, &[n("circuit_breaker"), ("outcome", "failure")]), 1);
+    assert_eq!(
+        rec.counter(calls, &[n("circuit_breaker"), ("outcome", "failure")]),
+        1
+    );
 }

@@ -171,7 +171,10 @@ pub fn outage_svg(data: &OutageData, title: &str) -> String {
         TOP + PLOT_H / 2.0,
         bucket * 1000.0
     );
-    let _ = writeln!(svg, r##"<g id="x-labels" text-anchor="middle" fill="#444">"##);
+    let _ = writeln!(
+        svg,
+        r##"<g id="x-labels" text-anchor="middle" fill="#444">"##
+    );
     for i in 0..=4 {
         let t = span * f64::from(i) / 4.0;
         let _ = writeln!(

@@ -15,9 +15,9 @@ use super::error::SharedError;
 use super::flight::Flight;
 use super::stats::CacheStats;
 use super::store::{AnyStore, Entry, Store};
-use crate::trace::record;
 use crate::sync::{lock, thread_stripe, Padded};
 use crate::time;
+use crate::trace::record;
 use crate::BoxError;
 
 /// What the cache stores for a key: a response, or (only with

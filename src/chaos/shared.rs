@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::trace::record;
 use crate::error::check;
 use crate::sync::{lock, Padded};
+use crate::trace::record;
 use crate::ConfigError;
 
 pub(crate) const COMPONENT: &str = "chaos";
@@ -192,15 +192,12 @@ impl State {
             Fault::Substitute => &self.substitutions,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        record!(
-            self.metrics,
-            |m| match fault {
-                Fault::Error => &m.error,
-                Fault::Latency => &m.latency,
-                _ => &m.substitute,
-            }
-            .increment(1)
-        );
+        record!(self.metrics, |m| match fault {
+            Fault::Error => &m.error,
+            Fault::Latency => &m.latency,
+            _ => &m.substitute,
+        }
+        .increment(1));
     }
 
     pub(crate) fn latency(&self) -> Duration {

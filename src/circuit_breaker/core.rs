@@ -262,7 +262,7 @@ impl Core {
         record!(
             self.metrics,
             |m| m.rejected.increment(1),
-            init |m| Self::state_gauges(m, state_of(self.word()))
+            init | m | Self::state_gauges(m, state_of(self.word()))
         );
     }
 
@@ -281,7 +281,7 @@ impl Core {
         record!(
             self.metrics,
             |m| m.cancelled.increment(1),
-            init |m| Self::state_gauges(m, state_of(self.word()))
+            init | m | Self::state_gauges(m, state_of(self.word()))
         );
         self.release(t);
     }
@@ -324,7 +324,7 @@ impl Core {
                 Outcome::Ignored => &m.ignored,
             }
             .increment(1),
-            init |m| Self::state_gauges(m, state_of(self.word()))
+            init | m | Self::state_gauges(m, state_of(self.word()))
         );
         if t.is_probe() {
             return self.complete_probe(t, outcome, slow, clock);

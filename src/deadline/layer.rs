@@ -9,8 +9,8 @@ use super::carry::{HttpExtensions, TaskLocal};
 use super::service::Timeout;
 use super::shared::{meter, Meter};
 use crate::error::check;
-use crate::trace::Name;
 use crate::time;
+use crate::trace::Name;
 use crate::ConfigError;
 
 /// Applies [`Timeout`] to services: a deadline per call, enforced and made

@@ -33,9 +33,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::latency::Tracker;
-use crate::trace::record;
 use crate::budget::Budget;
 use crate::sync::{lock, read, write};
+use crate::trace::record;
 
 /// The validated, immutable configuration, copied into every service and
 /// response future.

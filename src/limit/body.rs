@@ -4,9 +4,9 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use crate::limit::gate::Permit;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use crate::limit::gate::Permit;
 
 pin_project! {
     /// A response body carrying its call's concurrency permit; made by

@@ -90,7 +90,7 @@ impl Gate {
                     .load(Ordering::Relaxed)
                     .saturating_sub(self.semaphore.available_permits()) as f64
             ),
-            init |m| self.init_gauges(m)
+            init | m | self.init_gauges(m)
         );
     }
 
@@ -115,7 +115,11 @@ impl Gate {
     /// Counts a refusal and describes it.
     pub(super) fn reject(&self, waited: Duration) -> Overloaded {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        record!(self.metrics, |m| m.rejections.increment(1), init |m| self.init_gauges(m));
+        record!(
+            self.metrics,
+            |m| m.rejections.increment(1),
+            init | m | self.init_gauges(m)
+        );
         let limit = self.limit.load(Ordering::Relaxed);
         trace_event!(DEBUG, limit, waited = ?waited, "concurrency limit: call rejected");
         Overloaded::new(limit, waited)

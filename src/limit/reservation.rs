@@ -19,8 +19,8 @@ use tower_service::Service;
 
 use super::error::Overloaded;
 use super::gate::{Gate, LimitStats, Wait};
-use crate::trace::record;
 use crate::time;
+use crate::trace::record;
 use crate::BoxError;
 
 /// The state every clone of one limiter shares: where a [`Reservation`]

@@ -117,11 +117,7 @@ static METADATA: Metadata<'static> =
 fn key(metric: &Metric, name: &SharedString, extra: &[(&'static str, &'static str)]) -> Key {
     let mut labels = Vec::with_capacity(1 + extra.len());
     labels.push(Label::new("name", name.clone()));
-    labels.extend(
-        extra
-            .iter()
-            .map(|&(k, v)| Label::from_static_parts(k, v)),
-    );
+    labels.extend(extra.iter().map(|&(k, v)| Label::from_static_parts(k, v)));
     Key::from_parts(metric.name, labels)
 }
 

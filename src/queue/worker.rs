@@ -71,7 +71,10 @@ pub(crate) async fn run_worker<S, Req>(
             None => run.await,
         };
         #[cfg(feature = "metrics")]
-        guard.shared.metrics.with(|m| m.run.record(started.elapsed()));
+        guard
+            .shared
+            .metrics
+            .with(|m| m.run.record(started.elapsed()));
         let cell = guard.current.take().expect("set above");
         guard.shared.finish(&cell, out);
         // Keep a worker fed by a long queue of instant tasks from hogging

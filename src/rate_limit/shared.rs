@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::gcra::{Decision, Gcra};
 use super::keyed::KeyTable;
 use super::store::{Quota, RateLimitStore};
-use crate::trace::record;
 use crate::rejection::RateLimited;
 use crate::sync::{thread_stripe, Padded};
+use crate::trace::record;
 
 const STRIPES: usize = 8;
 

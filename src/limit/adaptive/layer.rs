@@ -319,10 +319,7 @@ impl<C> AdaptiveLimitLayerBuilder<C> {
 
     fn build_unchecked(self) -> AdaptiveLimitLayer<C> {
         AdaptiveLimitLayer {
-            shared: Arc::new(Shared::new(
-                self.settings.algorithm_unchecked(),
-                self.name,
-            )),
+            shared: Arc::new(Shared::new(self.settings.algorithm_unchecked(), self.name)),
             wait: self.wait,
             classify: self.classify,
         }

@@ -6,8 +6,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use pin_project_lite::pin_project;
 use crate::limit::gate::Permit;
+use pin_project_lite::pin_project;
 
 use super::policy::{ReleaseOnResponse, ReleasePolicy};
 use crate::limit::error::Overloaded;

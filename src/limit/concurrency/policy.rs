@@ -47,10 +47,7 @@ impl<Res> ReleasePolicy<Res> for ReleaseOnResponse {
 impl<B: http_body::Body> ReleasePolicy<http::Response<B>> for HoldUntilBodyEnd {
     type Response = http::Response<LimitBody<B>>;
 
-    fn attach(
-        response: http::Response<B>,
-        permit: Option<Permit>,
-    ) -> http::Response<LimitBody<B>> {
+    fn attach(response: http::Response<B>, permit: Option<Permit>) -> http::Response<LimitBody<B>> {
         response.map(|body| LimitBody::new(body, permit))
     }
 }
