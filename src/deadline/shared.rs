@@ -132,17 +132,20 @@ pub(crate) fn in_scope_opt<R>(deadline: Option<Deadline>, f: impl FnOnce() -> R)
 pub(crate) type Meter = &'static crate::metrics::Instruments<crate::metrics::DeadlineMetrics>;
 /// The metric handles (none: the `metrics` feature is off).
 #[cfg(not(feature = "metrics"))]
-pub(crate) type Meter = ();
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meter;
 
 /// The handles for the instance called `name`.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_unit))]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn meter(name: crate::trace::Name) -> Meter {
     #[cfg(feature = "metrics")]
     {
         crate::metrics::instruments::interned(name)
     }
     #[cfg(not(feature = "metrics"))]
-    {}
+    {
+        Meter
+    }
 }
 
 #[cfg(test)]
