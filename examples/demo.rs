@@ -52,7 +52,7 @@ use tower_patterns::paginate;
 use tower_patterns::pool::Pool;
 use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
 
-use chart::{Band, OutageData, Outcome};
+use chart::OutageData;
 use demo_setup::{Demo, Item, Plan};
 use demo_stack::get;
 use memory_db::Database;
@@ -101,12 +101,7 @@ async fn run(plan: Plan, chart: Option<PathBuf>) -> Result<bool, BoxError> {
     let mut outage_data = OutageData::default();
     report.add(outage(&demo, &mut outage_data).await?);
     if let Some(path) = &chart {
-        let svg = chart::outage_svg(
-            &outage_data,
-            "tower-patterns demo: an outage and its recovery",
-        );
-        std::fs::write(path, svg)?;
-        println!("  chart of the outage written to {}", path.display());
+        chart::write(path, &outage_data)?;
     }
     report.add(hedging(&demo).await?);
 
@@ -471,7 +466,7 @@ async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError
                 upstream.set_down(false);
                 let now = stack.started.elapsed();
                 up_at = Some(now);
-                data.down = Some((Duration::ZERO, Some(now.saturating_sub(down_at))));
+                data.down = Some(now.saturating_sub(down_at));
                 timeline.push(now, "upstream is back");
             }
         }
@@ -492,14 +487,12 @@ async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError
         let at = stack.started.elapsed();
         let result = users.clone().oneshot(get(&upstream.url(&path))).await;
         let sent = upstream.requests() - before;
-        data.requests.push((
+        let open = result.as_ref().err().and_then(|e| find_open(e.as_ref()));
+        data.push(
             at.saturating_sub(down_at),
-            match &result {
-                Ok(_) => Outcome::Ok,
-                Err(e) if sent == 0 && find_open(e.as_ref()).is_some() => Outcome::FailedFast,
-                Err(_) => Outcome::Failed,
-            },
-        ));
+            result.is_ok(),
+            sent == 0 && open.is_some(),
+        );
         let outcome = match &result {
             Ok(_) => {
                 if up_at.is_some() && stack.breaker.state() == State::Closed {
@@ -532,20 +525,9 @@ async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError
     timeline.print();
 
     let transitions = stack.transitions();
-    if data.down.is_none() {
-        data.down = Some((Duration::ZERO, None));
-    }
-    data.states = transitions
-        .iter()
-        .filter(|tr| tr.at >= down_at)
-        .map(|tr| {
-            let band = match tr.to {
-                State::Closed => Band::Closed,
-                State::Open => Band::Open,
-                State::HalfOpen => Band::HalfOpen,
-            };
-            (tr.at - down_at, band)
-        })
+    let since_down = transitions.iter().filter(|tr| tr.at >= down_at);
+    data.states = since_down
+        .map(|tr| (tr.at - down_at, tr.to.into()))
         .collect();
     println!("  breaker transitions:");
     for tr in &transitions {

@@ -25,7 +25,7 @@ pub(crate) use trace_event;
 ///
 /// `record!(core.metrics, |m| m.hits.increment(1));` and, to set gauges to
 /// the present value when the handles are first registered with a
-/// recorder, `record!(core.metrics, |m| ..., init |m| ...)`.
+/// recorder, `record!(core.metrics, |m| ..., init = |m| ...)`.
 #[cfg(feature = "metrics")]
 macro_rules! record {
     ($inst:expr, |$m:ident| $body:expr) => {
@@ -33,7 +33,7 @@ macro_rules! record {
             $body;
         })
     };
-    ($inst:expr, |$m:ident| $body:expr, init |$i:ident| $ibody:expr) => {
+    ($inst:expr, |$m:ident| $body:expr, init = |$i:ident| $ibody:expr) => {
         $inst.with_init(
             |$m| {
                 $body;

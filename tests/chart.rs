@@ -76,7 +76,7 @@ fn well_formed(doc: &str) -> Result<Vec<String>, String> {
 fn sample() -> OutageData {
     let ms = Duration::from_millis;
     let mut data = OutageData {
-        down: Some((Duration::ZERO, Some(ms(600)))),
+        down: Some(ms(600)),
         states: vec![
             (ms(60), Band::Open),
             (ms(360), Band::HalfOpen),

@@ -76,8 +76,42 @@ pub struct OutageData {
     pub requests: Vec<(Duration, Outcome)>,
     /// (when, the state entered); the state before the first is closed.
     pub states: Vec<(Duration, Band)>,
-    /// When the upstream went down and came back, if it did.
-    pub down: Option<(Duration, Option<Duration>)>,
+    /// When the upstream came back, if it did (it goes down at zero).
+    pub down: Option<Duration>,
+}
+
+impl OutageData {
+    /// Records a request that started `at`: answered, or failed (fast,
+    /// without reaching the server, or not).
+    pub fn push(&mut self, at: Duration, ok: bool, fast: bool) {
+        let outcome = match (ok, fast) {
+            (true, _) => Outcome::Ok,
+            (false, true) => Outcome::FailedFast,
+            (false, false) => Outcome::Failed,
+        };
+        self.requests.push((at, outcome));
+    }
+}
+
+impl From<tower_patterns::circuit_breaker::State> for Band {
+    fn from(state: tower_patterns::circuit_breaker::State) -> Band {
+        use tower_patterns::circuit_breaker::State;
+        match state {
+            State::Closed => Band::Closed,
+            State::Open => Band::Open,
+            State::HalfOpen => Band::HalfOpen,
+        }
+    }
+}
+
+/// Writes the chart of `data` to `path` and says so.
+pub fn write(path: &std::path::Path, data: &OutageData) -> std::io::Result<()> {
+    std::fs::write(
+        path,
+        outage_svg(data, "tower-patterns demo: an outage and its recovery"),
+    )?;
+    println!("  chart of the outage written to {}", path.display());
+    Ok(())
 }
 
 const WIDTH: f64 = 760.0;
@@ -187,8 +221,8 @@ pub fn outage_svg(data: &OutageData, title: &str) -> String {
     let _ = writeln!(svg, "</g>");
 
     // The outage itself, shaded behind the lines.
-    if let Some((from, to)) = data.down {
-        let to = to.unwrap_or(end);
+    {
+        let (from, to) = (Duration::ZERO, data.down.unwrap_or(end));
         let _ = writeln!(
             svg,
             r##"<rect id="outage" x="{:.1}" y="{TOP}" width="{:.1}" height="{PLOT_H}" fill="#000" fill-opacity="0.05"><title>upstream down</title></rect>"##,

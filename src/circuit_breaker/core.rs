@@ -126,22 +126,22 @@ impl Core {
         }
     }
 
-    /// The breaker with its metrics labelled `name`.
+    /// The breaker with its metrics labelled `name` (and, with a recorder
+    /// installed, the state shown from the start).
     #[cfg(feature = "metrics")]
     pub(crate) fn named(mut self, name: crate::trace::Name) -> Self {
         self.metrics = crate::metrics::Instruments::new(name);
-        // With a recorder already installed, the state shows from the start.
-        self.metrics
-            .with_init(|_| {}, |m| Self::state_gauges(m, State::Closed));
+        self.record(|_| {});
         self
     }
 
-    /// Sets the state gauges to `state`: 1 for it, 0 for the others.
+    /// Records into the breaker's metrics; handles new to the recorder get
+    /// the state gauges set first.
     #[cfg(feature = "metrics")]
-    fn state_gauges(m: &crate::metrics::BreakerMetrics, state: State) {
-        m.closed.set(u8::from(state == State::Closed));
-        m.open.set(u8::from(state == State::Open));
-        m.half_open.set(u8::from(state == State::HalfOpen));
+    #[inline]
+    fn record(&self, f: impl FnOnce(&crate::metrics::BreakerMetrics)) {
+        let state = || state_of(self.word());
+        self.metrics.with_init(f, |m| m.set_state(state()));
     }
 
     /// Whether completed calls need their duration measured.
@@ -259,11 +259,8 @@ impl Core {
     #[inline]
     pub(crate) fn rejected(&self, stripe: usize) {
         self.counters.rejected(stripe);
-        record!(
-            self.metrics,
-            |m| m.rejected.increment(1),
-            init | m | Self::state_gauges(m, state_of(self.word()))
-        );
+        #[cfg(feature = "metrics")]
+        self.record(|m| m.rejected.increment(1));
     }
 
     /// A ticket that was never used (the service was dropped or its
@@ -278,11 +275,8 @@ impl Core {
     /// cancelled, neither success nor failure; a probe slot goes back.
     pub(crate) fn abandon(&self, stripe: usize, t: Ticket) {
         self.counters.cancelled(stripe);
-        record!(
-            self.metrics,
-            |m| m.cancelled.increment(1),
-            init | m | Self::state_gauges(m, state_of(self.word()))
-        );
+        #[cfg(feature = "metrics")]
+        self.record(|m| m.cancelled.increment(1));
         self.release(t);
     }
 
@@ -316,16 +310,15 @@ impl Core {
             _ => false,
         };
         self.counters.outcome(stripe, outcome, slow);
-        record!(
-            self.metrics,
-            |m| match outcome {
+        #[cfg(feature = "metrics")]
+        self.record(|m| {
+            let counter = match outcome {
                 Outcome::Success => &m.success,
                 Outcome::Failure => &m.failure,
                 Outcome::Ignored => &m.ignored,
-            }
-            .increment(1),
-            init | m | Self::state_gauges(m, state_of(self.word()))
-        );
+            };
+            counter.increment(1)
+        });
         if t.is_probe() {
             return self.complete_probe(t, outcome, slow, clock);
         }
@@ -502,15 +495,7 @@ impl Core {
         self.hot.word.store(new, Ordering::Release);
         if from != to {
             trace_event!(INFO, from = %from, to = %to, "circuit breaker state changed");
-            record!(self.metrics, |m| {
-                Self::state_gauges(m, to);
-                match to {
-                    State::Closed => &m.to_closed,
-                    State::Open => &m.to_open,
-                    State::HalfOpen => &m.to_half_open,
-                }
-                .increment(1)
-            });
+            record!(self.metrics, |m| m.transition(to));
             self.notify.push(from, to, reason);
         }
     }

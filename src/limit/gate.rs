@@ -90,7 +90,7 @@ impl Gate {
                     .load(Ordering::Relaxed)
                     .saturating_sub(self.semaphore.available_permits()) as f64
             ),
-            init | m | self.init_gauges(m)
+            init = |m| self.init_gauges(m)
         );
     }
 
@@ -118,7 +118,7 @@ impl Gate {
         record!(
             self.metrics,
             |m| m.rejections.increment(1),
-            init | m | self.init_gauges(m)
+            init = |m| self.init_gauges(m)
         );
         let limit = self.limit.load(Ordering::Relaxed);
         trace_event!(DEBUG, limit, waited = ?waited, "concurrency limit: call rejected");

@@ -137,3 +137,25 @@ instruments! {
         body_size: histogram(HTTP_BODY_SIZE),
     }
 }
+
+impl BreakerMetrics {
+    /// Sets the state gauges to `state`: 1 for it, 0 for the others.
+    pub(crate) fn set_state(&self, state: crate::rejection::State) {
+        use crate::rejection::State;
+        self.closed.set(u8::from(state == State::Closed));
+        self.open.set(u8::from(state == State::Open));
+        self.half_open.set(u8::from(state == State::HalfOpen));
+    }
+
+    /// Counts a transition into `to` and sets the state gauges.
+    pub(crate) fn transition(&self, to: crate::rejection::State) {
+        use crate::rejection::State;
+        self.set_state(to);
+        match to {
+            State::Closed => &self.to_closed,
+            State::Open => &self.to_open,
+            State::HalfOpen => &self.to_half_open,
+        }
+        .increment(1);
+    }
+}

@@ -140,7 +140,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         record!(
             self.metrics,
             |m| m.depth.increment(1),
-            init | m | self.init_gauges(m, 1.0, 0.0)
+            init = |m| self.init_gauges(m, 1.0, 0.0)
         );
         self.table.insert(cell.id.0, cell.clone());
         if !handle && cell.parked() {
@@ -255,7 +255,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                     m.running.increment(1);
                     m.wait.record(cell.submitted.elapsed())
                 },
-                init | m | self.init_gauges(m, -1.0, 1.0)
+                init = |m| self.init_gauges(m, -1.0, 1.0)
             );
             true
         } else {
@@ -291,7 +291,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 }
                 .increment(1)
             },
-            init | m | self.init_gauges(m, 0.0, 0.0)
+            init = |m| self.init_gauges(m, 0.0, 0.0)
         );
         let c = &self.counters;
         match status {
