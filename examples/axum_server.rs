@@ -14,38 +14,44 @@
 //! ```
 //!
 //! ```sh
-//! cargo run --example axum_server --features axum -- [--port 3000] [--fail-rate 0.3] [--latency-ms 50]
+//! cargo run --example axum_server --features axum,metrics -- [--port 3000] [--fail-rate 0.3] [--latency-ms 50]
 //! curl -i localhost:3000/users/1
 //! curl localhost:3000/upstream/down     # start an outage; watch the breaker open
 //! curl localhost:3000/upstream/up
 //! curl localhost:3000/stats
-//! cargo run --example axum_server --features axum -- --smoke   # checks itself and exits
-//! cargo run --example axum_server --features axum -- --help
+//! curl localhost:3000/metrics           # every layer's metrics, Prometheus text
+//! cargo run --example axum_server --features axum,metrics -- --smoke   # checks itself and exits
+//! cargo run --example axum_server --features axum,metrics -- --help
 //! ```
 //!
-//! (`--features axum` is only needed without `--all-features`.)
+//! (`--features axum,metrics` is only needed without `--all-features`.)
+//!
+//! `/metrics` is `metrics-exporter-prometheus` rendering what the layers
+//! record (feature `metrics`); each layer is named `users`, so its series
+//! carry `name="users"`:
+//!
+//! ```text
+//! tower_patterns_circuit_breaker_state{name="users",state="open"} 1
+//! tower_patterns_limit_rejections{name="users"} 48
+//! tower_patterns_cache_requests{name="users",result="hit"} 1
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::State as AxumState;
-use axum::http::{Request, Response, StatusCode};
-use axum::routing::get;
-use axum::Router;
+use axum::http::StatusCode;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
-use tower::{BoxError, ServiceBuilder};
-use tower_patterns::cache::{CacheHandle, CacheLayer};
-use tower_patterns::circuit_breaker::{CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer};
-use tower_patterns::classify::HttpClassify;
-use tower_patterns::fetch::{self, FetchError, HttpClient};
-use tower_patterns::limit::ConcurrencyLimitLayer;
-use tower_patterns::respond;
+use tower::BoxError;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
+
+#[path = "support/axum_app.rs"]
+mod axum_app;
+
+use axum_app::{app, install_prometheus, stats, App};
 
 /// An axum app whose routes wear tower-patterns' cache, concurrency limit
 /// and circuit breaker, proxying `/users/{id}` to a flaky in-process
@@ -66,110 +72,11 @@ struct Args {
     smoke: bool,
 }
 
-/// What the app shares with its `/stats` and `/upstream/*` routes.
-#[derive(Clone)]
-struct App {
-    upstream: Arc<Upstream>,
-    breaker: BreakerHandle,
-    limit: ConcurrencyLimitLayer,
-    cache: CacheHandle<String, Response<Bytes>>,
-}
-
-/// Fetches `path` from the upstream. Client errors (404 for an unknown
-/// user) are the upstream's answer and pass through; 5xx and transport
-/// failures are errors, for the breaker to count and `handle_error` to
-/// map (to 502, or 504 on a timeout).
-async fn proxy(client: HttpClient, url: String) -> Result<Response<Bytes>, BoxError> {
-    match fetch::fetch_json::<serde_json::Value, _, _>(&client, &url).await {
-        Ok(json) => Ok(Response::builder()
-            .header("content-type", "application/json")
-            .body(Bytes::from(json.to_string()))?),
-        Err(FetchError::Status { status, .. }) if status.is_client_error() => {
-            Ok(Response::builder().status(status).body(Bytes::new())?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn app(upstream: Arc<Upstream>, open_for: Duration) -> (Router, App) {
-    let client = HttpClient::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("valid client config");
-    let breaker = CircuitBreakerLayer::builder()
-        .consecutive_failures(5)
-        .open_duration(open_for)
-        .classify(HttpClassify)
-        .build()
-        .expect("valid breaker config");
-    let limit = ConcurrencyLimitLayer::new(16).reject_when_full();
-    let cache = CacheLayer::builder()
-        .ttl(Duration::from_secs(5))
-        .max_entries(10_000)
-        .key_fn(|req: &Request<Body>| req.uri().path().to_owned())
-        .classify(HttpClassify)
-        .build()
-        .expect("valid cache config");
-    let shared = App {
-        upstream: upstream.clone(),
-        breaker: breaker.handle(),
-        limit: limit.clone(),
-        cache: cache.handle(),
-    };
-
-    let users = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(respond::handle_error))
-        .map_response(|res: Response<Bytes>| res.map(Body::from))
-        .layer(cache)
-        // Outside the breaker: shedding load is not the upstream's fault.
-        .layer(limit)
-        .layer(breaker)
-        .service_fn(move |req: Request<Body>| {
-            proxy(client.clone(), upstream.url(req.uri().path()))
-        });
-
-    let router = Router::new()
-        .route_service("/users/{id}", users)
-        .route("/stats", get(stats))
-        .route("/upstream/down", get(down))
-        .route("/upstream/up", get(up))
-        .with_state(shared.clone());
-    (router, shared)
-}
-
-async fn stats(AxumState(app): AxumState<App>) -> String {
-    let (b, l, c) = (app.breaker.stats(), app.limit.stats(), app.cache.stats());
-    format!(
-        "breaker: {:?} (successes {}, failures {})\nlimit: {} in flight of {}, {} rejected\n\
-         cache: {} hits, {} misses, {} coalesced, {} entries\nupstream: {} requests, down: {}\n",
-        b.state,
-        b.successes,
-        b.failures,
-        l.in_flight,
-        l.limit,
-        l.rejected,
-        c.hits,
-        c.misses,
-        c.coalesced,
-        c.entries,
-        app.upstream.requests(),
-        app.upstream.is_down(),
-    )
-}
-
-async fn down(AxumState(app): AxumState<App>) -> &'static str {
-    app.upstream.set_down(true);
-    "upstream is down\n"
-}
-
-async fn up(AxumState(app): AxumState<App>) -> &'static str {
-    app.upstream.set_down(false);
-    "upstream is up\n"
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    // First, so that every layer records into it.
+    let prometheus = install_prometheus();
     let upstream = Upstream::start(UpstreamConfig {
         fail_rate: args.fail_rate,
         latency: Duration::from_millis(args.latency_ms),
@@ -182,7 +89,7 @@ async fn main() -> Result<(), BoxError> {
     } else {
         Duration::from_secs(5)
     };
-    let (router, shared) = app(upstream, open_for);
+    let (router, shared) = app(upstream, open_for, prometheus);
 
     let port = if args.smoke { 0 } else { args.port };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -305,6 +212,21 @@ async fn smoke(addr: SocketAddr, app: &App) -> Result<(), BoxError> {
         "after the open period a probe succeeds",
     )?;
     println!("{}", stats(AxumState(app.clone())).await);
+
+    println!("5. /metrics");
+    let (s, _, body) = get("/metrics".into()).await?;
+    let text = String::from_utf8_lossy(&body);
+    for series in [
+        r#"tower_patterns_circuit_breaker_state{name="users",state="closed"} 1"#,
+        r#"tower_patterns_circuit_breaker_transitions{name="users",to="open"} 1"#,
+        r#"tower_patterns_cache_requests{name="users",result="hit"} 1"#,
+        r#"tower_patterns_limit_rejections{name="users"}"#,
+    ] {
+        check(
+            s == StatusCode::OK && text.lines().any(|l| l.starts_with(series)),
+            &format!("/metrics has {series}"),
+        )?;
+    }
     println!("smoke test passed");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --example demo            # about 10-15 s
 //! cargo run --example demo -- --quick # a few seconds, for CI
+//! cargo run --example demo -- --chart outage.svg # also draws the outage scenario
 //! cargo run --example demo -- --help
 //! ```
 //!
@@ -21,6 +22,8 @@
 //! checks its own result;
 //! the process exits with status 1 if any check fails.
 
+#[path = "support/chart.rs"]
+mod chart;
 #[path = "support/demo_setup.rs"]
 mod demo_setup;
 #[path = "support/demo_stack.rs"]
@@ -32,6 +35,7 @@ mod report;
 #[path = "support/tail.rs"]
 mod tail;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +52,7 @@ use tower_patterns::paginate;
 use tower_patterns::pool::Pool;
 use tower_patterns::queue::{Shutdown, TaskError, TaskQueue, TaskStatus};
 
+use chart::OutageData;
 use demo_setup::{Demo, Item, Plan};
 use demo_stack::get;
 use memory_db::Database;
@@ -63,12 +68,16 @@ struct Args {
     /// body (for CI).
     #[arg(long)]
     quick: bool,
+    /// Also write the outage scenario as an SVG chart to PATH: requests per
+    /// outcome over time, with the breaker's state as a band beneath.
+    #[arg(long, value_name = "PATH")]
+    chart: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(Plan::new(args.quick)).await {
+    match run(Plan::new(args.quick), args.chart).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -80,7 +89,7 @@ async fn main() -> ExitCode {
 
 /// Runs the scenarios in order and prints the report; `Ok(false)` if any
 /// check failed.
-async fn run(plan: Plan) -> Result<bool, BoxError> {
+async fn run(plan: Plan, chart: Option<PathBuf>) -> Result<bool, BoxError> {
     let started = Instant::now();
     let demo = Demo::start(plan).await?;
     let mut report = Report::default();
@@ -89,7 +98,11 @@ async fn run(plan: Plan) -> Result<bool, BoxError> {
     report.add(stream_large_body(&demo).await?);
     report.add(paginate_flaky(&demo).await?);
     report.add(queue_and_pool(&demo).await?);
-    report.add(outage(&demo).await?);
+    let mut outage_data = OutageData::default();
+    report.add(outage(&demo, &mut outage_data).await?);
+    if let Some(path) = &chart {
+        chart::write(path, &outage_data)?;
+    }
     report.add(hedging(&demo).await?);
 
     heading("report");
@@ -416,7 +429,7 @@ async fn queue_and_pool(demo: &Demo) -> Result<Scenario, BoxError> {
 /// Scenario 6: Steady traffic while the server is down: the breaker opens, fails
 /// fast, probes once the open duration has passed, and closes again after
 /// the server is back.
-async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
+async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError> {
     heading("6. outage and recovery (steady traffic; breaker opens, fails fast, probes, closes)");
     let Demo {
         plan,
@@ -453,6 +466,7 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
                 upstream.set_down(false);
                 let now = stack.started.elapsed();
                 up_at = Some(now);
+                data.down = Some(now.saturating_sub(down_at));
                 timeline.push(now, "upstream is back");
             }
         }
@@ -473,6 +487,12 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
         let at = stack.started.elapsed();
         let result = users.clone().oneshot(get(&upstream.url(&path))).await;
         let sent = upstream.requests() - before;
+        let open = result.as_ref().err().and_then(|e| find_open(e.as_ref()));
+        data.push(
+            at.saturating_sub(down_at),
+            result.is_ok(),
+            sent == 0 && open.is_some(),
+        );
         let outcome = match &result {
             Ok(_) => {
                 if up_at.is_some() && stack.breaker.state() == State::Closed {
@@ -505,6 +525,10 @@ async fn outage(demo: &Demo) -> Result<Scenario, BoxError> {
     timeline.print();
 
     let transitions = stack.transitions();
+    let since_down = transitions.iter().filter(|tr| tr.at >= down_at);
+    data.states = since_down
+        .map(|tr| (tr.at - down_at, tr.to.into()))
+        .collect();
     println!("  breaker transitions:");
     for tr in &transitions {
         println!("    {} {} -> {}", secs(tr.at), tr.from, tr.to);

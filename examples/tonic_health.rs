@@ -18,11 +18,15 @@
 //! error it does not know as `UNKNOWN`.
 //!
 //! ```sh
-//! cargo run --example tonic_health --features tonic            # runs the scenario, then serves on :50051 until Ctrl-C
-//! cargo run --example tonic_health --features tonic -- --smoke # runs the scenario and exits
-//! cargo run --example tonic_health --features tonic -- --help
+//! cargo run --example tonic_health --features tonic,metrics            # runs the scenario, then serves on :50051 until Ctrl-C
+//! cargo run --example tonic_health --features tonic,metrics -- --smoke # runs the scenario and exits
+//! cargo run --example tonic_health --features tonic,metrics -- --help
 //! grpcurl -plaintext localhost:50051 grpc.health.v1.Health/Check
+//! curl localhost:9464/metrics    # the layers' metrics (Prometheus text) on a side port
 //! ```
+//!
+//! The server's layers are named `health-server`, the client's
+//! `health-client`: that is the `name` label of their metrics.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tonic::transport::{Endpoint, Server};
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
@@ -123,20 +128,95 @@ struct Args {
     /// Run the scenario with short timings and exit instead of serving.
     #[arg(long)]
     smoke: bool,
+    /// Port of the side HTTP server for `/metrics`, on 127.0.0.1 (with
+    /// --smoke a free one is picked).
+    #[arg(long, default_value_t = 9464)]
+    metrics_port: u16,
+}
+
+/// Serves `GET /metrics` (Prometheus text) on 127.0.0.1:`port`, apart from
+/// the gRPC port; returns the address.
+async fn serve_metrics(port: u16, prometheus: PrometheusHandle) -> Result<SocketAddr, BoxError> {
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let prometheus = prometheus.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    prometheus.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(addr)
+}
+
+/// Scrapes `/metrics` at `addr` and checks the scenario's marks are there.
+async fn check_metrics(addr: SocketAddr) -> Result<(), BoxError> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+    let res = client
+        .get(format!("http://{addr}/metrics").parse()?)
+        .await?;
+    let text = String::from_utf8(res.into_body().collect().await?.to_bytes().to_vec())?;
+    println!(
+        "
+6. /metrics on {addr}"
+    );
+    for series in [
+        r#"tower_patterns_circuit_breaker_transitions{name="health-server",to="open"} 1"#,
+        r#"tower_patterns_circuit_breaker_state{name="health-server",state="closed"} 1"#,
+        r#"tower_patterns_limit_rejections{name="health-server"}"#,
+        r#"tower_patterns_retry_attempts{name="health-client",attempt="retry"}"#,
+    ] {
+        expect(
+            text.lines().any(|l| l.starts_with(series)),
+            &format!("/metrics has {series}"),
+        )?;
+        println!("   {series}");
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let smoke = Args::parse().smoke;
+    let args = Args::parse();
+    let smoke = args.smoke;
     let open_for = Duration::from_millis(if smoke { 300 } else { 3_000 });
+    // First, so that every layer records into it.
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let metrics_addr = serve_metrics(if smoke { 0 } else { args.metrics_port }, prometheus).await?;
 
     // --- server ---
     let chaos = Arc::new(Chaos::default());
-    let server_breaker = CircuitBreakerLayer::consecutive(3, open_for);
+    let server_breaker = CircuitBreakerLayer::builder()
+        .name("health-server")
+        .consecutive_failures(3)
+        .open_duration(open_for)
+        .build()?;
     let server_state = server_breaker.handle();
     let layer = ServiceBuilder::new()
         .map_err(respond::into_status)
-        .layer(ConcurrencyLimitLayer::new(4).reject_when_full())
+        .layer(
+            ConcurrencyLimitLayer::builder()
+                .name("health-server")
+                .limit(4)
+                .reject_when_full()
+                .build()?,
+        )
         .layer(server_breaker)
         .layer(tower::layer::layer_fn({
             let chaos = chaos.clone();
@@ -159,9 +239,12 @@ async fn main() -> Result<(), BoxError> {
                 let _ = tokio::signal::ctrl_c().await;
             }),
     );
-    println!("gRPC health server on {addr}");
+    println!("gRPC health server on {addr}, metrics on http://{metrics_addr}/metrics");
 
-    let result = scenario(addr, &chaos, &server_state, open_for).await;
+    let mut result = scenario(addr, &chaos, &server_state, open_for).await;
+    if result.is_ok() {
+        result = check_metrics(metrics_addr).await;
+    }
     if smoke || result.is_err() {
         server.abort();
         return result;
@@ -232,12 +315,14 @@ async fn scenario(
 
     // --- client with retry + breaker on its channel ---
     let client_breaker = CircuitBreakerLayer::builder()
+        .name("health-client")
         .consecutive_failures(3)
         .open_duration(open_for)
         .classify(GrpcClassify)
         .build()?;
     let client_state = client_breaker.handle();
     let retry = RetryLayer::builder()
+        .name("health-client")
         .max_attempts(3)
         .backoff(
             Backoff::exponential(Duration::from_millis(10))

@@ -160,8 +160,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// Not every feature combination emits events.
-#[allow(unused_macros, unused_imports)]
+// Not every feature combination emits events or records metrics.
+#[allow(unused_macros, unused_imports, dead_code)]
 mod trace;
 
 mod budget;
@@ -176,6 +176,9 @@ pub mod fetch;
 pub mod hedge;
 pub mod layer_order;
 pub mod limit;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod paginate;
 pub mod pool;
 pub mod queue;

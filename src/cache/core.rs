@@ -18,6 +18,7 @@ use super::store::tiered::Tier2;
 use super::store::{AnyStore, Entry, RemoteEvent, Store};
 use crate::sync::{lock, thread_stripe, Padded};
 use crate::time;
+use crate::trace::record;
 use crate::BoxError;
 
 /// What the cache stores for a key: a response, or (only with
@@ -141,12 +142,17 @@ const STRIPES: usize = 16;
 
 pub(crate) struct Counters {
     stripes: Box<[Padded<[AtomicU64; 4]>]>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
 }
 
 impl Counters {
-    pub(crate) fn new() -> Self {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(name: crate::trace::Name) -> Self {
         Counters {
             stripes: (0..STRIPES).map(|_| Padded::default()).collect(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
         }
     }
 
@@ -158,23 +164,31 @@ impl Counters {
     #[inline]
     pub(crate) fn hit(&self) {
         self.add(0, 1);
+        record!(self.metrics, |m| m.hit.increment(1));
     }
 
     pub(crate) fn miss(&self) {
         self.add(1, 1);
+        record!(self.metrics, |m| m.miss.increment(1));
     }
 
     pub(crate) fn coalesced(&self) {
         self.add(2, 1);
+        record!(self.metrics, |m| m.coalesced.increment(1));
     }
 
     pub(crate) fn stale_hit(&self) {
         self.add(0, 1);
         self.add(3, 1);
+        record!(self.metrics, |m| {
+            m.hit.increment(1);
+            m.stale.increment(1)
+        });
     }
 
     pub(crate) fn stale_served(&self, n: u64) {
         self.add(3, n);
+        record!(self.metrics, |m| m.stale.increment(n));
     }
 
     fn sum(&self) -> [u64; 4] {

@@ -61,6 +61,7 @@ impl<Req, Res> CacheLayer<Req, Res, String, Md5Json, DefaultClassify> {
             key_fn: Md5Json,
             classify: DefaultClassify,
             _types: PhantomData,
+            name: crate::trace::Name::Borrowed("cache"),
         }
     }
 }
@@ -142,6 +143,17 @@ pub struct CacheLayerBuilder<Req, Res, KF = Md5Json, C = DefaultClassify> {
     key_fn: KF,
     classify: C,
     _types: PhantomData<fn(Req) -> Res>,
+    name: crate::trace::Name,
+}
+
+impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
+    /// The instance name every metric of this cache carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"cache"`.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
 }
 
 /// The settings that apply with a remote tier only.
@@ -266,6 +278,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             key_fn,
             classify: self.classify,
             _types: PhantomData,
+            name: self.name,
         }
     }
 
@@ -286,6 +299,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             key_fn: self.key_fn,
             classify,
             _types: PhantomData,
+            name: self.name,
         }
     }
 
@@ -507,7 +521,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 error_ttl: self.error_ttl,
                 store,
                 flights: Mutex::new(HashMap::new()),
-                counters: Counters::new(),
+                counters: Counters::new(self.name),
                 remote,
             }),
             policy: Arc::new(Policy {

@@ -24,7 +24,7 @@ use super::stats::CacheStats;
 use super::store::tiered::{Claim, Read};
 use super::store::{Entry, LeaseToken, Store};
 use crate::classify::{Classify, Outcome};
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 use crate::BoxError;
 
 /// A service that answers from the cache when it can; made by
@@ -251,14 +251,19 @@ where
                     }
                 }
             }
+            let _started = Instant::now();
             let result = inner.oneshot(req).await;
             let outcome = policy.classify.classify(&result);
             let now = Instant::now();
+            record!(core.counters.metrics, |m| m.load.record(now - _started));
             let shared: Option<Res> = 'outcome: {
                 match (result, outcome) {
                     (Ok(res), Outcome::Success) => {
                         let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
                         core.store.insert(guard.key.clone(), entry);
+                        record!(core.counters.metrics, |m| m
+                            .evictions
+                            .absolute(core.store.evictions()));
                         let value = remote.is_some().then(|| res.clone());
                         guard.finish(|_| Output::Value { value: res });
                         value

@@ -68,6 +68,7 @@ impl ChaosLayer<NoSubstitute> {
             latency: Duration::ZERO,
             seed: None,
             substitute: None,
+            name: crate::trace::Name::Borrowed("chaos"),
         }
     }
 
@@ -125,6 +126,17 @@ pub struct ChaosLayerBuilder<T = NoSubstitute> {
     latency: Duration,
     seed: Option<u64>,
     substitute: Option<T>,
+    name: crate::trace::Name,
+}
+
+impl<T> ChaosLayerBuilder<T> {
+    /// The instance name every metric of this layer carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"chaos"`.
+    #[must_use = "call .build() to get a ChaosLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
 }
 
 impl<T> fmt::Debug for ChaosLayerBuilder<T> {
@@ -202,6 +214,7 @@ impl<T> ChaosLayerBuilder<T> {
             latency: self.latency,
             seed: self.seed,
             substitute: Some(substitute),
+            name: self.name,
         }
     }
 
@@ -225,7 +238,7 @@ impl<T> ChaosLayerBuilder<T> {
         };
         let has_substitute = self.substitute.is_some();
         ChaosLayer {
-            state: Arc::new(State::new(config, self.latency, has_substitute)),
+            state: Arc::new(State::new(config, self.latency, has_substitute, self.name)),
             substitute: self.substitute.map(Arc::new),
         }
     }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use crate::error::check;
 use crate::sync::{lock, Padded};
+use crate::trace::record;
 use crate::ConfigError;
 
 pub(crate) const COMPONENT: &str = "chaos";
@@ -141,10 +142,18 @@ pub(crate) struct State {
     substitutions: AtomicU64,
     config: Mutex<Config>,
     pub(crate) has_substitute: bool,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Instruments<crate::metrics::ChaosMetrics>,
 }
 
 impl State {
-    pub(crate) fn new(config: Config, latency: Duration, has_substitute: bool) -> State {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(
+        config: Config,
+        latency: Duration,
+        has_substitute: bool,
+        name: crate::trace::Name,
+    ) -> State {
         let state = State {
             word: AtomicU64::new(0),
             seed: AtomicU64::new(config.seed),
@@ -155,6 +164,8 @@ impl State {
             substitutions: AtomicU64::new(0),
             config: Mutex::new(config),
             has_substitute,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
         };
         state.publish(&config);
         state
@@ -181,6 +192,12 @@ impl State {
             Fault::Substitute => &self.substitutions,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        record!(self.metrics, |m| match fault {
+            Fault::Error => &m.error,
+            Fault::Latency => &m.latency,
+            _ => &m.substitute,
+        }
+        .increment(1));
     }
 
     pub(crate) fn latency(&self) -> Duration {
@@ -315,7 +332,7 @@ mod tests {
             rates,
             seed: 1,
         };
-        let state = State::new(on, Duration::ZERO, false);
+        let state = State::new(on, Duration::ZERO, false, "chaos".into());
         assert_ne!(state.word() & ACTIVE, 0);
         state
             .update(|c| {

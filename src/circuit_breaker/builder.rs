@@ -4,6 +4,7 @@
 //! `layer.rs`, beside the type it builds, so that imports run one way
 //! (layer -> builder).
 
+use crate::trace::Name;
 use std::fmt;
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ pub struct CircuitBreakerLayerBuilder<C = DefaultClassify> {
     half_open_calls: u32,
     classify: C,
     on_change: Option<Callback>,
+    pub(super) name: Name,
 }
 
 impl<C> fmt::Debug for CircuitBreakerLayerBuilder<C> {
@@ -94,11 +96,21 @@ impl CircuitBreakerLayerBuilder {
             half_open_calls: 1,
             classify: DefaultClassify,
             on_change: None,
+            name: Name::Borrowed("circuit_breaker"),
         }
     }
 }
 
 impl<C> CircuitBreakerLayerBuilder<C> {
+    /// The instance name every metric of this breaker carries as its
+    /// `name` label (feature `metrics`; see [`crate::metrics`]), so two
+    /// breakers in one process are told apart. Default: `"circuit_breaker"`.
+    #[must_use = "a setter returns the updated builder"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Use the consecutive model: open after `n` failures in a row
     /// (`1 ..= 1_048_575`). Cannot be combined with the rate-model settings
     /// (`failure_rate_threshold`, `sliding_window`, `minimum_calls`,
@@ -195,6 +207,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             half_open_calls: self.half_open_calls,
             classify,
             on_change: self.on_change,
+            name: self.name,
         }
     }
 

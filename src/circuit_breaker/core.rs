@@ -34,7 +34,7 @@ use crate::classify::Outcome;
 use crate::rejection::{Open, State};
 use crate::sync::{lock, Padded};
 use crate::time;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// The answer to [`Core::admit`].
 #[derive(Debug)]
@@ -72,6 +72,8 @@ pub(crate) struct Core {
     next_stripe: AtomicUsize,
     transitions: Mutex<Transitions>,
     notify: Notifier,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Instruments<crate::metrics::BreakerMetrics>,
 }
 
 impl fmt::Debug for Core {
@@ -119,7 +121,27 @@ impl Core {
                 opened_total: 0,
             }),
             notify: Notifier::new(on_change),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("circuit_breaker".into()),
         }
+    }
+
+    /// The breaker with its metrics labelled `name` (and, with a recorder
+    /// installed, the state shown from the start).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn named(mut self, name: crate::trace::Name) -> Self {
+        self.metrics = crate::metrics::Instruments::new(name);
+        self.record(|_| {});
+        self
+    }
+
+    /// Records into the breaker's metrics; handles new to the recorder get
+    /// the state gauges set first.
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn record(&self, f: impl FnOnce(&crate::metrics::BreakerMetrics)) {
+        let state = || state_of(self.word());
+        self.metrics.with_init(f, |m| m.set_state(state()));
     }
 
     /// Whether completed calls need their duration measured.
@@ -237,6 +259,8 @@ impl Core {
     #[inline]
     pub(crate) fn rejected(&self, stripe: usize) {
         self.counters.rejected(stripe);
+        #[cfg(feature = "metrics")]
+        self.record(|m| m.rejected.increment(1));
     }
 
     /// A ticket that was never used (the service was dropped or its
@@ -251,6 +275,8 @@ impl Core {
     /// cancelled, neither success nor failure; a probe slot goes back.
     pub(crate) fn abandon(&self, stripe: usize, t: Ticket) {
         self.counters.cancelled(stripe);
+        #[cfg(feature = "metrics")]
+        self.record(|m| m.cancelled.increment(1));
         self.release(t);
     }
 
@@ -284,6 +310,15 @@ impl Core {
             _ => false,
         };
         self.counters.outcome(stripe, outcome, slow);
+        #[cfg(feature = "metrics")]
+        self.record(|m| {
+            let counter = match outcome {
+                Outcome::Success => &m.success,
+                Outcome::Failure => &m.failure,
+                Outcome::Ignored => &m.ignored,
+            };
+            counter.increment(1)
+        });
         if t.is_probe() {
             return self.complete_probe(t, outcome, slow, clock);
         }
@@ -460,6 +495,7 @@ impl Core {
         self.hot.word.store(new, Ordering::Release);
         if from != to {
             trace_event!(INFO, from = %from, to = %to, "circuit breaker state changed");
+            record!(self.metrics, |m| m.transition(to));
             self.notify.push(from, to, reason);
         }
     }

@@ -81,10 +81,14 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     ///
     /// A [`ConfigError`] naming the first field out of range, or the
     /// rate-model field combined with `consecutive_failures`.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+    pub fn build(mut self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+        let _name = std::mem::take(&mut self.name);
         let (cfg, on_change, classify) = self.validate()?;
+        let core = Core::new(cfg, on_change, Instant::now());
+        #[cfg(feature = "metrics")]
+        let core = core.named(_name);
         Ok(CircuitBreakerLayer {
-            core: Arc::new(Core::new(cfg, on_change, Instant::now())),
+            core: Arc::new(core),
             classify,
         })
     }

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::error::Elapsed;
-use super::shared::{current, in_scope, in_scope_opt, Deadline};
+use super::shared::{current, in_scope, in_scope_opt, Deadline, Meter};
 use crate::trace::trace_event;
 use crate::BoxError;
 
@@ -38,6 +38,7 @@ pin_project! {
             sleep: Sleep,
             deadline: Deadline,
             allowed: Duration,
+            meter: Meter,
         },
         // No deadline anywhere: the inner future alone.
         Unbounded { #[pin] future: F },
@@ -48,13 +49,14 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn bounded(future: F, deadline: Deadline, allowed: Duration) -> Self {
+    pub(crate) fn bounded(future: F, deadline: Deadline, allowed: Duration, meter: Meter) -> Self {
         ResponseFuture {
             state: State::Bounded {
                 future,
                 sleep: tokio::time::sleep_until(deadline.instant()),
                 deadline,
                 allowed,
+                meter,
             },
         }
     }
@@ -98,6 +100,7 @@ where
                 sleep,
                 deadline,
                 allowed,
+                meter: _meter,
             } => {
                 if let Poll::Ready(out) = in_scope(*deadline, || future.poll(cx)) {
                     return Poll::Ready(out.map_err(Into::into));
@@ -108,6 +111,7 @@ where
                     allowed_ms = allowed.as_millis() as u64,
                     "deadline: call timed out"
                 );
+                crate::trace::record!(_meter, |m| m.timeouts.increment(1));
                 Poll::Ready(Err(Elapsed::new(*allowed, true).into()))
             }
             StateProj::Unbounded { future } => future.poll(cx).map_err(Into::into),

@@ -7,8 +7,10 @@ use tower_layer::Layer;
 
 use super::carry::{HttpExtensions, TaskLocal};
 use super::service::Timeout;
+use super::shared::{meter, Meter};
 use crate::error::check;
 use crate::time;
+use crate::trace::Name;
 use crate::ConfigError;
 
 /// Applies [`Timeout`] to services: a deadline per call, enforced and made
@@ -41,6 +43,7 @@ use crate::ConfigError;
 pub struct TimeoutLayer<K = TaskLocal> {
     timeout: Option<Duration>,
     carry: K,
+    meter: Meter,
 }
 
 impl TimeoutLayer<TaskLocal> {
@@ -52,6 +55,7 @@ impl TimeoutLayer<TaskLocal> {
         TimeoutLayer {
             timeout: own_limit(timeout),
             carry: TaskLocal,
+            meter: meter(Name::Borrowed("deadline")),
         }
     }
 
@@ -61,6 +65,7 @@ impl TimeoutLayer<TaskLocal> {
         TimeoutLayerBuilder {
             timeout: Duration::MAX,
             carry: TaskLocal,
+            name: Name::Borrowed("deadline"),
         }
     }
 }
@@ -73,6 +78,7 @@ impl TimeoutLayer<HttpExtensions> {
         TimeoutLayer {
             timeout: own_limit(timeout),
             carry: HttpExtensions::new(),
+            meter: meter(Name::Borrowed("deadline")),
         }
     }
 
@@ -92,6 +98,7 @@ impl TimeoutLayer<HttpExtensions> {
         TimeoutLayer {
             timeout: own_limit(timeout),
             carry: HttpExtensions::new().read_grpc_timeout(),
+            meter: meter(Name::Borrowed("deadline")),
         }
     }
 }
@@ -128,7 +135,7 @@ impl<S, K: Clone> Layer<S> for TimeoutLayer<K> {
     type Service = Timeout<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.timeout, self.carry.clone())
+        Timeout::new(inner, self.timeout, self.carry.clone(), self.meter)
     }
 }
 
@@ -139,9 +146,18 @@ impl<S, K: Clone> Layer<S> for TimeoutLayer<K> {
 pub struct TimeoutLayerBuilder<K = TaskLocal> {
     timeout: Duration,
     carry: K,
+    name: Name,
 }
 
 impl<K> TimeoutLayerBuilder<K> {
+    /// The instance name every metric of this layer carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"deadline"`.
+    #[must_use = "call .build() to get a TimeoutLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// The time allowed per call, from the moment the layer receives it.
     /// Must be more than zero; `Duration::MAX` (the default) sets no limit
     /// of its own, so the layer only applies (and passes on) deadlines
@@ -160,6 +176,7 @@ impl<K> TimeoutLayerBuilder<K> {
         TimeoutLayerBuilder {
             timeout: self.timeout,
             carry,
+            name: self.name,
         }
     }
 
@@ -173,6 +190,7 @@ impl<K> TimeoutLayerBuilder<K> {
         Ok(TimeoutLayer {
             timeout: own_limit(self.timeout),
             carry: self.carry,
+            meter: meter(self.name),
         })
     }
 }

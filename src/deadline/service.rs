@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::carry::{Carry, TaskLocal};
 use super::future::ResponseFuture;
-use super::shared::{current, earliest, in_scope, Deadline};
+use super::shared::{current, earliest, in_scope, Deadline, Meter};
 use crate::time;
 use crate::BoxError;
 
@@ -38,14 +38,16 @@ pub struct Timeout<S, K = TaskLocal> {
     /// `None`: no limit of its own (only deadlines already in force).
     timeout: Option<Duration>,
     carry: K,
+    meter: Meter,
 }
 
 impl<S, K> Timeout<S, K> {
-    pub(crate) fn new(inner: S, timeout: Option<Duration>, carry: K) -> Self {
+    pub(crate) fn new(inner: S, timeout: Option<Duration>, carry: K, meter: Meter) -> Self {
         Timeout {
             inner,
             timeout,
             carry,
+            meter,
         }
     }
 
@@ -77,6 +79,7 @@ impl<S: Clone, K: Clone> Clone for Timeout<S, K> {
             inner: self.inner.clone(),
             timeout: self.timeout,
             carry: self.carry.clone(),
+            meter: self.meter,
         }
     }
 }
@@ -115,12 +118,13 @@ where
         };
         if deadline.instant() <= now {
             crate::trace::trace_event!(DEBUG, "deadline: passed before the call started; not sent");
+            crate::trace::record!(self.meter, |m| m.timeouts.increment(1));
             return ResponseFuture::expired();
         }
         self.carry.attach(&mut req, deadline);
         let allowed = deadline.instant() - now;
         let inner = &mut self.inner;
         let future = in_scope(deadline, || inner.call(req));
-        ResponseFuture::bounded(future, deadline, allowed)
+        ResponseFuture::bounded(future, deadline, allowed, self.meter)
     }
 }

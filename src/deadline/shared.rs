@@ -125,6 +125,29 @@ pub(crate) fn in_scope_opt<R>(deadline: Option<Deadline>, f: impl FnOnce() -> R)
     }
 }
 
+/// The metric handles a [`TimeoutLayer`](super::TimeoutLayer) and its
+/// services and futures carry: a `'static` reference (the layer is `Copy`),
+/// or nothing at all without the `metrics` feature.
+#[cfg(feature = "metrics")]
+pub(crate) type Meter = &'static crate::metrics::Instruments<crate::metrics::DeadlineMetrics>;
+/// The metric handles (none: the `metrics` feature is off).
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meter;
+
+/// The handles for the instance called `name`.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn meter(name: crate::trace::Name) -> Meter {
+    #[cfg(feature = "metrics")]
+    {
+        crate::metrics::instruments::interned(name)
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        Meter
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -263,6 +263,15 @@ where
                         let failures = &shared.counters.fallback_failures;
                         failures.fetch_add(1, Ordering::Relaxed);
                         trace_event!(WARN, "fallback: the fallback failed too");
+                        #[cfg(feature = "metrics")]
+                        if let Some(metrics) = &shared.counters.metrics {
+                            metrics.with(|m| m.failed.increment(1));
+                        }
+                    } else {
+                        #[cfg(feature = "metrics")]
+                        if let Some(metrics) = &shared.counters.metrics {
+                            metrics.with(|m| m.served.increment(1));
+                        }
                     }
                     slow.set(Slow::Done);
                     return Poll::Ready(result);

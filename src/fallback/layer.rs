@@ -75,6 +75,7 @@ impl FallbackLayer<NoFallback> {
             strategy: NoFallback,
             classify: DefaultClassify,
             hook: (),
+            name: crate::trace::Name::Borrowed("fallback"),
         }
     }
 }
@@ -142,6 +143,17 @@ pub struct FallbackLayerBuilder<St, C = DefaultClassify, H = ()> {
     strategy: St,
     classify: C,
     hook: H,
+    name: crate::trace::Name,
+}
+
+impl<St, C, H> FallbackLayerBuilder<St, C, H> {
+    /// The instance name every metric of this layer carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"fallback"`.
+    #[must_use = "call .build() to get a FallbackLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
 }
 
 impl<St: fmt::Debug, C, H> fmt::Debug for FallbackLayerBuilder<St, C, H> {
@@ -183,6 +195,7 @@ impl<St, C, H> FallbackLayerBuilder<St, C, H> {
             strategy,
             classify: self.classify,
             hook: self.hook,
+            name: self.name,
         }
     }
 
@@ -202,6 +215,7 @@ impl<St, C, H> FallbackLayerBuilder<St, C, H> {
             strategy: self.strategy,
             classify,
             hook: self.hook,
+            name: self.name,
         }
     }
 
@@ -214,6 +228,7 @@ impl<St, C, H> FallbackLayerBuilder<St, C, H> {
             strategy: self.strategy,
             classify: self.classify,
             hook,
+            name: self.name,
         }
     }
 }
@@ -242,7 +257,7 @@ where
 
     fn finish(self) -> FallbackLayer<St, C, H> {
         FallbackLayer {
-            shared: Shared::new(self.strategy, self.hook),
+            shared: Shared::new(self.strategy, self.hook, self.name),
             classify: self.classify,
         }
     }

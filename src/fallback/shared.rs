@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) fallbacks: AtomicU64,
     pub(crate) fallback_failures: AtomicU64,
     calls: Mutex<Calls>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::Instruments<crate::metrics::FallbackMetrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,10 @@ impl Slot {
     pub(crate) fn count(&mut self) {
         let n = self.counter.load(Ordering::Relaxed);
         self.counter.store(n.wrapping_add(1), Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.counters.metrics {
+            metrics.with(|m| m.calls.increment(1));
+        }
     }
 
     pub(crate) fn counters(&self) -> &Arc<Counters> {
@@ -137,12 +143,17 @@ where
     St: Send + Sync + 'static,
     H: Send + Sync + 'static,
 {
-    pub(crate) fn new(strategy: St, hook: H) -> Arc<Self> {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(strategy: St, hook: H, name: crate::trace::Name) -> Arc<Self> {
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             strategy,
             hook,
-            counters: Arc::new(Counters::default()),
+            counters: Arc::new(Counters {
+                #[cfg(feature = "metrics")]
+                metrics: Some(crate::metrics::Instruments::new(name)),
+                ..Counters::default()
+            }),
         });
         let any: Arc<dyn Any + Send + Sync> = shared.clone();
         write(&REGISTRY).insert(shared.id, Arc::downgrade(&any));
@@ -190,7 +201,7 @@ mod tests {
 
     #[test]
     fn registry_entries_live_as_long_as_the_state() {
-        let shared = Shared::new(1_u8, ());
+        let shared = Shared::new(1_u8, (), "fallback".into());
         let id = shared.id();
         assert!(Shared::<u8, ()>::lookup(id).is_some_and(|s| Arc::ptr_eq(&s, &shared)));
         // Another type under the same id is not found.

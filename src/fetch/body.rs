@@ -181,6 +181,10 @@ impl http_body::Body for Body {
             }
             Poll::Ready(None) => {
                 this.done = true;
+                #[cfg(feature = "metrics")]
+                this.config
+                    .metrics
+                    .with(|m| m.body_size.record(this.read as f64));
                 Poll::Ready(None)
             }
             Poll::Pending => {

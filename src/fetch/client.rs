@@ -190,6 +190,7 @@ pub struct HttpClientBuilder {
     user_agent: Option<String>,
     #[cfg(feature = "tls")]
     roots: Option<rustls::RootCertStore>,
+    name: crate::trace::Name,
 }
 
 impl Default for HttpClientBuilder {
@@ -203,6 +204,7 @@ impl Default for HttpClientBuilder {
             user_agent: None,
             #[cfg(feature = "tls")]
             roots: None,
+            name: crate::trace::Name::Borrowed("fetch"),
         }
     }
 }
@@ -221,6 +223,14 @@ impl fmt::Debug for HttpClientBuilder {
 }
 
 impl HttpClientBuilder {
+    /// The instance name every metric of this client carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"fetch"`.
+    #[must_use = "call .build() to get an HttpClient"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Deadline for each TCP connection attempt (default 10 s; must be
     /// non-zero; `Duration::MAX` means no limit). Reported as
     /// [`FetchError::Timeout`].
@@ -343,6 +353,8 @@ impl HttpClientBuilder {
                 max_body_bytes: self.max_body_bytes,
                 user_agent,
                 counters: Counters::default(),
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::Instruments::new(self.name),
             }),
         })
     }

@@ -38,6 +38,8 @@ enum State {
         uri: Uri,
         deadline: Pin<Box<Sleep>>,
         in_flight: InFlight,
+        #[cfg(feature = "metrics")]
+        started: tokio::time::Instant,
     },
     Done,
 }
@@ -61,6 +63,8 @@ impl ResponseFuture {
                 uri,
                 deadline,
                 in_flight,
+                #[cfg(feature = "metrics")]
+                started: tokio::time::Instant::now(),
             },
         }
     }
@@ -108,6 +112,8 @@ impl Future for ResponseFuture {
             uri,
             deadline,
             in_flight,
+            #[cfg(feature = "metrics")]
+            started,
             ..
         } = std::mem::replace(&mut this.state, State::Done)
         else {
@@ -117,6 +123,20 @@ impl Future for ResponseFuture {
         // keeps the config for its own limit, deadline and counters.
         let config = Arc::clone(&in_flight.0);
         drop(in_flight);
+        #[cfg(feature = "metrics")]
+        config.metrics.with(|m| {
+            let class = match &result {
+                Ok(Ok(resp)) => match resp.status().as_u16() / 100 {
+                    1 => &m.s1xx,
+                    2 => &m.s2xx,
+                    3 => &m.s3xx,
+                    4 => &m.s4xx,
+                    _ => &m.s5xx,
+                },
+                _ => &m.error,
+            };
+            class.record(started.elapsed());
+        });
         Poll::Ready(match result {
             Ok(Ok(resp)) => {
                 Counters::bump(&config.counters.responses);

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) max_body_bytes: u64,
     pub(crate) user_agent: HeaderValue,
     pub(crate) counters: Counters,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::FetchMetrics>,
 }
 
 /// Shared by every clone of a client; relaxed atomics, one cache line of

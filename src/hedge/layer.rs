@@ -92,6 +92,7 @@ impl HedgeLayer<Idempotent, DefaultClassify> {
             budget_floor: 1,
             eligible: Idempotent,
             classify: DefaultClassify,
+            name: crate::trace::Name::Borrowed("hedge"),
         }
     }
 }
@@ -120,7 +121,7 @@ impl<E, C> HedgeLayer<E, C> {
             budget_floor: b.budget_floor,
         };
         HedgeLayer {
-            core: Core::new(&config),
+            core: Core::new(&config, b.name),
             config,
             eligible: b.eligible,
             classify: b.classify,
@@ -197,9 +198,18 @@ pub struct HedgeLayerBuilder<E = Idempotent, C = DefaultClassify> {
     budget_floor: u32,
     eligible: E,
     classify: C,
+    name: crate::trace::Name,
 }
 
 impl<E, C> HedgeLayerBuilder<E, C> {
+    /// The instance name every metric of this layer carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"hedge"`.
+    #[must_use = "call .build() to get a HedgeLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Hedged attempts per request beyond the first, each sent `delay`
     /// after the previous attempt (default 1, between 1 and 16).
     #[must_use = "call .build() to get a HedgeLayer"]
@@ -286,6 +296,7 @@ impl<E, C> HedgeLayerBuilder<E, C> {
             budget_floor: self.budget_floor,
             eligible,
             classify: self.classify,
+            name: self.name,
         }
     }
 
@@ -306,6 +317,7 @@ impl<E, C> HedgeLayerBuilder<E, C> {
             budget_floor: self.budget_floor,
             eligible: self.eligible,
             classify,
+            name: self.name,
         }
     }
 

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::latency::Tracker;
 use crate::budget::Budget;
 use crate::sync::{lock, read, write};
+use crate::trace::record;
 
 /// The validated, immutable configuration, copied into every service and
 /// response future.
@@ -131,6 +132,8 @@ pub(crate) struct Core {
     loser_errors: AtomicU64,
     cancelled: AtomicU64,
     handles: Mutex<Handles>,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Instruments<crate::metrics::HedgeMetrics>,
 }
 
 /// Process-wide map from layer id to its state, for futures that wait.
@@ -139,7 +142,8 @@ static REGISTRY: RwLock<BTreeMap<u64, Weak<Core>>> = RwLock::new(BTreeMap::new()
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Core {
-    pub(crate) fn new(config: &Config) -> Arc<Core> {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(config: &Config, name: crate::trace::Name) -> Arc<Core> {
         let core = Arc::new(Core {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             budget: Budget::new(config.budget_ratio, config.budget_floor, config.window),
@@ -156,6 +160,8 @@ impl Core {
             loser_errors: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             handles: Mutex::new(Handles::default()),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
         });
         write(&REGISTRY).insert(core.id, Arc::downgrade(&core));
         core
@@ -236,6 +242,7 @@ impl Core {
         let granted = self.budget.try_withdraw(now, || self.handles().totals().0);
         if granted {
             self.hedges.fetch_add(1, Ordering::Relaxed);
+            record!(self.metrics, |m| m.hedge.increment(1));
         } else {
             self.refusals.fetch_add(1, Ordering::Relaxed);
         }
@@ -247,6 +254,7 @@ impl Core {
     pub(crate) fn finish(&self, hedge_won: bool, loser_errors: u64, cancelled: u64) {
         if hedge_won {
             self.wins.fetch_add(1, Ordering::Relaxed);
+            record!(self.metrics, |m| m.wins.increment(1));
         }
         if loser_errors > 0 {
             self.loser_errors.fetch_add(loser_errors, Ordering::Relaxed);
@@ -279,6 +287,7 @@ impl Slot {
     #[inline]
     pub(crate) fn count_call(&mut self) {
         bump(&self.counters.calls);
+        record!(self.core.metrics, |m| m.primary.increment(1));
     }
 
     /// Counts one call that may not be hedged.
@@ -334,7 +343,7 @@ mod tests {
 
     #[test]
     fn slots_sum_and_retire() {
-        let core = Core::new(&config());
+        let core = Core::new(&config(), "hedge".into());
         let mut a = core.slot();
         let mut b = core.slot();
         a.count_call();
@@ -354,7 +363,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn learns_once_enough_samples() {
-        let core = Core::new(&config());
+        let core = Core::new(&config(), "hedge".into());
         let now = Instant::now();
         for _ in 0..9 {
             core.record_latency(now, Duration::from_millis(3));

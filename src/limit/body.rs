@@ -4,9 +4,9 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use crate::limit::gate::Permit;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
 
 pin_project! {
     /// A response body carrying its call's concurrency permit; made by
@@ -18,12 +18,12 @@ pin_project! {
     pub struct LimitBody<B> {
         #[pin]
         inner: B,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permit>,
     }
 }
 
 impl<B: Body> LimitBody<B> {
-    pub(crate) fn new(inner: B, permit: Option<OwnedSemaphorePermit>) -> Self {
+    pub(crate) fn new(inner: B, permit: Option<Permit>) -> Self {
         // An empty body will never be polled to its end by some readers.
         let permit = if inner.is_end_stream() { None } else { permit };
         LimitBody { inner, permit }

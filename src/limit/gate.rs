@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::error::Overloaded;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// How long a caller may wait for a permit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub(super) struct Gate {
     pub(super) waiting: AtomicUsize,
     /// Calls refused with [`Overloaded`] since the limiter was built.
     pub(super) rejected: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: crate::metrics::Instruments<crate::metrics::LimitMetrics>,
 }
 
 impl Gate {
@@ -52,7 +54,44 @@ impl Gate {
             limit: AtomicUsize::new(limit),
             waiting: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("limit".into()),
         }
+    }
+
+    /// The gate with its metrics labelled `name` (and, with a recorder
+    /// installed, the limit gauge set at once).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+    pub(super) fn named(mut self, name: crate::trace::Name) -> Gate {
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics = crate::metrics::Instruments::new(name);
+            self.metrics.with_init(|_| {}, |m| self.init_gauges(m));
+        }
+        self
+    }
+
+    /// Sets the gauges to the present values (on registration).
+    #[cfg(feature = "metrics")]
+    pub(super) fn init_gauges(&self, m: &crate::metrics::LimitMetrics) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        m.limit.set(limit as f64);
+        m.in_flight
+            .set(limit.saturating_sub(self.semaphore.available_permits()) as f64);
+    }
+
+    /// Samples the permits in flight (when one is taken).
+    #[inline]
+    pub(super) fn sample_in_flight(&self) {
+        record!(
+            self.metrics,
+            |m| m.in_flight.set(
+                self.limit
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(self.semaphore.available_permits()) as f64
+            ),
+            init = |m| self.init_gauges(m)
+        );
     }
 
     /// A gate for a fixed `limit`, raised to 1 (a limit of 0 would block
@@ -76,9 +115,45 @@ impl Gate {
     /// Counts a refusal and describes it.
     pub(super) fn reject(&self, waited: Duration) -> Overloaded {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        record!(
+            self.metrics,
+            |m| m.rejections.increment(1),
+            init = |m| self.init_gauges(m)
+        );
         let limit = self.limit.load(Ordering::Relaxed);
         trace_event!(DEBUG, limit, waited = ?waited, "concurrency limit: call rejected");
         Overloaded::new(limit, waited)
+    }
+}
+
+/// A call's permit of a fixed limit: the semaphore's own permit.
+#[cfg(not(feature = "metrics"))]
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
+
+/// A call's permit of a fixed limit: the semaphore's permit, and the gate,
+/// to sample the permits in flight when it is given back.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub struct Permit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    gate: Arc<Gate>,
+}
+
+#[cfg(feature = "metrics")]
+impl Permit {
+    pub(super) fn new(permit: tokio::sync::OwnedSemaphorePermit, gate: Arc<Gate>) -> Self {
+        Permit {
+            permit: Some(permit),
+            gate,
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Permit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.gate.sample_in_flight();
     }
 }
 

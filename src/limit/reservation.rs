@@ -20,6 +20,7 @@ use tower_service::Service;
 use super::error::Overloaded;
 use super::gate::{Gate, LimitStats, Wait};
 use crate::time;
+use crate::trace::record;
 use crate::BoxError;
 
 /// The state every clone of one limiter shares: where a [`Reservation`]
@@ -40,7 +41,7 @@ pub(super) trait Limiter: Clone {
 
 /// The fixed limit: the gate alone, and the semaphore's own permit.
 impl Limiter for Arc<Gate> {
-    type Permit = OwnedSemaphorePermit;
+    type Permit = super::gate::Permit;
 
     #[inline]
     fn gate(&self) -> &Arc<Gate> {
@@ -48,7 +49,9 @@ impl Limiter for Arc<Gate> {
     }
 
     #[inline]
-    fn grant(&self, permit: OwnedSemaphorePermit) -> OwnedSemaphorePermit {
+    fn grant(&self, permit: OwnedSemaphorePermit) -> super::gate::Permit {
+        #[cfg(feature = "metrics")]
+        let permit = super::gate::Permit::new(permit, self.clone());
         permit
     }
 
@@ -207,7 +210,10 @@ impl Acquire {
     ) -> Poll<Result<OwnedSemaphorePermit, Overloaded>> {
         if let Acquire::Idle = self {
             match gate.semaphore.clone().try_acquire_owned() {
-                Ok(permit) => return Poll::Ready(Ok(permit)),
+                Ok(permit) => {
+                    gate.sample_in_flight();
+                    return Poll::Ready(Ok(permit));
+                }
                 Err(TryAcquireError::Closed) => {
                     // We never close our semaphores; refuse rather than panic.
                     return Poll::Ready(Err(gate.reject(Duration::ZERO)));
@@ -242,7 +248,10 @@ impl Acquire {
                 }
                 Wait::Forever | Wait::Never => sem.acquire_owned().await,
             };
-            acquired.map_err(|_closed| guard.0.reject(started.elapsed()))
+            let acquired = acquired.map_err(|_closed| guard.0.reject(started.elapsed()))?;
+            record!(guard.0.metrics, |m| m.wait.record(started.elapsed()));
+            guard.0.sample_in_flight();
+            Ok(acquired)
         })
     }
 }

@@ -28,8 +28,28 @@ use crate::trace::trace_event;
 /// to `max_lifetime` and `idle_timeout`). Documented in the module docs.
 pub(super) const RECYCLE_CHECKS: usize = 3;
 
-/// The body of [`Pool::acquire`](super::Pool::acquire).
+/// The body of [`Pool::acquire`](super::Pool::acquire), timed and the
+/// sizes sampled (feature `metrics`).
+#[cfg(feature = "metrics")]
 pub(super) async fn acquire<M: Manager>(
+    inner: &Arc<Inner<M>>,
+) -> Result<Pooled<M>, PoolError<M::Error>> {
+    let started = Instant::now();
+    let out = checkout(inner).await;
+    if out.is_ok() {
+        inner.metrics.with(|m| m.wait.record(started.elapsed()));
+        inner.sample_sizes();
+    }
+    out
+}
+
+/// The body of [`Pool::acquire`](super::Pool::acquire) (without the
+/// `metrics` feature, exactly [`checkout`]).
+#[cfg(not(feature = "metrics"))]
+pub(super) use self::checkout as acquire;
+
+/// Takes a resource or a slot, then recycles or creates.
+pub(super) async fn checkout<M: Manager>(
     inner: &Arc<Inner<M>>,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {
     let mut checkout = Checkout {
@@ -234,6 +254,8 @@ impl<M: Manager> Inner<M> {
             }
             Err(error) => {
                 self.counters.create_failed.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "metrics")]
+                self.metrics.with(|m| m.create_errors.increment(1));
                 trace_event!(WARN, error = %error, "pool: creating a resource failed");
                 Err(PoolError::Create(error))
             }

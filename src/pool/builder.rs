@@ -35,6 +35,7 @@ impl<M: Manager> Pool<M> {
             max_lifetime: Some(DEFAULT_MAX_LIFETIME),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             _manager: PhantomData,
+            name: crate::trace::Name::Borrowed("pool"),
         }
     }
 }
@@ -48,6 +49,7 @@ pub struct PoolBuilder<M> {
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
     _manager: PhantomData<fn() -> M>,
+    name: crate::trace::Name,
 }
 
 impl<M> fmt::Debug for PoolBuilder<M> {
@@ -63,6 +65,14 @@ impl<M> fmt::Debug for PoolBuilder<M> {
 }
 
 impl<M: Manager> PoolBuilder<M> {
+    /// The instance name every metric of this pool carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"pool"`.
+    #[must_use = "call .build(manager) to get a Pool"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Resources the pool keeps open even when idle (default 0). They are
     /// created in the background after `build` and re-created when closed
     /// (lifetime, failed recycle); `idle_timeout` never shrinks the pool
@@ -159,7 +169,10 @@ impl<M: Manager> PoolBuilder<M> {
             max_lifetime: self.max_lifetime,
             idle_timeout: self.idle_timeout,
         };
-        let inner = Arc::new(Inner::new(manager, config));
+        let inner = Inner::new(manager, config);
+        #[cfg(feature = "metrics")]
+        let inner = inner.named(self.name);
+        let inner = Arc::new(inner);
         runtime.spawn(maintain(Arc::downgrade(&inner), inner.maintenance.clone()));
         Ok(Pool::from_inner(inner))
     }

@@ -51,6 +51,8 @@ pub(super) struct Live<R> {
 
 /// What every clone of a pool, every guard and every acquire share.
 pub(super) struct Inner<M: Manager> {
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: crate::metrics::Instruments<crate::metrics::PoolMetrics>,
     pub(super) manager: M,
     pub(super) config: Config,
     /// On its own cache line: the `Arc` counts every guard moves and the
@@ -108,6 +110,8 @@ impl<M: Manager> Inner<M> {
     pub(super) fn new(manager: M, config: Config) -> Self {
         let idle = VecDeque::with_capacity(config.max_size.min(1024));
         Inner {
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("pool".into()),
             manager,
             config,
             state: Padded(Mutex::new(State {
@@ -123,6 +127,27 @@ impl<M: Manager> Inner<M> {
             maintenance: Arc::new(Notify::new()),
             closed_empty: Notify::new(),
         }
+    }
+
+    /// The pool with its metrics labelled `name`.
+    #[cfg(feature = "metrics")]
+    pub(super) fn named(mut self, name: crate::trace::Name) -> Self {
+        self.metrics = crate::metrics::Instruments::new(name);
+        self
+    }
+
+    /// Sets the size gauges to the present sizes (after an acquire or a
+    /// release; takes the lock, so never called with it held).
+    #[cfg(feature = "metrics")]
+    pub(super) fn sample_sizes(&self) {
+        self.metrics.with(|m| {
+            let (size, idle) = {
+                let st = self.lock();
+                (st.size, st.idle.len())
+            };
+            m.size.set(size as f64);
+            m.in_use.set(size.saturating_sub(idle) as f64);
+        });
     }
 
     /// Locks the state (no user code runs under this lock).

@@ -34,6 +34,7 @@ pub struct TaskQueueBuilder {
     capacity: usize,
     retain: Duration,
     max_retained: usize,
+    name: crate::trace::Name,
 }
 
 impl Default for TaskQueueBuilder {
@@ -43,11 +44,19 @@ impl Default for TaskQueueBuilder {
             capacity: 1_000,
             retain: Duration::from_secs(300),
             max_retained: 10_000,
+            name: crate::trace::Name::Borrowed("queue"),
         }
     }
 }
 
 impl TaskQueueBuilder {
+    /// The instance name every metric of this queue carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"queue"`.
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Number of workers, i.e. tasks run at the same time (default 5, at
     /// least 1). Each worker is a tokio task with its own clone of the inner
     /// service.
@@ -118,12 +127,10 @@ impl TaskQueueBuilder {
                 "build() must be called inside a tokio runtime: it spawns the workers",
             )
         })?;
-        let shared = Arc::new(Shared::new(
-            workers,
-            capacity,
-            self.retain,
-            self.max_retained,
-        ));
+        let shared = Shared::new(workers, capacity, self.retain, self.max_retained);
+        #[cfg(feature = "metrics")]
+        let shared = shared.named(self.name);
+        let shared = Arc::new(shared);
         for index in 0..workers {
             runtime.spawn(run_worker(shared.clone(), service.clone(), index));
         }

@@ -45,6 +45,9 @@ pub(crate) struct Cell<Res, E> {
     pub(crate) deadline: Option<TaskDeadline>,
     cancel: AtomicBool,
     inner: Mutex<Inner<Res, E>>,
+    /// When the task was submitted (for the time-in-queue histogram).
+    #[cfg(feature = "metrics")]
+    pub(crate) submitted: Instant,
 }
 
 struct Inner<Res, E> {
@@ -111,6 +114,8 @@ impl<Res, E> Cell<Res, E> {
             id,
             deadline: None,
             cancel: AtomicBool::new(false),
+            #[cfg(feature = "metrics")]
+            submitted: Instant::now(),
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 worker: None,

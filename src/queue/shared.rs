@@ -18,7 +18,7 @@ use super::stats::QueueStats;
 use super::table::TaskTable;
 use super::task::{TaskId, TaskStatus};
 use crate::sync::{lock, Padded};
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// Task counts since the queue was built; the hot ones on their own cache
 /// lines.
@@ -50,6 +50,8 @@ pub(crate) struct Shared<Req, Res, E> {
     /// Jobs a worker took from the queue and has not started yet, and
     /// whether submitters may wait for room: see [`Claimed`].
     claimed: Padded<Claimed>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::QueueMetrics>,
 }
 
 /// Jobs workers took from the queue and have not started yet: still
@@ -84,7 +86,26 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             stopped: watch::channel(false).0,
             cancelling: AtomicBool::new(false),
             claimed: Padded::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("queue".into()),
         }
+    }
+
+    /// The queue with its metrics labelled `name`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn named(mut self, name: crate::trace::Name) -> Self {
+        self.metrics = crate::metrics::Instruments::new(name);
+        self
+    }
+
+    /// Sets the gauges to the present values less the effect of the event
+    /// being recorded, which the caller applies next (on registration;
+    /// takes the queue lock, so never called with it held).
+    #[cfg(feature = "metrics")]
+    fn init_gauges(&self, m: &crate::metrics::QueueMetrics, depth: f64, running: f64) {
+        let s = self.stats();
+        m.depth.set(s.queued as f64 - depth);
+        m.running.set(s.running as f64 - running);
     }
 
     /// Accepts a task (room and openness checked by the caller) in `cell`,
@@ -116,6 +137,11 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// see is cancelled now. (`handle`: a `TaskHandle` will be made, so the
     /// worker never parks the result.)
     pub(crate) fn track(&self, cell: &Arc<Cell<Res, E>>, handle: bool) {
+        record!(
+            self.metrics,
+            |m| m.depth.increment(1),
+            init = |m| self.init_gauges(m, 1.0, 0.0)
+        );
         self.table.insert(cell.id.0, cell.clone());
         if !handle && cell.parked() {
             self.table.park(cell.id);
@@ -222,6 +248,15 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         if cell.start() {
             self.counters.started.fetch_add(1, Ordering::Relaxed);
             self.unclaim();
+            record!(
+                self.metrics,
+                |m| {
+                    m.depth.decrement(1);
+                    m.running.increment(1);
+                    m.wait.record(cell.submitted.elapsed())
+                },
+                init = |m| self.init_gauges(m, -1.0, 1.0)
+            );
             true
         } else {
             false
@@ -243,6 +278,21 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         let Some(Finished { status, park, wake }) = cell.finish(out) else {
             return;
         };
+        record!(
+            self.metrics,
+            |m| {
+                m.running.decrement(1);
+                match status {
+                    TaskStatus::Completed => &m.completed,
+                    TaskStatus::Cancelled if expired => &m.expired,
+                    TaskStatus::Cancelled => &m.cancelled,
+                    _ if panicked => &m.panicked,
+                    _ => &m.failed,
+                }
+                .increment(1)
+            },
+            init = |m| self.init_gauges(m, 0.0, 0.0)
+        );
         let c = &self.counters;
         match status {
             TaskStatus::Completed => c.completed.fetch_add(1, Ordering::Release),
@@ -279,6 +329,10 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// waiter woken.
     pub(crate) fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
         self.counters.cancelled.fetch_add(1, Ordering::Release);
+        record!(self.metrics, |m| {
+            m.depth.decrement(1);
+            m.cancelled.increment(1)
+        });
         self.counters
             .cancelled_pending
             .fetch_add(1, Ordering::Relaxed);

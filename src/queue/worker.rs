@@ -64,10 +64,17 @@ pub(crate) async fn run_worker<S, Req>(
         // A task submitted under a deadline runs with it in force, as in
         // the submitter's task: layers inside the queue (retry, a timeout)
         // honour it.
+        #[cfg(feature = "metrics")]
+        let started = tokio::time::Instant::now();
         let out = match deadline {
             Some(d) => Scope::new(Some(d.at), run).await,
             None => run.await,
         };
+        #[cfg(feature = "metrics")]
+        guard
+            .shared
+            .metrics
+            .with(|m| m.run.record(started.elapsed()));
         let cell = guard.current.take().expect("set above");
         guard.shared.finish(&cell, out);
         // Keep a worker fed by a long queue of instant tasks from hogging

@@ -80,6 +80,7 @@ impl RateLimitLayer {
             max_keys: None,
             key_fn: (),
             _key: std::marker::PhantomData,
+            name: crate::trace::Name::Borrowed("rate_limit"),
         }
     }
 
@@ -126,6 +127,7 @@ pub struct RateLimitLayerBuilder<K = (), F = ()> {
     max_keys: Option<usize>,
     key_fn: F,
     _key: std::marker::PhantomData<fn() -> K>,
+    name: crate::trace::Name,
 }
 
 impl<K, F> fmt::Debug for RateLimitLayerBuilder<K, F> {
@@ -191,6 +193,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
             max_keys: self.max_keys,
             key_fn: ByKey(key_fn),
             _key: std::marker::PhantomData,
+            name: self.name,
         }
     }
 
@@ -259,6 +262,14 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F: Keying> RateLimitLayerBuilder<K, F> {
+    /// The instance name every metric of this limit carries as its
+    /// `name` label (feature `metrics`; see [`crate::metrics`]). Default: `"rate_limit"`.
+    #[must_use = "call .build() to get a RateLimitLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Checks every value and builds the layer.
     ///
     /// # Errors
@@ -293,6 +304,10 @@ impl<K: Hash + Eq + Clone, F: Keying> RateLimitLayerBuilder<K, F> {
         let mut shared = Shared::new(quota, max_wait, table);
         shared.store = self.store;
         shared.fail_open = self.fail_open;
+        #[cfg(feature = "metrics")]
+        {
+            shared.metrics = crate::metrics::Instruments::new(self.name);
+        }
         Ok(RateLimitLayer {
             shared: Arc::new(shared),
             key_fn: self.key_fn,

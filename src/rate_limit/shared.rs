@@ -13,6 +13,7 @@ use super::keyed::KeyTable;
 use super::store::{Quota, RateLimitStore};
 use crate::rejection::RateLimited;
 use crate::sync::{thread_stripe, Padded};
+use crate::trace::record;
 
 const STRIPES: usize = 8;
 
@@ -86,6 +87,8 @@ pub(crate) struct Shared<K> {
     allowed: Box<[Padded<AtomicU64>]>,
     waited: AtomicU64,
     limited: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::RateLimitMetrics>,
 }
 
 impl<K> Shared<K> {
@@ -103,6 +106,8 @@ impl<K> Shared<K> {
             allowed: (0..STRIPES).map(|_| Padded(AtomicU64::new(0))).collect(),
             waited: AtomicU64::new(0),
             limited: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new("rate_limit".into()),
         }
     }
 
@@ -130,6 +135,7 @@ impl<K> Shared<K> {
     #[cold]
     pub(crate) fn refused(&self, wait: u64) -> RateLimited {
         self.limited.fetch_add(1, Ordering::Relaxed);
+        record!(self.metrics, |m| m.limited.increment(1));
         RateLimited {
             retry_after: Duration::from_nanos(wait),
             count: self.quota.count,
@@ -140,6 +146,7 @@ impl<K> Shared<K> {
     #[inline]
     pub(crate) fn count_allowed(&self) {
         self.allowed[thread_stripe() % STRIPES].fetch_add(1, Ordering::Relaxed);
+        record!(self.metrics, |m| m.allowed.increment(1));
     }
 
     #[cold]
@@ -150,6 +157,7 @@ impl<K> Shared<K> {
     #[cold]
     pub(crate) fn count_waited(&self) {
         self.waited.fetch_add(1, Ordering::Relaxed);
+        record!(self.metrics, |m| m.waited.increment(1));
     }
 
     pub(crate) fn stats(&self) -> RateLimitStats

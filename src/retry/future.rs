@@ -18,7 +18,7 @@ use super::shared::{Config, Core};
 use crate::classify::{Classify, Outcome};
 use crate::deadline;
 use crate::time;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 pin_project! {
     /// The future returned by [`Retry`](super::Retry): drives the first
@@ -294,6 +294,7 @@ where
                             if sleep.poll(cx).is_ready() {
                                 if let Some(core) = slow.core.as_deref() {
                                     core.deadline_stops.fetch_add(1, Ordering::Relaxed);
+                                    record!(core.metrics, |m| m.deadline.increment(1));
                                 }
                                 trace_event!(
                                     INFO,
@@ -324,6 +325,7 @@ where
                     }
                     if let Some(core) = slow.core.as_deref() {
                         core.retries.fetch_add(1, Ordering::Relaxed);
+                        record!(core.metrics, |m| m.retry.increment(1));
                     }
                     trace_event!(
                         INFO,

@@ -12,6 +12,7 @@ use super::service::Retry;
 use super::shared::{Config, Core, RetryStats};
 use crate::classify::DefaultClassify;
 use crate::error::check;
+use crate::trace::Name;
 use crate::ConfigError;
 
 /// Applies [`Retry`] to services: retries calls the classifier calls a
@@ -82,6 +83,7 @@ impl RetryLayer<DefaultClassify> {
             budget: None,
             deadline: None,
             max_retry_after: None,
+            name: Name::Borrowed("retry"),
         }
     }
 
@@ -105,14 +107,15 @@ impl RetryLayer<DefaultClassify> {
             },
             DefaultClassify,
             cfg.budget,
+            cfg.name,
         )
     }
 }
 
 impl<C> RetryLayer<C> {
-    fn from_parts(config: Config, classify: C, budget: Option<RetryBudget>) -> Self {
+    fn from_parts(config: Config, classify: C, budget: Option<RetryBudget>, name: Name) -> Self {
         RetryLayer {
-            core: Core::new(budget),
+            core: Core::new(budget, name),
             config,
             classify,
         }
@@ -177,9 +180,18 @@ pub struct RetryLayerBuilder<C = DefaultClassify> {
     budget: Option<RetryBudget>,
     deadline: Option<Duration>,
     max_retry_after: Option<Duration>,
+    name: Name,
 }
 
 impl<C> RetryLayerBuilder<C> {
+    /// The instance name every metric of this layer carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: `"retry"`.
+    #[must_use = "call .build() to get a RetryLayer"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Total calls per request, the first one included: 3 means one call
     /// and up to two retries. At least 1.
     #[must_use = "call .build() to get a RetryLayer"]
@@ -214,6 +226,7 @@ impl<C> RetryLayerBuilder<C> {
             budget: self.budget,
             deadline: self.deadline,
             max_retry_after: self.max_retry_after,
+            name: self.name,
         }
     }
 
@@ -308,6 +321,7 @@ impl<C> RetryLayerBuilder<C> {
             },
             self.classify,
             self.budget,
+            self.name,
         ))
     }
 }

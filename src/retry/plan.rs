@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::shared::{Config, Core};
 use crate::classify::Classify;
 use crate::time;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// Decides whether a failed attempt is retried; returns the delay and the
 /// current time if so. Counts budget refusals.
@@ -30,10 +30,16 @@ where
     C: Classify<Res, E>,
 {
     if attempts >= config.max_attempts {
+        if let Some(_core) = core {
+            record!(_core.metrics, |m| m.exhausted.increment(1));
+        }
         trace_event!(INFO, attempts, "retry: giving up, attempts exhausted");
         return None;
     }
     if !have_copy {
+        if let Some(_core) = core {
+            record!(_core.metrics, |m| m.not_replayable.increment(1));
+        }
         trace_event!(
             INFO,
             attempts,
@@ -54,6 +60,7 @@ where
         if time::deadline(now, delay) >= deadline {
             if let Some(core) = core {
                 core.deadline_stops.fetch_add(1, Ordering::Relaxed);
+                record!(core.metrics, |m| m.deadline.increment(1));
             }
             trace_event!(
                 INFO,
@@ -71,6 +78,7 @@ where
         };
         if !granted {
             core.refusals.fetch_add(1, Ordering::Relaxed);
+            record!(core.metrics, |m| m.budget.increment(1));
             trace_event!(WARN, attempts, "retry: budget exhausted, not retrying");
             return None;
         }

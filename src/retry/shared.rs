@@ -34,6 +34,7 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::budget::{BudgetState, RetryBudget};
 use crate::sync::{lock, read, write};
+use crate::trace::{record, Name};
 
 /// The validated, immutable configuration, copied into every service and
 /// response future (so the success path reads no shared memory).
@@ -77,6 +78,8 @@ pub(crate) struct Core {
     pub(crate) refusals: AtomicU64,
     pub(crate) deadline_stops: AtomicU64,
     first: Mutex<FirstAttempts>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::RetryMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -101,7 +104,8 @@ static REGISTRY: RwLock<BTreeMap<u64, Weak<Core>>> = RwLock::new(BTreeMap::new()
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Core {
-    pub(crate) fn new(budget: Option<RetryBudget>) -> Arc<Core> {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(budget: Option<RetryBudget>, name: Name) -> Arc<Core> {
         let core = Arc::new(Core {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             budget: budget.as_ref().map(BudgetState::new),
@@ -110,6 +114,8 @@ impl Core {
             refusals: AtomicU64::new(0),
             deadline_stops: AtomicU64::new(0),
             first: Mutex::new(FirstAttempts::default()),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
         });
         write(&REGISTRY).insert(core.id, Arc::downgrade(&core));
         core
@@ -179,6 +185,7 @@ impl Slot {
     pub(crate) fn count_first_attempt(&mut self) {
         let n = self.counter.load(Ordering::Relaxed);
         self.counter.store(n.wrapping_add(1), Ordering::Relaxed);
+        record!(self.core.metrics, |m| m.first.increment(1));
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -208,7 +215,7 @@ mod tests {
 
     #[test]
     fn slots_sum_and_retire() {
-        let core = Core::new(None);
+        let core = Core::new(None, "retry".into());
         let mut a = core.slot();
         let mut b = core.slot();
         a.count_first_attempt();
@@ -224,7 +231,7 @@ mod tests {
 
     #[test]
     fn registry_entries_live_as_long_as_the_core() {
-        let core = Core::new(None);
+        let core = Core::new(None, "retry".into());
         let id = core.id();
         assert!(Core::lookup(id).is_some_and(|c| Arc::ptr_eq(&c, &core)));
         let slot = core.slot();

@@ -171,6 +171,7 @@ pub struct AdaptiveLimitLayerBuilder<C = DefaultClassify> {
     settings: Settings,
     wait: Wait,
     classify: C,
+    name: crate::trace::Name,
 }
 
 impl AdaptiveLimitLayerBuilder {
@@ -179,11 +180,20 @@ impl AdaptiveLimitLayerBuilder {
             settings: Settings::default(),
             wait: Wait::Forever,
             classify: DefaultClassify,
+            name: crate::trace::Name::Borrowed("limit"),
         }
     }
 }
 
 impl<C> AdaptiveLimitLayerBuilder<C> {
+    /// The instance name every metric of this limiter carries as its
+    /// `name` label (feature `metrics`; see [`crate::metrics`]). Default: `"limit"`.
+    #[must_use = "the changed builder is returned"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Use Gradient2 (the default).
     #[must_use = "the changed builder is returned"]
     pub fn gradient(mut self) -> Self {
@@ -208,6 +218,7 @@ impl<C> AdaptiveLimitLayerBuilder<C> {
             settings: self.settings,
             wait: self.wait,
             classify,
+            name: self.name,
         }
     }
 
@@ -300,7 +311,7 @@ impl<C> AdaptiveLimitLayerBuilder<C> {
     pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError> {
         let algorithm = self.settings.algorithm()?;
         Ok(AdaptiveLimitLayer {
-            shared: Arc::new(Shared::new(algorithm)),
+            shared: Arc::new(Shared::new(algorithm, self.name)),
             wait: self.wait,
             classify: self.classify,
         })
@@ -308,7 +319,7 @@ impl<C> AdaptiveLimitLayerBuilder<C> {
 
     fn build_unchecked(self) -> AdaptiveLimitLayer<C> {
         AdaptiveLimitLayer {
-            shared: Arc::new(Shared::new(self.settings.algorithm_unchecked())),
+            shared: Arc::new(Shared::new(self.settings.algorithm_unchecked(), self.name)),
             wait: self.wait,
             classify: self.classify,
         }

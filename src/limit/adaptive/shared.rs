@@ -8,7 +8,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::algorithm::{Algorithm, Sample};
 use crate::limit::gate::{Gate, LimitStats};
 use crate::limit::reservation::Limiter;
-use crate::trace::trace_event;
+use crate::trace::{record, trace_event};
 
 /// State shared by every clone of one adaptive limiter.
 pub(super) struct Shared {
@@ -22,9 +22,9 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(algorithm: Box<dyn Algorithm>) -> Self {
+    pub(super) fn new(algorithm: Box<dyn Algorithm>, name: crate::trace::Name) -> Self {
         Shared {
-            gate: Arc::new(Gate::new(algorithm.limit())),
+            gate: Arc::new(Gate::new(algorithm.limit()).named(name)),
             in_flight: AtomicUsize::new(0),
             debt: AtomicUsize::new(0),
             algorithm: Mutex::new(algorithm),
@@ -58,6 +58,7 @@ impl Shared {
             // Under the lock, so resizes never interleave.
             self.resize(old, new);
             self.gate.limit.store(new, Ordering::Relaxed);
+            record!(self.gate.metrics, |m| m.limit.set(new as f64));
             trace_event!(
                 DEBUG,
                 from = old,
@@ -134,7 +135,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let _left = self.shared.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
         if let Some(permit) = self.permit.take() {
             let debt = &self.shared.debt;
             let owed = debt.load(Ordering::Acquire) > 0
@@ -145,5 +146,6 @@ impl Drop for Permit {
                 permit.forget();
             }
         }
+        record!(self.shared.gate.metrics, |m| m.in_flight.set(_left as f64));
     }
 }

@@ -6,8 +6,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use crate::limit::gate::Permit;
 use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::policy::{ReleaseOnResponse, ReleasePolicy};
 use crate::limit::error::Overloaded;
@@ -19,7 +19,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<OwnedSemaphorePermit>,
+            permit: Option<Permit>,
         },
         Overloaded {
             error: Option<Overloaded>,
@@ -38,7 +38,7 @@ pin_project! {
 }
 
 impl<F, P> ResponseFuture<F, P> {
-    pub(super) fn called(future: F, permit: OwnedSemaphorePermit) -> Self {
+    pub(super) fn called(future: F, permit: Permit) -> Self {
         ResponseFuture {
             kind: Kind::Called {
                 future,

@@ -86,6 +86,7 @@ impl ConcurrencyLimitLayer {
         ConcurrencyLimitLayerBuilder {
             limit: None,
             wait: Wait::Forever,
+            name: crate::trace::Name::Borrowed("limit"),
         }
     }
 
@@ -159,9 +160,18 @@ impl<S, P> Layer<S> for ConcurrencyLimitLayer<P> {
 pub struct ConcurrencyLimitLayerBuilder {
     limit: Option<usize>,
     wait: Wait,
+    name: crate::trace::Name,
 }
 
 impl ConcurrencyLimitLayerBuilder {
+    /// The instance name every metric of this limiter carries as its
+    /// `name` label (feature `metrics`; see [`crate::metrics`]). Default: `"limit"`.
+    #[must_use = "the changed builder is returned"]
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// The most calls allowed at once (required; 1 to [`Semaphore::MAX_PERMITS`]).
     #[must_use = "the changed builder is returned"]
     pub fn limit(mut self, limit: usize) -> Self {
@@ -200,6 +210,9 @@ impl ConcurrencyLimitLayerBuilder {
             ));
         };
         let limit = check::in_range(C, "limit", limit, 1, Semaphore::MAX_PERMITS)?;
-        Ok(ConcurrencyLimitLayer::with(Gate::new(limit), self.wait))
+        Ok(ConcurrencyLimitLayer::with(
+            Gate::new(limit).named(self.name),
+            self.wait,
+        ))
     }
 }

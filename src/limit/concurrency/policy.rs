@@ -1,6 +1,6 @@
 //! When a call gives its permit back.
 
-use tokio::sync::OwnedSemaphorePermit;
+use crate::limit::gate::Permit;
 
 use crate::limit::body::LimitBody;
 
@@ -16,7 +16,7 @@ pub trait ReleasePolicy<Res>: sealed::Sealed {
 
     /// Pairs the inner service's response with the call's permit.
     #[doc(hidden)]
-    fn attach(response: Res, permit: Option<OwnedSemaphorePermit>) -> Self::Response;
+    fn attach(response: Res, permit: Option<Permit>) -> Self::Response;
 }
 
 /// The default [`ReleasePolicy`]: the permit is released as soon as the
@@ -38,7 +38,7 @@ impl<Res> ReleasePolicy<Res> for ReleaseOnResponse {
     type Response = Res;
 
     #[inline]
-    fn attach(response: Res, permit: Option<OwnedSemaphorePermit>) -> Res {
+    fn attach(response: Res, permit: Option<Permit>) -> Res {
         drop(permit);
         response
     }
@@ -47,10 +47,7 @@ impl<Res> ReleasePolicy<Res> for ReleaseOnResponse {
 impl<B: http_body::Body> ReleasePolicy<http::Response<B>> for HoldUntilBodyEnd {
     type Response = http::Response<LimitBody<B>>;
 
-    fn attach(
-        response: http::Response<B>,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> http::Response<LimitBody<B>> {
+    fn attach(response: http::Response<B>, permit: Option<Permit>) -> http::Response<LimitBody<B>> {
         response.map(|body| LimitBody::new(body, permit))
     }
 }

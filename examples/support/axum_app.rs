@@ -1,0 +1,176 @@
+//! The axum app of `examples/axum_server.rs`, shared with
+//! `tests/axum_metrics.rs` (included with `#[path]`, so the test scrapes
+//! exactly the app the example serves): `/users/{id}` behind our cache,
+//! concurrency limit and circuit breaker, `/stats`, `/metrics` and the
+//! upstream's switches.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State as AxumState;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Request, Response};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::{BoxError, ServiceBuilder};
+use tower_patterns::cache::{CacheHandle, CacheLayer};
+use tower_patterns::circuit_breaker::{CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer};
+use tower_patterns::classify::HttpClassify;
+use tower_patterns::fetch::{self, FetchError, HttpClient};
+use tower_patterns::limit::ConcurrencyLimitLayer;
+use tower_patterns::respond;
+use tower_patterns::upstream::Upstream;
+
+/// What the app shares with its `/stats` and `/upstream/*` routes.
+#[derive(Clone)]
+pub struct App {
+    pub upstream: Arc<Upstream>,
+    pub breaker: BreakerHandle,
+    pub limit: ConcurrencyLimitLayer,
+    pub cache: CacheHandle<String, Response<Bytes>>,
+    /// Renders every metric in Prometheus' text format, for `/metrics`.
+    pub prometheus: PrometheusHandle,
+}
+
+/// Fetches `path` from the upstream. Client errors (404 for an unknown
+/// user) are the upstream's answer and pass through; 5xx and transport
+/// failures are errors, for the breaker to count and `handle_error` to
+/// map (to 502, or 504 on a timeout).
+async fn proxy(client: HttpClient, url: String) -> Result<Response<Bytes>, BoxError> {
+    match fetch::fetch_json::<serde_json::Value, _, _>(&client, &url).await {
+        Ok(json) => Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(Bytes::from(json.to_string()))?),
+        Err(FetchError::Status { status, .. }) if status.is_client_error() => {
+            Ok(Response::builder().status(status).body(Bytes::new())?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The router and what its routes share. Every layer is named `users`:
+/// that is the `name` label of its metrics on `/metrics`.
+pub fn app(
+    upstream: Arc<Upstream>,
+    open_for: Duration,
+    prometheus: PrometheusHandle,
+) -> (Router, App) {
+    let client = HttpClient::builder()
+        .name("users")
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("valid client config");
+    let breaker = CircuitBreakerLayer::builder()
+        .name("users")
+        .consecutive_failures(5)
+        .open_duration(open_for)
+        .classify(HttpClassify)
+        .build()
+        .expect("valid breaker config");
+    let limit = ConcurrencyLimitLayer::builder()
+        .name("users")
+        .limit(16)
+        .reject_when_full()
+        .build()
+        .expect("valid limit config");
+    let cache = CacheLayer::builder()
+        .name("users")
+        .ttl(Duration::from_secs(5))
+        .max_entries(10_000)
+        .key_fn(|req: &Request<Body>| req.uri().path().to_owned())
+        .classify(HttpClassify)
+        .build()
+        .expect("valid cache config");
+    let shared = App {
+        upstream: upstream.clone(),
+        breaker: breaker.handle(),
+        limit: limit.clone(),
+        cache: cache.handle(),
+        prometheus,
+    };
+
+    let users = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(respond::handle_error))
+        .map_response(|res: Response<Bytes>| res.map(Body::from))
+        .layer(cache)
+        // Outside the breaker: shedding load is not the upstream's fault.
+        .layer(limit)
+        .layer(breaker)
+        .service_fn(move |req: Request<Body>| {
+            proxy(client.clone(), upstream.url(req.uri().path()))
+        });
+
+    let router = Router::new()
+        .route_service("/users/{id}", users)
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/upstream/down", get(down))
+        .route("/upstream/up", get(up))
+        .with_state(shared.clone());
+    (router, shared)
+}
+
+pub async fn stats(AxumState(app): AxumState<App>) -> String {
+    let (b, l, c) = (app.breaker.stats(), app.limit.stats(), app.cache.stats());
+    format!(
+        "breaker: {:?} (successes {}, failures {})\nlimit: {} in flight of {}, {} rejected\n\
+         cache: {} hits, {} misses, {} coalesced, {} entries\nupstream: {} requests, down: {}\n",
+        b.state,
+        b.successes,
+        b.failures,
+        l.in_flight,
+        l.limit,
+        l.rejected,
+        c.hits,
+        c.misses,
+        c.coalesced,
+        c.entries,
+        app.upstream.requests(),
+        app.upstream.is_down(),
+    )
+}
+
+pub async fn down(AxumState(app): AxumState<App>) -> &'static str {
+    app.upstream.set_down(true);
+    "upstream is down\n"
+}
+
+pub async fn up(AxumState(app): AxumState<App>) -> &'static str {
+    app.upstream.set_down(false);
+    "upstream is up\n"
+}
+
+/// `GET /metrics`: every metric of the app's layers, in Prometheus' text
+/// format.
+pub async fn metrics(AxumState(app): AxumState<App>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.prometheus.render(),
+    )
+}
+
+/// Installs the Prometheus recorder for the process (every layer built
+/// before or after records into it) and keeps its histograms trimmed.
+///
+/// # Panics
+///
+/// If a recorder is already installed.
+pub fn install_prometheus() -> PrometheusHandle {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .expect("no other recorder is installed");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    handle
+}
