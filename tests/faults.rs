@@ -280,12 +280,7 @@ async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
 async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
     use tower::Service;
     use tower_patterns::rate_limit::{RateLimitLayer, RedisStore};
-    let Some(url) = common::service_url(
-        "TOWER_PATTERNS_REDIS_URL",
-        "start Redis with `eval \"$(bash .ci/redis.sh | tail -1)\"`",
-    ) else {
-        return;
-    };
+    let Some(url) = redis_url() else { return };
     let server = server_addr(&url);
     let faults = [
         ("refused", None),
@@ -369,6 +364,223 @@ async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
         drop(svc);
         drop(layer);
         drop(store);
+        if let Some(proxy) = &proxy {
+            until(&format!("{name}: the proxy's connections close"), || {
+                proxy.open() == 0
+            })
+            .await;
+        }
+    }
+}
+
+/// The Redis URL, or `None` (skipped, with the reason) outside CI.
+fn redis_url() -> Option<String> {
+    common::service_url(
+        "TOWER_PATTERNS_REDIS_URL",
+        "start Redis with `eval \"$(bash .ci/redis.sh | tail -1)\"`",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cache_tier_keeps_answering_through_every_fault_and_recovers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tower_patterns::cache::{CacheLayer, JsonCodec, RedisStore};
+    let Some(url) = redis_url() else { return };
+    let server = server_addr(&url);
+    let faults = [
+        ("refused", None),
+        ("stalled", Some(Fault::Stall)),
+        ("reset mid-answer", Some(Fault::ResetAfter(2))),
+        ("half-closed", Some(Fault::HalfClose)),
+        (
+            "a slow drip",
+            Some(Fault::Drip {
+                every: Duration::from_millis(50),
+            }),
+        ),
+        ("frozen mid-session", Some(Fault::Pass)),
+    ];
+    for (name, fault) in faults {
+        let prefix = format!("faults:{}:{}:", std::process::id(), name.replace(' ', "-"));
+        let proxy = match fault {
+            Some(fault) => Some(FaultProxy::start(server, fault).await),
+            None => None,
+        };
+        let addr = match &proxy {
+            Some(p) => p.addr(),
+            None => refused_addr().await,
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let replica = |url: String| {
+            let calls = calls.clone();
+            let store = RedisStore::builder(url)
+                .key_prefix(prefix.clone())
+                .timeout(Duration::from_millis(100))
+                .circuit_breaker(CircuitBreakerLayer::consecutive(
+                    3,
+                    Duration::from_millis(200),
+                ))
+                .build()
+                .unwrap();
+            let layer = CacheLayer::<u64, String>::builder()
+                .key_fn(|k: &u64| *k)
+                .ttl(Duration::from_secs(60))
+                .build_with_remote(store.clone(), JsonCodec)
+                .unwrap();
+            let handle = layer.handle();
+            let svc = layer.layer(tower::service_fn(move |k: u64| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, BoxError>(format!("value {k}")) }
+            }));
+            (svc, handle, store)
+        };
+        // One replica straight to Redis, one through the proxy.
+        let (healthy, _, _) = replica(url.clone());
+        let (faulty, faulty_cache, faulty_store) = replica(via(&url, addr));
+        if name == "frozen mid-session" {
+            // Connected and working first, then the server stops answering
+            // in the middle of the session.
+            let got = bounded(name, faulty.clone().oneshot(1_000)).await.unwrap();
+            assert_eq!(got, "value 1000");
+            proxy.as_ref().unwrap().freeze();
+        }
+        // The faulty replica answers every call through its inner service.
+        for k in 0..10u64 {
+            let got = bounded(name, faulty.clone().oneshot(k)).await;
+            assert_eq!(got.unwrap(), format!("value {k}"), "{name}");
+        }
+        let stats = faulty_cache.stats();
+        assert!(stats.remote_fallbacks > 0, "{name}: {stats:?}");
+        assert!(
+            faulty_store.stats().errors > 0,
+            "{name}: {:?}",
+            faulty_store.stats()
+        );
+
+        // The network heals: the faulty replica reads what the healthy one
+        // stored, without calling its inner service.
+        if let Some(proxy) = &proxy {
+            proxy.thaw();
+            proxy.set(Fault::Pass);
+            bounded(&format!("{name}: the tier is back"), async {
+                let mut k = 100u64;
+                loop {
+                    healthy.clone().oneshot(k).await.unwrap();
+                    let before = calls.load(Ordering::SeqCst);
+                    faulty.clone().oneshot(k).await.unwrap();
+                    if calls.load(Ordering::SeqCst) == before {
+                        break; // served from Redis
+                    }
+                    k += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(faulty_cache.stats().remote_hits > 0, "{name}");
+        }
+        drop((faulty, faulty_cache, faulty_store));
+        if let Some(proxy) = &proxy {
+            until(&format!("{name}: the proxy's connections close"), || {
+                proxy.open() == 0
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_queue_ends_every_fault_in_time_and_recovers() {
+    use tower_patterns::queue::backend::postgres::PgQueue;
+    use tower_patterns::queue::Shutdown;
+    let Some(url) = common::pg_url() else { return };
+    let server = server_addr(&url);
+    let table = common::unique_name("faults_queue");
+    // The schema first, straight to the server.
+    {
+        let pool = Pool::builder()
+            .max_size(2)
+            .build(PgManager::from_url(&url).unwrap())
+            .unwrap();
+        let queue: PgQueue<u64, u64> = PgQueue::builder().table(&table).build(pool).unwrap();
+        bounded("migrate", queue.migrate()).await.unwrap();
+    }
+    let faults = [
+        ("refused", None),
+        ("stalled", Some(Fault::Stall)),
+        ("reset in the handshake", Some(Fault::ResetAfter(3))),
+        ("half-closed", Some(Fault::HalfClose)),
+        ("frozen mid-session", Some(Fault::Pass)),
+    ];
+    for (name, fault) in faults {
+        let proxy = match fault {
+            Some(fault) => Some(FaultProxy::start(server, fault).await),
+            None => None,
+        };
+        let addr = match &proxy {
+            Some(p) => p.addr(),
+            None => refused_addr().await,
+        };
+        let pool = Pool::builder()
+            .max_size(4)
+            .acquire_timeout(DEADLINE)
+            .build(PgManager::from_url(&via(&url, addr)).unwrap())
+            .unwrap();
+        let queue: PgQueue<u64, u64> = PgQueue::builder()
+            .table(&table)
+            .workers(2)
+            .lease(Duration::from_secs(2))
+            .poll_interval(Duration::from_millis(200))
+            .build(pool.clone())
+            .unwrap();
+        if name == "frozen mid-session" {
+            bounded(
+                name,
+                queue.start(tower::service_fn(|n: u64| async move {
+                    Ok::<_, BoxError>(n * 2)
+                })),
+            )
+            .await
+            .unwrap();
+            let id = bounded(name, queue.submit(21)).await.unwrap();
+            assert_eq!(bounded(name, queue.result(id)).await.unwrap(), 42);
+            proxy.as_ref().unwrap().freeze();
+        }
+        // Submitting ends, with an error, in bounded time.
+        let got = bounded(&format!("{name}: submit"), queue.submit(1)).await;
+        assert!(got.is_err(), "{name}: {got:?}");
+        // The network heals: the same queue submits and runs tasks again.
+        if let Some(proxy) = &proxy {
+            proxy.thaw();
+            proxy.set(Fault::Pass);
+            if name != "frozen mid-session" {
+                bounded(
+                    name,
+                    queue.start(tower::service_fn(|n: u64| async move {
+                        Ok::<_, BoxError>(n * 2)
+                    })),
+                )
+                .await
+                .unwrap();
+            }
+            let id = bounded(&format!("{name}: submit after"), async {
+                loop {
+                    match queue.submit(5).await {
+                        Ok(id) => break id,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(bounded(name, queue.result(id)).await.unwrap(), 10, "{name}");
+        }
+        bounded(
+            &format!("{name}: shutdown"),
+            queue.shutdown(Shutdown::Graceful(Duration::from_secs(5))),
+        )
+        .await;
+        drop(queue);
+        bounded(&format!("{name}: pool close"), pool.close()).await;
         if let Some(proxy) = &proxy {
             until(&format!("{name}: the proxy's connections close"), || {
                 proxy.open() == 0

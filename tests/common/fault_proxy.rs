@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ pub struct FaultProxy {
     open: Arc<AtomicUsize>,
     accepted: Arc<AtomicUsize>,
     down: Arc<AtomicUsize>,
+    frozen: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -58,9 +59,15 @@ impl FaultProxy {
         let open = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicUsize::new(0));
+        let frozen = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
-            let (fault, open, accepted, down) =
-                (fault.clone(), open.clone(), accepted.clone(), down.clone());
+            let (fault, open, accepted, down, frozen) = (
+                fault.clone(),
+                open.clone(),
+                accepted.clone(),
+                down.clone(),
+                frozen.clone(),
+            );
             async move {
                 loop {
                     let Ok((client, _)) = listener.accept().await else {
@@ -70,9 +77,10 @@ impl FaultProxy {
                     let now = *fault.lock().unwrap();
                     let open = open.clone();
                     let down = down.clone();
+                    let frozen = frozen.clone();
                     open.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        let _ = handle(client, upstream, now, &down).await;
+                        let _ = handle(client, upstream, now, &down, frozen).await;
                         open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -84,6 +92,7 @@ impl FaultProxy {
             open,
             accepted,
             down,
+            frozen,
             task,
         }
     }
@@ -101,6 +110,18 @@ impl FaultProxy {
     /// Connections the proxy holds open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// Stalls every connection, those already open included: no byte moves
+    /// either way until [`thaw`](Self::thaw). A server that stops answering
+    /// in the middle of a session.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets bytes move again after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 
     /// Bytes forwarded from the server to clients so far.
@@ -132,6 +153,7 @@ async fn handle(
     upstream: SocketAddr,
     fault: Fault,
     down: &AtomicUsize,
+    frozen: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     match fault {
         Fault::Stall => {
@@ -157,10 +179,35 @@ async fn handle(
     let (mut server_read, mut server_write) = server.into_split();
     // Client to server: always forwarded as it is. Ends when the client
     // closes its side.
-    let upward = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-        let _ = server_write.shutdown().await;
-        client_read
+    let thawed = {
+        let frozen = frozen.clone();
+        move || {
+            let frozen = frozen.clone();
+            async move {
+                while frozen.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    };
+    let upward = tokio::spawn({
+        let thawed = thawed.clone();
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match client_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        thawed().await;
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = server_write.shutdown().await;
+            client_read
+        }
     });
     // Server to client: where the faults are.
     let mut sent = 0usize;
@@ -171,6 +218,7 @@ async fn handle(
             Ok(n) => n,
             Err(e) => break Err(e),
         };
+        thawed().await;
         let chunk = &buf[..n];
         let before = sent;
         match fault {
