@@ -542,6 +542,7 @@ async fn the_postgres_queue_ends_every_fault_in_time_and_recovers() {
             .workers(2)
             .lease(Duration::from_secs(2))
             .poll_interval(Duration::from_millis(200))
+            .statement_timeout(DEADLINE)
             .build(pool.clone())
             .unwrap();
         if name == "frozen mid-session" {
@@ -557,9 +558,19 @@ async fn the_postgres_queue_ends_every_fault_in_time_and_recovers() {
             assert_eq!(bounded(name, queue.result(id)).await.unwrap(), 42);
             proxy.as_ref().unwrap().freeze();
         }
-        // Submitting ends, with an error, in bounded time.
+        // Submitting ends, with an error, in bounded time (mid-session:
+        // at the statement timeout).
         let got = bounded(&format!("{name}: submit"), queue.submit(1)).await;
         assert!(got.is_err(), "{name}: {got:?}");
+        if name == "frozen mid-session" {
+            assert!(
+                matches!(
+                    got,
+                    Err(tower_patterns::queue::backend::postgres::PgQueueError::Timeout(_))
+                ),
+                "{name}: {got:?}"
+            );
+        }
         // The network heals: the same queue submits and runs tasks again.
         if let Some(proxy) = &proxy {
             proxy.thaw();

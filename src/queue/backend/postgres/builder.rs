@@ -38,6 +38,7 @@ pub struct PgQueueBuilder {
     table: String,
     workers: usize,
     prefetch: usize,
+    statement_timeout: Duration,
     lease: Duration,
     heartbeat: Option<Duration>,
     max_attempts: u32,
@@ -55,6 +56,7 @@ impl Default for PgQueueBuilder {
             table: "tower_patterns_tasks".to_owned(),
             workers: 4,
             prefetch: 0,
+            statement_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(30),
             heartbeat: None,
             max_attempts: 5,
@@ -94,6 +96,17 @@ impl PgQueueBuilder {
     /// for long tasks spread over many processes.
     pub fn prefetch(mut self, prefetch: usize) -> Self {
         self.prefetch = prefetch;
+        self
+    }
+
+    /// The longest one statement may take, round trip included (default
+    /// 30 s; must be non-zero). A server or network that stops answering
+    /// in the middle of a session would otherwise hold the call (a submit,
+    /// a claim, a result) for as long as the socket lives: past this, the
+    /// call fails with [`PgQueueError::Timeout`] and the connection is
+    /// replaced. Set it above your slowest statement under load.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
         self
     }
 
@@ -192,7 +205,7 @@ impl PgQueueBuilder {
     ///
     /// A [`ConfigError`] naming `table`, `workers`, `lease`, `heartbeat`,
     /// `max_attempts`, `backoff.factor`, `backoff.max_delay`,
-    /// `poll_interval`, `cleanup_interval` or `worker_id` (empty).
+    /// `poll_interval`, `statement_timeout`, `cleanup_interval` or `worker_id` (empty).
     pub fn build<Req, Res>(self, pool: Pool<PgManager>) -> Result<PgQueue<Req, Res>, ConfigError> {
         let t = &self.table;
         let ok = !t.is_empty()
@@ -240,6 +253,7 @@ impl PgQueueBuilder {
         }
         check::at_least(COMPONENT, "backoff.max_delay", b.max_delay, b.base)?;
         check::nonzero(COMPONENT, "poll_interval", self.poll_interval)?;
+        check::nonzero(COMPONENT, "statement_timeout", self.statement_timeout)?;
         check::nonzero(COMPONENT, "cleanup_interval", self.cleanup_interval)?;
         let worker_id = match self.worker_id {
             Some(id) if id.is_empty() => {
@@ -267,6 +281,7 @@ impl PgQueueBuilder {
                 retain_dead: self.retain_dead,
                 cleanup_interval: self.cleanup_interval,
                 worker_id,
+                statement_timeout: self.statement_timeout,
             },
             pool,
         ))

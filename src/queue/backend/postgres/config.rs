@@ -21,6 +21,7 @@ pub(super) struct Config {
     pub(super) retain_dead: Duration,
     pub(super) cleanup_interval: Duration,
     pub(super) worker_id: String,
+    pub(super) statement_timeout: Duration,
 }
 
 /// A duration in milliseconds for SQL, saturating at about 30 years.

@@ -33,6 +33,10 @@ pub enum PgQueueError {
     /// [`PgQueue::start`](super::PgQueue::start) was called on a queue whose
     /// workers are already running.
     AlreadyStarted,
+    /// A statement got no answer within the
+    /// [`statement_timeout`](super::PgQueueBuilder::statement_timeout); its
+    /// connection was given up and the next call uses a fresh one.
+    Timeout(std::time::Duration),
 }
 
 impl fmt::Display for PgQueueError {
@@ -60,6 +64,11 @@ impl fmt::Display for PgQueueError {
             PgQueueError::AlreadyStarted => {
                 f.write_str("task queue workers already started on this queue")
             }
+            PgQueueError::Timeout(d) => write!(
+                f,
+                "task queue: the database gave no answer within {d:?}; the connection was \
+                 replaced (raise PgQueueBuilder::statement_timeout if the database is slow but up)"
+            ),
         }
     }
 }

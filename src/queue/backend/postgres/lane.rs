@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
@@ -38,6 +39,7 @@ impl Lane {
         pool: &Pool<PgManager>,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
+        timeout: Duration,
     ) -> Result<Vec<Row>, PgQueueError> {
         let lane = self.conn(pool).await?;
         let key = sql.as_ptr() as usize;
@@ -54,8 +56,18 @@ impl Lane {
             };
             let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
             lane.conn.query(&stmt, &values).await
-        }
-        .await;
+        };
+        let Ok(result) = tokio::time::timeout(crate::time::capped(timeout), result).await else {
+            // No answer: the connection may be wedged (a server or network
+            // that stopped mid-session). Give it up; the next statement
+            // takes a fresh one. The pool checks it before lending it again.
+            lock(&lane.prepared).remove(&key);
+            let mut slot = lock(&self.slot);
+            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &lane)) {
+                *slot = None;
+            }
+            return Err(PgQueueError::Timeout(timeout));
+        };
         result.map_err(|e| {
             // Prepare afresh next time; a closed connection is replaced.
             lock(&lane.prepared).remove(&key);

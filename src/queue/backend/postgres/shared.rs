@@ -79,7 +79,9 @@ impl Shared {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, PgQueueError> {
-        self.client_lane.query(&self.pool, sql, params).await
+        self.client_lane
+            .query(&self.pool, sql, params, self.cfg.statement_timeout)
+            .await
     }
 
     /// Runs a worker's statement on the lane `key` picks.
@@ -90,7 +92,8 @@ impl Shared {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, PgQueueError> {
         let lane = &self.worker_lanes[(key % self.worker_lanes.len() as u64) as usize];
-        lane.query(&self.pool, sql, params).await
+        lane.query(&self.pool, sql, params, self.cfg.statement_timeout)
+            .await
     }
 
     /// Starts the `LISTEN` connection if it is not running yet.
