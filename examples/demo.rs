@@ -42,11 +42,9 @@ use std::time::Duration;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
-use tower::Layer;
 use tower::{service_fn, BoxError, ServiceExt};
 use tower_patterns::circuit_breaker::{Open, State};
-use tower_patterns::fetch::{self, CollectLayer, FetchError};
-use tower_patterns::hedge::HedgeLayer;
+use tower_patterns::fetch::{self, FetchError};
 use tower_patterns::limit;
 use tower_patterns::paginate;
 use tower_patterns::pool::Pool;
@@ -57,7 +55,6 @@ use demo_setup::{Demo, Item, Plan};
 use demo_stack::get;
 use memory_db::Database;
 use report::{describe, find_open, heading, print_totals, secs, Report, Scenario, Timeline};
-use tail::Comparison;
 
 /// Every pattern of tower-patterns against a flaky local server, through
 /// an outage and its recovery, with a report (exit status 1 if a check
@@ -103,7 +100,7 @@ async fn run(plan: Plan, chart: Option<PathBuf>) -> Result<bool, BoxError> {
     if let Some(path) = &chart {
         chart::write(path, &outage_data)?;
     }
-    report.add(hedging(&demo).await?);
+    report.add(tail::hedging(&demo).await?);
 
     heading("report");
     report.print_table();
@@ -580,40 +577,4 @@ async fn outage(demo: &Demo, data: &mut OutageData) -> Result<Scenario, BoxError
         ),
         t.elapsed(),
     ))
-}
-
-/// Scenario 7: A long tail (3% of requests wait far longer than the rest):
-/// the same GETs without and with a hedge after 20 ms; hedging cuts the
-/// p99 to about the delay, for a few percent of extra requests.
-async fn hedging(demo: &Demo) -> Result<Scenario, BoxError> {
-    let (plan, upstream) = (&demo.plan, &demo.upstream);
-    heading(&format!("7. hedging (3% of requests wait {:?})", plan.slow));
-    let mut s = Scenario::new("hedging");
-    let t = Instant::now();
-    upstream.set_slow(0.03, plan.slow);
-    let plain = CollectLayer::new().layer(demo.stack.client.clone());
-    let hedge = HedgeLayer::http(Duration::from_millis(20));
-    let hedged = hedge.layer(plain.clone());
-    let url = upstream.url("/users/1");
-    let run = Comparison::run(plain, hedged, upstream, &url, plan.hedge_calls).await?;
-    upstream.set_slow(0.0, Duration::ZERO);
-    let (st, extra) = (hedge.stats(), run.extra * 100.0);
-    println!(
-        "  {} hedges ({extra:.1}% extra requests), {} answered first, {} losers cancelled",
-        st.hedges, st.hedge_wins, st.cancelled
-    );
-    s.check(run.slowed > 0, "the unhedged batch met the tail");
-    s.check(
-        st.hedge_wins > 0,
-        "hedges were sent and some answered first",
-    );
-    let within = st.hedges <= st.calls / 20 + 10;
-    s.check(within, format!("within the budget: {} hedges", st.hedges));
-    let (before, after) = (run.without.p99, run.with.p99);
-    s.check(
-        after < plan.slow / 2,
-        format!("hedged p99 {after:?} < half the tail"),
-    );
-    let summary = format!("p99 {before:.0?} -> {after:.0?}, {extra:.1}% extra requests");
-    Ok(s.finish(summary, t.elapsed()))
 }

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
-use tower::{BoxError, Service, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt};
+use tower_patterns::fetch::CollectLayer;
+use tower_patterns::hedge::HedgeLayer;
 
 use tower_patterns::upstream::Upstream;
 
+use crate::demo_setup::Demo;
 use crate::demo_stack::{get, Req};
+use crate::report::{heading, Scenario};
 
 /// How long a batch of calls took: median, p99 and the slowest.
 #[derive(Clone, Copy, Debug)]
@@ -110,4 +114,40 @@ impl Comparison {
             extra,
         })
     }
+}
+
+/// Scenario 7: A long tail (3% of requests wait far longer than the rest):
+/// the same GETs without and with a hedge after 20 ms; hedging cuts the
+/// p99 to about the delay, for a few percent of extra requests.
+pub async fn hedging(demo: &Demo) -> Result<Scenario, BoxError> {
+    let (plan, upstream) = (&demo.plan, &demo.upstream);
+    heading(&format!("7. hedging (3% of requests wait {:?})", plan.slow));
+    let mut s = Scenario::new("hedging");
+    let t = Instant::now();
+    upstream.set_slow(0.03, plan.slow);
+    let plain = CollectLayer::new().layer(demo.stack.client.clone());
+    let hedge = HedgeLayer::http(Duration::from_millis(20));
+    let hedged = hedge.layer(plain.clone());
+    let url = upstream.url("/users/1");
+    let run = Comparison::run(plain, hedged, upstream, &url, plan.hedge_calls).await?;
+    upstream.set_slow(0.0, Duration::ZERO);
+    let (st, extra) = (hedge.stats(), run.extra * 100.0);
+    println!(
+        "  {} hedges ({extra:.1}% extra requests), {} answered first, {} losers cancelled",
+        st.hedges, st.hedge_wins, st.cancelled
+    );
+    s.check(run.slowed > 0, "the unhedged batch met the tail");
+    s.check(
+        st.hedge_wins > 0,
+        "hedges were sent and some answered first",
+    );
+    let within = st.hedges <= st.calls / 20 + 10;
+    s.check(within, format!("within the budget: {} hedges", st.hedges));
+    let (before, after) = (run.without.p99, run.with.p99);
+    s.check(
+        after < plan.slow / 2,
+        format!("hedged p99 {after:?} < half the tail"),
+    );
+    let summary = format!("p99 {before:.0?} -> {after:.0?}, {extra:.1}% extra requests");
+    Ok(s.finish(summary, t.elapsed()))
 }
