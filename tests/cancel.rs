@@ -431,3 +431,40 @@ impl Manager for Slow {
         Ok(())
     }
 }
+
+mod common;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: config().cases.min(64), ..config() })]
+
+    /// HTTP calls over real sockets, dropped at random points (connecting,
+    /// waiting for the head, reading the body): afterwards the client has
+    /// nothing in flight and answers the next call.
+    #[test]
+    fn the_http_client_leaves_nothing_in_flight(plans in plans()) {
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use tower_patterns::fetch::{CollectLayer, HttpClient};
+        use tower_patterns::upstream::UpstreamConfig;
+        runtime().block_on(async {
+            let upstream = common::upstream(UpstreamConfig {
+                latency: Duration::from_millis(1),
+                ..UpstreamConfig::default()
+            })
+            .await;
+            let client = HttpClient::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let svc = CollectLayer::new().layer(client.clone());
+            let url = upstream.url("/users/1");
+            run_all(&plans, |_| {
+                let req = http::Request::get(url.as_str()).body(Full::new(Bytes::new())).unwrap();
+                svc.clone().oneshot(req)
+            })
+            .await;
+            assert_eq!(client.stats().in_flight, 0, "{:?}", client.stats());
+            let req = http::Request::get(url.as_str()).body(Full::new(Bytes::new())).unwrap();
+            let resp = bounded("a call after the storm", svc.clone().oneshot(req)).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            upstream.shutdown().await;
+        });
+    }
+}

@@ -63,7 +63,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for JsonCodec {
 /// Collected HTTP responses (`http::Response<Full<Bytes>>`, what
 /// [`fetch::CollectLayer`](crate::fetch::CollectLayer) yields, or
 /// `http::Response<Bytes>`): status, version, headers and body in a compact
-/// binary form (lengths as varints, the body as is). Extensions are not
+/// binary form (lengths as varints). Extensions are not
 /// kept.
 ///
 /// ```
@@ -88,7 +88,7 @@ pub struct HttpCodec;
 impl Codec<http::Response<Bytes>> for HttpCodec {
     fn encode(&self, value: &http::Response<Bytes>, out: &mut Vec<u8>) -> Result<(), BoxError> {
         http_head(value, out);
-        out.extend_from_slice(value.body());
+        http_body(value.body(), out);
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Codec<http::Response<Full<Bytes>>> for HttpCodec {
             .now_or_never()
             .ok_or("a Full body that is not ready")?
             .map_err(|never| -> BoxError { match never {} })?;
-        out.extend_from_slice(&body.to_bytes());
+        http_body(&body.to_bytes(), out);
         Ok(())
     }
 
@@ -134,7 +134,7 @@ fn version_byte(v: http::Version) -> u8 {
 }
 
 /// Status (2 bytes), version (1), header count, then each header's name
-/// and value, each length-prefixed.
+/// and value, each length-prefixed; [`http_body`] follows.
 fn http_head<B>(res: &http::Response<B>, out: &mut Vec<u8>) {
     out.extend_from_slice(&res.status().as_u16().to_be_bytes());
     out.push(version_byte(res.version()));
@@ -145,6 +145,13 @@ fn http_head<B>(res: &http::Response<B>, out: &mut Vec<u8>) {
         put_varint(out, value.len() as u64);
         out.extend_from_slice(value.as_bytes());
     }
+}
+
+/// The body, length-prefixed, so a value cut short (or with bytes after
+/// it) is refused rather than served with a shorter body.
+fn http_body(body: &[u8], out: &mut Vec<u8>) {
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
 }
 
 fn http_parse(bytes: &[u8]) -> Result<(http::Response<()>, &[u8]), BoxError> {
@@ -175,7 +182,12 @@ fn http_parse(bytes: &[u8]) -> Result<(http::Response<()>, &[u8]), BoxError> {
         let value = http::HeaderValue::from_bytes(r.take(n)?)?;
         headers.append(name, value);
     }
-    Ok((res, r.0))
+    let n = r.varint()?;
+    let body = r.take(n)?;
+    if !r.0.is_empty() {
+        return Err("bytes after the end of the entry".into());
+    }
+    Ok((res, body))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {

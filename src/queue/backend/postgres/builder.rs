@@ -103,7 +103,7 @@ impl PgQueueBuilder {
     /// 30 s; must be non-zero). A server or network that stops answering
     /// in the middle of a session would otherwise hold the call (a submit,
     /// a claim, a result) for as long as the socket lives: past this, the
-    /// call fails with [`PgQueueError::Timeout`] and the connection is
+    /// call fails with [`PgQueueError::Timeout`](super::PgQueueError::Timeout) and the connection is
     /// replaced. Set it above your slowest statement under load.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = timeout;
