@@ -52,6 +52,22 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     .await
 }
 
+/// A proxy in front of `server` applying `fault`, and where to connect;
+/// `None`: no proxy, and an address where connecting is refused.
+async fn proxy_or_refused(
+    server: std::net::SocketAddr,
+    fault: Option<Fault>,
+) -> (Option<FaultProxy>, std::net::SocketAddr) {
+    match fault {
+        Some(fault) => {
+            let proxy = FaultProxy::start(server, fault).await;
+            let addr = proxy.addr();
+            (Some(proxy), addr)
+        }
+        None => (None, refused_addr().await),
+    }
+}
+
 /// What a call through the HTTP stack ended with.
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
@@ -130,14 +146,7 @@ async fn the_http_stack_ends_every_fault_in_time_and_gives_everything_back() {
     ];
 
     for (name, fault, want) in cases {
-        let proxy = match fault {
-            Some(fault) => Some(FaultProxy::start(upstream.addr(), fault).await),
-            None => None,
-        };
-        let addr = match &proxy {
-            Some(p) => p.addr(),
-            None => refused_addr().await,
-        };
+        let (proxy, addr) = proxy_or_refused(upstream.addr(), fault).await;
         let breaker = CircuitBreakerLayer::consecutive(100, Duration::from_secs(60));
         let limit = ConcurrencyLimitLayer::new(4);
         let client = HttpClient::builder()
@@ -226,14 +235,7 @@ async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
         ),
     ];
     for (name, fault) in faults {
-        let proxy = match fault {
-            Some(fault) => Some(FaultProxy::start(server, fault).await),
-            None => None,
-        };
-        let addr = match &proxy {
-            Some(p) => p.addr(),
-            None => refused_addr().await,
-        };
+        let (proxy, addr) = proxy_or_refused(server, fault).await;
         let pool = Pool::builder()
             .max_size(2)
             .acquire_timeout(DEADLINE)
@@ -307,14 +309,7 @@ async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
         ),
     ];
     for (name, fault) in faults {
-        let proxy = match fault {
-            Some(fault) => Some(FaultProxy::start(server, fault).await),
-            None => None,
-        };
-        let addr = match &proxy {
-            Some(p) => p.addr(),
-            None => refused_addr().await,
-        };
+        let (proxy, addr) = proxy_or_refused(server, fault).await;
         let store = RedisStore::builder(via(&url, addr))
             .key_prefix(format!("faults:{}:{name}:", std::process::id()))
             .timeout(Duration::from_millis(100))
@@ -414,14 +409,7 @@ async fn a_redis_cache_tier_keeps_answering_through_every_fault_and_recovers() {
     ];
     for (name, fault) in faults {
         let prefix = format!("faults:{}:{}:", std::process::id(), name.replace(' ', "-"));
-        let proxy = match fault {
-            Some(fault) => Some(FaultProxy::start(server, fault).await),
-            None => None,
-        };
-        let addr = match &proxy {
-            Some(p) => p.addr(),
-            None => refused_addr().await,
-        };
+        let (proxy, addr) = proxy_or_refused(server, fault).await;
         let calls = Arc::new(AtomicUsize::new(0));
         let replica = |url: String| {
             let calls = calls.clone();
@@ -524,14 +512,7 @@ async fn the_postgres_queue_ends_every_fault_in_time_and_recovers() {
         ("frozen mid-session", Some(Fault::Pass)),
     ];
     for (name, fault) in faults {
-        let proxy = match fault {
-            Some(fault) => Some(FaultProxy::start(server, fault).await),
-            None => None,
-        };
-        let addr = match &proxy {
-            Some(p) => p.addr(),
-            None => refused_addr().await,
-        };
+        let (proxy, addr) = proxy_or_refused(server, fault).await;
         let pool = Pool::builder()
             .max_size(4)
             .acquire_timeout(DEADLINE)
