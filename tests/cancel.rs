@@ -179,6 +179,30 @@ proptest! {
     }
 
     #[test]
+    fn an_adaptive_limit_gets_every_permit_back(plans in plans()) {
+        runtime().block_on(async {
+            let limit = tower_patterns::limit::AdaptiveLimitLayer::builder()
+                .aimd()
+                .initial_limit(3)
+                .max_limit(6)
+                .build()
+                .unwrap();
+            let svc = limit.layer(service_fn(work));
+            run_all(&plans, |p| svc.clone().oneshot(p)).await;
+            let stats = limit.stats();
+            assert_eq!(stats.in_flight, 0, "{stats:?}");
+            // As many permits as the limit now allows can be held at once.
+            let mut held = Vec::new();
+            for _ in 0..stats.limit {
+                let mut s = svc.clone();
+                bounded("a permit", s.ready()).await.unwrap();
+                held.push(s);
+            }
+            assert_eq!(limit.stats().in_flight, stats.limit);
+        });
+    }
+
+    #[test]
     fn a_breaker_gets_every_probe_slot_back(plans in plans()) {
         runtime().block_on(async {
             let breaker = CircuitBreakerLayer::builder()
@@ -353,7 +377,8 @@ impl Alive {
 proptest! {
     #![proptest_config(config())]
 
-    /// The client stack of `layer_order`, every layer in its place: when
+    /// The client stack of `layer_order`, every layer in its place (chaos
+    /// injecting failures at the bottom): when
     /// the callers give up at random points, no attempt is left running
     /// (retries, hedges and timeouts included), and no permit or probe slot
     /// is held.
@@ -393,6 +418,13 @@ proptest! {
                 .layer(breaker)
                 .layer(limit.clone())
                 .layer(deadline::TimeoutLayer::new(Duration::from_millis(20)))
+                .layer(
+                    tower_patterns::chaos::ChaosLayer::builder()
+                        .error_rate(0.1)
+                        .seed(7)
+                        .build()
+                        .unwrap(),
+                )
                 .service(service_fn({
                     let alive = alive.clone();
                     move |p: Plan| alive.work(p)
@@ -465,6 +497,57 @@ proptest! {
             let resp = bounded("a call after the storm", svc.clone().oneshot(req)).await.unwrap();
             assert_eq!(resp.status(), 200);
             upstream.shutdown().await;
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A walk over pages with prefetch, given up after a random number of
+    /// polls (mid-page, mid-prefetch): no page request is left running, and
+    /// a fresh walk still reads every item.
+    #[test]
+    fn a_paginated_walk_leaves_no_page_request_running(
+        prefetch in 0usize..4,
+        cut_at in proptest::option::weighted(0.8, 0u8..40),
+        yields in 0u8..6,
+    ) {
+        use futures::TryStreamExt;
+        use tower_patterns::paginate::{Page, PageNumber, PageRequest, Paginator};
+        runtime().block_on(async {
+            let alive = Alive::default();
+            let api = service_fn({
+                let alive = alive.clone();
+                move |req: PageRequest| {
+                    let plan = Plan { key: 0, yields, fail: false, cut: None };
+                    let call = alive.work(plan);
+                    async move {
+                        call.await?;
+                        let first = (req.page - 1) * req.per_page;
+                        let items: Vec<u64> = (first..(first + req.per_page).min(95)).collect();
+                        Ok::<_, BoxError>(Page::new(items))
+                    }
+                }
+            });
+            let walk = Paginator::new(api.clone(), PageNumber::new(1, 10))
+                .prefetch(prefetch)
+                .items()
+                .try_collect::<Vec<u64>>();
+            let _ = bounded("the walk", tokio::spawn(cut(walk, cut_at))).await;
+            bounded("every page request ends", async {
+                while alive.now() != 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            let all: Vec<u64> = bounded(
+                "a fresh walk",
+                Paginator::new(api, PageNumber::new(1, 10)).prefetch(prefetch).items().try_collect(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(all, (0..95).collect::<Vec<_>>());
         });
     }
 }
