@@ -174,6 +174,7 @@ mod error;
 pub mod fallback;
 pub mod fetch;
 pub mod hedge;
+pub mod http_cache;
 pub mod layer_order;
 pub mod limit;
 #[cfg(feature = "metrics")]
