@@ -340,6 +340,12 @@ mod tests {
     }
 
     #[test]
+    fn private_is_not_stored_by_a_shared_cache() {
+        let p = pol(200, &[("cache-control", "private, max-age=60")]);
+        assert!(!p.unwrap().0.is_storable());
+    }
+
+    #[test]
     fn unknown_statuses_need_explicit_freshness_and_must_understand() {
         assert!(ttl(&pol(599, &[("cache-control", "max-age=100")])) > 90);
         assert_eq!(ttl(&pol(599, &[("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT")])), 0);
