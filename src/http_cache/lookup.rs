@@ -91,11 +91,22 @@ pub(crate) fn lookup<B>(shared: &Shared, method: &Method, uri: &Uri, headers: &H
                 bump(&c.hits);
                 return Step::Answer(respond::gateway_timeout(cfg));
             }
+            let mut request_headers = request.headers;
+            if !headers.contains_key(header::IF_MODIFIED_SINCE) {
+                // The crate read a normalised Last-Modified: send the
+                // origin's own, byte for byte.
+                if let (true, Some(lm)) = (
+                    request_headers.contains_key(header::IF_MODIFIED_SINCE),
+                    stored.headers.get(header::LAST_MODIFIED),
+                ) {
+                    request_headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+                }
+            }
             let plan = Revalidate {
                 key,
                 stored: stored.clone(),
                 method: request.method,
-                headers: request.headers,
+                headers: request_headers,
             };
             let asks_validation = view.headers.contains_key(header::CACHE_CONTROL)
                 || headers

@@ -104,6 +104,19 @@ pub(crate) fn from_stored<B>(
         }
         headers.remove("content-md5");
         (StatusCode::NOT_MODIFIED, HttpCacheBody::empty())
+    } else if let Some((start, end)) = range(stored, req) {
+        let len = stored.body.len();
+        let range = format!("bytes {start}-{end}/{len}");
+        if let Ok(v) = HeaderValue::from_str(&range) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end + 1 - start));
+        let body = if method == Method::HEAD {
+            HttpCacheBody::empty()
+        } else {
+            HttpCacheBody::full(stored.body.slice(start..=end))
+        };
+        (StatusCode::PARTIAL_CONTENT, body)
     } else if method == Method::HEAD {
         (stored.status, HttpCacheBody::empty())
     } else {
@@ -159,6 +172,47 @@ pub(crate) fn conditions_hold(stored: &Stored, req: &HeaderMap) -> bool {
         .flatten()
         .or_else(|| parse::single_date(&stored.headers, "date").ok().flatten());
     last.is_some_and(|lm| lm <= since)
+}
+
+/// The byte range a request's `Range` asks of a stored `200` (one range of
+/// `bytes` that the body can satisfy; RFC 9110 §14.2), unless an
+/// `If-Range` does not match. `None`: answer with the whole response.
+fn range(stored: &Stored, req: &HeaderMap) -> Option<(usize, usize)> {
+    let spec = req.get(header::RANGE)?.to_str().ok()?.trim();
+    if stored.status != StatusCode::OK {
+        return None;
+    }
+    if let Some(cond) = req.get(header::IF_RANGE) {
+        // A strong entity-tag or the exact Last-Modified date.
+        let strong = stored.etag().filter(|e| !e.as_bytes().starts_with(b"W/"));
+        let lm = stored.headers.get(header::LAST_MODIFIED);
+        if Some(cond) != strong && Some(cond) != lm {
+            return None;
+        }
+    }
+    let set = spec.strip_prefix("bytes=")?.trim();
+    if set.contains(',') {
+        return None;
+    }
+    let len = stored.body.len();
+    let (first, last) = set.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let digits = |s: &str| -> Option<usize> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    if first.is_empty() {
+        let n = digits(last)?.min(len);
+        return (n > 0).then(|| (len - n, len - 1));
+    }
+    let start = digits(first)?;
+    let end = if last.is_empty() {
+        len.checked_sub(1)?
+    } else {
+        digits(last)?.min(len.checked_sub(1)?)
+    };
+    (start <= end && start < len).then_some((start, end))
 }
 
 /// An entity-tag for weak comparison.
