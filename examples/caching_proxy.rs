@@ -77,7 +77,8 @@ struct Args {
 }
 
 type ProxyBody = Either<HttpCacheBody<fetch::Body>, Full<Bytes>>;
-type Upstream = BoxCloneService<Request<Full<Bytes>>, Response<HttpCacheBody<fetch::Body>>, BoxError>;
+type Upstream =
+    BoxCloneService<Request<Full<Bytes>>, Response<HttpCacheBody<fetch::Body>>, BoxError>;
 
 /// Fields of one connection's hop (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -101,7 +102,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in listed.iter().map(HeaderName::as_str).chain(HOP_BY_HOP.iter().copied()) {
+    for name in listed
+        .iter()
+        .map(HeaderName::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
         headers.remove(name);
     }
 }
@@ -150,11 +155,20 @@ fn stack(args: &Args, upstream: &str) -> Result<(Upstream, HttpCacheHandle), Box
 }
 
 /// One request through the proxy.
-async fn handle(svc: Upstream, max_request_bytes: usize, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    svc: Upstream,
+    max_request_bytes: usize,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     let body = match Limited::new(body, max_request_bytes).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or broken\n"),
+        Err(_) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or broken\n",
+            )
+        }
     };
     strip_hop_by_hop(&mut parts.headers);
     let req = Request::from_parts(parts, Full::new(body));
@@ -173,16 +187,21 @@ async fn handle(svc: Upstream, max_request_bytes: usize, req: Request<Incoming>)
 fn error_response(e: &BoxError) -> Response<ProxyBody> {
     if e.downcast_ref::<Overloaded>().is_some() {
         let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, "proxy overloaded\n");
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
         return res;
     }
     if let Some(open) = e.downcast_ref::<Open>() {
         let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, "upstream circuit open\n");
         let secs = open.retry_after().map_or(1, |d| d.as_secs().max(1));
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return res;
     }
-    if matches!(e.downcast_ref::<FetchError>(), Some(FetchError::Timeout { .. })) {
+    if matches!(
+        e.downcast_ref::<FetchError>(),
+        Some(FetchError::Timeout { .. })
+    ) {
         return plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
     }
     plain(StatusCode::BAD_GATEWAY, &format!("upstream failed: {e}\n"))
@@ -214,7 +233,9 @@ async fn serve(listener: TcpListener, svc: Upstream, max_request_bytes: usize) {
                 async move { Ok::<_, Infallible>(handle(svc, max_request_bytes, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -265,7 +286,9 @@ async fn origin(listener: TcpListener, hits: Arc<AtomicUsize>) {
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -306,8 +329,14 @@ async fn smoke(args: Args) -> Result<(), BoxError> {
 
     let (a, body_a) = send("GET", "/fresh").await?;
     let (b, body_b) = send("GET", "/fresh").await?;
-    check(a.status == 200 && body_a == body_b, "a fresh response is served again, same body");
-    check(hits.load(Ordering::SeqCst) == 1, "the second GET did not reach the origin");
+    check(
+        a.status == 200 && body_a == body_b,
+        "a fresh response is served again, same body",
+    );
+    check(
+        hits.load(Ordering::SeqCst) == 1,
+        "the second GET did not reach the origin",
+    );
     let status = |p: &http::response::Parts| {
         p.headers
             .get("cache-status")
@@ -315,17 +344,35 @@ async fn smoke(args: Args) -> Result<(), BoxError> {
             .unwrap_or("")
             .to_owned()
     };
-    check(status(&a).contains("fwd=uri-miss"), "Cache-Status says the first was a miss");
-    check(status(&b).contains("hit"), "Cache-Status says the second was a hit");
-    check(b.headers.contains_key("age"), "an answer from the cache has Age");
-    check(b.headers.get("x-custom").is_some_and(|v| v == "kept"), "origin fields are kept");
+    check(
+        status(&a).contains("fwd=uri-miss"),
+        "Cache-Status says the first was a miss",
+    );
+    check(
+        status(&b).contains("hit"),
+        "Cache-Status says the second was a hit",
+    );
+    check(
+        b.headers.contains_key("age"),
+        "an answer from the cache has Age",
+    );
+    check(
+        b.headers.get("x-custom").is_some_and(|v| v == "kept"),
+        "origin fields are kept",
+    );
 
     let (h, body_h) = send("HEAD", "/fresh").await?;
-    check(h.status == 200 && body_h.is_empty() && hits.load(Ordering::SeqCst) == 1, "HEAD is answered from the stored GET");
+    check(
+        h.status == 200 && body_h.is_empty() && hits.load(Ordering::SeqCst) == 1,
+        "HEAD is answered from the stored GET",
+    );
 
     send("GET", "/private").await?;
     send("GET", "/private").await?;
-    check(hits.load(Ordering::SeqCst) == 3, "a private response is not stored by the shared cache");
+    check(
+        hits.load(Ordering::SeqCst) == 3,
+        "a private response is not stored by the shared cache",
+    );
 
     let (p, _) = send("POST", "/fresh").await?;
     check(p.status == 200, "POST is forwarded");
@@ -339,6 +386,10 @@ async fn smoke(args: Args) -> Result<(), BoxError> {
         println!("caching_proxy smoke: all checks passed");
         Ok(())
     } else {
-        Err(format!("caching_proxy smoke: {} check(s) failed: {failures:?}", failures.len()).into())
+        Err(format!(
+            "caching_proxy smoke: {} check(s) failed: {failures:?}",
+            failures.len()
+        )
+        .into())
     }
 }

@@ -11,17 +11,22 @@ use http_body::{Body, Frame, SizeHint};
 use crate::BoxError;
 
 /// A response body from an [`HttpCache`](super::HttpCache): a stored
-    /// (or just collected) body in one piece, or the inner service's body
-    /// streaming through (a response not stored, or one larger than
-    /// [`max_body_bytes`](super::HttpCacheLayerBuilder::max_body_bytes),
+/// (or just collected) body in one piece, or the inner service's body
+/// streaming through (a response not stored, or one larger than
+/// [`max_body_bytes`](super::HttpCacheLayerBuilder::max_body_bytes),
 /// after the part already read).
 pub struct HttpCacheBody<B> {
     kind: Kind<B>,
 }
 
 enum Kind<B> {
-    Full { data: Option<Bytes> },
-    Stream { prefix: Option<Bytes>, inner: Pin<Box<B>> },
+    Full {
+        data: Option<Bytes>,
+    },
+    Stream {
+        prefix: Option<Bytes>,
+        inner: Pin<Box<B>>,
+    },
 }
 
 impl<B> HttpCacheBody<B> {
@@ -96,7 +101,9 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Stream { prefix, inner } => {
                 let p = prefix.as_ref().map_or(0, |d| d.len() as u64);
                 let h = inner.size_hint();

@@ -96,7 +96,11 @@ where
 }
 
 /// A response that is not stored, streaming through.
-fn passed<ResB>(shared: &Shared, res: Response<ResB>, outcome: Outcome) -> Response<HttpCacheBody<ResB>> {
+fn passed<ResB>(
+    shared: &Shared,
+    res: Response<ResB>,
+    outcome: Outcome,
+) -> Response<HttpCacheBody<ResB>> {
     let mut res = res.map(|b| HttpCacheBody::stream(Bytes::new(), Box::pin(b)));
     respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
     res
@@ -144,7 +148,14 @@ where
             if r.stored.within(r.stored.stale.if_error, now) {
                 bump(&shared.counters.stale_served);
                 let o = stale_outcome("stale-if-error");
-                return Ok(respond::from_stored(&shared.cfg, &r.stored, &head.method, &head.headers, now, o));
+                return Ok(respond::from_stored(
+                    &shared.cfg,
+                    &r.stored,
+                    &head.method,
+                    &head.headers,
+                    now,
+                    o,
+                ));
             }
             return Err(e);
         }
@@ -169,7 +180,15 @@ where
         }
         bump(&shared.counters.not_modified);
         let headers = merge_304(&r.stored.headers, res.headers(), now);
-        let refreshed = store(&shared, &r.key, &head, r.stored.status, r.stored.version, headers, r.stored.body.clone());
+        let refreshed = store(
+            &shared,
+            &r.key,
+            &head,
+            r.stored.status,
+            r.stored.version,
+            headers,
+            r.stored.body.clone(),
+        );
         let outcome = Outcome {
             fwd: Some("stale"),
             fwd_status: Some(304),
@@ -177,13 +196,27 @@ where
             ..Outcome::default()
         };
         let fresh = refreshed.unwrap_or_else(|| r.stored.clone());
-        return Ok(respond::from_stored(&shared.cfg, &fresh, &head.method, &head.headers, now, outcome));
+        return Ok(respond::from_stored(
+            &shared.cfg,
+            &fresh,
+            &head.method,
+            &head.headers,
+            now,
+            outcome,
+        ));
     }
     if status.is_server_error() && r.stored.within(r.stored.stale.if_error, now) {
         bump(&shared.counters.stale_served);
         let mut o = stale_outcome("stale-if-error");
         o.fwd_status = Some(status.as_u16());
-        return Ok(respond::from_stored(&shared.cfg, &r.stored, &head.method, &head.headers, now, o));
+        return Ok(respond::from_stored(
+            &shared.cfg,
+            &r.stored,
+            &head.method,
+            &head.headers,
+            now,
+            o,
+        ));
     }
     let outcome = Outcome {
         fwd: Some("stale"),
@@ -242,7 +275,9 @@ fn store(
         return None;
     };
     let selecting = policy::selecting(&headers, &head.headers);
-    let stored = Arc::new(Stored::new(status, version, headers, body, pol, stale, selecting, now));
+    let stored = Arc::new(Stored::new(
+        status, version, headers, body, pol, stale, selecting, now,
+    ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);
     if keep.is_zero() {
         return None;
@@ -308,7 +343,15 @@ where
             return Ok(res);
         }
     };
-    let stored = store(shared, &key, head, parts.status, parts.version, parts.headers.clone(), body.clone());
+    let stored = store(
+        shared,
+        &key,
+        head,
+        parts.status,
+        parts.version,
+        parts.headers.clone(),
+        body.clone(),
+    );
     outcome.stored = stored.is_some();
     let body = if head.method == Method::HEAD {
         HttpCacheBody::empty()

@@ -46,7 +46,9 @@ impl<ResB> fmt::Debug for ResponseFuture<ResB> {
             Kind::Ready(_) => "ready",
             Kind::Inner(_) => "inner",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

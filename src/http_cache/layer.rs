@@ -33,8 +33,8 @@ impl HttpCacheLayer {
     /// responses and responses to requests with `Authorization` are not
     /// stored unless they allow it), at most 10,000 URIs, bodies up to
     /// 1 MiB stored, 8 variants per URI, heuristic freshness 10% of the
-    /// time since `Last-Modified`, stale responses with validators kept 5
-    /// minutes for revalidation, no `Cache-Status` field.
+    /// time since `Last-Modified`, stale responses kept 5 minutes for
+    /// revalidation, no `Cache-Status` field.
     pub fn builder() -> HttpCacheLayerBuilder {
         HttpCacheLayerBuilder {
             shared: true,
@@ -141,9 +141,11 @@ impl HttpCacheLayerBuilder {
         self
     }
 
-    /// How long a stale response that has a validator (`ETag`,
-    /// `Last-Modified`) is kept after it went stale, so that a `304` can
-    /// refresh it instead of a full response (default 5 minutes; any).
+    /// How long a response is kept after it went stale (at least), so that
+    /// a `304` can refresh it instead of a full response, or a request's
+    /// `max-stale` can take it (default 5 minutes; any; `ZERO` drops
+    /// responses when they go stale, unless their own
+    /// `stale-while-revalidate` / `stale-if-error` keep them).
     #[must_use = "a setter returns the changed builder"]
     pub fn keep_stale(mut self, keep: Duration) -> Self {
         self.keep_stale = keep;
@@ -176,7 +178,8 @@ impl HttpCacheLayerBuilder {
     /// `max_body_bytes`, `max_variants` or `heuristic_fraction` is out of
     /// its range.
     pub fn build(self) -> Result<HttpCacheLayer, ConfigError> {
-        let max_entries = check::in_range(COMPONENT, "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
+        let max_entries =
+            check::in_range(COMPONENT, "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
         let max_body_bytes = check::nonzero(COMPONENT, "max_body_bytes", self.max_body_bytes)?;
         let max_variants = check::in_range(COMPONENT, "max_variants", self.max_variants, 1, 1024)?;
         let heuristic = check::in_range(COMPONENT, "heuristic_fraction", self.heuristic, 0.0, 1.0)?;

@@ -48,7 +48,12 @@ pub(crate) enum Step<B> {
 }
 
 /// Decides what to do with a request, from the store alone.
-pub(crate) fn lookup<B>(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Step<B> {
+pub(crate) fn lookup<B>(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Step<B> {
     let c = &shared.counters;
     if method != Method::GET && method != Method::HEAD {
         bump(&c.passes);
@@ -70,7 +75,11 @@ pub(crate) fn lookup<B>(shared: &Shared, method: &Method, uri: &Uri, headers: &H
             return Step::Answer(respond::gateway_timeout(cfg));
         }
         bump(&c.misses);
-        let why = if variants.is_some() { "vary-miss" } else { "uri-miss" };
+        let why = if variants.is_some() {
+            "vary-miss"
+        } else {
+            "uri-miss"
+        };
         return Step::Forward(Plan::Miss { key, why });
     };
     let now = shared.clock.now();
@@ -84,7 +93,9 @@ pub(crate) fn lookup<B>(shared: &Shared, method: &Method, uri: &Uri, headers: &H
                 bump(&c.stale_served);
                 outcome.detail = Some("max-stale");
             }
-            Step::Answer(respond::from_stored(cfg, stored, method, headers, now, outcome))
+            Step::Answer(respond::from_stored(
+                cfg, stored, method, headers, now, outcome,
+            ))
         }
         BeforeRequest::Stale { request, .. } => {
             if only_if_cached {

@@ -158,13 +158,17 @@ pub(crate) fn single_date(headers: &HeaderMap, name: &str) -> Result<Option<Syst
         return Err(());
     }
     let s = first.to_str().map_err(|_| ())?;
-    httpdate::parse_http_date(s.trim()).map(Some).map_err(|_| ())
+    httpdate::parse_http_date(s.trim())
+        .map(Some)
+        .map_err(|_| ())
 }
 
 /// A date as `http-cache-semantics` reads it (RFC 2822 with a numeric zone).
 pub(crate) fn date_value(t: SystemTime) -> HeaderValue {
     let s = httpdate::fmt_http_date(t);
-    let s = s.strip_suffix("GMT").map_or(s.clone(), |p| format!("{p}+0000"));
+    let s = s
+        .strip_suffix("GMT")
+        .map_or(s.clone(), |p| format!("{p}+0000"));
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
@@ -288,7 +292,10 @@ mod tests {
         assert_eq!(cc(&["max-age= 3600"]), vec![]);
         assert_eq!(
             cc(&["max-age=\"1\"", "private"]),
-            vec![("max-age".into(), Some("1".into())), ("private".into(), None)]
+            vec![
+                ("max-age".into(), Some("1".into())),
+                ("private".into(), None)
+            ]
         );
     }
 
@@ -323,7 +330,10 @@ mod tests {
             HeaderValue::from_static("Sunday, 06-Nov-94 08:49:37 GMT"),
         );
         assert!(single_date(&h, "expires").unwrap().is_some());
-        h.append("expires", HeaderValue::from_static("Sun Nov  6 08:49:37 1994"));
+        h.append(
+            "expires",
+            HeaderValue::from_static("Sun Nov  6 08:49:37 1994"),
+        );
         assert!(single_date(&h, "expires").is_err());
         assert_eq!(
             date_value(SystemTime::UNIX_EPOCH),

@@ -162,7 +162,8 @@ pub(crate) fn policy(
             .map(Duration::from_secs),
         allowed: !(parse::has(&dirs, "must-revalidate")
             || parse::has(&dirs, "no-cache")
-            || (shared && (parse::has(&dirs, "proxy-revalidate") || parse::has(&dirs, "s-maxage")))),
+            || (shared
+                && (parse::has(&dirs, "proxy-revalidate") || parse::has(&dirs, "s-maxage")))),
     };
     let res = ResView {
         status: view_status,
@@ -199,7 +200,11 @@ fn response_view(
         seen.push(&d.name);
         match d.name.as_str() {
             "max-age" | "s-maxage" => {
-                let s = d.value.as_deref().and_then(parse::delta_seconds).unwrap_or(0);
+                let s = d
+                    .value
+                    .as_deref()
+                    .and_then(parse::delta_seconds)
+                    .unwrap_or(0);
                 cc.push(format!("{}={s}", d.name));
                 if shared && d.name == "s-maxage" {
                     cc.push("must-revalidate".into());
@@ -325,15 +330,26 @@ mod tests {
         assert!(ttl(&pol(200, &[("cache-control", "MaX-AgE=100")])) > 90);
         assert_eq!(ttl(&pol(200, &[("cache-control", "max-age='100'")])), 0);
         assert_eq!(
-            ttl(&pol(200, &[("cache-control", "extension=\"max-age=100\", max-age=1")])),
+            ttl(&pol(
+                200,
+                &[("cache-control", "extension=\"max-age=100\", max-age=1")]
+            )),
             0
         );
         assert!(ttl(&pol(200, &[("cache-control", "max-age=99999999999")])) > 1 << 30);
         assert_eq!(
-            ttl(&pol(200, &[("cache-control", "max-age=100"), ("age", "1, 2")])),
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100"), ("age", "1, 2")]
+            )),
             0
         );
-        assert!(ttl(&pol(200, &[("cache-control", "max-age=100"), ("set-cookie", "a=b")])) > 90);
+        assert!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100"), ("set-cookie", "a=b")]
+            )) > 90
+        );
         assert_eq!(ttl(&pol(200, &[("expires", "0")])), 0);
         let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
         assert!(ttl(&pol(200, &[("expires", &future)])) > 90);
@@ -348,9 +364,24 @@ mod tests {
     #[test]
     fn unknown_statuses_need_explicit_freshness_and_must_understand() {
         assert!(ttl(&pol(599, &[("cache-control", "max-age=100")])) > 90);
-        assert_eq!(ttl(&pol(599, &[("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT")])), 0);
-        assert!(pol(599, &[("cache-control", "max-age=100, must-understand, no-store")]).is_none());
-        assert!(ttl(&pol(200, &[("cache-control", "max-age=100, must-understand, no-store")])) > 90);
+        assert_eq!(
+            ttl(&pol(
+                599,
+                &[("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT")]
+            )),
+            0
+        );
+        assert!(pol(
+            599,
+            &[("cache-control", "max-age=100, must-understand, no-store")]
+        )
+        .is_none());
+        assert!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100, must-understand, no-store")]
+            )) > 90
+        );
     }
 
     #[test]

@@ -174,11 +174,19 @@ pub(crate) fn key_of(uri: &Uri, headers: &HeaderMap) -> String {
 /// The key of a `Location` / `Content-Location` reference in a response to
 /// `uri`, when it resolves to the same origin (RFC 9111 §4.4); `None`
 /// otherwise.
-pub(crate) fn same_origin_key(uri: &Uri, headers: &HeaderMap, reference: &HeaderValue) -> Option<String> {
+pub(crate) fn same_origin_key(
+    uri: &Uri,
+    headers: &HeaderMap,
+    reference: &HeaderValue,
+) -> Option<String> {
     let key = key_of(uri, headers);
     let authority = key[2..].split('/').next().unwrap_or("").to_owned();
     let scheme = uri.scheme_str().unwrap_or("http");
-    let base = url::Url::parse(&format!("{scheme}://{authority}{}", &key[2 + authority.len()..])).ok()?;
+    let base = url::Url::parse(&format!(
+        "{scheme}://{authority}{}",
+        &key[2 + authority.len()..]
+    ))
+    .ok()?;
     let target = base.join(reference.to_str().ok()?).ok()?;
     if target.origin() != base.origin() {
         return None;

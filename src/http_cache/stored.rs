@@ -74,22 +74,15 @@ impl Stored {
         self.headers.get(http::header::ETAG)
     }
 
-    /// `true` if the response can be revalidated (`ETag` or `Last-Modified`).
-    pub(crate) fn has_validator(&self) -> bool {
-        self.etag().is_some() || self.headers.contains_key(http::header::LAST_MODIFIED)
-    }
-
     /// How long the response is worth keeping after `now`: while fresh, and
-    /// then as long as it may be served stale or revalidated.
+    /// then as long as it may be served stale (`stale-while-revalidate`,
+    /// `stale-if-error`, a request's `max-stale`) or revalidated.
     pub(crate) fn keep_for(&self, now: SystemTime, keep_stale: Duration) -> Duration {
-        let mut after = Duration::ZERO;
+        let mut after = keep_stale;
         if self.stale.allowed {
             after = after
                 .max(self.stale.while_revalidate.unwrap_or_default())
                 .max(self.stale.if_error.unwrap_or_default());
-        }
-        if self.has_validator() {
-            after = after.max(keep_stale);
         }
         self.policy.time_to_live(now).saturating_add(after)
     }
