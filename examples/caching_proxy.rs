@@ -277,12 +277,11 @@ async fn origin(listener: TcpListener, hits: Arc<AtomicUsize>) {
                     } else {
                         "max-age=60"
                     };
-                    let res = Response::builder()
+                    Response::builder()
                         .header("cache-control", cc)
                         .header("x-origin-count", n)
                         .header("x-custom", "kept")
-                        .body(Full::new(Bytes::from(format!("{} #{n}", req.uri().path()))));
-                    Ok::<_, http::Error>(res?)
+                        .body(Full::new(Bytes::from(format!("{} #{n}", req.uri().path()))))
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

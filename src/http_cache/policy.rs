@@ -210,11 +210,7 @@ fn response_view(
                     cc.push("must-revalidate".into());
                 }
             }
-            "proxy-revalidate" => {
-                if shared {
-                    cc.push("must-revalidate".into());
-                }
-            }
+            "proxy-revalidate" if shared => cc.push("must-revalidate".into()),
             "no-store" if must_understand => {}
             "public" | "private" | "no-store" | "no-cache" | "must-revalidate" | "immutable" => {
                 cc.push(d.name.clone())
