@@ -131,7 +131,11 @@ async fn origin() -> String {
                         let b = Response::builder()
                             .header("cache-control", "max-age=0")
                             .header("etag", "\"v\"");
-                        let res = if req.headers().get("if-none-match").is_some_and(|v| v == "\"v\"") {
+                        let res = if req
+                            .headers()
+                            .get("if-none-match")
+                            .is_some_and(|v| v == "\"v\"")
+                        {
                             b.status(304).body(Full::new(Bytes::new()))
                         } else {
                             b.body(Full::new(body))
@@ -157,27 +161,40 @@ fn bench_revalidate(c: &mut Criterion) {
     let url = rt.block_on(origin());
     let get = {
         let url = url.clone();
-        move || Request::get(url.as_str()).body(Full::<Bytes>::default()).unwrap()
+        move || {
+            Request::get(url.as_str())
+                .body(Full::<Bytes>::default())
+                .unwrap()
+        }
     };
     let client = HttpClient::new();
-    let cached = HttpCacheLayer::builder().build().unwrap().layer(client.clone());
+    let cached = HttpCacheLayer::builder()
+        .build()
+        .unwrap()
+        .layer(client.clone());
     rt.block_on(async {
         let res = cached.clone().oneshot(get()).await.unwrap();
-        assert_eq!(res.into_body().collect().await.unwrap().to_bytes().len(), 64 * 1024);
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes().len(),
+            64 * 1024
+        );
     });
 
     let mut g = c.benchmark_group("http_cache_revalidate");
-    g.bench_function("HttpCacheLayer 304 revalidation (64 KiB from the store)", |b| {
-        b.to_async(&rt).iter(|| {
-            let svc = cached.clone();
-            let req = get();
-            async move {
-                let res = svc.oneshot(req).await.unwrap();
-                let body = res.into_body().collect().await.unwrap().to_bytes();
-                assert_eq!(body.len(), 64 * 1024);
-            }
-        })
-    });
+    g.bench_function(
+        "HttpCacheLayer 304 revalidation (64 KiB from the store)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                let svc = cached.clone();
+                let req = get();
+                async move {
+                    let res = svc.oneshot(req).await.unwrap();
+                    let body = res.into_body().collect().await.unwrap().to_bytes();
+                    assert_eq!(body.len(), 64 * 1024);
+                }
+            })
+        },
+    );
     g.bench_function("HttpClient full 200 (64 KiB over loopback)", |b| {
         b.to_async(&rt).iter(|| {
             let svc = client.clone();
@@ -191,7 +208,10 @@ fn bench_revalidate(c: &mut Criterion) {
     });
     g.finish();
     let stats = cached.stats();
-    assert!(stats.not_modified > 0, "the cached arm revalidated: {stats:?}");
+    assert!(
+        stats.not_modified > 0,
+        "the cached arm revalidated: {stats:?}"
+    );
 }
 
 criterion_group!(benches, bench_hit, bench_revalidate);

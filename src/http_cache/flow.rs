@@ -146,7 +146,7 @@ where
         Err(e) => {
             let now = shared.clock.now();
             if r.stored.within(r.stored.stale.if_error, now) {
-                bump(&shared.counters.stale_served);
+                shared.counters.stale();
                 let o = stale_outcome("stale-if-error");
                 return Ok(respond::from_stored(
                     &shared.cfg,
@@ -206,7 +206,7 @@ where
         ));
     }
     if status.is_server_error() && r.stored.within(r.stored.stale.if_error, now) {
-        bump(&shared.counters.stale_served);
+        shared.counters.stale();
         let mut o = stale_outcome("stale-if-error");
         o.fwd_status = Some(status.as_u16());
         return Ok(respond::from_stored(

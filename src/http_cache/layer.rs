@@ -198,7 +198,7 @@ impl HttpCacheLayerBuilder {
             cache_status: self.cache_status.then(|| self.name.to_string()),
         };
         Ok(HttpCacheLayer {
-            shared: Arc::new(Shared::new(cfg, max_entries)),
+            shared: Arc::new(Shared::new(cfg, max_entries, self.name)),
         })
     }
 }

@@ -71,10 +71,10 @@ pub(crate) fn lookup<B>(
     let stored = variants.as_ref().and_then(|v| v.select(headers));
     let Some(stored) = stored else {
         if only_if_cached {
-            bump(&c.hits);
+            c.hit();
             return Step::Answer(respond::gateway_timeout(cfg));
         }
-        bump(&c.misses);
+        c.miss();
         let why = if variants.is_some() {
             "vary-miss"
         } else {
@@ -86,11 +86,11 @@ pub(crate) fn lookup<B>(
     let view = policy::request_view(method, uri, headers);
     match stored.policy.before_request(&view, now) {
         BeforeRequest::Fresh(_) => {
-            bump(&c.hits);
+            c.hit();
             let mut outcome = Outcome::hit();
             if stored.policy.is_stale(now) {
                 // The request's max-stale allowed it.
-                bump(&c.stale_served);
+                c.stale();
                 outcome.detail = Some("max-stale");
             }
             Step::Answer(respond::from_stored(
@@ -99,7 +99,7 @@ pub(crate) fn lookup<B>(
         }
         BeforeRequest::Stale { request, .. } => {
             if only_if_cached {
-                bump(&c.hits);
+                c.hit();
                 return Step::Answer(respond::gateway_timeout(cfg));
             }
             let mut request_headers = request.headers;
@@ -128,8 +128,8 @@ pub(crate) fn lookup<B>(
                 && stored.policy.is_stale(now)
                 && stored.within(stored.stale.while_revalidate, now)
             {
-                bump(&c.hits);
-                bump(&c.stale_served);
+                c.hit();
+                c.stale();
                 let outcome = Outcome {
                     hit: true,
                     detail: Some("stale-while-revalidate"),
@@ -138,7 +138,7 @@ pub(crate) fn lookup<B>(
                 let res = respond::from_stored(cfg, stored, method, headers, now, outcome);
                 return Step::AnswerAndRefresh(res, plan);
             }
-            bump(&c.revalidations);
+            c.revalidation();
             Step::Forward(Plan::Revalidate(plan))
         }
     }

@@ -49,8 +49,8 @@ impl Clock {
     }
 }
 
-/// Counters behind [`HttpCacheStats`].
-#[derive(Debug, Default)]
+/// Counters behind [`HttpCacheStats`], and the metrics (feature `metrics`:
+/// the `tower_patterns.cache.*` series the `CacheLayer` records too).
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
@@ -61,6 +61,52 @@ pub(crate) struct Counters {
     pub(crate) passes: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) too_large: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
+}
+
+#[allow(unused_imports)]
+use crate::trace::record;
+
+impl Counters {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn new(name: crate::trace::Name) -> Self {
+        let z = || AtomicU64::new(0);
+        Counters {
+            hits: z(),
+            misses: z(),
+            revalidations: z(),
+            not_modified: z(),
+            stale_served: z(),
+            stored: z(),
+            passes: z(),
+            invalidations: z(),
+            too_large: z(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
+        }
+    }
+
+    pub(crate) fn hit(&self) {
+        bump(&self.hits);
+        record!(self.metrics, |m| m.hit.increment(1));
+    }
+
+    pub(crate) fn miss(&self) {
+        bump(&self.misses);
+        record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    /// A revalidation: a miss for the metrics (the inner service is asked).
+    pub(crate) fn revalidation(&self) {
+        bump(&self.revalidations);
+        record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    pub(crate) fn stale(&self) {
+        bump(&self.stale_served);
+        record!(self.metrics, |m| m.stale.increment(1));
+    }
 }
 
 /// Adds one to a counter.
@@ -80,12 +126,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: Config, max_entries: usize) -> Self {
+    pub(crate) fn new(cfg: Config, max_entries: usize, name: crate::trace::Name) -> Self {
         Shared {
             cfg,
             store: MemoryStore::new(max_entries),
             clock: Clock::new(),
-            counters: Counters::default(),
+            counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
         }
     }
