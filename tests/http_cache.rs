@@ -587,6 +587,13 @@ async fn head_is_answered_from_a_stored_get() {
         (StatusCode::OK, 0, "2")
     );
     assert_eq!(origin.calls(), 1);
+
+    // A HEAD that misses goes on as a HEAD; its bodiless answer is not
+    // stored for GETs.
+    send(&mut svc, req("HEAD", "/first-head", &[])).await;
+    assert_eq!(origin.last().method, "HEAD");
+    let body = get(&mut svc, "/first-head").await.body;
+    assert_eq!((origin.calls(), body.as_ref()), (3, &b"#3"[..]));
 }
 
 #[tokio::test(start_paused = true)]

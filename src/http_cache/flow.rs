@@ -89,7 +89,9 @@ where
         }
         Plan::Miss { key, why } => {
             let res = call(svc, req).await?;
-            finish(&shared, key, &head, Method::GET, res, Outcome::fwd(why)).await
+            // A HEAD went on as a HEAD: its answer has no body to store.
+            let sent = head.method.clone();
+            finish(&shared, key, &head, sent, res, Outcome::fwd(why)).await
         }
         Plan::Revalidate(r) => revalidate(shared, svc, req, head, r).await,
     }
@@ -328,8 +330,12 @@ where
     let storable = policy::policy(&view, res.status(), res.headers(), now, shared.cfg.opts)
         .is_some_and(|(p, _)| p.is_storable());
     if !storable {
-        // Whatever was stored for this request is outdated now.
-        forget(shared, &key, &head.headers);
+        // Whatever was stored for this request is outdated now (unless this
+        // is a part of it, or an answer to the client's own conditions).
+        let status = res.status();
+        if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::NOT_MODIFIED {
+            forget(shared, &key, &head.headers);
+        }
         return Ok(passed(shared, res, outcome));
     }
     let (parts, body) = res.into_parts();
