@@ -7,12 +7,13 @@
 //! adapter does that, and the bare client is wrapped in the same adapter),
 //! so the difference is the cost of the four layers. In the "all misses"
 //! case every request has its own URI, so the cache misses every time and
-//! its miss path (lookup, single-flight entry, the load task, the insert
+//! its miss path (lookup, the RFC 9111 storability decision, the insert
 //! and S3-FIFO eviction once full) is measured along with retry, breaker
-//! and limit; "all hits" shows what the cache saves.
+//! and limit; "all hits" shows what the cache saves. Requests go to
+//! `/users/1` (`Cache-Control: max-age=60`, so the HTTP cache stores them).
 //!
 //! Variants that isolate the parts: the bare client with each call in a
-//! spawned task (what a spawned cache load costs), the bare client keeping
+//! spawned task, the bare client keeping
 //! its last 10,000 responses (what holding responses costs), the stack
 //! without its cache (retry, breaker, limit), and the cache alone over
 //! `fetch::Collect<HttpClient>`.
@@ -33,12 +34,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tower::{BoxError, Layer, ServiceExt};
-use tower_patterns::cache::CacheLayer;
 use tower_patterns::fetch::{CollectLayer, HttpClient};
+use tower_patterns::http_cache::HttpCacheLayer;
 use tower_patterns::limit::join_bounded;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, DemoStack, Req, Res, StackClassify, StackConfig, UriKey};
+use demo_stack::{get, DemoStack, StackConfig};
 
 const BATCH: u64 = 32;
 const IN_FLIGHT: usize = 8;
@@ -52,7 +53,7 @@ fn http_stack(c: &mut Criterion) {
     let upstream = server_rt
         .block_on(Upstream::start(UpstreamConfig::default()))
         .unwrap();
-    let base = upstream.url("/health");
+    let base = upstream.url("/users/1");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,11 +69,9 @@ fn http_stack(c: &mut Criterion) {
         .unwrap();
         // The demo's cache layer, alone over `fetch::Collect<HttpClient>` (errors
         // boxed, as the limit below the cache in the stack does).
-        let cache_only = CacheLayer::<Req, Res>::builder()
-            .ttl(Duration::from_secs(60))
+        let cache_only = HttpCacheLayer::builder()
+            .shared(false)
             .max_entries(10_000)
-            .key(UriKey)
-            .classify(StackClassify)
             .build()
             .unwrap()
             .layer(

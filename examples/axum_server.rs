@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! GET /users/{id} ─ HandleErrorLayer(respond::handle_error)
-//!                   └ cache (5 s per path; 404s and failures are not kept)
+//!                   └ HTTP cache (RFC 9111, shared: what the upstream's Cache-Control allows)
 //!                     └ concurrency limit (16 in flight, reject when full → 503, Retry-After: 1)
 //!                       └ circuit breaker (5 failures in a row → open 5 s → 503, Retry-After: secs to probe)
 //!                         └ proxy: fetch::HttpClient → upstream /users/{id}

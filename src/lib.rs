@@ -55,6 +55,7 @@
 //! | [`limit`] | [`ConcurrencyLimitLayer`](limit::ConcurrencyLimitLayer) (bounded wait, shedding, permit held to body end), [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) (Gradient2, AIMD), [`limit::gather`] and [`limit::join_bounded`] |
 //! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer): GCRA, N calls per period with a burst, wait (bounded) or refuse with `RateLimited`, per key in a bounded table, stores shared by replicas |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer): TTL, md5-of-JSON keys, single-flight, stale-while-revalidate / stale-if-error, bounded S3-FIFO store |
+//! | [`http_cache`] | [`HttpCacheLayer`](http_cache::HttpCacheLayer): an RFC 9111 HTTP cache (shared or private; `Vary`, conditional revalidation with 304s merged, `Age`, `stale-while-revalidate` / `stale-if-error`, request directives, `only-if-cached`, unsafe-method invalidation, HEAD from GET, byte ranges, `Cache-Status`) on `http-cache-semantics` |
 //! | [`fetch`] | [`HttpClient`](fetch::HttpClient) service on hyper-util (rustls HTTPS), [`fetch::fetch_json`], [`fetch::fetch_all`], [`JsonLayer`](fetch::JsonLayer), [`fetch::stream_body`] |
 //! | [`paginate`] | [`Paginator`](paginate::Paginator): a `Stream` of pages or items over a page service; page-number, cursor and Link-header strategies, prefetch, resume |
 //! | [`queue`] | [`TaskQueue`](queue::TaskQueue): bounded task queue with workers, as a `Service<Req, Response = TaskId>` |
@@ -103,6 +104,7 @@
 //! | [`limit`] (adaptive) | [`AdaptiveLimitLayer`](limit::AdaptiveLimitLayer) | [`AdaptiveLimitLayerBuilder`](limit::AdaptiveLimitLayerBuilder) | [`AdaptiveLimit`](limit::AdaptiveLimit) | [`ResponseFuture`](limit::adaptive::ResponseFuture) | [`Overloaded`](limit::Overloaded) | [`LimitStats`](limit::LimitStats) | |
 //! | [`rate_limit`] | [`RateLimitLayer`](rate_limit::RateLimitLayer) | [`RateLimitLayerBuilder`](rate_limit::RateLimitLayerBuilder) | [`RateLimit`](rate_limit::RateLimit) | [`ResponseFuture`](rate_limit::ResponseFuture) | [`RateLimited`](rate_limit::RateLimited) | [`RateLimitStats`](rate_limit::RateLimitStats) | |
 //! | [`cache`] | [`CacheLayer`](cache::CacheLayer) | [`CacheLayerBuilder`](cache::CacheLayerBuilder) | [`Cache`](cache::Cache) | [`ResponseFuture`](cache::ResponseFuture) | [`SharedError`](cache::SharedError), [`LoadAbandoned`](cache::LoadAbandoned) | [`CacheStats`](cache::CacheStats) | [`CacheHandle`](cache::CacheHandle) |
+//! | [`http_cache`] | [`HttpCacheLayer`](http_cache::HttpCacheLayer) | [`HttpCacheLayerBuilder`](http_cache::HttpCacheLayerBuilder) | [`HttpCache`](http_cache::HttpCache) | [`ResponseFuture`](http_cache::ResponseFuture) | [`UpstreamBodyError`](http_cache::UpstreamBodyError) | [`HttpCacheStats`](http_cache::HttpCacheStats) | [`HttpCacheHandle`](http_cache::HttpCacheHandle) |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | [`FallbackLayerBuilder`](fallback::FallbackLayerBuilder) | [`Fallback`](fallback::Fallback) | [`ResponseFuture`](fallback::ResponseFuture) | the inner service's (or the backup's) | [`FallbackStats`](fallback::FallbackStats) | |
 //! | [`chaos`] | [`ChaosLayer`](chaos::ChaosLayer) | [`ChaosLayerBuilder`](chaos::ChaosLayerBuilder) | [`Chaos`](chaos::Chaos) | [`ResponseFuture`](chaos::ResponseFuture) | [`Injected`](chaos::Injected) | [`ChaosStats`](chaos::ChaosStats) | [`ChaosHandle`](chaos::ChaosHandle) |
 //! | [`fetch`] | [`JsonLayer`](fetch::JsonLayer) | [`JsonLayerBuilder`](fetch::JsonLayerBuilder), [`HttpClientBuilder`](fetch::HttpClientBuilder) | [`HttpClient`](fetch::HttpClient), [`Json`](fetch::Json) | [`ResponseFuture`](fetch::ResponseFuture), [`JsonFuture`](fetch::JsonFuture) | [`FetchError`](fetch::FetchError) | [`FetchStats`](fetch::FetchStats) | |
@@ -174,6 +176,7 @@ mod error;
 pub mod fallback;
 pub mod fetch;
 pub mod hedge;
+pub mod http_cache;
 pub mod layer_order;
 pub mod limit;
 #[cfg(feature = "metrics")]

@@ -45,7 +45,6 @@ fn config() -> StackConfig {
         failures_to_open: 5,
         open_duration: OPEN,
         concurrency: 4,
-        cache_ttl: Duration::from_secs(60),
         timeout: Duration::from_secs(10),
     }
 }

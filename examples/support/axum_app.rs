@@ -17,12 +17,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{BoxError, ServiceBuilder};
-use tower_patterns::cache::{CacheHandle, CacheLayer};
 use tower_patterns::circuit_breaker::{CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer};
 use tower_patterns::classify::HttpClassify;
-use tower_patterns::fetch::{self, FetchError, HttpClient};
+use tower_patterns::fetch::{FetchError, HttpClient};
+use tower_patterns::http_cache::{HttpCacheHandle, HttpCacheLayer};
 use tower_patterns::limit::ConcurrencyLimitLayer;
 use tower_patterns::respond;
 use tower_patterns::upstream::Upstream;
@@ -33,25 +34,48 @@ pub struct App {
     pub upstream: Arc<Upstream>,
     pub breaker: BreakerHandle,
     pub limit: ConcurrencyLimitLayer,
-    pub cache: CacheHandle<String, Response<Bytes>>,
+    pub cache: HttpCacheHandle,
     /// Renders every metric in Prometheus' text format, for `/metrics`.
     pub prometheus: PrometheusHandle,
 }
 
-/// Fetches `path` from the upstream. Client errors (404 for an unknown
-/// user) are the upstream's answer and pass through; 5xx and transport
-/// failures are errors, for the breaker to count and `handle_error` to
-/// map (to 502, or 504 on a timeout).
-async fn proxy(client: HttpClient, url: String) -> Result<Response<Bytes>, BoxError> {
-    match fetch::fetch_json::<serde_json::Value, _, _>(&client, &url).await {
-        Ok(json) => Ok(Response::builder()
-            .header("content-type", "application/json")
-            .body(Bytes::from(json.to_string()))?),
-        Err(FetchError::Status { status, .. }) if status.is_client_error() => {
-            Ok(Response::builder().status(status).body(Bytes::new())?)
+/// Fetches `path` from the upstream. Its answer passes through with the
+/// fields a cache and a client act on (`Content-Type`, `Cache-Control`,
+/// `ETag`, `Last-Modified`, `Expires`, `Date`); client errors (404 for an
+/// unknown user) too. 5xx and transport failures are errors, for the
+/// breaker to count and `handle_error` to map (to 502, or 504 on a
+/// timeout).
+async fn proxy(client: HttpClient, url: String) -> Result<Response<Full<Bytes>>, BoxError> {
+    let res = client
+        .request(Request::get(&url).body(Full::default())?)
+        .await?;
+    let status = res.status();
+    if !status.is_success() && !status.is_client_error() {
+        return Err(FetchError::Status {
+            url,
+            status,
+            body: Bytes::new(),
+            retry_after: None,
+            content_type: None,
         }
-        Err(e) => Err(e.into()),
+        .into());
     }
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut out = Response::builder().status(status);
+    for name in [
+        "content-type",
+        "cache-control",
+        "etag",
+        "last-modified",
+        "expires",
+        "date",
+    ] {
+        if let Some(v) = parts.headers.get(name) {
+            out = out.header(name, v);
+        }
+    }
+    Ok(out.body(Full::new(body))?)
 }
 
 /// The router and what its routes share. Every layer is named `users`:
@@ -79,12 +103,11 @@ pub fn app(
         .reject_when_full()
         .build()
         .expect("valid limit config");
-    let cache = CacheLayer::builder()
+    // RFC 9111 in front of the routes: a shared cache (every user's
+    // requests), keeping what the upstream's `Cache-Control` allows.
+    let cache = HttpCacheLayer::builder()
         .name("users")
-        .ttl(Duration::from_secs(5))
         .max_entries(10_000)
-        .key_fn(|req: &Request<Body>| req.uri().path().to_owned())
-        .classify(HttpClassify)
         .build()
         .expect("valid cache config");
     let shared = App {
@@ -97,7 +120,7 @@ pub fn app(
 
     let users = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(respond::handle_error))
-        .map_response(|res: Response<Bytes>| res.map(Body::from))
+        .map_response(|res: Response<_>| res.map(Body::new))
         .layer(cache)
         // Outside the breaker: shedding load is not the upstream's fault.
         .layer(limit)
@@ -120,7 +143,7 @@ pub async fn stats(AxumState(app): AxumState<App>) -> String {
     let (b, l, c) = (app.breaker.stats(), app.limit.stats(), app.cache.stats());
     format!(
         "breaker: {:?} (successes {}, failures {})\nlimit: {} in flight of {}, {} rejected\n\
-         cache: {} hits, {} misses, {} coalesced, {} entries\nupstream: {} requests, down: {}\n",
+         cache: {} hits, {} misses, {} revalidations, {} entries\nupstream: {} requests, down: {}\n",
         b.state,
         b.successes,
         b.failures,
@@ -129,7 +152,7 @@ pub async fn stats(AxumState(app): AxumState<App>) -> String {
         l.rejected,
         c.hits,
         c.misses,
-        c.coalesced,
+        c.revalidations,
         c.entries,
         app.upstream.requests(),
         app.upstream.is_down(),

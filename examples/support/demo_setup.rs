@@ -112,7 +112,6 @@ impl Demo {
             failures_to_open: 5,
             open_duration: plan.open_duration,
             concurrency: 8,
-            cache_ttl: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
         };
         let stack = DemoStack::build(&config)?;
@@ -124,7 +123,7 @@ impl Demo {
             upstream.addr()
         );
         println!(
-            "stack: cache(uri, ttl 60s) -> retry({} attempts, {:?}x2 backoff, cap {:?}, budget) \
+            "stack: http cache(RFC 9111, private) -> retry({} attempts, {:?}x2 backoff, cap {:?}, budget) \
              -> breaker({} failures in a row, open {:?}) -> limit({}) -> HttpClient",
             config.attempts,
             config.base_delay,

@@ -3,57 +3,60 @@
 //! file with `#[path]`, so all three run exactly the same stack).
 //!
 //! ```text
-//! Cache        keyed on the URI of GET requests; stores only successes
+//! HttpCache    RFC 9111, private (one user's client): what the server's
+//!              Cache-Control allows, revalidated with ETag / Last-Modified
 //!  -> Retry     exponential backoff, honours Retry-After (capped)
 //!  -> CircuitBreaker   opens after N failures in a row
 //!  -> ConcurrencyLimit at most M requests on the wire
 //!  -> Collect   HttpClient, body read to the end into `Full<Bytes>`
 //! ```
 //!
-//! Why `fetch::Collect` sits at the bottom: the cache hands out clones of
-//! responses, so they must be `Clone`, and a streaming `fetch::Body` is
-//! not. Reading the body inside the limit also means the permit covers
-//! the whole exchange and a body cut short is a failure that retry and the
-//! breaker see. The responses, `http::Response<Full<Bytes>>`, are still
-//! HTTP responses, so `HttpClassify`, `fetch::JsonLayer` and
-//! `paginate::json_link_paginator` work on top of the stack unchanged.
+//! Why `fetch::Collect` sits at the bottom: reading the body inside the
+//! limit means the permit covers the whole exchange and a body cut short
+//! is a failure that retry and the breaker see. The answers,
+//! `http::Response<HttpCacheBody<Full<Bytes>>>`, are still HTTP responses,
+//! so `HttpClassify`, `fetch::JsonLayer` and `paginate::json_link_paginator`
+//! work on top of the stack unchanged.
 //!
 //! One classifier, [`StackClassify`], decides what a failure is for every
 //! layer: `HttpClassify` (5xx, 429, 408 and transport errors fail; other
 //! 4xx are ignored), except that the breaker's own `Open` error is
 //! *ignored*: it is not retried (the point of an open breaker is to fail
-//! fast) and never cached.
+//! fast). The cache decides by the protocol alone (it answers from a
+//! stored response within its `stale-if-error` when the layers below
+//! fail).
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{BoxError, Layer};
-use tower_patterns::cache::{Cache, CacheHandle, CacheLayer, CacheStats, KeyFn};
 use tower_patterns::circuit_breaker::{
     CircuitBreaker, CircuitBreakerHandle as BreakerHandle, CircuitBreakerLayer, Open, State,
 };
 use tower_patterns::classify::{Classify, HttpClassify, Outcome};
 use tower_patterns::fetch::{Collect, CollectLayer, HttpClient};
+use tower_patterns::http_cache::{
+    HttpCache, HttpCacheBody, HttpCacheHandle, HttpCacheLayer, HttpCacheStats,
+};
 use tower_patterns::limit::{ConcurrencyLimit, ConcurrencyLimitLayer, LimitStats};
 use tower_patterns::retry::{Backoff, Jitter, Retry, RetryBudget, RetryLayer, RetryStats};
 
 /// What the stack takes.
 pub type Req = Request<Full<Bytes>>;
-/// What the stack answers: a response whose body has been read.
-pub type Res = Response<Full<Bytes>>;
+/// What the layers below the cache answer: a response whose body has been
+/// read.
+pub type Collected = Response<Full<Bytes>>;
+/// What the stack answers: that response, from the cache or through it.
+pub type Res = Response<HttpCacheBody<Full<Bytes>>>;
 
 /// The whole stack, top to bottom.
-pub type Stack = Cache<
+pub type Stack = HttpCache<
     Retry<CircuitBreaker<ConcurrencyLimit<Collect<HttpClient>>, StackClassify>, StackClassify>,
-    Req,
-    Res,
-    UriKey,
-    StackClassify,
 >;
 
 /// `HttpClassify`, plus: the breaker's `Open` error is ignored (not
@@ -71,18 +74,6 @@ impl<B> Classify<Response<B>, BoxError> for StackClassify {
 
     fn retry_after(&self, result: &Result<Response<B>, BoxError>) -> Option<Duration> {
         HttpClassify.retry_after(result)
-    }
-}
-
-/// Cache key: the URI of a GET request; other methods are not cached.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UriKey;
-
-impl KeyFn<Req> for UriKey {
-    type Key = Uri;
-
-    fn key(&self, req: &Req) -> Option<Uri> {
-        (req.method() == Method::GET).then(|| req.uri().clone())
     }
 }
 
@@ -105,8 +96,6 @@ pub struct StackConfig {
     pub open_duration: Duration,
     /// Requests on the wire at once.
     pub concurrency: usize,
-    /// How long a response stays cached.
-    pub cache_ttl: Duration,
     /// The client's whole-request timeout.
     pub timeout: Duration,
 }
@@ -122,7 +111,6 @@ impl Default for StackConfig {
             failures_to_open: 5,
             open_duration: Duration::from_secs(2),
             concurrency: 16,
-            cache_ttl: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
         }
     }
@@ -146,7 +134,7 @@ pub struct DemoStack {
     /// The client at the bottom (for `stream_body` and its stats).
     pub client: HttpClient,
     /// Cache statistics and invalidation.
-    pub cache: CacheHandle<Uri, Res>,
+    pub cache: HttpCacheHandle,
     /// Retry statistics.
     pub retry: RetryLayer<StackClassify>,
     /// Breaker state and statistics.
@@ -172,11 +160,10 @@ impl DemoStack {
         let transitions = Arc::new(Mutex::new(Vec::new()));
         let log = transitions.clone();
 
-        let cache = CacheLayer::<Req, Res>::builder()
-            .ttl(config.cache_ttl)
+        // One user's client: a private cache (`private` answers are kept too).
+        let cache = HttpCacheLayer::builder()
+            .shared(false)
             .max_entries(10_000)
-            .key(UriKey)
-            .classify(StackClassify)
             .build()?;
         let mut retry = RetryLayer::builder()
             .max_attempts(config.attempts)
@@ -247,8 +234,8 @@ impl DemoStack {
 /// Every layer's counters at one moment.
 #[derive(Clone, Debug)]
 pub struct StackStats {
-    /// Cache hits, misses, ...
-    pub cache: CacheStats,
+    /// Cache hits, misses, revalidations, ...
+    pub cache: HttpCacheStats,
     /// Attempts and retries.
     pub retry: RetryStats,
     /// Breaker state.

@@ -166,7 +166,7 @@ impl Timeline {
 
 /// Prints every layer's counters and the server's.
 pub fn print_totals(s: &StackStats, upstream: &Upstream) {
-    let lookups = s.cache.hits + s.cache.misses + s.cache.coalesced;
+    let lookups = s.cache.hits + s.cache.misses + s.cache.revalidations;
     println!(
         "  retries: {} attempts, {} retries, {} refused by the budget",
         s.retry.attempts, s.retry.retries, s.retry.budget_refusals
@@ -176,12 +176,12 @@ pub fn print_totals(s: &StackStats, upstream: &Upstream) {
         s.breaker_state, s.breaker_opened, s.breaker_rejected
     );
     println!(
-        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} coalesced, {} entries)",
+        "  cache: {} hits / {} lookups = {:.0}% hit ratio ({} misses, {} revalidations, {} entries)",
         s.cache.hits,
         lookups,
         100.0 * s.cache.hits as f64 / lookups.max(1) as f64,
         s.cache.misses,
-        s.cache.coalesced,
+        s.cache.revalidations,
         s.cache.entries
     );
     println!(

@@ -102,7 +102,7 @@
 //! | `tower_patterns.fallback.fallbacks` | counter | count | `name`, `result=served|failed` | Failed calls handed to the fallback, by whether the fallback's answer was a success. |
 //! | `tower_patterns.deadline.timeouts` | counter | count | `name` | Calls cut short with `Elapsed`. |
 //! | `tower_patterns.chaos.injected` | counter | count | `name`, `fault=error|latency|substitute` | Faults injected, by kind. |
-//! | `tower_patterns.cache.requests` | counter | count | `name`, `result=hit|miss|coalesced` | Lookups by result: hit (stale entries served included), miss (a load), joined a load in flight. |
+//! | `tower_patterns.cache.requests` | counter | count | `name`, `result=hit|miss|coalesced` | Lookups by result: hit (stale entries served included), miss (a load), joined a load in flight. `HttpCacheLayer` records hit and miss (a revalidation is a miss). |
 //! | `tower_patterns.cache.stale_served` | counter | count | `name` | Stale entries served: while revalidating, or in place of a failed load. |
 //! | `tower_patterns.cache.evictions` | counter | count | `name` | Entries evicted to stay within capacity. |
 //! | `tower_patterns.cache.load.duration` | histogram | seconds | `name` | Time a miss spent loading from the inner service. |

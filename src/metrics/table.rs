@@ -116,7 +116,7 @@ table! {
         "Faults injected, by kind.";
     CACHE_REQUESTS = "tower_patterns.cache.requests", Counter, Count,
         ["name", "result=hit|miss|coalesced"],
-        "Lookups by result: hit (stale entries served included), miss (a load), joined a load in flight.";
+        "Lookups by result: hit (stale entries served included), miss (a load), joined a load in flight. `HttpCacheLayer` records hit and miss (a revalidation is a miss).";
     CACHE_STALE = "tower_patterns.cache.stale_served", Counter, Count,
         ["name"],
         "Stale entries served: while revalidating, or in place of a failed load.";

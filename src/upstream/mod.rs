@@ -33,6 +33,10 @@
 //! | `GET /status/{code}` | that status; 503 and 429 carry `Retry-After` |
 //! | `POST /echo` | the request body back |
 //!
+//! The data endpoints' answers (`/users/{id}` when found, `/items*`) carry
+//! `Cache-Control: max-age=60, stale-if-error=300`, so that an HTTP cache
+//! in front (`http_cache::HttpCacheLayer`) keeps them a minute.
+//!
 //! While down, or by chance at `fail_rate`, any request but `/health`
 //! answers `503` with `Retry-After: <retry_after_secs>`. With
 //! [`Upstream::set_slow`], a share of requests waits longer (a long tail). Items are
@@ -366,7 +370,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<UpstreamBod
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["users", id]) => match id.parse::<u64>() {
-            Ok(id) if (1..=shared.items).contains(&id) => json(
+            Ok(id) if (1..=shared.items).contains(&id) => data(
                 StatusCode::OK,
                 &serde_json::json!({
                     "id": id,
@@ -381,7 +385,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<UpstreamBod
         },
         (&Method::GET, ["items"]) => {
             let (page, per_page) = page_params(&query);
-            json(StatusCode::OK, &items_page(shared, page, per_page))
+            data(StatusCode::OK, &items_page(shared, page, per_page))
         }
         (&Method::GET, ["items", "cursor"]) => {
             let offset = match query.get("cursor") {
@@ -398,7 +402,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<UpstreamBod
             let end = offset.saturating_add(limit).min(shared.items);
             let items: Vec<_> = (offset.saturating_add(1)..=end).map(item).collect();
             let next = (end < shared.items).then(|| format!("c{end}"));
-            json(
+            data(
                 StatusCode::OK,
                 &serde_json::json!({ "items": items, "next_cursor": next }),
             )
@@ -406,7 +410,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<UpstreamBod
         (&Method::GET, ["items", "link"]) => {
             let (page, per_page) = page_params(&query);
             let body = items_page(shared, page, per_page);
-            let mut resp = json(StatusCode::OK, &body);
+            let mut resp = data(StatusCode::OK, &body);
             let last = shared.items.div_ceil(per_page).max(1);
             let mut links = Vec::new();
             if page < last {
@@ -512,6 +516,21 @@ fn text(status: StatusCode, body: &str) -> Response<UpstreamBody> {
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The freshness of the data endpoints' answers (`/users/{id}`, `/items*`),
+/// for HTTP caches in front (`http_cache::HttpCacheLayer`).
+const DATA_CACHE_CONTROL: &str = "max-age=60, stale-if-error=300";
+
+/// A JSON answer of the data endpoints: fresh for a minute, and servable
+/// stale for five more while the server fails.
+fn data(status: StatusCode, value: &serde_json::Value) -> Response<UpstreamBody> {
+    let mut resp = json(status, value);
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(DATA_CACHE_CONTROL),
     );
     resp
 }

@@ -1,0 +1,396 @@
+//! The asynchronous half of a request: ask the inner service, then store,
+//! merge a `304`, serve stale on error, or invalidate.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_cache_semantics::AfterResponse;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::body::HttpCacheBody;
+use super::error::UpstreamBodyError;
+use super::lookup::{Plan, Revalidate};
+use super::parse;
+use super::policy::{self, ResView};
+use super::respond::{self, Outcome};
+use super::shared::{bump, key_of, same_origin_key, Shared};
+use super::stored::{Stored, Variants};
+use crate::BoxError;
+
+/// The answer type.
+type Answer<ResB> = Result<Response<HttpCacheBody<ResB>>, BoxError>;
+
+/// What the client asked, kept while its request is away.
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Head {
+    fn of<B>(req: &Request<B>) -> Self {
+        Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        }
+    }
+}
+
+/// Fields a `304` must not change in the stored response.
+const KEEP_ON_304: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-md5",
+    "etag",
+    "transfer-encoding",
+];
+
+async fn call<S, B, ResB>(svc: S, req: Request<B>) -> Result<Response<ResB>, BoxError>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    svc.oneshot(req).await.map_err(Into::into)
+}
+
+/// Sends `req` on as `plan` says and makes the answer.
+pub(crate) async fn forward<S, B, ResB>(
+    shared: Arc<Shared>,
+    svc: S,
+    req: Request<B>,
+    plan: Plan,
+) -> Answer<ResB>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    let head = Head::of(&req);
+    match plan {
+        Plan::Pass => {
+            let res = call(svc, req).await?;
+            Ok(passed(&shared, res, Outcome::fwd("method")))
+        }
+        Plan::Unsafe => {
+            let res = call(svc, req).await?;
+            let status = res.status();
+            if status.is_success() || status.is_redirection() {
+                invalidate(&shared, &head, res.headers());
+            }
+            Ok(passed(&shared, res, Outcome::fwd("method")))
+        }
+        Plan::Miss { key, why } => {
+            let res = call(svc, req).await?;
+            // A HEAD went on as a HEAD: its answer has no body to store.
+            let sent = head.method.clone();
+            finish(&shared, key, &head, sent, res, Outcome::fwd(why)).await
+        }
+        Plan::Revalidate(r) => revalidate(shared, svc, req, head, r).await,
+    }
+}
+
+/// A response that is not stored, streaming through.
+fn passed<ResB>(
+    shared: &Shared,
+    res: Response<ResB>,
+    outcome: Outcome,
+) -> Response<HttpCacheBody<ResB>> {
+    let mut res = res.map(|b| HttpCacheBody::stream(Bytes::new(), Box::pin(b)));
+    respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
+    res
+}
+
+/// RFC 9111 §4.4: after an unsafe method's non-error answer, the target
+/// URI and same-origin `Location` / `Content-Location` are stale.
+fn invalidate(shared: &Shared, head: &Head, res: &HeaderMap) {
+    shared.invalidate(&key_of(&head.uri, &head.headers));
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        for v in res.get_all(name) {
+            if let Some(k) = same_origin_key(&head.uri, &head.headers, v) {
+                shared.invalidate(&k);
+            }
+        }
+    }
+}
+
+async fn revalidate<S, B, ResB>(
+    shared: Arc<Shared>,
+    svc: S,
+    req: Request<B>,
+    head: Head,
+    r: Revalidate,
+) -> Answer<ResB>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    parts.method = r.method.clone();
+    parts.headers = r.headers.clone();
+    let stale_outcome = |detail| Outcome {
+        hit: true,
+        fwd: Some("stale"),
+        detail: Some(detail),
+        ..Outcome::default()
+    };
+    let res = match call(svc, Request::from_parts(parts, body)).await {
+        Ok(res) => res,
+        Err(e) => {
+            let now = shared.clock.now();
+            if r.stored.within(r.stored.stale.if_error, now) {
+                shared.counters.stale();
+                let o = stale_outcome("stale-if-error");
+                return Ok(respond::from_stored(
+                    &shared.cfg,
+                    &r.stored,
+                    &head.method,
+                    &head.headers,
+                    now,
+                    o,
+                ));
+            }
+            return Err(e);
+        }
+    };
+    let now = shared.clock.now();
+    let status = res.status();
+    if status == StatusCode::NOT_MODIFIED {
+        // Without conditions of the client's own, the 304 answers ours.
+        let ours = !respond::is_conditional(&head.headers) || {
+            let view = policy::request_view(&r.method, &head.uri, &r.headers);
+            let res_view = ResView {
+                status,
+                headers: res.headers().clone(),
+            };
+            matches!(
+                r.stored.policy.after_response(&view, &res_view, now),
+                AfterResponse::NotModified(..)
+            )
+        };
+        if !ours {
+            return Ok(passed(&shared, res, Outcome::fwd("stale")));
+        }
+        bump(&shared.counters.not_modified);
+        let headers = merge_304(&r.stored.headers, res.headers(), now);
+        let refreshed = store(
+            &shared,
+            &r.key,
+            &head,
+            r.stored.status,
+            r.stored.version,
+            headers,
+            r.stored.body.clone(),
+        );
+        let outcome = Outcome {
+            fwd: Some("stale"),
+            fwd_status: Some(304),
+            stored: refreshed.is_some(),
+            ..Outcome::default()
+        };
+        let fresh = refreshed.unwrap_or_else(|| r.stored.clone());
+        return Ok(respond::from_stored(
+            &shared.cfg,
+            &fresh,
+            &head.method,
+            &head.headers,
+            now,
+            outcome,
+        ));
+    }
+    if status.is_server_error() && r.stored.within(r.stored.stale.if_error, now) {
+        shared.counters.stale();
+        let mut o = stale_outcome("stale-if-error");
+        o.fwd_status = Some(status.as_u16());
+        return Ok(respond::from_stored(
+            &shared.cfg,
+            &r.stored,
+            &head.method,
+            &head.headers,
+            now,
+            o,
+        ));
+    }
+    let outcome = Outcome {
+        fwd: Some("stale"),
+        fwd_status: Some(status.as_u16()),
+        ..Outcome::default()
+    };
+    finish(&shared, r.key, &head, r.method, res, outcome).await
+}
+
+/// The stored fields refreshed by a `304`'s (RFC 9111 §3.2, §4.3.4).
+fn merge_304(old: &HeaderMap, new: &HeaderMap, now: std::time::SystemTime) -> HeaderMap {
+    let mut out = old.clone();
+    let mut new = new.clone();
+    parse::strip_hop_by_hop(&mut new);
+    for name in new.keys() {
+        if KEEP_ON_304.contains(&name.as_str()) {
+            continue;
+        }
+        out.remove(name);
+        for v in new.get_all(name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    if !new.contains_key(header::AGE) {
+        out.remove(header::AGE);
+    }
+    if !new.contains_key(header::DATE) {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+            out.insert(header::DATE, v);
+        }
+    }
+    out
+}
+
+/// Stores a response for `head` under `key` if it may be stored; returns
+/// what was stored. A response that may not be stored removes the
+/// variant it would have replaced.
+fn store(
+    shared: &Shared,
+    key: &str,
+    head: &Head,
+    status: StatusCode,
+    version: Version,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Option<Arc<Stored>> {
+    parse::strip_hop_by_hop(&mut headers);
+    let now = shared.clock.now();
+    let view = policy::request_view(&Method::GET, &head.uri, &head.headers);
+    let made = policy::policy(&view, status, &headers, now, shared.cfg.opts)
+        .filter(|(p, _)| p.is_storable());
+    let key = key.to_owned();
+    let existing = shared.get(&key);
+    let Some((pol, stale)) = made else {
+        forget(shared, &key, &head.headers);
+        return None;
+    };
+    let selecting = policy::selecting(&headers, &head.headers);
+    let stored = Arc::new(Stored::new(
+        status, version, headers, body, pol, stale, selecting, now,
+    ));
+    let keep = stored.keep_for(now, shared.cfg.keep_stale);
+    if keep.is_zero() {
+        return None;
+    }
+    let variants = match existing {
+        Some(v) => v.with(stored.clone(), &head.headers, shared.cfg.max_variants),
+        None => Variants::one(stored.clone()),
+    };
+    bump(&shared.counters.stored);
+    shared.put(key, variants, keep);
+    Some(stored)
+}
+
+/// Removes the variant `req` selects under `key`.
+fn forget(shared: &Shared, key: &String, req: &HeaderMap) {
+    if let Some(v) = shared.get(key) {
+        if v.select(req).is_some() {
+            match v.without(req) {
+                Some(rest) => shared.put(key.clone(), rest, std::time::Duration::ZERO),
+                None => {
+                    shared.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// A full response from the inner service to a request fetched with
+/// `fetched`: stored when it may be (its body collected up to the
+/// limit), passed through otherwise.
+async fn finish<ResB>(
+    shared: &Shared,
+    key: String,
+    head: &Head,
+    fetched: Method,
+    res: Response<ResB>,
+    mut outcome: Outcome,
+) -> Answer<ResB>
+where
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    if fetched != Method::GET {
+        return Ok(passed(shared, res, outcome));
+    }
+    let now = shared.clock.now();
+    let view = policy::request_view(&Method::GET, &head.uri, &head.headers);
+    let storable = policy::policy(&view, res.status(), res.headers(), now, shared.cfg.opts)
+        .is_some_and(|(p, _)| p.is_storable());
+    if !storable {
+        // Whatever was stored for this request is outdated now (unless this
+        // is a part of it, or an answer to the client's own conditions).
+        let status = res.status();
+        if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::NOT_MODIFIED {
+            forget(shared, &key, &head.headers);
+        }
+        return Ok(passed(shared, res, outcome));
+    }
+    let (parts, body) = res.into_parts();
+    let body = match collect(body, shared.cfg.max_body_bytes).await? {
+        Collected::Whole(b) => b,
+        Collected::TooLarge(prefix, rest) => {
+            bump(&shared.counters.too_large);
+            outcome.detail = Some("too-large");
+            let mut res = Response::from_parts(parts, HttpCacheBody::stream(prefix, rest));
+            respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
+            return Ok(res);
+        }
+    };
+    let stored = store(
+        shared,
+        &key,
+        head,
+        parts.status,
+        parts.version,
+        parts.headers.clone(),
+        body.clone(),
+    );
+    outcome.stored = stored.is_some();
+    let body = if head.method == Method::HEAD {
+        HttpCacheBody::empty()
+    } else {
+        HttpCacheBody::full(body)
+    };
+    let mut res = Response::from_parts(parts, body);
+    respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
+    Ok(res)
+}
+
+enum Collected<B> {
+    Whole(Bytes),
+    TooLarge(Bytes, std::pin::Pin<Box<B>>),
+}
+
+/// Reads `body` whole if it is at most `max` bytes.
+async fn collect<B>(body: B, max: usize) -> Result<Collected<B>, BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = Box::pin(body);
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| UpstreamBodyError::new(e.into()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                buf.extend_from_slice(&data);
+                return Ok(Collected::TooLarge(buf.freeze(), body));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Collected::Whole(buf.freeze()))
+}

@@ -1,0 +1,120 @@
+//! An HTTP cache by the rules of RFC 9111, as a layer for HTTP services.
+//!
+//! [`HttpCacheLayer`] wraps any `Service<http::Request<B>, Response =
+//! http::Response<ResB>>` (a `fetch::HttpClient`, an axum router, a
+//! proxy's upstream) and answers from its store what the protocol allows:
+//!
+//! - **The protocol's decisions** (storability, freshness from
+//!   `s-maxage` / `max-age` / `Expires` or a heuristic, `Age`, request
+//!   `max-age` / `min-fresh` / `max-stale` / `no-cache`, `no-store`,
+//!   `Authorization` and `private`, revalidation requests) come from the
+//!   [`http-cache-semantics`](http_cache_semantics) crate, shown a
+//!   normalised view of each message (quoted strings, invalid values,
+//!   every date form; see `policy.rs`).
+//! - **Shared or private** ([`shared`](HttpCacheLayerBuilder::shared)): a
+//!   proxy never stores `private` responses, nor a response to a request
+//!   with `Authorization` unless it allows it (`public`, `s-maxage`,
+//!   `must-revalidate`).
+//! - **`Vary`**: up to [`max_variants`](HttpCacheLayerBuilder::max_variants)
+//!   responses per URI, chosen by the request's selecting fields
+//!   (compared normalised: lines combined, whitespace and `Accept-*` case
+//!   ignored); `Vary: *` is never served.
+//! - **Revalidation**: a stale response with `ETag` / `Last-Modified` is
+//!   validated with `If-None-Match` / `If-Modified-Since`; a `304` refreshes
+//!   the stored fields (not `Content-Length`, `Content-Encoding`,
+//!   `Content-Range`, `Content-MD5`, `ETag`) and the stored body is served.
+//!   A client's own conditions are answered with a `304` from the store.
+//! - **Stale serving** from the response's own `stale-while-revalidate`
+//!   (served at once, refreshed once in the background) and
+//!   `stale-if-error` (served when the inner service fails or answers 5xx),
+//!   never past `must-revalidate`, `no-cache`, and in a shared cache
+//!   `proxy-revalidate` or `s-maxage`.
+//! - **`only-if-cached`** with nothing usable stored: `504`.
+//! - **Unsafe methods** (anything but GET, HEAD, OPTIONS, TRACE) that get
+//!   a 2xx or 3xx invalidate the target URI and a same-origin `Location` /
+//!   `Content-Location`.
+//! - **HEAD** is answered from a stored GET.
+//! - **Bodies** are collected up to
+//!   [`max_body_bytes`](HttpCacheLayerBuilder::max_body_bytes) and stored
+//!   as `Bytes`; larger ones stream through uncached.
+//! - **`Cache-Status`** (RFC 9211) on every answer with
+//!   [`cache_status`](HttpCacheLayerBuilder::cache_status).
+//! - **Time is tokio's**: ages and freshness follow `tokio::time`, so tests
+//!   run with paused time.
+//!
+//! Responses have the body [`HttpCacheBody`]; the request body type must
+//! be `Default` (a background revalidation sends an empty one).
+//! [`cache::CacheLayer`](crate::cache::CacheLayer) stays the cache for
+//! services that are not HTTP.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//! use tower_patterns::http_cache::HttpCacheLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let origin = {
+//!     let calls = calls.clone();
+//!     service_fn(move |req: Request<Full<Bytes>>| {
+//!         let n = calls.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             let res = Response::builder()
+//!                 .header("cache-control", "max-age=60")
+//!                 .body(Full::new(Bytes::from(format!("{} #{n}", req.uri()))))?;
+//!             Ok::<_, http::Error>(res)
+//!         }
+//!     })
+//! };
+//!
+//! let layer = HttpCacheLayer::builder().build()?;
+//! let handle = layer.handle();
+//! let mut svc = ServiceBuilder::new().layer(layer).service(origin);
+//! let get = || Request::get("http://example.test/a").body(Full::default()).unwrap();
+//!
+//! let a = svc.ready().await?.call(get()).await?;
+//! let b = svc.ready().await?.call(get()).await?;
+//! assert_eq!(b.headers()["age"], "0");
+//! assert_eq!(b.into_body().collect().await?.to_bytes(), "http://example.test/a #0");
+//! assert_eq!(calls.load(Ordering::SeqCst), 1); // the second came from the cache
+//! # drop(a);
+//!
+//! // A POST that succeeds makes the stored response stale.
+//! let post = Request::post("http://example.test/a").body(Full::default())?;
+//! svc.ready().await?.call(post).await?;
+//! let c = svc.ready().await?.call(get()).await?;
+//! assert_eq!(c.into_body().collect().await?.to_bytes(), "http://example.test/a #2");
+//!
+//! let stats = handle.stats();
+//! assert_eq!((stats.hits, stats.misses, stats.invalidations), (1, 2, 1));
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod error;
+mod flow;
+mod future;
+mod handle;
+mod layer;
+mod lookup;
+mod parse;
+mod policy;
+mod respond;
+mod service;
+mod shared;
+mod stats;
+mod stored;
+
+pub use body::HttpCacheBody;
+pub use error::UpstreamBodyError;
+pub use future::ResponseFuture;
+pub use handle::HttpCacheHandle;
+pub use layer::{HttpCacheLayer, HttpCacheLayerBuilder};
+pub use service::HttpCache;
+pub use stats::HttpCacheStats;

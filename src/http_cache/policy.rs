@@ -1,0 +1,391 @@
+//! What `http-cache-semantics` is shown of each message.
+//!
+//! The crate makes the protocol's decisions (storability, freshness
+//! lifetime, heuristic freshness, Age, request directives, revalidation
+//! requests, whether a 304 matches). It reads headers loosely, though, so it
+//! is shown a normalised view of each message while the stored response
+//! keeps the origin's exact fields:
+//!
+//! - `Cache-Control` parsed properly (quoted strings, case-insensitive
+//!   names), an invalid `max-age` / `s-maxage` taken as 0 (stale), values
+//!   over 2^31 capped; in a shared cache `proxy-revalidate` and `s-maxage`
+//!   also forbid serving stale (RFC 9111 §5.2.2.8, §5.2.2.10);
+//! - `Age` that is not one non-negative integer taken as very old, and
+//!   the apparent age (`now - Date`) counted (RFC 9111 §4.2.3);
+//! - `Expires`, `Date`, `Last-Modified` in any of the three date forms;
+//!   an invalid `Expires` as already expired;
+//! - `Set-Cookie` hidden (RFC 9111 lets it be stored; the crate refuses
+//!   it in shared mode), and `Vary` too: the cache picks the variant
+//!   itself, comparing normalised field values (`selecting`, `selects`);
+//! - a status code the crate does not know, cacheable only with explicit
+//!   freshness (§3), unless `must-understand` says otherwise (§5.2.2.3).
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri};
+use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
+
+use super::parse::{self, Directive, DELTA_MAX};
+
+/// Statuses `http-cache-semantics` understands.
+const UNDERSTOOD: &[u16] = &[
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
+/// A request as the crate sees it.
+pub(crate) struct ReqView {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+}
+
+impl RequestLike for ReqView {
+    fn uri(&self) -> Uri {
+        self.uri.clone()
+    }
+    fn is_same_uri(&self, other: &Uri) -> bool {
+        &self.uri == other
+    }
+    fn method(&self) -> &Method {
+        &self.method
+    }
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+/// A response as the crate sees it.
+pub(crate) struct ResView {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+}
+
+impl ResponseLike for ResView {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+/// The request view: `Cache-Control` rewritten in a form the crate parses;
+/// `method` is GET for a HEAD (a stored GET answers it).
+pub(crate) fn request_view(method: &Method, uri: &Uri, raw: &HeaderMap) -> ReqView {
+    let mut headers = raw.clone();
+    let dirs = parse::directives(raw.get_all(header::CACHE_CONTROL));
+    headers.remove(header::CACHE_CONTROL);
+    let mut cc: Vec<String> = Vec::new();
+    for d in &dirs {
+        match d.name.as_str() {
+            "max-age" | "min-fresh" => {
+                if let Some(s) = d.value.as_deref().and_then(parse::delta_seconds) {
+                    cc.push(format!("{}={s}", d.name));
+                }
+            }
+            "max-stale" => match d.value.as_deref() {
+                None => cc.push("max-stale".into()),
+                Some(v) => {
+                    if let Some(s) = parse::delta_seconds(v) {
+                        cc.push(format!("max-stale={s}"));
+                    }
+                }
+            },
+            "no-cache" | "no-store" | "only-if-cached" => cc.push(d.name.clone()),
+            _ => {}
+        }
+    }
+    if !cc.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cc.join(", ")) {
+            headers.insert(header::CACHE_CONTROL, v);
+        }
+    }
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    ReqView {
+        method,
+        uri: uri.clone(),
+        headers,
+    }
+}
+
+/// What the cache reads from a response's own `Cache-Control` beside the
+/// crate: the stale-serving extensions (RFC 5861) and whether stale
+/// serving is allowed at all.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StaleRules {
+    pub(crate) while_revalidate: Option<Duration>,
+    pub(crate) if_error: Option<Duration>,
+    /// `false` with `must-revalidate`, `no-cache`, and in a shared cache
+    /// `proxy-revalidate` or `s-maxage`.
+    pub(crate) allowed: bool,
+}
+
+/// The policy for a response to `req`, and its stale rules; `None` when
+/// the status can never be stored (206, 304, 1xx, or an unknown status
+/// with `must-understand`).
+pub(crate) fn policy(
+    req: &ReqView,
+    status: StatusCode,
+    raw: &HeaderMap,
+    received: SystemTime,
+    opts: CacheOptions,
+) -> Option<(CachePolicy, StaleRules)> {
+    let dirs = parse::directives(raw.get_all(header::CACHE_CONTROL));
+    let must_understand = parse::has(&dirs, "must-understand");
+    let understood = UNDERSTOOD.contains(&status.as_u16());
+    let view_status = if understood {
+        status
+    } else if status.is_informational()
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || must_understand
+    {
+        return None;
+    } else {
+        // Storable with explicit freshness (or `public`) only, as any
+        // status not heuristically cacheable.
+        StatusCode::FOUND
+    };
+    let shared = opts.shared;
+    let headers = response_view(raw, &dirs, shared, must_understand, received);
+    let stale = StaleRules {
+        while_revalidate: parse::seconds(&dirs, "stale-while-revalidate")
+            .flatten()
+            .map(Duration::from_secs),
+        if_error: parse::seconds(&dirs, "stale-if-error")
+            .flatten()
+            .map(Duration::from_secs),
+        allowed: !(parse::has(&dirs, "must-revalidate")
+            || parse::has(&dirs, "no-cache")
+            || (shared
+                && (parse::has(&dirs, "proxy-revalidate") || parse::has(&dirs, "s-maxage")))),
+    };
+    let res = ResView {
+        status: view_status,
+        headers,
+    };
+    Some((CachePolicy::new_options(req, &res, received, opts), stale))
+}
+
+/// The normalised response headers the crate is shown.
+fn response_view(
+    raw: &HeaderMap,
+    dirs: &[Directive],
+    shared: bool,
+    must_understand: bool,
+    received: SystemTime,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(raw.len());
+    for (name, value) in raw {
+        if matches!(
+            name.as_str(),
+            "cache-control" | "age" | "expires" | "date" | "last-modified" | "set-cookie" | "vary"
+        ) {
+            continue;
+        }
+        h.append(name.clone(), value.clone());
+    }
+    // Cache-Control, first occurrence of each directive.
+    let mut cc: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for d in dirs {
+        if seen.contains(&d.name.as_str()) {
+            continue;
+        }
+        seen.push(&d.name);
+        match d.name.as_str() {
+            "max-age" | "s-maxage" => {
+                let s = d
+                    .value
+                    .as_deref()
+                    .and_then(parse::delta_seconds)
+                    .unwrap_or(0);
+                cc.push(format!("{}={s}", d.name));
+                if shared && d.name == "s-maxage" {
+                    cc.push("must-revalidate".into());
+                }
+            }
+            "proxy-revalidate" if shared => cc.push("must-revalidate".into()),
+            "no-store" if must_understand => {}
+            "public" | "private" | "no-store" | "no-cache" | "must-revalidate" | "immutable" => {
+                cc.push(d.name.clone())
+            }
+            _ => {}
+        }
+    }
+    if !cc.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cc.join(", ")) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+    }
+    // Date, Last-Modified: any date form; invalid ones dropped.
+    let date = parse::single_date(raw, "date").ok().flatten();
+    if let Some(d) = date {
+        h.insert(header::DATE, parse::date_value(d));
+    }
+    if let Ok(Some(lm)) = parse::single_date(raw, "last-modified") {
+        h.insert(header::LAST_MODIFIED, parse::date_value(lm));
+    }
+    // Expires: invalid means already expired.
+    match parse::single_date(raw, "expires") {
+        Ok(None) => {}
+        Ok(Some(t)) => {
+            h.insert(header::EXPIRES, parse::date_value(t));
+        }
+        Err(()) => {
+            h.insert(header::EXPIRES, parse::date_value(SystemTime::UNIX_EPOCH));
+        }
+    }
+    // Age: one non-negative integer, else very old; at least the apparent age.
+    let mut ages = raw.get_all(header::AGE).iter();
+    let age = match (ages.next(), ages.next()) {
+        (None, _) => Some(0),
+        (Some(v), None) => v.to_str().ok().and_then(parse::delta_seconds),
+        _ => None,
+    }
+    .unwrap_or(DELTA_MAX);
+    let apparent = date.map_or(0, |d| parse::since(received, d).as_secs());
+    let age = age.max(apparent);
+    if age > 0 {
+        h.insert(header::AGE, HeaderValue::from(age));
+    }
+    h
+}
+
+/// The request fields a response's `Vary` nominates, as the request had
+/// them (`None`: `Vary: *`, matches nothing).
+pub(crate) type Selecting = Option<Vec<(HeaderName, Option<String>)>>;
+
+/// The selecting fields of `req` for a response with `res` headers.
+pub(crate) fn selecting(res: &HeaderMap, req: &HeaderMap) -> Selecting {
+    parse::vary_fields(res).map(|names| {
+        names
+            .into_iter()
+            .map(|n| {
+                let v = parse::selecting_value(req, &n);
+                (n, v)
+            })
+            .collect()
+    })
+}
+
+/// `true` if `req` has the selecting field values `sel` was made from.
+pub(crate) fn selects(sel: &Selecting, req: &HeaderMap) -> bool {
+    match sel {
+        None => false,
+        Some(fields) => fields
+            .iter()
+            .all(|(n, v)| parse::selecting_value(req, n).as_deref() == v.as_deref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> CacheOptions {
+        CacheOptions {
+            shared: true,
+            ..CacheOptions::default()
+        }
+    }
+
+    fn pol(status: u16, headers: &[(&str, &str)]) -> Option<(CachePolicy, StaleRules)> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let req = request_view(&Method::GET, &Uri::from_static("/a"), &HeaderMap::new());
+        policy(
+            &req,
+            StatusCode::from_u16(status).unwrap(),
+            &h,
+            SystemTime::now(),
+            opts(),
+        )
+    }
+
+    fn ttl(p: &Option<(CachePolicy, StaleRules)>) -> u64 {
+        let (p, _) = p.as_ref().unwrap();
+        if !p.is_storable() {
+            return 0;
+        }
+        p.time_to_live(SystemTime::now()).as_secs()
+    }
+
+    #[test]
+    fn the_crate_reads_the_normalised_view() {
+        assert!(ttl(&pol(200, &[("cache-control", "MaX-AgE=100")])) > 90);
+        assert_eq!(ttl(&pol(200, &[("cache-control", "max-age='100'")])), 0);
+        assert_eq!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "extension=\"max-age=100\", max-age=1")]
+            )),
+            0
+        );
+        assert!(ttl(&pol(200, &[("cache-control", "max-age=99999999999")])) > 1 << 30);
+        assert_eq!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100"), ("age", "1, 2")]
+            )),
+            0
+        );
+        assert!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100"), ("set-cookie", "a=b")]
+            )) > 90
+        );
+        assert_eq!(ttl(&pol(200, &[("expires", "0")])), 0);
+        let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
+        assert!(ttl(&pol(200, &[("expires", &future)])) > 90);
+    }
+
+    #[test]
+    fn private_is_not_stored_by_a_shared_cache() {
+        let p = pol(200, &[("cache-control", "private, max-age=60")]);
+        assert!(!p.unwrap().0.is_storable());
+    }
+
+    #[test]
+    fn unknown_statuses_need_explicit_freshness_and_must_understand() {
+        assert!(ttl(&pol(599, &[("cache-control", "max-age=100")])) > 90);
+        assert_eq!(
+            ttl(&pol(
+                599,
+                &[("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT")]
+            )),
+            0
+        );
+        assert!(pol(
+            599,
+            &[("cache-control", "max-age=100, must-understand, no-store")]
+        )
+        .is_none());
+        assert!(
+            ttl(&pol(
+                200,
+                &[("cache-control", "max-age=100, must-understand, no-store")]
+            )) > 90
+        );
+    }
+
+    #[test]
+    fn shared_stale_rules() {
+        let (_, s) = pol(200, &[("cache-control", "max-age=1, s-maxage=1")]).unwrap();
+        assert!(!s.allowed);
+        let (_, s) = pol(200, &[("cache-control", "max-age=1, stale-if-error=60")]).unwrap();
+        assert!(s.allowed);
+        assert_eq!(s.if_error, Some(Duration::from_secs(60)));
+    }
+}

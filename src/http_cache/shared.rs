@@ -1,0 +1,277 @@
+//! The state one [`HttpCacheLayer`](super::HttpCacheLayer) and every
+//! service it makes share: configuration, the store, the clock, counters.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderMap, HeaderValue};
+use http::Uri;
+use http_cache_semantics::CacheOptions;
+use tokio::time::Instant;
+
+use super::stats::HttpCacheStats;
+use super::stored::Variants;
+use crate::cache::{Entry, MemoryStore, Store};
+use crate::sync::lock;
+
+/// The layer's settings, fixed at `build()`.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) opts: CacheOptions,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_variants: usize,
+    pub(crate) keep_stale: Duration,
+    /// The `Cache-Status` cache name, when the header is on.
+    pub(crate) cache_status: Option<String>,
+}
+
+/// Wall-clock time read off tokio's clock, so that freshness follows
+/// paused time in tests: `SystemTime` at build, plus tokio time since.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    base: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Now, on the wall clock, as tokio's clock has moved.
+    pub(crate) fn now(&self) -> SystemTime {
+        self.wall + Instant::now().saturating_duration_since(self.base)
+    }
+}
+
+/// Counters behind [`HttpCacheStats`], and the metrics (feature `metrics`:
+/// the `tower_patterns.cache.*` series the `CacheLayer` records too).
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) revalidations: AtomicU64,
+    pub(crate) not_modified: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) passes: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+    pub(crate) too_large: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
+}
+
+#[allow(unused_imports)]
+use crate::trace::record;
+
+impl Counters {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn new(name: crate::trace::Name) -> Self {
+        let z = || AtomicU64::new(0);
+        Counters {
+            hits: z(),
+            misses: z(),
+            revalidations: z(),
+            not_modified: z(),
+            stale_served: z(),
+            stored: z(),
+            passes: z(),
+            invalidations: z(),
+            too_large: z(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(name),
+        }
+    }
+
+    pub(crate) fn hit(&self) {
+        bump(&self.hits);
+        record!(self.metrics, |m| m.hit.increment(1));
+    }
+
+    pub(crate) fn miss(&self) {
+        bump(&self.misses);
+        record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    /// A revalidation: a miss for the metrics (the inner service is asked).
+    pub(crate) fn revalidation(&self) {
+        bump(&self.revalidations);
+        record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    pub(crate) fn stale(&self) {
+        bump(&self.stale_served);
+        record!(self.metrics, |m| m.stale.increment(1));
+    }
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The shared state.
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    pub(crate) store: MemoryStore<String, Variants>,
+    pub(crate) clock: Clock,
+    pub(crate) counters: Counters,
+    /// Keys being revalidated in the background (stale-while-revalidate):
+    /// one refresh per key at a time.
+    pub(crate) refreshing: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config, max_entries: usize, name: crate::trace::Name) -> Self {
+        Shared {
+            cfg,
+            store: MemoryStore::new(max_entries),
+            clock: Clock::new(),
+            counters: Counters::new(name),
+            refreshing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The variants stored under `key`.
+    pub(crate) fn get(&self, key: &String) -> Option<Variants> {
+        self.store.get(key, Instant::now()).map(|e| e.value)
+    }
+
+    /// Stores `variants` under `key` for `keep` from now (at least as long
+    /// as the entry it replaces was kept).
+    pub(crate) fn put(&self, key: String, variants: Variants, keep: Duration) {
+        let now = Instant::now();
+        let mut until = crate::time::deadline(now, keep);
+        if let Some(old) = self.store.get(&key, now) {
+            until = until.max(old.keep_until);
+        }
+        self.store.insert(
+            key,
+            Entry {
+                value: variants,
+                fresh_until: until,
+                keep_until: until,
+            },
+        );
+    }
+
+    /// Removes what `key` holds; `true` if there was something.
+    pub(crate) fn remove(&self, key: &String) -> bool {
+        self.store.remove(key)
+    }
+
+    /// Removes what `key` holds, counted as an invalidation.
+    pub(crate) fn invalidate(&self, key: &String) -> bool {
+        let removed = self.store.remove(key);
+        if removed {
+            bump(&self.counters.invalidations);
+        }
+        removed
+    }
+
+    /// Marks `key` as refreshing; `false` if a refresh already runs.
+    pub(crate) fn start_refresh(&self, key: &str) -> bool {
+        lock(&self.refreshing).insert(key.to_owned())
+    }
+
+    pub(crate) fn end_refresh(&self, key: &str) {
+        lock(&self.refreshing).remove(key);
+    }
+
+    pub(crate) fn stats(&self) -> HttpCacheStats {
+        let c = &self.counters;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HttpCacheStats {
+            hits: r(&c.hits),
+            misses: r(&c.misses),
+            revalidations: r(&c.revalidations),
+            not_modified: r(&c.not_modified),
+            stale_served: r(&c.stale_served),
+            stored: r(&c.stored),
+            passes: r(&c.passes),
+            invalidations: r(&c.invalidations),
+            too_large: r(&c.too_large),
+            entries: self.store.len(),
+            evictions: self.store.evictions(),
+        }
+    }
+}
+
+/// The key a request's responses are stored under: authority (from the
+/// URI, else the `Host` field, lower case) and path with query. GET and
+/// HEAD share it.
+pub(crate) fn key_of(uri: &Uri, headers: &HeaderMap) -> String {
+    let authority = match uri.authority() {
+        Some(a) => a.as_str().to_ascii_lowercase(),
+        None => headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase(),
+    };
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("//{authority}{pq}")
+}
+
+/// The key of a `Location` / `Content-Location` reference in a response to
+/// `uri`, when it resolves to the same origin (RFC 9111 §4.4); `None`
+/// otherwise.
+pub(crate) fn same_origin_key(
+    uri: &Uri,
+    headers: &HeaderMap,
+    reference: &HeaderValue,
+) -> Option<String> {
+    let key = key_of(uri, headers);
+    let authority = key[2..].split('/').next().unwrap_or("").to_owned();
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let base = url::Url::parse(&format!(
+        "{scheme}://{authority}{}",
+        &key[2 + authority.len()..]
+    ))
+    .ok()?;
+    let target = base.join(reference.to_str().ok()?).ok()?;
+    if target.origin() != base.origin() {
+        return None;
+    }
+    let mut pq = target.path().to_owned();
+    if let Some(q) = target.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Some(format!("//{authority}{pq}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_the_authority_or_host() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("Example.org"));
+        assert_eq!(key_of(&Uri::from_static("/a?b"), &h), "//example.org/a?b");
+        assert_eq!(
+            key_of(&Uri::from_static("http://x.test/a"), &h),
+            "//x.test/a"
+        );
+    }
+
+    #[test]
+    fn only_same_origin_references_are_keys() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("example.org"));
+        let uri = Uri::from_static("/a/b?c");
+        let k = |r: &'static str| same_origin_key(&uri, &h, &HeaderValue::from_static(r));
+        assert_eq!(k("d").as_deref(), Some("//example.org/a/d"));
+        assert_eq!(k("/x?y").as_deref(), Some("//example.org/x?y"));
+        assert_eq!(
+            k("http://example.org/z").as_deref(),
+            Some("//example.org/z")
+        );
+        assert_eq!(k("http://other.test/z"), None);
+    }
+}

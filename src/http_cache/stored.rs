@@ -1,0 +1,131 @@
+//! A stored response ([`Stored`]) and the variants kept under one URI
+//! ([`Variants`]), chosen by the request's `Vary` selecting fields.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::{StatusCode, Version};
+use http_cache_semantics::CachePolicy;
+
+use super::policy::{selects, Selecting, StaleRules};
+
+/// One stored response: the origin's fields (hop-by-hop ones removed), its
+/// body, and the policy that governs it.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) policy: CachePolicy,
+    pub(crate) stale: StaleRules,
+    pub(crate) selecting: Selecting,
+    /// The freshness lifetime, when the response was fresh on arrival
+    /// (else zero: how stale it is then counts from its whole age).
+    pub(crate) lifetime: Duration,
+}
+
+impl Stored {
+    /// Builds a stored response; `received` is when it arrived.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        status: StatusCode,
+        version: Version,
+        headers: HeaderMap,
+        body: Bytes,
+        policy: CachePolicy,
+        stale: StaleRules,
+        selecting: Selecting,
+        received: SystemTime,
+    ) -> Self {
+        let ttl = policy.time_to_live(received);
+        let lifetime = if ttl.is_zero() {
+            Duration::ZERO
+        } else {
+            ttl + policy.age(received)
+        };
+        Stored {
+            status,
+            version,
+            headers,
+            body,
+            policy,
+            stale,
+            selecting,
+            lifetime,
+        }
+    }
+
+    /// How long past its freshness lifetime the response is at `now`.
+    pub(crate) fn staleness(&self, now: SystemTime) -> Duration {
+        self.policy.age(now).saturating_sub(self.lifetime)
+    }
+
+    /// Whether a stale-serving window (`stale-while-revalidate` or
+    /// `stale-if-error`) still covers the response at `now`.
+    pub(crate) fn within(&self, window: Option<Duration>, now: SystemTime) -> bool {
+        self.stale.allowed && window.is_some_and(|w| self.staleness(now) <= w)
+    }
+
+    /// The response's `ETag`, if it has one.
+    pub(crate) fn etag(&self) -> Option<&HeaderValue> {
+        self.headers.get(http::header::ETAG)
+    }
+
+    /// How long the response is worth keeping after `now`: while fresh, and
+    /// then as long as it may be served stale (`stale-while-revalidate`,
+    /// `stale-if-error`, a request's `max-stale`) or revalidated.
+    pub(crate) fn keep_for(&self, now: SystemTime, keep_stale: Duration) -> Duration {
+        let mut after = keep_stale;
+        if self.stale.allowed {
+            after = after
+                .max(self.stale.while_revalidate.unwrap_or_default())
+                .max(self.stale.if_error.unwrap_or_default());
+        }
+        self.policy.time_to_live(now).saturating_add(after)
+    }
+}
+
+/// The stored responses for one URI, newest first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Variants(Arc<[Arc<Stored>]>);
+
+impl Variants {
+    /// The newest response whose selecting fields `req` matches.
+    pub(crate) fn select(&self, req: &HeaderMap) -> Option<&Arc<Stored>> {
+        self.0.iter().find(|s| selects(&s.selecting, req))
+    }
+
+    /// These variants with `new` first, less the ones `req` selected
+    /// (`new` replaces them), at most `max` in all.
+    pub(crate) fn with(&self, new: Arc<Stored>, req: &HeaderMap, max: usize) -> Variants {
+        let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.0.len() + 1);
+        list.push(new);
+        list.extend(
+            self.0
+                .iter()
+                .filter(|s| !selects(&s.selecting, req))
+                .cloned(),
+        );
+        list.truncate(max.max(1));
+        Variants(list.into())
+    }
+
+    /// A single variant.
+    pub(crate) fn one(new: Arc<Stored>) -> Variants {
+        Variants(Arc::from(vec![new]))
+    }
+
+    /// These variants less the ones `req` selects (`None` if none is left).
+    pub(crate) fn without(&self, req: &HeaderMap) -> Option<Variants> {
+        let list: Vec<Arc<Stored>> = self
+            .0
+            .iter()
+            .filter(|s| !selects(&s.selecting, req))
+            .cloned()
+            .collect();
+        (!list.is_empty()).then(|| Variants(list.into()))
+    }
+}

@@ -1,0 +1,746 @@
+//! `http_cache::HttpCacheLayer`: one test per directive family of RFC 9111,
+//! against an in-process origin that records what reaches it, with paused
+//! time for freshness and ages.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
+use tower_patterns::http_cache::{HttpCacheBody, HttpCacheLayer};
+
+type Handler = dyn Fn(&Parts, usize) -> Result<Response<Full<Bytes>>, BoxError> + Send + Sync;
+
+/// An origin answering with `handler(request, n)` (n counts from 1), and
+/// the request heads that reached it.
+#[derive(Clone)]
+struct Origin {
+    seen: Arc<Mutex<Vec<Parts>>>,
+    handler: Arc<Handler>,
+}
+
+impl Origin {
+    fn new(
+        handler: impl Fn(&Parts, usize) -> Result<Response<Full<Bytes>>, BoxError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        Origin {
+            seen: Arc::default(),
+            handler: Arc::new(handler),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn last(&self) -> Parts {
+        let seen = self.seen.lock().unwrap();
+        let p = seen.last().expect("a request reached the origin");
+        let mut req = Request::new(());
+        *req.method_mut() = p.method.clone();
+        *req.uri_mut() = p.uri.clone();
+        *req.headers_mut() = p.headers.clone();
+        req.into_parts().0
+    }
+
+    fn service(
+        &self,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = BoxError,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        let this = self.clone();
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let (parts, _) = req.into_parts();
+            let n = {
+                let mut seen = this.seen.lock().unwrap();
+                let mut copy = Request::new(());
+                *copy.method_mut() = parts.method.clone();
+                *copy.uri_mut() = parts.uri.clone();
+                *copy.headers_mut() = parts.headers.clone();
+                seen.push(copy.into_parts().0);
+                seen.len()
+            };
+            let out = (this.handler)(&parts, n);
+            async move { out }
+        })
+    }
+}
+
+/// A response with these fields and body.
+fn res(
+    status: u16,
+    fields: &[(&str, &str)],
+    body: &str,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    let mut b = Response::builder().status(status);
+    for (k, v) in fields {
+        b = b.header(*k, *v);
+    }
+    Ok(b.body(Full::new(Bytes::from(body.to_owned())))?)
+}
+
+fn req(method: &str, path: &str, fields: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://origin.test{path}"));
+    for (k, v) in fields {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::default()).unwrap()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("", |v| v.to_str().unwrap_or(""))
+    }
+}
+
+async fn send<S>(svc: &mut S, r: Request<Full<Bytes>>) -> Answer
+where
+    S: Service<
+        Request<Full<Bytes>>,
+        Response = Response<HttpCacheBody<Full<Bytes>>>,
+        Error = BoxError,
+    >,
+{
+    let res = svc.ready().await.unwrap().call(r).await.unwrap();
+    let (parts, body) = res.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get<S>(svc: &mut S, path: &str) -> Answer
+where
+    S: Service<
+        Request<Full<Bytes>>,
+        Response = Response<HttpCacheBody<Full<Bytes>>>,
+        Error = BoxError,
+    >,
+{
+    send(svc, req("GET", path, &[])).await
+}
+
+fn counting(fields: &'static [(&'static str, &'static str)]) -> Origin {
+    Origin::new(move |_, n| res(200, fields, &format!("#{n}")))
+}
+
+fn layer() -> HttpCacheLayer {
+    HttpCacheLayer::builder().build().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Authorization, private, shared vs private.
+
+#[tokio::test(start_paused = true)]
+async fn a_response_to_an_authorized_request_is_not_served_to_another_unless_it_allows_it() {
+    let origin = Origin::new(|p, n| {
+        let cc = match p.uri.path() {
+            "/plain" => "max-age=60",
+            "/public" => "public, max-age=60",
+            "/s-maxage" => "s-maxage=60",
+            _ => "max-age=60, must-revalidate",
+        };
+        res(200, &[("cache-control", cc)], &format!("#{n}"))
+    });
+    let mut svc = layer().layer(origin.service());
+    let auth = [("authorization", "Bearer alice")];
+
+    let a = send(&mut svc, req("GET", "/plain", &auth)).await;
+    let b = get(&mut svc, "/plain").await;
+    assert_eq!((a.body.as_ref(), b.body.as_ref()), (&b"#1"[..], &b"#2"[..]));
+    assert_eq!(
+        origin.calls(),
+        2,
+        "alice's answer must not reach an anonymous request"
+    );
+
+    for path in ["/public", "/s-maxage", "/must-revalidate"] {
+        let before = origin.calls();
+        send(&mut svc, req("GET", path, &auth)).await;
+        get(&mut svc, path).await;
+        assert_eq!(origin.calls(), before + 1, "{path} allows sharing");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn private_responses_are_kept_by_a_private_cache_only() {
+    let fields: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
+    let origin = counting(fields);
+    let mut shared = layer().layer(origin.service());
+    get(&mut shared, "/p").await;
+    get(&mut shared, "/p").await;
+    assert_eq!(origin.calls(), 2);
+
+    let origin = counting(fields);
+    let private = HttpCacheLayer::builder().shared(false).build().unwrap();
+    let mut svc = private.layer(origin.service());
+    get(&mut svc, "/p").await;
+    let b = get(&mut svc, "/p").await;
+    assert_eq!((origin.calls(), b.body.as_ref()), (1, &b"#1"[..]));
+}
+
+// ---------------------------------------------------------------------------
+// Vary.
+
+#[tokio::test(start_paused = true)]
+async fn vary_accept_encoding_keeps_two_variants_apart() {
+    let origin = Origin::new(|p, _| {
+        let enc = p
+            .headers
+            .get("accept-encoding")
+            .map_or("identity", |v| v.to_str().unwrap());
+        res(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")],
+            enc,
+        )
+    });
+    let mut svc = layer().layer(origin.service());
+    let gzip = [("accept-encoding", "gzip")];
+    let br = [("accept-encoding", "br")];
+    assert_eq!(send(&mut svc, req("GET", "/v", &gzip)).await.body, "gzip");
+    assert_eq!(send(&mut svc, req("GET", "/v", &br)).await.body, "br");
+    assert_eq!(
+        origin.calls(),
+        2,
+        "a gzip answer must not serve a br request"
+    );
+    assert_eq!(send(&mut svc, req("GET", "/v", &gzip)).await.body, "gzip");
+    assert_eq!(send(&mut svc, req("GET", "/v", &br)).await.body, "br");
+    // Spelled differently, the same selection.
+    assert_eq!(
+        send(&mut svc, req("GET", "/v", &[("accept-encoding", " GZIP ")]))
+            .await
+            .body,
+        "gzip"
+    );
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(get(&mut svc, "/v").await.body, "identity");
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn vary_star_is_never_served() {
+    let origin = counting(&[("cache-control", "max-age=60"), ("vary", "*")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/s").await;
+    get(&mut svc, "/s").await;
+    assert_eq!(origin.calls(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Freshness: max-age, s-maxage, Expires, Age, heuristics.
+
+#[tokio::test(start_paused = true)]
+async fn max_age_counts_the_age_the_response_arrived_with_and_age_grows() {
+    let origin = counting(&[("cache-control", "max-age=10"), ("age", "4")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/m").await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let hit = get(&mut svc, "/m").await;
+    assert_eq!((origin.calls(), hit.field("age")), (1, "7"));
+    tokio::time::advance(Duration::from_secs(4)).await; // age 11 > 10
+    get(&mut svc, "/m").await;
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expires_is_counted_from_date_and_max_age_wins_over_it() {
+    let origin = Origin::new(|p, n| {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let expires = httpdate::fmt_http_date(now + Duration::from_secs(100));
+        let mut fields = vec![("date", date.as_str()), ("expires", expires.as_str())];
+        if p.uri.path() == "/both" {
+            fields.push(("cache-control", "max-age=0"));
+        }
+        res(200, &fields, &format!("#{n}"))
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/e").await;
+    tokio::time::advance(Duration::from_secs(50)).await;
+    get(&mut svc, "/e").await;
+    assert_eq!(origin.calls(), 1);
+    tokio::time::advance(Duration::from_secs(52)).await;
+    get(&mut svc, "/e").await;
+    assert_eq!(origin.calls(), 2, "past Expires");
+
+    get(&mut svc, "/both").await;
+    get(&mut svc, "/both").await;
+    assert_eq!(origin.calls(), 4, "max-age=0 overrides a future Expires");
+}
+
+#[tokio::test(start_paused = true)]
+async fn s_maxage_governs_a_shared_cache_only() {
+    let fields: &[(&str, &str)] = &[("cache-control", "max-age=100, s-maxage=5")];
+    let origin = counting(fields);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/s").await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    get(&mut svc, "/s").await;
+    assert_eq!(origin.calls(), 2);
+
+    let origin = counting(fields);
+    let mut svc = HttpCacheLayer::builder()
+        .shared(false)
+        .build()
+        .unwrap()
+        .layer(origin.service());
+    get(&mut svc, "/s").await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    get(&mut svc, "/s").await;
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heuristic_freshness_is_a_tenth_of_the_time_since_last_modified() {
+    let origin = Origin::new(|_, n| {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let lm = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+        res(
+            200,
+            &[("date", &date), ("last-modified", &lm)],
+            &format!("#{n}"),
+        )
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/h").await;
+    tokio::time::advance(Duration::from_secs(90)).await;
+    get(&mut svc, "/h").await;
+    assert_eq!(origin.calls(), 1);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    get(&mut svc, "/h").await;
+    assert_eq!(origin.calls(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// no-store, no-cache.
+
+#[tokio::test(start_paused = true)]
+async fn no_store_in_the_response_or_the_request_is_never_stored() {
+    let origin = counting(&[("cache-control", "no-store, max-age=60")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/n").await;
+    get(&mut svc, "/n").await;
+    assert_eq!(origin.calls(), 2);
+
+    let origin = counting(&[("cache-control", "max-age=60")]);
+    let mut svc = layer().layer(origin.service());
+    send(&mut svc, req("GET", "/r", &[("cache-control", "no-store")])).await;
+    get(&mut svc, "/r").await;
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(svc.stats().stored, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn response_no_cache_is_stored_but_revalidated_on_every_use() {
+    let origin = Origin::new(|p, _| {
+        if p.headers.get("if-none-match").is_some_and(|v| v == "\"x\"") {
+            return res(304, &[("etag", "\"x\"")], "");
+        }
+        res(
+            200,
+            &[("cache-control", "no-cache, max-age=60"), ("etag", "\"x\"")],
+            "body",
+        )
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/nc").await;
+    let b = get(&mut svc, "/nc").await;
+    assert_eq!((b.status, b.body.as_ref()), (StatusCode::OK, &b"body"[..]));
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(origin.last().headers["if-none-match"], "\"x\"");
+    assert_eq!(svc.stats().not_modified, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Conditional revalidation and 304s.
+
+#[tokio::test(start_paused = true)]
+async fn a_304_refreshes_the_stored_fields_and_reuses_the_body() {
+    let origin = Origin::new(|p, n| {
+        if p.headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
+            let version = format!("{n}");
+            return res(
+                304,
+                &[
+                    ("cache-control", "max-age=10"),
+                    ("etag", "\"v1\""),
+                    ("x-version", &version),
+                    ("content-length", "999"),
+                ],
+                "",
+            );
+        }
+        res(
+            200,
+            &[
+                ("cache-control", "max-age=10"),
+                ("etag", "\"v1\""),
+                ("x-version", "1"),
+                ("content-length", "8"),
+            ],
+            "the body",
+        )
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/c").await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let b = get(&mut svc, "/c").await;
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(origin.last().headers["if-none-match"], "\"v1\"");
+    assert_eq!(
+        (b.status, b.body.as_ref()),
+        (StatusCode::OK, &b"the body"[..])
+    );
+    assert_eq!(
+        b.field("x-version"),
+        "2",
+        "the 304's field replaces the stored one"
+    );
+    assert_eq!(b.field("content-length"), "8", "but not Content-Length");
+    // Fresh again for 10 s, with the refreshed field.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let c = get(&mut svc, "/c").await;
+    assert_eq!((origin.calls(), c.field("x-version")), (2, "2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn last_modified_is_sent_back_as_if_modified_since() {
+    const LM: &str = "Wed, 01 Jan 2020 00:00:00 GMT";
+    let origin = Origin::new(|p, _| {
+        if p.headers.get("if-modified-since").is_some_and(|v| v == LM) {
+            return res(304, &[("cache-control", "max-age=10")], "");
+        }
+        res(
+            200,
+            &[("cache-control", "max-age=10"), ("last-modified", LM)],
+            "lm",
+        )
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/lm").await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let b = get(&mut svc, "/lm").await;
+    assert_eq!((b.status, b.body.as_ref()), (StatusCode::OK, &b"lm"[..]));
+    assert_eq!(origin.last().headers["if-modified-since"], LM);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clients_own_conditions_are_answered_304_from_the_store() {
+    let origin = counting(&[("cache-control", "max-age=60"), ("etag", "W/\"e\"")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/inm").await;
+    let b = send(
+        &mut svc,
+        req("GET", "/inm", &[("if-none-match", "\"a\", \"e\"")]),
+    )
+    .await;
+    assert_eq!(
+        (b.status, b.body.len(), b.field("etag")),
+        (StatusCode::NOT_MODIFIED, 0, "W/\"e\"")
+    );
+    let c = send(
+        &mut svc,
+        req("GET", "/inm", &[("if-none-match", "\"other\"")]),
+    )
+    .await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(origin.calls(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Request directives.
+
+#[tokio::test(start_paused = true)]
+async fn request_directives_no_cache_max_age_min_fresh_max_stale_only_if_cached() {
+    let origin = counting(&[("cache-control", "max-age=10")]);
+    let mut svc = layer().layer(origin.service());
+    let only = [("cache-control", "only-if-cached")];
+    let gw = send(&mut svc, req("GET", "/q", &only)).await;
+    assert_eq!(
+        (gw.status, origin.calls()),
+        (StatusCode::GATEWAY_TIMEOUT, 0)
+    );
+
+    get(&mut svc, "/q").await;
+    assert_eq!(
+        send(&mut svc, req("GET", "/q", &only)).await.status,
+        StatusCode::OK
+    );
+    send(&mut svc, req("GET", "/q", &[("cache-control", "no-cache")])).await;
+    assert_eq!(origin.calls(), 2, "no-cache goes to the origin");
+
+    tokio::time::advance(Duration::from_secs(5)).await;
+    send(
+        &mut svc,
+        req("GET", "/q", &[("cache-control", "max-age=2")]),
+    )
+    .await;
+    assert_eq!(origin.calls(), 3, "max-age=2 refuses an answer 5 s old");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    send(
+        &mut svc,
+        req("GET", "/q", &[("cache-control", "min-fresh=8")]),
+    )
+    .await;
+    assert_eq!(origin.calls(), 4, "min-fresh=8 refuses one 5 s from stale");
+
+    tokio::time::advance(Duration::from_secs(15)).await; // stale by 5
+    let stale = send(
+        &mut svc,
+        req("GET", "/q", &[("cache-control", "max-stale=60")]),
+    )
+    .await;
+    assert_eq!((origin.calls(), stale.body.as_ref()), (4, &b"#4"[..]));
+    let gw = send(&mut svc, req("GET", "/q", &only)).await;
+    assert_eq!(
+        gw.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "stale and only-if-cached"
+    );
+    assert_eq!(origin.calls(), 4);
+}
+
+// ---------------------------------------------------------------------------
+// Unsafe methods.
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_post_invalidates_the_uri_and_its_location() {
+    let origin = Origin::new(|p, n| match p.method.as_str() {
+        "POST" if p.uri.path() == "/fail" => res(500, &[], ""),
+        "POST" => res(
+            201,
+            &[
+                ("location", "/b"),
+                ("content-location", "http://elsewhere.test/c"),
+            ],
+            "",
+        ),
+        _ => res(200, &[("cache-control", "max-age=60")], &format!("#{n}")),
+    });
+    let mut svc = layer().layer(origin.service());
+    for path in ["/a", "/b", "/fail"] {
+        get(&mut svc, path).await;
+    }
+    assert_eq!(origin.calls(), 3);
+    send(&mut svc, req("POST", "/fail", &[])).await;
+    get(&mut svc, "/fail").await;
+    assert_eq!(origin.calls(), 4, "a failed POST invalidates nothing");
+
+    send(&mut svc, req("POST", "/a", &[])).await;
+    get(&mut svc, "/a").await;
+    get(&mut svc, "/b").await;
+    assert_eq!(
+        origin.calls(),
+        7,
+        "both the target and its Location went stale"
+    );
+    assert_eq!(svc.stats().invalidations, 2);
+
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let before = origin.calls();
+        get(&mut svc, "/a").await;
+        send(&mut svc, req(method, "/a", &[])).await;
+        get(&mut svc, "/a").await;
+        assert_eq!(origin.calls(), before + 2, "{method} invalidates");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HEAD, stale serving, large bodies, Cache-Status, the handle.
+
+#[tokio::test(start_paused = true)]
+async fn head_is_answered_from_a_stored_get() {
+    let origin = counting(&[("cache-control", "max-age=60"), ("content-length", "2")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/h").await;
+    let head = send(&mut svc, req("HEAD", "/h", &[])).await;
+    assert_eq!(
+        (head.status, head.body.len(), head.field("content-length")),
+        (StatusCode::OK, 0, "2")
+    );
+    assert_eq!(origin.calls(), 1);
+
+    // A HEAD that misses goes on as a HEAD; its bodiless answer is not
+    // stored for GETs.
+    send(&mut svc, req("HEAD", "/first-head", &[])).await;
+    assert_eq!(origin.last().method, "HEAD");
+    let body = get(&mut svc, "/first-head").await.body;
+    assert_eq!((origin.calls(), body.as_ref()), (3, &b"#3"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
+    let origin = Origin::new(|_, n| match n {
+        1 => res(
+            200,
+            &[("cache-control", "max-age=1, stale-if-error=60")],
+            "good",
+        ),
+        2 => res(503, &[], "down"),
+        3 => Err("connection reset".into()),
+        _ => res(503, &[], "down"),
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/sie").await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let a = get(&mut svc, "/sie").await;
+    assert_eq!((a.status, a.body.as_ref()), (StatusCode::OK, &b"good"[..]));
+    let b = get(&mut svc, "/sie").await;
+    assert_eq!((b.status, b.body.as_ref()), (StatusCode::OK, &b"good"[..]));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let c = get(&mut svc, "/sie").await;
+    assert_eq!(c.status, StatusCode::SERVICE_UNAVAILABLE, "past the window");
+    assert_eq!(svc.stats().stale_served, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn must_revalidate_forbids_stale_if_error() {
+    let origin = Origin::new(|_, n| match n {
+        1 => res(
+            200,
+            &[(
+                "cache-control",
+                "max-age=1, must-revalidate, stale-if-error=60",
+            )],
+            "good",
+        ),
+        _ => res(503, &[], "down"),
+    });
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/mr").await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        get(&mut svc, "/mr").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let origin = counting(&[("cache-control", "max-age=1, stale-while-revalidate=30")]);
+    let mut svc = layer().layer(origin.service());
+    get(&mut svc, "/swr").await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let stale = get(&mut svc, "/swr").await;
+    assert_eq!(stale.body, "#1");
+    // The refresh runs in its own task.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(origin.calls(), 2);
+    let fresh = get(&mut svc, "/swr").await;
+    assert_eq!((fresh.body.as_ref(), origin.calls()), (&b"#2"[..], 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_limit_streams_through_uncached() {
+    let big = "x".repeat(100);
+    let origin = Origin::new(move |p, _| {
+        let body = if p.uri.path() == "/big" {
+            big.as_str()
+        } else {
+            "small"
+        };
+        res(200, &[("cache-control", "max-age=60")], body)
+    });
+    let mut svc = HttpCacheLayer::builder()
+        .max_body_bytes(16)
+        .build()
+        .unwrap()
+        .layer(origin.service());
+    assert_eq!(get(&mut svc, "/big").await.body.len(), 100);
+    assert_eq!(get(&mut svc, "/big").await.body.len(), 100);
+    get(&mut svc, "/small").await;
+    get(&mut svc, "/small").await;
+    assert_eq!(origin.calls(), 3);
+    assert_eq!(svc.stats().too_large, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cache_status_is_off_by_default_and_says_what_happened_when_on() {
+    let origin = counting(&[("cache-control", "max-age=60")]);
+    let mut svc = layer().layer(origin.service());
+    assert_eq!(get(&mut svc, "/cs").await.field("cache-status"), "");
+
+    let origin = counting(&[("cache-control", "max-age=60")]);
+    let mut svc = HttpCacheLayer::builder()
+        .cache_status(true)
+        .name("edge")
+        .build()
+        .unwrap()
+        .layer(origin.service());
+    assert_eq!(
+        get(&mut svc, "/cs").await.field("cache-status"),
+        "edge; fwd=uri-miss; stored"
+    );
+    assert_eq!(
+        get(&mut svc, "/cs").await.field("cache-status"),
+        "edge; hit; ttl=60"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_invalidates_and_clears() {
+    let origin = counting(&[("cache-control", "max-age=60")]);
+    let layer = layer();
+    let handle = layer.handle();
+    let mut svc = layer.layer(origin.service());
+    get(&mut svc, "/x").await;
+    get(&mut svc, "/y").await;
+    assert!(handle.invalidate(&"http://origin.test/x".parse().unwrap()));
+    get(&mut svc, "/x").await;
+    get(&mut svc, "/y").await;
+    assert_eq!(origin.calls(), 3);
+    handle.clear();
+    get(&mut svc, "/y").await;
+    assert_eq!(origin.calls(), 4);
+    let s = handle.stats();
+    assert_eq!((s.hits, s.misses, s.entries), (1, 4, 1));
+}
+
+#[test]
+fn the_builder_refuses_values_out_of_range() {
+    let e = HttpCacheLayer::builder()
+        .max_variants(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_variants");
+    let e = HttpCacheLayer::builder()
+        .heuristic_fraction(1.5)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "heuristic_fraction");
+    let e = HttpCacheLayer::builder()
+        .max_body_bytes(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_body_bytes");
+}
