@@ -14,11 +14,11 @@ use tower_service::Service;
 
 use super::body::HttpCacheBody;
 use super::error::UpstreamBodyError;
-use super::lookup::{Plan, Revalidate};
+use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
 use super::policy::{self, ResView};
 use super::respond::{self, Outcome};
-use super::shared::{bump, key_of, same_origin_key, Shared};
+use super::shared::{bump, key_of, same_origin_key, Join, Shared};
 use super::stored::{Stored, Variants};
 use crate::BoxError;
 
@@ -88,6 +88,25 @@ where
             Ok(passed(&shared, res, Outcome::fwd("method")))
         }
         Plan::Miss { key, why } => {
+            let mut _flight = None;
+            if shared.cfg.coalesce
+                && head.method == Method::GET
+                && !head.headers.contains_key(header::CACHE_CONTROL)
+            {
+                match shared.join(&key) {
+                    Join::Leader(guard) => _flight = Some(guard),
+                    Join::Follower(mut done) => {
+                        // Err when the first miss is over, however it ended.
+                        let _ = done.changed().await;
+                        let again =
+                            lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false);
+                        if let Step::Answer(res) = again {
+                            shared.counters.coalesced();
+                            return Ok(res);
+                        }
+                    }
+                }
+            }
             let res = call(svc, req).await?;
             // A HEAD went on as a HEAD: its answer has no body to store.
             let sent = head.method.clone();

@@ -43,6 +43,7 @@ impl HttpCacheLayer {
             max_variants: 8,
             heuristic: 0.1,
             keep_stale: Duration::from_secs(300),
+            coalesce: true,
             cache_status: false,
             name: crate::trace::Name::Borrowed("http_cache"),
         }
@@ -90,6 +91,7 @@ pub struct HttpCacheLayerBuilder {
     max_variants: usize,
     heuristic: f32,
     keep_stale: Duration,
+    coalesce: bool,
     cache_status: bool,
     name: crate::trace::Name,
 }
@@ -152,6 +154,19 @@ impl HttpCacheLayerBuilder {
         self
     }
 
+    /// `true` (the default): a GET that misses while another GET for the
+    /// same URI is already asking the inner service waits for it, and is
+    /// answered from the store if that response was stored (one request
+    /// upstream for a burst of misses); if it was not (not storable, a
+    /// `Vary` mismatch, an error) each waiter goes on by itself. Requests
+    /// with `Cache-Control` directives of their own never wait. `false`:
+    /// every miss goes to the inner service.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
+    }
+
     /// Adds a `Cache-Status` field (RFC 9211) to every answer, naming the
     /// cache by [`name`](Self::name): `hit`, `fwd=uri-miss`,
     /// `fwd=stale; fwd-status=304`, `stored`, `ttl=...` (default off, as
@@ -195,6 +210,7 @@ impl HttpCacheLayerBuilder {
             max_body_bytes,
             max_variants,
             keep_stale: self.keep_stale,
+            coalesce: self.coalesce,
             cache_status: self.cache_status.then(|| self.name.to_string()),
         };
         Ok(HttpCacheLayer {

@@ -1,14 +1,15 @@
 //! The state one [`HttpCacheLayer`](super::HttpCacheLayer) and every
 //! service it makes share: configuration, the store, the clock, counters.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderValue};
 use http::Uri;
 use http_cache_semantics::CacheOptions;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stats::HttpCacheStats;
@@ -23,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_variants: usize,
     pub(crate) keep_stale: Duration,
+    /// Whether concurrent misses for one URI wait for the first one.
+    pub(crate) coalesce: bool,
     /// The `Cache-Status` cache name, when the header is on.
     pub(crate) cache_status: Option<String>,
 }
@@ -61,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) passes: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) too_large: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
 }
@@ -82,6 +86,7 @@ impl Counters {
             passes: z(),
             invalidations: z(),
             too_large: z(),
+            coalesced: z(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Instruments::new(name),
         }
@@ -101,6 +106,11 @@ impl Counters {
     pub(crate) fn revalidation(&self) {
         bump(&self.revalidations);
         record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    pub(crate) fn coalesced(&self) {
+        bump(&self.coalesced);
+        record!(self.metrics, |m| m.coalesced.increment(1));
     }
 
     pub(crate) fn stale(&self) {
@@ -123,6 +133,32 @@ pub(crate) struct Shared {
     /// Keys being revalidated in the background (stale-while-revalidate):
     /// one refresh per key at a time.
     pub(crate) refreshing: Mutex<HashSet<String>>,
+    /// Misses in flight, by key: later misses for the key wait for the
+    /// first (the receiver reports the sender's drop).
+    flights: Mutex<HashMap<String, watch::Receiver<()>>>,
+}
+
+/// A miss's place in its key's flight.
+pub(crate) enum Join {
+    /// The first miss: it asks the inner service; dropping the guard lets
+    /// the others go on.
+    Leader(FlightGuard),
+    /// A later one: wait for the first to finish, then look again.
+    Follower(watch::Receiver<()>),
+}
+
+/// Ends a key's flight when dropped (finished, failed or cancelled).
+pub(crate) struct FlightGuard {
+    shared: Arc<Shared>,
+    key: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        // The entry goes first; then the sender, waking the followers.
+        lock(&self.shared.flights).remove(&self.key);
+    }
 }
 
 impl Shared {
@@ -133,7 +169,23 @@ impl Shared {
             clock: Clock::new(),
             counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
+            flights: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Joins the flight of misses for `key`.
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
+        let mut flights = lock(&self.flights);
+        if let Some(rx) = flights.get(key) {
+            return Join::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        flights.insert(key.to_owned(), rx);
+        Join::Leader(FlightGuard {
+            shared: self.clone(),
+            key: key.to_owned(),
+            _done: tx,
+        })
     }
 
     /// The variants stored under `key`.
@@ -195,6 +247,7 @@ impl Shared {
             passes: r(&c.passes),
             invalidations: r(&c.invalidations),
             too_large: r(&c.too_large),
+            coalesced: r(&c.coalesced),
             entries: self.store.len(),
             evictions: self.store.evictions(),
         }

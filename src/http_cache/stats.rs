@@ -17,6 +17,10 @@ pub struct HttpCacheStats {
     /// Requests whose stored response was stale (or that asked for
     /// validation): sent on as conditional requests.
     pub revalidations: u64,
+    /// Misses that waited for a miss of the same URI already in flight
+    /// and were answered by the response it stored (also counted in
+    /// `misses`); see [`coalesce`](super::HttpCacheLayerBuilder::coalesce).
+    pub coalesced: u64,
     /// Revalidations the inner service answered `304 Not Modified`, so the
     /// stored body was reused and its fields refreshed.
     pub not_modified: u64,
