@@ -783,3 +783,38 @@ async fn concurrent_misses_for_one_uri_make_one_request_upstream() {
     // Not storable: the waiters go on by themselves.
     assert_eq!(burst("no-store", true).await, (5, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_post_answer_with_freshness_and_its_own_content_location_serves_gets() {
+    let origin = Origin::new(|p, n| {
+        let here = format!("http://origin.test{}", p.uri.path());
+        match (p.method.as_str(), p.uri.path()) {
+            ("POST", "/elsewhere") => res(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-location", "/other"),
+                ],
+                "posted",
+            ),
+            ("POST", _) => res(
+                200,
+                &[("cache-control", "max-age=60"), ("content-location", &here)],
+                "posted",
+            ),
+            _ => res(200, &[], &format!("#{n}")),
+        }
+    });
+    let mut svc = layer().layer(origin.service());
+    send(&mut svc, req("POST", "/form", &[])).await;
+    let b = get(&mut svc, "/form").await;
+    assert_eq!((origin.calls(), b.body.as_ref()), (1, &b"posted"[..]));
+
+    send(&mut svc, req("POST", "/elsewhere", &[])).await;
+    get(&mut svc, "/elsewhere").await;
+    assert_eq!(
+        origin.calls(),
+        3,
+        "a Content-Location of another URI is not this GET's"
+    );
+}

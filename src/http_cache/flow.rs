@@ -85,6 +85,15 @@ where
             if status.is_success() || status.is_redirection() {
                 invalidate(&shared, &head, res.headers());
             }
+            if let Some(key) = post_as_get(&head, &res) {
+                // RFC 9110 §9.3.3: the answer to a POST with explicit
+                // freshness and its own URI as Content-Location is a GET's.
+                let get = Head {
+                    method: Method::GET,
+                    ..head
+                };
+                return finish(&shared, key, &get, Method::GET, res, Outcome::fwd("method")).await;
+            }
             Ok(passed(&shared, res, Outcome::fwd("method")))
         }
         Plan::Miss { key, why } => {
@@ -114,6 +123,23 @@ where
         }
         Plan::Revalidate(r) => revalidate(shared, svc, req, head, r).await,
     }
+}
+
+/// The key to store a POST's answer under as a GET's: a 2xx with explicit
+/// freshness whose `Content-Location` is the request's own URI.
+fn post_as_get<ResB>(head: &Head, res: &Response<ResB>) -> Option<String> {
+    if head.method != Method::POST || !res.status().is_success() {
+        return None;
+    }
+    let h = res.headers();
+    let dirs = parse::directives(h.get_all(header::CACHE_CONTROL));
+    let explicit = h.contains_key(header::EXPIRES)
+        || parse::has(&dirs, "max-age")
+        || parse::has(&dirs, "s-maxage");
+    let key = key_of(&head.uri, &head.headers);
+    let location = h.get(header::CONTENT_LOCATION)?;
+    (explicit && same_origin_key(&head.uri, &head.headers, location).as_ref() == Some(&key))
+        .then_some(key)
 }
 
 /// A response that is not stored, streaming through.
