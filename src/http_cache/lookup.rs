@@ -123,6 +123,16 @@ pub(crate) fn lookup<B>(
         return Step::Forward(Plan::Miss { key, why });
     };
     let now = shared.clock.now();
+    if now < stored.fresh_until
+        && !headers.contains_key(header::CACHE_CONTROL)
+        && !headers.contains_key(header::PRAGMA)
+    {
+        // Fresh, and the request has no directives: what the policy would
+        // say, without building its answer (the hot path).
+        c.hit();
+        let res = respond::from_stored(cfg, stored, method, headers, now, Outcome::hit());
+        return Step::Answer(res);
+    }
     let view = policy::request_view(method, uri, headers);
     match stored.policy.before_request(&view, now) {
         BeforeRequest::Fresh(_) => {

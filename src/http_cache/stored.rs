@@ -25,6 +25,11 @@ pub(crate) struct Stored {
     /// The freshness lifetime, when the response was fresh on arrival
     /// (else zero: how stale it is then counts from its whole age).
     pub(crate) lifetime: Duration,
+    /// When it arrived, and its age then (as the policy counts it).
+    received: SystemTime,
+    initial_age: Duration,
+    /// Until when it is fresh for a request without directives of its own.
+    pub(crate) fresh_until: SystemTime,
 }
 
 impl Stored {
@@ -41,11 +46,13 @@ impl Stored {
         received: SystemTime,
     ) -> Self {
         let ttl = policy.time_to_live(received);
+        let initial_age = policy.age(received);
         let lifetime = if ttl.is_zero() {
             Duration::ZERO
         } else {
-            ttl + policy.age(received)
+            ttl + initial_age
         };
+        let fresh_until = received.checked_add(ttl).unwrap_or(received);
         Stored {
             status,
             version,
@@ -55,12 +62,21 @@ impl Stored {
             stale,
             selecting,
             lifetime,
+            received,
+            initial_age,
+            fresh_until,
         }
+    }
+
+    /// The response's age at `now` (RFC 9111 §4.2.3): what the policy
+    /// says, without asking it.
+    pub(crate) fn age(&self, now: SystemTime) -> Duration {
+        self.initial_age + now.duration_since(self.received).unwrap_or_default()
     }
 
     /// How long past its freshness lifetime the response is at `now`.
     pub(crate) fn staleness(&self, now: SystemTime) -> Duration {
-        self.policy.age(now).saturating_sub(self.lifetime)
+        self.age(now).saturating_sub(self.lifetime)
     }
 
     /// Whether a stale-serving window (`stale-while-revalidate` or
