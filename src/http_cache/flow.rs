@@ -116,6 +116,25 @@ where
                     }
                 }
             }
+            let remote = if why == "uri-miss" {
+                shared.remote_get(&key).await
+            } else {
+                None
+            };
+            if let Some(variants) = remote {
+                let keep = variants.keep_for(shared.clock.now(), shared.cfg.keep_stale);
+                shared.put_local(key.clone(), variants, keep);
+                match lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false) {
+                    Step::Answer(res) | Step::AnswerAndRefresh(res, _) => {
+                        bump(&shared.counters.remote_hits);
+                        return Ok(res);
+                    }
+                    Step::Forward(Plan::Revalidate(r)) => {
+                        return revalidate(shared, svc, req, head, r).await;
+                    }
+                    Step::Forward(_) => {}
+                }
+            }
             let res = call(svc, req).await?;
             // A HEAD went on as a HEAD: its answer has no body to store.
             let sent = head.method.clone();
@@ -322,8 +341,18 @@ fn store(
         return None;
     };
     let selecting = policy::selecting(&headers, &head.headers);
+    let request = super::remote::request_fields(&head.headers, &headers);
     let stored = Arc::new(Stored::new(
-        status, version, headers, body, pol, stale, selecting, now,
+        status,
+        version,
+        headers,
+        body,
+        pol,
+        stale,
+        selecting,
+        now,
+        head.uri.clone(),
+        request,
     ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);
     if keep.is_zero() {

@@ -11,6 +11,7 @@ use super::handle::HttpCacheHandle;
 use super::service::HttpCache;
 use super::shared::{Config, Shared};
 use super::stats::HttpCacheStats;
+use crate::cache::{RemoteEvent, RemoteStore, Store};
 use crate::error::check;
 use crate::ConfigError;
 
@@ -193,6 +194,51 @@ impl HttpCacheLayerBuilder {
     /// `max_body_bytes`, `max_variants` or `heuristic_fraction` is out of
     /// its range.
     pub fn build(self) -> Result<HttpCacheLayer, ConfigError> {
+        self.make(None)
+    }
+
+    /// The layer with a second tier behind its memory: a [`RemoteStore`]
+    /// every replica shares ([`RedisStore`](crate::cache::RedisStore),
+    /// feature `redis`).
+    ///
+    /// Each URI's variants are one remote value, written when they change
+    /// and kept as long as the memory keeps them; a URI memory does not
+    /// hold is read from the remote tier before the inner service is asked
+    /// ([`HttpCacheStats::remote_hits`]); invalidations (unsafe methods,
+    /// [`HttpCacheHandle::invalidate`], [`clear`](HttpCacheHandle::clear))
+    /// delete the remote value and reach every replica's memory. A remote
+    /// tier that fails costs its misses the failed read
+    /// ([`HttpCacheStats::remote_errors`]) and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_remote(
+        self,
+        remote: impl RemoteStore,
+    ) -> Result<HttpCacheLayer, ConfigError> {
+        let remote: Arc<dyn RemoteStore> = Arc::new(remote);
+        let layer = self.make(Some(remote.clone()))?;
+        let weak = Arc::downgrade(&layer.shared);
+        let listener: crate::cache::RemoteListener = Arc::new(move |event| {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            match event {
+                RemoteEvent::Invalidated(key) => {
+                    shared.store.remove(&key.to_owned());
+                }
+                RemoteEvent::Cleared => shared.store.clear(),
+                _ => {}
+            }
+        });
+        // The store holds listeners weakly: the layer keeps this one alive.
+        *crate::sync::lock(&layer.shared.listener) = Some(listener.clone());
+        remote.listen(listener);
+        Ok(layer)
+    }
+
+    fn make(self, remote: Option<Arc<dyn RemoteStore>>) -> Result<HttpCacheLayer, ConfigError> {
         let max_entries =
             check::in_range(COMPONENT, "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
         let max_body_bytes = check::nonzero(COMPONENT, "max_body_bytes", self.max_body_bytes)?;
@@ -214,7 +260,7 @@ impl HttpCacheLayerBuilder {
             cache_status: self.cache_status.then(|| self.name.to_string()),
         };
         Ok(HttpCacheLayer {
-            shared: Arc::new(Shared::new(cfg, max_entries, self.name)),
+            shared: Arc::new(Shared::new(cfg, max_entries, self.name, remote)),
         })
     }
 }

@@ -39,6 +39,13 @@
 //!   as `Bytes`; larger ones stream through uncached.
 //! - **`Cache-Status`** (RFC 9211) on every answer with
 //!   [`cache_status`](HttpCacheLayerBuilder::cache_status).
+//! - **Coalescing** ([`coalesce`](HttpCacheLayerBuilder::coalesce)):
+//!   concurrent GET misses for one URI make one request upstream when its
+//!   answer is stored.
+//! - **Shared by replicas**
+//!   ([`build_with_remote`](HttpCacheLayerBuilder::build_with_remote)):
+//!   a [`RemoteStore`](crate::cache::RemoteStore) tier (Redis, feature
+//!   `redis`) behind the memory; invalidations reach every replica.
 //! - **Time is tokio's**: ages and freshness follow `tokio::time`, so tests
 //!   run with paused time.
 //!
@@ -105,6 +112,7 @@ mod layer;
 mod lookup;
 mod parse;
 mod policy;
+mod remote;
 mod respond;
 mod service;
 mod shared;

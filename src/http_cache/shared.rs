@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::stats::HttpCacheStats;
 use super::stored::Variants;
-use crate::cache::{Entry, MemoryStore, Store};
+use crate::cache::{Entry, MemoryStore, RemoteStore, Store};
 use crate::sync::lock;
 
 /// The layer's settings, fixed at `build()`.
@@ -65,6 +65,8 @@ pub(crate) struct Counters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) too_large: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) remote_hits: AtomicU64,
+    pub(crate) remote_errors: AtomicU64,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
 }
@@ -87,6 +89,8 @@ impl Counters {
             invalidations: z(),
             too_large: z(),
             coalesced: z(),
+            remote_hits: z(),
+            remote_errors: z(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Instruments::new(name),
         }
@@ -136,6 +140,10 @@ pub(crate) struct Shared {
     /// Misses in flight, by key: later misses for the key wait for the
     /// first (the receiver reports the sender's drop).
     flights: Mutex<HashMap<String, watch::Receiver<()>>>,
+    /// The tier shared by replicas, if any.
+    pub(crate) remote: Option<Arc<dyn RemoteStore>>,
+    /// What the remote tier calls on invalidations (it holds it weakly).
+    pub(crate) listener: Mutex<Option<crate::cache::RemoteListener>>,
 }
 
 /// A miss's place in its key's flight.
@@ -162,7 +170,12 @@ impl Drop for FlightGuard {
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: Config, max_entries: usize, name: crate::trace::Name) -> Self {
+    pub(crate) fn new(
+        cfg: Config,
+        max_entries: usize,
+        name: crate::trace::Name,
+        remote: Option<Arc<dyn RemoteStore>>,
+    ) -> Self {
         Shared {
             cfg,
             store: MemoryStore::new(max_entries),
@@ -170,6 +183,8 @@ impl Shared {
             counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
             flights: Mutex::new(HashMap::new()),
+            remote,
+            listener: Mutex::new(None),
         }
     }
 
@@ -201,6 +216,16 @@ impl Shared {
         if let Some(old) = self.store.get(&key, now) {
             until = until.max(old.keep_until);
         }
+        if let Some(remote) = &self.remote {
+            let mut bytes = Vec::new();
+            if super::remote::encode(&variants, &mut bytes).is_ok() {
+                let (remote, key) = (remote.clone(), key.clone());
+                let ttl = (!keep.is_zero()).then_some(keep.min(crate::time::NEVER));
+                spawn(async move {
+                    let _ = remote.put(&key, bytes.into(), ttl).await;
+                });
+            }
+        }
         self.store.insert(
             key,
             Entry {
@@ -211,13 +236,69 @@ impl Shared {
         );
     }
 
+    /// Stores what the remote tier held for `key`, in memory only.
+    pub(crate) fn put_local(&self, key: String, variants: Variants, keep: Duration) {
+        let until = crate::time::deadline(Instant::now(), keep);
+        self.store.insert(
+            key,
+            Entry {
+                value: variants,
+                fresh_until: until,
+                keep_until: until,
+            },
+        );
+    }
+
+    /// What the remote tier holds for `key` (`None`: nothing, no tier, or
+    /// a failure, counted).
+    pub(crate) async fn remote_get(&self, key: &str) -> Option<Variants> {
+        let remote = self.remote.as_ref()?;
+        match remote.get(key).await {
+            Ok(Some(bytes)) => match super::remote::decode(&bytes, self.cfg.opts) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    bump(&self.counters.remote_errors);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(_) => {
+                bump(&self.counters.remote_errors);
+                None
+            }
+        }
+    }
+
+    /// Removes `key` from the remote tier too (every replica drops it).
+    fn remote_delete(&self, key: &str) {
+        if let Some(remote) = &self.remote {
+            let (remote, key) = (remote.clone(), key.to_owned());
+            spawn(async move {
+                let _ = remote.delete(&key).await;
+            });
+        }
+    }
+
+    /// Removes every entry, here and in the remote tier.
+    pub(crate) fn clear(&self) {
+        self.store.clear();
+        if let Some(remote) = &self.remote {
+            let remote = remote.clone();
+            spawn(async move {
+                let _ = remote.clear().await;
+            });
+        }
+    }
+
     /// Removes what `key` holds; `true` if there was something.
     pub(crate) fn remove(&self, key: &String) -> bool {
+        self.remote_delete(key);
         self.store.remove(key)
     }
 
     /// Removes what `key` holds, counted as an invalidation.
     pub(crate) fn invalidate(&self, key: &String) -> bool {
+        self.remote_delete(key);
         let removed = self.store.remove(key);
         if removed {
             bump(&self.counters.invalidations);
@@ -248,9 +329,18 @@ impl Shared {
             invalidations: r(&c.invalidations),
             too_large: r(&c.too_large),
             coalesced: r(&c.coalesced),
+            remote_hits: r(&c.remote_hits),
+            remote_errors: r(&c.remote_errors),
             entries: self.store.len(),
             evictions: self.store.evictions(),
         }
+    }
+}
+
+/// Runs `task` on the current tokio runtime, if there is one.
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(task);
     }
 }
 

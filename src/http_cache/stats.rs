@@ -38,6 +38,13 @@ pub struct HttpCacheStats {
     /// [`max_body_bytes`](super::HttpCacheLayerBuilder::max_body_bytes)
     /// (they streamed through).
     pub too_large: u64,
+    /// Misses answered by the remote tier
+    /// ([`build_with_remote`](super::HttpCacheLayerBuilder::build_with_remote))
+    /// without asking the inner service.
+    pub remote_hits: u64,
+    /// Remote reads that failed or held bytes this cache did not write
+    /// (treated as misses).
+    pub remote_errors: u64,
     /// URIs held now (each with one or more variants).
     pub entries: usize,
     /// URIs evicted to stay within `max_entries`.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
-use http::{StatusCode, Version};
+use http::{StatusCode, Uri, Version};
 use http_cache_semantics::CachePolicy;
 
 use super::policy::{selects, Selecting, StaleRules};
@@ -26,10 +26,14 @@ pub(crate) struct Stored {
     /// (else zero: how stale it is then counts from its whole age).
     pub(crate) lifetime: Duration,
     /// When it arrived, and its age then (as the policy counts it).
-    received: SystemTime,
+    pub(crate) received: SystemTime,
     initial_age: Duration,
     /// Until when it is fresh for a request without directives of its own.
     pub(crate) fresh_until: SystemTime,
+    /// The request's URI and the fields of it the policy reads (see
+    /// `remote::request_fields`), to make the policy again elsewhere.
+    pub(crate) uri: Uri,
+    pub(crate) request: HeaderMap,
 }
 
 impl Stored {
@@ -44,6 +48,8 @@ impl Stored {
         stale: StaleRules,
         selecting: Selecting,
         received: SystemTime,
+        uri: Uri,
+        request: HeaderMap,
     ) -> Self {
         let ttl = policy.time_to_live(received);
         let initial_age = policy.age(received);
@@ -65,6 +71,8 @@ impl Stored {
             received,
             initial_age,
             fresh_until,
+            uri,
+            request,
         }
     }
 
@@ -127,6 +135,25 @@ impl Variants {
         );
         list.truncate(max.max(1));
         Variants(list.into())
+    }
+
+    /// The variants, newest first.
+    pub(crate) fn list(&self) -> &[Arc<Stored>] {
+        &self.0
+    }
+
+    /// Variants from a list, newest first.
+    pub(crate) fn from_list(list: Vec<Arc<Stored>>) -> Variants {
+        Variants(list.into())
+    }
+
+    /// How long the longest-kept variant is worth keeping after `now`.
+    pub(crate) fn keep_for(&self, now: SystemTime, keep_stale: Duration) -> Duration {
+        self.0
+            .iter()
+            .map(|s| s.keep_for(now, keep_stale))
+            .max()
+            .unwrap_or_default()
     }
 
     /// A single variant.
