@@ -49,6 +49,11 @@
 //! - **Time is tokio's**: ages and freshness follow `tokio::time`, so tests
 //!   run with paused time.
 //!
+//! **Cookies.** As RFC 9111 allows, a response with `Set-Cookie` is stored
+//! and served like any other (a shared cache serves it to every user): an
+//! origin that sets per-user cookies marks those responses `private` or
+//! `no-store`.
+//!
 //! Responses have the body [`HttpCacheBody`]; the request body type must
 //! be `Default` (a background revalidation sends an empty one).
 //! [`cache::CacheLayer`](crate::cache::CacheLayer) stays the cache for
