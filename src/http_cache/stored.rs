@@ -9,7 +9,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{StatusCode, Uri, Version};
 use http_cache_semantics::CachePolicy;
 
-use super::policy::{selects, Selecting, StaleRules};
+use super::policy::{language_selects, selects, Selecting, StaleRules};
 
 /// One stored response: the origin's fields (hop-by-hop ones removed), its
 /// body, and the policy that governs it.
@@ -119,7 +119,18 @@ pub(crate) struct Variants(Arc<[Arc<Stored>]>);
 impl Variants {
     /// The newest response whose selecting fields `req` matches.
     pub(crate) fn select(&self, req: &HeaderMap) -> Option<&Arc<Stored>> {
-        self.0.iter().find(|s| selects(&s.selecting, req))
+        self.0
+            .iter()
+            .find(|s| selects(&s.selecting, req))
+            .or_else(|| {
+                // Content negotiation, normalised: the language asked for most.
+                self.0.iter().find(|s| {
+                    s.headers
+                        .get(http::header::CONTENT_LANGUAGE)
+                        .and_then(|l| l.to_str().ok())
+                        .is_some_and(|l| language_selects(&s.selecting, l.trim(), req))
+                })
+            })
     }
 
     /// These variants with `new` first, less the ones `req` selected
