@@ -3,8 +3,7 @@
 /// Counters of an HTTP cache, from [`HttpCacheHandle::stats`](super::HttpCacheHandle::stats)
 /// or [`HttpCacheLayer::stats`](super::HttpCacheLayer::stats).
 ///
-/// Every GET or HEAD counts once in `hits`, `misses` or `revalidations`
-/// (or in `passes` when it could not be answered from the cache at all);
+/// Every GET or HEAD counts once in `hits`, `misses` or `revalidations`;
 /// other methods count in `passes`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
