@@ -111,7 +111,10 @@ impl HttpCacheLayerBuilder {
     }
 
     /// The most URIs held at once, each with its variants (default
-    /// 10,000; 1 to 2^31 - 1), evicted by S3-FIFO.
+    /// 10,000; 1 to 2^31 - 1), evicted by S3-FIFO. Memory is bounded by
+    /// `max_entries` × [`max_variants`](Self::max_variants) ×
+    /// [`max_body_bytes`](Self::max_body_bytes) of bodies (plus fields):
+    /// size the three together.
     #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
