@@ -818,3 +818,30 @@ async fn a_post_answer_with_freshness_and_its_own_content_location_serves_gets()
         "a Content-Location of another URI is not this GET's"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_language_serves_a_request_that_wants_it_most() {
+    let origin = counting(&[
+        ("cache-control", "max-age=60"),
+        ("vary", "Accept-Language"),
+        ("content-language", "de"),
+    ]);
+    let mut svc = layer().layer(origin.service());
+    send(&mut svc, req("GET", "/l", &[("accept-language", "en, de")])).await;
+    let b = send(
+        &mut svc,
+        req("GET", "/l", &[("accept-language", "fr;q=0.5, de;q=1.0")]),
+    )
+    .await;
+    assert_eq!((origin.calls(), b.body.as_ref()), (1, &b"#1"[..]));
+    send(
+        &mut svc,
+        req("GET", "/l", &[("accept-language", "fr, de;q=0.9")]),
+    )
+    .await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "French is wanted more than the stored German"
+    );
+}
