@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 # The figures this suite gave on main; raise them when a change passes more.
 REQUIRED_FLOOR=152
-OPTIMAL_FLOOR=78
+OPTIMAL_FLOOR=80
 VERSION=0.4.5
 
 target="${CARGO_TARGET_DIR:-target}"

@@ -744,3 +744,104 @@ fn the_builder_refuses_values_out_of_range() {
         .unwrap_err();
     assert_eq!(e.field(), "max_body_bytes");
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_for_one_uri_make_one_request_upstream() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    async fn burst(cc: &'static str, coalesce: bool) -> (usize, u64) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let origin = {
+            let calls = calls.clone();
+            service_fn(move |_: Request<Full<Bytes>>| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    res(200, &[("cache-control", cc)], &format!("#{n}"))
+                }
+            })
+        };
+        let layer = HttpCacheLayer::builder()
+            .coalesce(coalesce)
+            .build()
+            .unwrap();
+        let svc = layer.layer(origin);
+        let answers = futures::future::join_all((0..5).map(|_| {
+            let svc = svc.clone();
+            async move {
+                let r = svc.oneshot(req("GET", "/burst", &[])).await.unwrap();
+                r.into_body().collect().await.unwrap().to_bytes()
+            }
+        }))
+        .await;
+        if cc == "max-age=60" && coalesce {
+            assert!(answers.iter().all(|b| b == "#1"), "{answers:?}");
+        }
+        (calls.load(Ordering::SeqCst), layer.stats().coalesced)
+    }
+    assert_eq!(burst("max-age=60", true).await, (1, 4));
+    assert_eq!(burst("max-age=60", false).await, (5, 0));
+    // Not storable: the waiters go on by themselves.
+    assert_eq!(burst("no-store", true).await, (5, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_answer_with_freshness_and_its_own_content_location_serves_gets() {
+    let origin = Origin::new(|p, n| {
+        let here = format!("http://origin.test{}", p.uri.path());
+        match (p.method.as_str(), p.uri.path()) {
+            ("POST", "/elsewhere") => res(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-location", "/other"),
+                ],
+                "posted",
+            ),
+            ("POST", _) => res(
+                200,
+                &[("cache-control", "max-age=60"), ("content-location", &here)],
+                "posted",
+            ),
+            _ => res(200, &[], &format!("#{n}")),
+        }
+    });
+    let mut svc = layer().layer(origin.service());
+    send(&mut svc, req("POST", "/form", &[])).await;
+    let b = get(&mut svc, "/form").await;
+    assert_eq!((origin.calls(), b.body.as_ref()), (1, &b"posted"[..]));
+
+    send(&mut svc, req("POST", "/elsewhere", &[])).await;
+    get(&mut svc, "/elsewhere").await;
+    assert_eq!(
+        origin.calls(),
+        3,
+        "a Content-Location of another URI is not this GET's"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_language_serves_a_request_that_wants_it_most() {
+    let origin = counting(&[
+        ("cache-control", "max-age=60"),
+        ("vary", "Accept-Language"),
+        ("content-language", "de"),
+    ]);
+    let mut svc = layer().layer(origin.service());
+    send(&mut svc, req("GET", "/l", &[("accept-language", "en, de")])).await;
+    let b = send(
+        &mut svc,
+        req("GET", "/l", &[("accept-language", "fr;q=0.5, de;q=1.0")]),
+    )
+    .await;
+    assert_eq!((origin.calls(), b.body.as_ref()), (1, &b"#1"[..]));
+    send(
+        &mut svc,
+        req("GET", "/l", &[("accept-language", "fr, de;q=0.9")]),
+    )
+    .await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "French is wanted more than the stored German"
+    );
+}

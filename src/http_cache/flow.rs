@@ -14,11 +14,11 @@ use tower_service::Service;
 
 use super::body::HttpCacheBody;
 use super::error::UpstreamBodyError;
-use super::lookup::{Plan, Revalidate};
+use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
 use super::policy::{self, ResView};
 use super::respond::{self, Outcome};
-use super::shared::{bump, key_of, same_origin_key, Shared};
+use super::shared::{bump, key_of, same_origin_key, Join, Shared};
 use super::stored::{Stored, Variants};
 use crate::BoxError;
 
@@ -85,9 +85,56 @@ where
             if status.is_success() || status.is_redirection() {
                 invalidate(&shared, &head, res.headers());
             }
+            if let Some(key) = post_as_get(&head, &res) {
+                // RFC 9110 §9.3.3: the answer to a POST with explicit
+                // freshness and its own URI as Content-Location is a GET's.
+                let get = Head {
+                    method: Method::GET,
+                    ..head
+                };
+                return finish(&shared, key, &get, Method::GET, res, Outcome::fwd("method")).await;
+            }
             Ok(passed(&shared, res, Outcome::fwd("method")))
         }
         Plan::Miss { key, why } => {
+            let mut _flight = None;
+            if shared.cfg.coalesce
+                && head.method == Method::GET
+                && !head.headers.contains_key(header::CACHE_CONTROL)
+            {
+                match shared.join(&key) {
+                    Join::Leader(guard) => _flight = Some(guard),
+                    Join::Follower(mut done) => {
+                        // Err when the first miss is over, however it ended.
+                        let _ = done.changed().await;
+                        let again =
+                            lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false);
+                        if let Step::Answer(res) = again {
+                            shared.counters.coalesced();
+                            return Ok(res);
+                        }
+                    }
+                }
+            }
+            let remote = if why == "uri-miss" {
+                shared.remote_get(&key).await
+            } else {
+                None
+            };
+            if let Some(variants) = remote {
+                let keep = variants.keep_for(shared.clock.now(), shared.cfg.keep_stale);
+                shared.put_local(key.clone(), variants, keep);
+                match lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false) {
+                    Step::Answer(res) | Step::AnswerAndRefresh(res, _) => {
+                        bump(&shared.counters.remote_hits);
+                        return Ok(res);
+                    }
+                    Step::Forward(Plan::Revalidate(r)) => {
+                        return revalidate(shared, svc, req, head, r).await;
+                    }
+                    Step::Forward(_) => {}
+                }
+            }
             let res = call(svc, req).await?;
             // A HEAD went on as a HEAD: its answer has no body to store.
             let sent = head.method.clone();
@@ -95,6 +142,23 @@ where
         }
         Plan::Revalidate(r) => revalidate(shared, svc, req, head, r).await,
     }
+}
+
+/// The key to store a POST's answer under as a GET's: a 2xx with explicit
+/// freshness whose `Content-Location` is the request's own URI.
+fn post_as_get<ResB>(head: &Head, res: &Response<ResB>) -> Option<String> {
+    if head.method != Method::POST || !res.status().is_success() {
+        return None;
+    }
+    let h = res.headers();
+    let dirs = parse::directives(h.get_all(header::CACHE_CONTROL));
+    let explicit = h.contains_key(header::EXPIRES)
+        || parse::has(&dirs, "max-age")
+        || parse::has(&dirs, "s-maxage");
+    let key = key_of(&head.uri, &head.headers);
+    let location = h.get(header::CONTENT_LOCATION)?;
+    (explicit && same_origin_key(&head.uri, &head.headers, location).as_ref() == Some(&key))
+        .then_some(key)
 }
 
 /// A response that is not stored, streaming through.
@@ -277,8 +341,18 @@ fn store(
         return None;
     };
     let selecting = policy::selecting(&headers, &head.headers);
+    let request = super::remote::request_fields(&head.headers, &headers);
     let stored = Arc::new(Stored::new(
-        status, version, headers, body, pol, stale, selecting, now,
+        status,
+        version,
+        headers,
+        body,
+        pol,
+        stale,
+        selecting,
+        now,
+        head.uri.clone(),
+        request,
     ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);
     if keep.is_zero() {

@@ -8,7 +8,6 @@ use http::{HeaderMap, Uri};
 
 use super::shared::{key_of, Shared};
 use super::stats::HttpCacheStats;
-use crate::cache::Store;
 
 /// A handle on an HTTP cache: statistics, invalidation, clearing. Cheap to
 /// clone; every clone sees the same cache.
@@ -46,8 +45,9 @@ impl HttpCacheHandle {
         self.shared.invalidate(&key_of(uri, &HeaderMap::new()))
     }
 
-    /// Removes every stored response.
+    /// Removes every stored response (with a remote tier, there too, in
+    /// a background task).
     pub fn clear(&self) {
-        self.shared.store.clear();
+        self.shared.clear();
     }
 }

@@ -11,6 +11,7 @@ use super::handle::HttpCacheHandle;
 use super::service::HttpCache;
 use super::shared::{Config, Shared};
 use super::stats::HttpCacheStats;
+use crate::cache::{RemoteEvent, RemoteStore, Store};
 use crate::error::check;
 use crate::ConfigError;
 
@@ -43,6 +44,7 @@ impl HttpCacheLayer {
             max_variants: 8,
             heuristic: 0.1,
             keep_stale: Duration::from_secs(300),
+            coalesce: true,
             cache_status: false,
             name: crate::trace::Name::Borrowed("http_cache"),
         }
@@ -90,6 +92,7 @@ pub struct HttpCacheLayerBuilder {
     max_variants: usize,
     heuristic: f32,
     keep_stale: Duration,
+    coalesce: bool,
     cache_status: bool,
     name: crate::trace::Name,
 }
@@ -108,7 +111,10 @@ impl HttpCacheLayerBuilder {
     }
 
     /// The most URIs held at once, each with its variants (default
-    /// 10,000; 1 to 2^31 - 1), evicted by S3-FIFO.
+    /// 10,000; 1 to 2^31 - 1), evicted by S3-FIFO. Memory is bounded by
+    /// `max_entries` × [`max_variants`](Self::max_variants) ×
+    /// [`max_body_bytes`](Self::max_body_bytes) of bodies (plus fields):
+    /// size the three together.
     #[must_use = "a setter returns the changed builder"]
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
@@ -152,6 +158,19 @@ impl HttpCacheLayerBuilder {
         self
     }
 
+    /// `true` (the default): a GET that misses while another GET for the
+    /// same URI is already asking the inner service waits for it, and is
+    /// answered from the store if that response was stored (one request
+    /// upstream for a burst of misses); if it was not (not storable, a
+    /// `Vary` mismatch, an error) each waiter goes on by itself. Requests
+    /// with `Cache-Control` directives of their own never wait. `false`:
+    /// every miss goes to the inner service.
+    #[must_use = "a setter returns the changed builder"]
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
+    }
+
     /// Adds a `Cache-Status` field (RFC 9211) to every answer, naming the
     /// cache by [`name`](Self::name): `hit`, `fwd=uri-miss`,
     /// `fwd=stale; fwd-status=304`, `stored`, `ttl=...` (default off, as
@@ -178,6 +197,51 @@ impl HttpCacheLayerBuilder {
     /// `max_body_bytes`, `max_variants` or `heuristic_fraction` is out of
     /// its range.
     pub fn build(self) -> Result<HttpCacheLayer, ConfigError> {
+        self.make(None)
+    }
+
+    /// The layer with a second tier behind its memory: a [`RemoteStore`]
+    /// every replica shares ([`RedisStore`](crate::cache::RedisStore),
+    /// feature `redis`).
+    ///
+    /// Each URI's variants are one remote value, written when they change
+    /// and kept as long as the memory keeps them; a URI memory does not
+    /// hold is read from the remote tier before the inner service is asked
+    /// ([`HttpCacheStats::remote_hits`]); invalidations (unsafe methods,
+    /// [`HttpCacheHandle::invalidate`], [`clear`](HttpCacheHandle::clear))
+    /// delete the remote value and reach every replica's memory. A remote
+    /// tier that fails costs its misses the failed read
+    /// ([`HttpCacheStats::remote_errors`]) and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_remote(
+        self,
+        remote: impl RemoteStore,
+    ) -> Result<HttpCacheLayer, ConfigError> {
+        let remote: Arc<dyn RemoteStore> = Arc::new(remote);
+        let layer = self.make(Some(remote.clone()))?;
+        let weak = Arc::downgrade(&layer.shared);
+        let listener: crate::cache::RemoteListener = Arc::new(move |event| {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            match event {
+                RemoteEvent::Invalidated(key) => {
+                    shared.store.remove(&key.to_owned());
+                }
+                RemoteEvent::Cleared => shared.store.clear(),
+                _ => {}
+            }
+        });
+        // The store holds listeners weakly: the layer keeps this one alive.
+        *crate::sync::lock(&layer.shared.listener) = Some(listener.clone());
+        remote.listen(listener);
+        Ok(layer)
+    }
+
+    fn make(self, remote: Option<Arc<dyn RemoteStore>>) -> Result<HttpCacheLayer, ConfigError> {
         let max_entries =
             check::in_range(COMPONENT, "max_entries", self.max_entries, 1, MAX_ENTRIES)?;
         let max_body_bytes = check::nonzero(COMPONENT, "max_body_bytes", self.max_body_bytes)?;
@@ -195,10 +259,11 @@ impl HttpCacheLayerBuilder {
             max_body_bytes,
             max_variants,
             keep_stale: self.keep_stale,
+            coalesce: self.coalesce,
             cache_status: self.cache_status.then(|| self.name.to_string()),
         };
         Ok(HttpCacheLayer {
-            shared: Arc::new(Shared::new(cfg, max_entries, self.name)),
+            shared: Arc::new(Shared::new(cfg, max_entries, self.name, remote)),
         })
     }
 }

@@ -36,6 +36,40 @@ pub(crate) struct Revalidate {
     pub(crate) headers: HeaderMap,
 }
 
+/// The counters, or none.
+struct Tally<'a> {
+    c: &'a super::shared::Counters,
+    on: bool,
+}
+
+impl Tally<'_> {
+    fn hit(&self) {
+        if self.on {
+            self.c.hit();
+        }
+    }
+    fn miss(&self) {
+        if self.on {
+            self.c.miss();
+        }
+    }
+    fn revalidation(&self) {
+        if self.on {
+            self.c.revalidation();
+        }
+    }
+    fn stale(&self) {
+        if self.on {
+            self.c.stale();
+        }
+    }
+    fn pass(&self) {
+        if self.on {
+            bump(&self.c.passes);
+        }
+    }
+}
+
 /// The outcome of a lookup.
 pub(crate) enum Step<B> {
     /// Answer with this, without the inner service.
@@ -47,16 +81,22 @@ pub(crate) enum Step<B> {
     Forward(Plan),
 }
 
-/// Decides what to do with a request, from the store alone.
+/// Decides what to do with a request, from the store alone; `count`:
+/// whether the request is counted in the statistics (not when a request
+/// that waited for another looks again).
 pub(crate) fn lookup<B>(
     shared: &Shared,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    count: bool,
 ) -> Step<B> {
-    let c = &shared.counters;
+    let c = Tally {
+        c: &shared.counters,
+        on: count,
+    };
     if method != Method::GET && method != Method::HEAD {
-        bump(&c.passes);
+        c.pass();
         let safe = matches!(*method, Method::OPTIONS | Method::TRACE);
         return Step::Forward(if safe { Plan::Pass } else { Plan::Unsafe });
     }
@@ -83,6 +123,16 @@ pub(crate) fn lookup<B>(
         return Step::Forward(Plan::Miss { key, why });
     };
     let now = shared.clock.now();
+    if now < stored.fresh_until
+        && !headers.contains_key(header::CACHE_CONTROL)
+        && !headers.contains_key(header::PRAGMA)
+    {
+        // Fresh, and the request has no directives: what the policy would
+        // say, without building its answer (the hot path).
+        c.hit();
+        let res = respond::from_stored(cfg, stored, method, headers, now, Outcome::hit());
+        return Step::Answer(res);
+    }
     let view = policy::request_view(method, uri, headers);
     match stored.policy.before_request(&view, now) {
         BeforeRequest::Fresh(_) => {

@@ -33,14 +33,36 @@
 //! - **Unsafe methods** (anything but GET, HEAD, OPTIONS, TRACE) that get
 //!   a 2xx or 3xx invalidate the target URI and a same-origin `Location` /
 //!   `Content-Location`.
-//! - **HEAD** is answered from a stored GET.
+//! - **HEAD** is answered from a stored GET; one byte `Range` of a stored
+//!   200 is answered `206`; a POST answer with explicit freshness and its
+//!   own URI as `Content-Location` serves later GETs.
 //! - **Bodies** are collected up to
 //!   [`max_body_bytes`](HttpCacheLayerBuilder::max_body_bytes) and stored
 //!   as `Bytes`; larger ones stream through uncached.
 //! - **`Cache-Status`** (RFC 9211) on every answer with
 //!   [`cache_status`](HttpCacheLayerBuilder::cache_status).
+//! - **Coalescing** ([`coalesce`](HttpCacheLayerBuilder::coalesce)):
+//!   concurrent GET misses for one URI make one request upstream when its
+//!   answer is stored.
+//! - **Shared by replicas**
+//!   ([`build_with_remote`](HttpCacheLayerBuilder::build_with_remote)):
+//!   a [`RemoteStore`](crate::cache::RemoteStore) tier (Redis, feature
+//!   `redis`) behind the memory; invalidations reach every replica.
 //! - **Time is tokio's**: ages and freshness follow `tokio::time`, so tests
 //!   run with paused time.
+//!
+//! **Cookies.** As RFC 9111 allows, a response with `Set-Cookie` is stored
+//! and served like any other (a shared cache serves it to every user): an
+//! origin that sets per-user cookies marks those responses `private` or
+//! `no-store`.
+//!
+//! **Not done:** 206 responses are not stored (nor combined); several
+//! ranges in one request get the whole 200; qualified `no-cache="field"`
+//! and `private="field"` act as their unqualified forms (the response is
+//! revalidated / not stored by a shared cache); `Warning` is not generated
+//! (RFC 9111 dropped it); stale responses are served on an upstream
+//! failure only with `stale-if-error` (RFC 9111 §4.2.4 would allow it
+//! whenever not forbidden); HEAD answers do not update stored GETs.
 //!
 //! Responses have the body [`HttpCacheBody`]; the request body type must
 //! be `Default` (a background revalidation sends an empty one).
@@ -105,6 +127,7 @@ mod layer;
 mod lookup;
 mod parse;
 mod policy;
+mod remote;
 mod respond;
 mod service;
 mod shared;

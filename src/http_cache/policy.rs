@@ -284,6 +284,38 @@ pub(crate) fn selects(sel: &Selecting, req: &HeaderMap) -> bool {
     }
 }
 
+/// `true` if a response in `content_language`, stored under `Vary:
+/// Accept-Language` alone, is what `req` prefers most: its
+/// `Accept-Language` ranks that language first (highest q-value, then
+/// order; RFC 9110 §12.5.4). The origin sent it for a request it matched,
+/// so it has it; and no other language is wanted more.
+pub(crate) fn language_selects(sel: &Selecting, content_language: &str, req: &HeaderMap) -> bool {
+    let Some(fields) = sel else {
+        return false;
+    };
+    if fields.len() != 1 || fields[0].0 != http::header::ACCEPT_LANGUAGE {
+        return false;
+    }
+    let mut best: Option<(&str, f32)> = None;
+    for v in req.get_all(http::header::ACCEPT_LANGUAGE) {
+        let Ok(v) = v.to_str() else { return false };
+        for item in v.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim();
+            let mut q = 1.0f32;
+            for p in parts {
+                if let Some(x) = p.trim().strip_prefix("q=") {
+                    q = x.trim().parse().unwrap_or(0.0);
+                }
+            }
+            if !tag.is_empty() && best.is_none_or(|(_, b)| q > b) {
+                best = Some((tag, q));
+            }
+        }
+    }
+    best.is_some_and(|(tag, q)| q > 0.0 && tag != "*" && tag.eq_ignore_ascii_case(content_language))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +410,21 @@ mod tests {
                 &[("cache-control", "max-age=100, must-understand, no-store")]
             )) > 90
         );
+    }
+
+    #[test]
+    fn the_most_wanted_language_selects_a_stored_response_in_it() {
+        let sel: Selecting = Some(vec![(header::ACCEPT_LANGUAGE, Some("en,de".into()))]);
+        let mut req = HeaderMap::new();
+        req.insert(
+            "accept-language",
+            HeaderValue::from_static("fr;q=0.5, DE;q=1.0"),
+        );
+        assert!(language_selects(&sel, "de", &req));
+        req.insert("accept-language", HeaderValue::from_static("fr, de"));
+        assert!(!language_selects(&sel, "de", &req));
+        req.insert("accept-language", HeaderValue::from_static("de;q=0"));
+        assert!(!language_selects(&sel, "de", &req));
     }
 
     #[test]

@@ -86,11 +86,14 @@ pub(crate) fn from_stored<B>(
     outcome: Outcome,
 ) -> Response<HttpCacheBody<B>> {
     let mut headers = stored.headers.clone();
-    let age = stored.policy.age(now).as_secs().min(DELTA_MAX);
-    headers.insert(header::AGE, HeaderValue::from(age));
-    let ttl = stored.policy.time_to_live(now).as_secs() as i64
-        - i64::try_from(stored.staleness(now).as_secs()).unwrap_or(i64::MAX);
-    cache_status(cfg, &mut headers, outcome, Some(ttl));
+    let age = stored.age(now);
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs().min(DELTA_MAX)));
+    if cfg.cache_status.is_some() {
+        // Seconds of freshness left; negative once stale (RFC 9211 §2.6).
+        let ttl = i64::try_from(stored.lifetime.as_secs()).unwrap_or(i64::MAX)
+            - i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+        cache_status(cfg, &mut headers, outcome, Some(ttl));
+    }
     let not_modified = stored.status == StatusCode::OK && conditions_hold(stored, req);
     let (status, body) = if not_modified {
         for name in [

@@ -81,7 +81,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let step = lookup::lookup(&self.shared, req.method(), req.uri(), req.headers());
+        let step = lookup::lookup(&self.shared, req.method(), req.uri(), req.headers(), true);
         match step {
             Step::Answer(res) => ResponseFuture::ready(res),
             Step::AnswerAndRefresh(res, plan) => {

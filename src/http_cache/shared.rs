@@ -1,19 +1,20 @@
 //! The state one [`HttpCacheLayer`](super::HttpCacheLayer) and every
 //! service it makes share: configuration, the store, the clock, counters.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderValue};
 use http::Uri;
 use http_cache_semantics::CacheOptions;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stats::HttpCacheStats;
 use super::stored::Variants;
-use crate::cache::{Entry, MemoryStore, Store};
+use crate::cache::{Entry, MemoryStore, RemoteStore, Store};
 use crate::sync::lock;
 
 /// The layer's settings, fixed at `build()`.
@@ -23,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_variants: usize,
     pub(crate) keep_stale: Duration,
+    /// Whether concurrent misses for one URI wait for the first one.
+    pub(crate) coalesce: bool,
     /// The `Cache-Status` cache name, when the header is on.
     pub(crate) cache_status: Option<String>,
 }
@@ -61,6 +64,9 @@ pub(crate) struct Counters {
     pub(crate) passes: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) too_large: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) remote_hits: AtomicU64,
+    pub(crate) remote_errors: AtomicU64,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Instruments<crate::metrics::CacheMetrics>,
 }
@@ -82,6 +88,9 @@ impl Counters {
             passes: z(),
             invalidations: z(),
             too_large: z(),
+            coalesced: z(),
+            remote_hits: z(),
+            remote_errors: z(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Instruments::new(name),
         }
@@ -101,6 +110,11 @@ impl Counters {
     pub(crate) fn revalidation(&self) {
         bump(&self.revalidations);
         record!(self.metrics, |m| m.miss.increment(1));
+    }
+
+    pub(crate) fn coalesced(&self) {
+        bump(&self.coalesced);
+        record!(self.metrics, |m| m.coalesced.increment(1));
     }
 
     pub(crate) fn stale(&self) {
@@ -123,17 +137,70 @@ pub(crate) struct Shared {
     /// Keys being revalidated in the background (stale-while-revalidate):
     /// one refresh per key at a time.
     pub(crate) refreshing: Mutex<HashSet<String>>,
+    /// Misses in flight, by key: later misses for the key wait for the
+    /// first (the receiver reports the sender's drop).
+    flights: Mutex<HashMap<String, watch::Receiver<()>>>,
+    /// The tier shared by replicas, if any.
+    pub(crate) remote: Option<Arc<dyn RemoteStore>>,
+    /// What the remote tier calls on invalidations (it holds it weakly).
+    pub(crate) listener: Mutex<Option<crate::cache::RemoteListener>>,
+}
+
+/// A miss's place in its key's flight.
+pub(crate) enum Join {
+    /// The first miss: it asks the inner service; dropping the guard lets
+    /// the others go on.
+    Leader(FlightGuard),
+    /// A later one: wait for the first to finish, then look again.
+    Follower(watch::Receiver<()>),
+}
+
+/// Ends a key's flight when dropped (finished, failed or cancelled).
+pub(crate) struct FlightGuard {
+    shared: Arc<Shared>,
+    key: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        // The entry goes first; then the sender, waking the followers.
+        lock(&self.shared.flights).remove(&self.key);
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: Config, max_entries: usize, name: crate::trace::Name) -> Self {
+    pub(crate) fn new(
+        cfg: Config,
+        max_entries: usize,
+        name: crate::trace::Name,
+        remote: Option<Arc<dyn RemoteStore>>,
+    ) -> Self {
         Shared {
             cfg,
             store: MemoryStore::new(max_entries),
             clock: Clock::new(),
             counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
+            flights: Mutex::new(HashMap::new()),
+            remote,
+            listener: Mutex::new(None),
         }
+    }
+
+    /// Joins the flight of misses for `key`.
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
+        let mut flights = lock(&self.flights);
+        if let Some(rx) = flights.get(key) {
+            return Join::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        flights.insert(key.to_owned(), rx);
+        Join::Leader(FlightGuard {
+            shared: self.clone(),
+            key: key.to_owned(),
+            _done: tx,
+        })
     }
 
     /// The variants stored under `key`.
@@ -149,6 +216,16 @@ impl Shared {
         if let Some(old) = self.store.get(&key, now) {
             until = until.max(old.keep_until);
         }
+        if let Some(remote) = &self.remote {
+            let mut bytes = Vec::new();
+            if super::remote::encode(&variants, &mut bytes).is_ok() {
+                let (remote, key) = (remote.clone(), key.clone());
+                let ttl = (!keep.is_zero()).then_some(keep.min(crate::time::NEVER));
+                spawn(async move {
+                    let _ = remote.put(&key, bytes.into(), ttl).await;
+                });
+            }
+        }
         self.store.insert(
             key,
             Entry {
@@ -159,13 +236,69 @@ impl Shared {
         );
     }
 
+    /// Stores what the remote tier held for `key`, in memory only.
+    pub(crate) fn put_local(&self, key: String, variants: Variants, keep: Duration) {
+        let until = crate::time::deadline(Instant::now(), keep);
+        self.store.insert(
+            key,
+            Entry {
+                value: variants,
+                fresh_until: until,
+                keep_until: until,
+            },
+        );
+    }
+
+    /// What the remote tier holds for `key` (`None`: nothing, no tier, or
+    /// a failure, counted).
+    pub(crate) async fn remote_get(&self, key: &str) -> Option<Variants> {
+        let remote = self.remote.as_ref()?;
+        match remote.get(key).await {
+            Ok(Some(bytes)) => match super::remote::decode(&bytes, self.cfg.opts) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    bump(&self.counters.remote_errors);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(_) => {
+                bump(&self.counters.remote_errors);
+                None
+            }
+        }
+    }
+
+    /// Removes `key` from the remote tier too (every replica drops it).
+    fn remote_delete(&self, key: &str) {
+        if let Some(remote) = &self.remote {
+            let (remote, key) = (remote.clone(), key.to_owned());
+            spawn(async move {
+                let _ = remote.delete(&key).await;
+            });
+        }
+    }
+
+    /// Removes every entry, here and in the remote tier.
+    pub(crate) fn clear(&self) {
+        self.store.clear();
+        if let Some(remote) = &self.remote {
+            let remote = remote.clone();
+            spawn(async move {
+                let _ = remote.clear().await;
+            });
+        }
+    }
+
     /// Removes what `key` holds; `true` if there was something.
     pub(crate) fn remove(&self, key: &String) -> bool {
+        self.remote_delete(key);
         self.store.remove(key)
     }
 
     /// Removes what `key` holds, counted as an invalidation.
     pub(crate) fn invalidate(&self, key: &String) -> bool {
+        self.remote_delete(key);
         let removed = self.store.remove(key);
         if removed {
             bump(&self.counters.invalidations);
@@ -195,9 +328,19 @@ impl Shared {
             passes: r(&c.passes),
             invalidations: r(&c.invalidations),
             too_large: r(&c.too_large),
+            coalesced: r(&c.coalesced),
+            remote_hits: r(&c.remote_hits),
+            remote_errors: r(&c.remote_errors),
             entries: self.store.len(),
             evictions: self.store.evictions(),
         }
+    }
+}
+
+/// Runs `task` on the current tokio runtime, if there is one.
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(task);
     }
 }
 

@@ -3,8 +3,7 @@
 /// Counters of an HTTP cache, from [`HttpCacheHandle::stats`](super::HttpCacheHandle::stats)
 /// or [`HttpCacheLayer::stats`](super::HttpCacheLayer::stats).
 ///
-/// Every GET or HEAD counts once in `hits`, `misses` or `revalidations`
-/// (or in `passes` when it could not be answered from the cache at all);
+/// Every GET or HEAD counts once in `hits`, `misses` or `revalidations`;
 /// other methods count in `passes`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -17,6 +16,10 @@ pub struct HttpCacheStats {
     /// Requests whose stored response was stale (or that asked for
     /// validation): sent on as conditional requests.
     pub revalidations: u64,
+    /// Misses that waited for a miss of the same URI already in flight
+    /// and were answered by the response it stored (also counted in
+    /// `misses`); see [`coalesce`](super::HttpCacheLayerBuilder::coalesce).
+    pub coalesced: u64,
     /// Revalidations the inner service answered `304 Not Modified`, so the
     /// stored body was reused and its fields refreshed.
     pub not_modified: u64,
@@ -34,6 +37,13 @@ pub struct HttpCacheStats {
     /// [`max_body_bytes`](super::HttpCacheLayerBuilder::max_body_bytes)
     /// (they streamed through).
     pub too_large: u64,
+    /// Misses answered by the remote tier
+    /// ([`build_with_remote`](super::HttpCacheLayerBuilder::build_with_remote))
+    /// without asking the inner service.
+    pub remote_hits: u64,
+    /// Remote reads that failed or held bytes this cache did not write
+    /// (treated as misses).
+    pub remote_errors: u64,
     /// URIs held now (each with one or more variants).
     pub entries: usize,
     /// URIs evicted to stay within `max_entries`.

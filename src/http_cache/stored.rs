@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
-use http::{StatusCode, Version};
+use http::{StatusCode, Uri, Version};
 use http_cache_semantics::CachePolicy;
 
-use super::policy::{selects, Selecting, StaleRules};
+use super::policy::{language_selects, selects, Selecting, StaleRules};
 
 /// One stored response: the origin's fields (hop-by-hop ones removed), its
 /// body, and the policy that governs it.
@@ -25,6 +25,15 @@ pub(crate) struct Stored {
     /// The freshness lifetime, when the response was fresh on arrival
     /// (else zero: how stale it is then counts from its whole age).
     pub(crate) lifetime: Duration,
+    /// When it arrived, and its age then (as the policy counts it).
+    pub(crate) received: SystemTime,
+    initial_age: Duration,
+    /// Until when it is fresh for a request without directives of its own.
+    pub(crate) fresh_until: SystemTime,
+    /// The request's URI and the fields of it the policy reads (see
+    /// `remote::request_fields`), to make the policy again elsewhere.
+    pub(crate) uri: Uri,
+    pub(crate) request: HeaderMap,
 }
 
 impl Stored {
@@ -39,13 +48,17 @@ impl Stored {
         stale: StaleRules,
         selecting: Selecting,
         received: SystemTime,
+        uri: Uri,
+        request: HeaderMap,
     ) -> Self {
         let ttl = policy.time_to_live(received);
+        let initial_age = policy.age(received);
         let lifetime = if ttl.is_zero() {
             Duration::ZERO
         } else {
-            ttl + policy.age(received)
+            ttl + initial_age
         };
+        let fresh_until = received.checked_add(ttl).unwrap_or(received);
         Stored {
             status,
             version,
@@ -55,12 +68,23 @@ impl Stored {
             stale,
             selecting,
             lifetime,
+            received,
+            initial_age,
+            fresh_until,
+            uri,
+            request,
         }
+    }
+
+    /// The response's age at `now` (RFC 9111 §4.2.3): what the policy
+    /// says, without asking it.
+    pub(crate) fn age(&self, now: SystemTime) -> Duration {
+        self.initial_age + now.duration_since(self.received).unwrap_or_default()
     }
 
     /// How long past its freshness lifetime the response is at `now`.
     pub(crate) fn staleness(&self, now: SystemTime) -> Duration {
-        self.policy.age(now).saturating_sub(self.lifetime)
+        self.age(now).saturating_sub(self.lifetime)
     }
 
     /// Whether a stale-serving window (`stale-while-revalidate` or
@@ -95,7 +119,18 @@ pub(crate) struct Variants(Arc<[Arc<Stored>]>);
 impl Variants {
     /// The newest response whose selecting fields `req` matches.
     pub(crate) fn select(&self, req: &HeaderMap) -> Option<&Arc<Stored>> {
-        self.0.iter().find(|s| selects(&s.selecting, req))
+        self.0
+            .iter()
+            .find(|s| selects(&s.selecting, req))
+            .or_else(|| {
+                // Content negotiation, normalised: the language asked for most.
+                self.0.iter().find(|s| {
+                    s.headers
+                        .get(http::header::CONTENT_LANGUAGE)
+                        .and_then(|l| l.to_str().ok())
+                        .is_some_and(|l| language_selects(&s.selecting, l.trim(), req))
+                })
+            })
     }
 
     /// These variants with `new` first, less the ones `req` selected
@@ -111,6 +146,25 @@ impl Variants {
         );
         list.truncate(max.max(1));
         Variants(list.into())
+    }
+
+    /// The variants, newest first.
+    pub(crate) fn list(&self) -> &[Arc<Stored>] {
+        &self.0
+    }
+
+    /// Variants from a list, newest first.
+    pub(crate) fn from_list(list: Vec<Arc<Stored>>) -> Variants {
+        Variants(list.into())
+    }
+
+    /// How long the longest-kept variant is worth keeping after `now`.
+    pub(crate) fn keep_for(&self, now: SystemTime, keep_stale: Duration) -> Duration {
+        self.0
+            .iter()
+            .map(|s| s.keep_for(now, keep_stale))
+            .max()
+            .unwrap_or_default()
     }
 
     /// A single variant.
