@@ -3,16 +3,15 @@
 //! counters ([`Core`]); how keys are made and outcomes judged ([`Policy`]);
 //! and what is stored for a key ([`Cached`]).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::error::SharedError;
-use super::flight::Flight;
+use super::flight::Flights;
 use super::stats::CacheStats;
 use super::store::tiered::Tier2;
 use super::store::{AnyStore, Entry, RemoteEvent, Store};
@@ -57,14 +56,14 @@ pub(crate) struct Core<K, Res> {
     pub(crate) sie: Duration,
     pub(crate) error_ttl: Option<Duration>,
     pub(crate) store: AnyStore<K, Cached<Res>>,
-    pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
+    pub(crate) flights: Mutex<Flights<K, Res>>,
     pub(crate) counters: Counters,
     /// The remote tier, if any: consulted on misses only.
     pub(crate) remote: Option<Tier2<K, Res>>,
 }
 
 impl<K, Res> Core<K, Res> {
-    pub(crate) fn flights(&self) -> MutexGuard<'_, HashMap<K, Arc<Flight<Res>>>> {
+    pub(crate) fn flights(&self) -> MutexGuard<'_, Flights<K, Res>> {
         lock(&self.flights)
     }
 

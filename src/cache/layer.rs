@@ -1,6 +1,5 @@
 //! [`CacheLayer`] and its builder, [`CacheLayerBuilder`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -12,6 +11,7 @@ use tower_layer::Layer;
 
 use super::codec::Codec;
 use super::core::{Cached, Core, Counters, Policy};
+use super::flight::Flights;
 use super::handle::CacheHandle;
 use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::Cache;
@@ -520,7 +520,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 sie: self.sie,
                 error_ttl: self.error_ttl,
                 store,
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(Flights::new()),
                 counters: Counters::new(self.name),
                 remote,
             }),

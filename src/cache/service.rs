@@ -32,8 +32,11 @@ use crate::BoxError;
 ///
 /// `poll_ready` is always ready: a hit never waits for the inner service.
 /// On a miss the cache calls a clone of the inner service (with
-/// [`ServiceExt::oneshot`], which waits for that clone's readiness) in a
-/// tokio task of its own. Clones share the cache.
+/// [`ServiceExt::oneshot`], which waits for that clone's readiness) from
+/// the caller's own response future; when a second caller asks for the
+/// same key meanwhile, the load moves to a tokio task of its own, which
+/// both wait on (so neither depends on the other being polled). Clones
+/// share the cache.
 pub struct Cache<S, Req, Res, KF: KeyFn<Req>, C> {
     inner: S,
     core: Arc<Core<KF::Key, Res>>,
@@ -167,7 +170,8 @@ where
     ) -> ResponseFuture<Oneshot<S, Req>, Res> {
         let core = self.core.clone();
         let mut flights = core.flights();
-        if let Some(flight) = flights.get(&key) {
+        let hash = flights.hash(&key);
+        if let Some(flight) = flights.get(hash, &key) {
             let waiter = flight.join();
             drop(flights);
             core.counters.coalesced();
@@ -182,17 +186,21 @@ where
             }
         }
         core.counters.miss();
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime to run a shared load on: call through, uncached.
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to share a load on: call through, uncached.
             drop(flights);
             return ResponseFuture::direct(self.inner.clone().oneshot(req));
-        };
-        let flight = Flight::new();
-        let waiter = flight.join();
-        flights.insert(key.clone(), flight.clone());
+        }
+        // The load runs inline, in this caller's future, until a second
+        // caller joins (see `flight.rs`).
+        let flight = Flight::leading();
+        let waiter = flight.lead();
+        flights.insert(hash, key.clone(), flight.clone());
         drop(flights);
         trace_event!(DEBUG, "cache miss: loading");
-        rt.spawn(self.load_task(key, req, flight));
+        flight
+            .clone()
+            .park(Box::pin(self.load_task(key, hash, req, flight)));
         ResponseFuture::waiting(waiter)
     }
 
@@ -202,7 +210,8 @@ where
     fn refresh(&mut self, key: KF::Key, req: Req, now: Instant) {
         let core = self.core.clone();
         let mut flights = core.flights();
-        if flights.contains_key(&key) {
+        let hash = flights.hash(&key);
+        if flights.get(hash, &key).is_some() {
             return;
         }
         if matches!(core.store.get(&key, now), Some(e) if now < e.fresh_until) {
@@ -212,10 +221,10 @@ where
             return;
         };
         let flight = Flight::new();
-        flights.insert(key.clone(), flight.clone());
+        flights.insert(hash, key.clone(), flight.clone());
         drop(flights);
         trace_event!(DEBUG, "cache entry stale: refreshing in the background");
-        rt.spawn(self.load_task(key, req, flight));
+        rt.spawn(self.load_task(key, hash, req, flight));
     }
 
     /// The task that calls the inner service once for `key`, stores what
@@ -223,17 +232,21 @@ where
     fn load_task(
         &self,
         key: KF::Key,
+        hash: u64,
         req: Req,
         flight: Arc<Flight<Res>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let inner = self.inner.clone();
-        let policy = self.policy.clone();
+        // The guard first: from here on, a panic (even in the inner
+        // service's `clone`) completes the flight.
         let guard = LoadGuard {
             core: self.core.clone(),
             key,
+            hash,
             flight,
             done: false,
         };
+        let inner = self.inner.clone();
+        let policy = self.policy.clone();
         async move {
             let core = guard.core.clone();
             let keep = core.swr.max(core.sie);
@@ -381,7 +394,7 @@ where
             if serve {
                 // Answer the waiters now; refresh below.
                 let counters = &core.counters;
-                guard.flight.complete(|n| {
+                guard.flight.answer_early(|n| {
                     counters.stale_served(n as u64);
                     Output::Value { value }
                 });
@@ -460,19 +473,17 @@ where
 struct LoadGuard<K: Hash + Eq, Res> {
     core: Arc<Core<K, Res>>,
     key: K,
+    /// The key's hash in the map of loads in flight.
+    hash: u64,
     flight: Arc<Flight<Res>>,
     done: bool,
 }
 
 impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
     fn unregister(&self) {
-        let mut flights = self.core.flights();
-        if flights
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-        {
-            flights.remove(&self.key);
-        }
+        self.core
+            .flights()
+            .remove(self.hash, &self.key, &self.flight);
     }
 
     fn finish(mut self, make: impl FnOnce(usize) -> Output<Res>) {

@@ -4,7 +4,7 @@
 //! tier shared by replicas (`remote.rs`), its Redis backend (`redis.rs`,
 //! feature `redis`) and the glue between the tiers (`tiered.rs`).
 
-mod hash;
+pub(crate) mod hash;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
