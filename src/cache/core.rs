@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::error::SharedError;
 use super::flight::Flights;
 use super::stats::CacheStats;
+use super::store::hash::FoldState;
 use super::store::tiered::Tier2;
 use super::store::{AnyStore, Entry, RemoteEvent, Store};
 use crate::sync::{lock, thread_stripe, Padded};
@@ -56,6 +57,8 @@ pub(crate) struct Core<K, Res> {
     pub(crate) sie: Duration,
     pub(crate) error_ttl: Option<Duration>,
     pub(crate) store: AnyStore<K, Cached<Res>>,
+    /// Hashes keys for the memory store and the loads in flight alike.
+    pub(crate) hasher: FoldState,
     pub(crate) flights: Mutex<Flights<K, Res>>,
     pub(crate) counters: Counters,
     /// The remote tier, if any: consulted on misses only.
@@ -63,6 +66,16 @@ pub(crate) struct Core<K, Res> {
 }
 
 impl<K, Res> Core<K, Res> {
+    /// The hash of `key` for [`AnyStore::get_hashed`] and the loads in flight.
+    #[inline]
+    pub(crate) fn hash(&self, key: &K) -> u64
+    where
+        K: Hash,
+    {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
     pub(crate) fn flights(&self) -> MutexGuard<'_, Flights<K, Res>> {
         lock(&self.flights)
     }

@@ -36,24 +36,23 @@ use crate::BoxError;
 /// be stored and completes its [`Flight`] on every path, drop included.
 pub(crate) type BoxLoad = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// The loads in flight, by key. A key is hashed once per miss (with the
-/// memory store's fast seeded hash, not SipHash: keys such as URIs hash
-/// byte by byte) and the hash kept for taking the load off again.
+/// The loads in flight, by key. A miss hashes its key once, with the
+/// memory store's fast seeded hasher (not SipHash: keys such as URIs hash
+/// byte by byte), for the store and this table, and keeps the hash for
+/// taking the load off again.
 pub(crate) struct Flights<K, Res> {
     hasher: FoldState,
     table: HashTable<(K, Arc<Flight<Res>>)>,
 }
 
 impl<K: Hash + Eq, Res> Flights<K, Res> {
-    pub(crate) fn new() -> Self {
+    /// An empty table whose keys are hashed by `hasher` (the memory
+    /// store's, so a miss hashes its key once for both).
+    pub(crate) fn new(hasher: FoldState) -> Self {
         Flights {
-            hasher: FoldState::random(),
+            hasher,
             table: HashTable::new(),
         }
-    }
-
-    pub(crate) fn hash(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
     }
 
     /// The load in flight for `key` (hashed to `hash`).

@@ -133,7 +133,8 @@ where
         };
         let core = &*self.core;
         let now = Instant::now();
-        if let Some(entry) = core.store.get(&key, now) {
+        let hash = core.hash(&key);
+        if let Some(entry) = core.store.get_hashed(hash, &key, now) {
             if now < entry.fresh_until {
                 core.counters.hit();
                 return ResponseFuture::ready(entry.value.into_result());
@@ -141,12 +142,12 @@ where
             if let Cached::Response(stale) = entry.value {
                 if now < later(entry.fresh_until, core.swr) {
                     core.counters.stale_hit();
-                    self.refresh(key, req, now);
+                    self.refresh(key, hash, req, now);
                     return ResponseFuture::ready(Ok(stale));
                 }
             }
         }
-        self.load(key, req, now)
+        self.load(key, hash, req, now)
     }
 }
 
@@ -165,12 +166,12 @@ where
     fn load(
         &mut self,
         key: KF::Key,
+        hash: u64,
         req: Req,
         now: Instant,
     ) -> ResponseFuture<Oneshot<S, Req>, Res> {
         let core = self.core.clone();
         let mut flights = core.flights();
-        let hash = flights.hash(&key);
         if let Some(flight) = flights.get(hash, &key) {
             let waiter = flight.join();
             drop(flights);
@@ -178,7 +179,7 @@ where
             return ResponseFuture::waiting(waiter);
         }
         // A load may have finished between our lookup and taking the lock.
-        if let Some(entry) = core.store.get(&key, now) {
+        if let Some(entry) = core.store.get_hashed(hash, &key, now) {
             if now < entry.fresh_until {
                 drop(flights);
                 core.counters.hit();
@@ -207,14 +208,13 @@ where
     /// Starts a background refresh of a stale `key`, unless one is
     /// already running or the entry was refreshed meanwhile.
     #[cold]
-    fn refresh(&mut self, key: KF::Key, req: Req, now: Instant) {
+    fn refresh(&mut self, key: KF::Key, hash: u64, req: Req, now: Instant) {
         let core = self.core.clone();
         let mut flights = core.flights();
-        let hash = flights.hash(&key);
         if flights.get(hash, &key).is_some() {
             return;
         }
-        if matches!(core.store.get(&key, now), Some(e) if now < e.fresh_until) {
+        if matches!(core.store.get_hashed(hash, &key, now), Some(e) if now < e.fresh_until) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -273,7 +273,8 @@ where
                 match (result, outcome) {
                     (Ok(res), Outcome::Success) => {
                         let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
-                        core.store.insert(guard.key.clone(), entry);
+                        core.store
+                            .insert_hashed(guard.hash, guard.key.clone(), entry);
                         record!(core.counters.metrics, |m| m
                             .evictions
                             .absolute(core.store.evictions()));
@@ -287,7 +288,7 @@ where
                                 value: Cached::Response(stale),
                                 fresh_until,
                                 ..
-                            }) = core.store.get(&guard.key, now)
+                            }) = core.store.get_hashed(guard.hash, &guard.key, now)
                             {
                                 if now < later(fresh_until, core.sie) {
                                     trace_event!(DEBUG, "cache load failed: serving stale entry");
@@ -307,7 +308,8 @@ where
                                     Err(e) => Cached::Error(SharedError::new(e.into())),
                                 };
                                 let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
-                                core.store.insert(guard.key.clone(), entry);
+                                core.store
+                                    .insert_hashed(guard.hash, guard.key.clone(), entry);
                                 guard.finish(|_| match cached {
                                     Cached::Response(value) => Output::Value { value },
                                     Cached::Error(e) => Output::Shared(e),
@@ -390,7 +392,8 @@ where
         Read::Stale(entry) => {
             let value = entry.value.clone();
             let serve = Instant::now() < later(entry.fresh_until, core.swr);
-            core.store.insert(guard.key.clone(), cached(entry));
+            core.store
+                .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
             if serve {
                 // Answer the waiters now; refresh below.
                 let counters = &core.counters;
@@ -464,7 +467,8 @@ where
         tier.counters.hits.fetch_add(1, Ordering::Relaxed);
     }
     let value = entry.value.clone();
-    core.store.insert(guard.key.clone(), cached(entry));
+    core.store
+        .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
     guard.finish(|_| Output::Value { value });
 }
 

@@ -56,6 +56,14 @@ pub struct MemoryStore<K, V> {
     evicted: Padded<AtomicU64>,
 }
 
+impl<K, V> MemoryStore<K, V> {
+    /// The hasher of this store's keys, for `get_hashed` and
+    /// `insert_hashed`.
+    pub(crate) fn hasher(&self) -> FoldState {
+        self.hasher
+    }
+}
+
 impl<K, V> fmt::Debug for MemoryStore<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
@@ -180,34 +188,11 @@ where
 {
     #[inline]
     fn get(&self, key: &K, now: Instant) -> Option<Entry<V>> {
-        let hash = self.hash(key);
-        let l1_slot = self.l1_slot(hash);
-        {
-            let l1 = self.my_l1();
-            for it in l1[l1_slot..l1_slot + 2].iter().flatten() {
-                if it.hash == hash
-                    && it.key == *key
-                    && it.live.load(Ordering::Acquire)
-                    && now < it.entry.keep_until
-                {
-                    it.touch();
-                    return Some(it.entry.clone());
-                }
-            }
-        }
-        self.get_slow(hash, l1_slot, key, now)
+        self.get_hashed(self.hash(key), key, now)
     }
 
     fn insert(&self, key: K, entry: Entry<V>) {
-        let hash = self.hash(&key);
-        let evicted = self.write(hash, |g| {
-            let before = g.evictions;
-            g.insert(hash, key, entry);
-            g.evictions - before
-        });
-        if evicted > 0 {
-            self.evicted.fetch_add(evicted, Ordering::Relaxed);
-        }
+        self.insert_hashed(self.hash(&key), key, entry);
     }
 
     fn remove(&self, key: &K) -> bool {
@@ -275,6 +260,39 @@ where
     K: Hash + Eq + Send + Sync,
     V: Clone + Send + Sync,
 {
+    /// [`Store::get`] with the key's hash already made (with
+    /// [`hasher`](Self::hasher)): the cache hashes a key once per miss.
+    #[inline]
+    pub(crate) fn get_hashed(&self, hash: u64, key: &K, now: Instant) -> Option<Entry<V>> {
+        let l1_slot = self.l1_slot(hash);
+        {
+            let l1 = self.my_l1();
+            for it in l1[l1_slot..l1_slot + 2].iter().flatten() {
+                if it.hash == hash
+                    && it.key == *key
+                    && it.live.load(Ordering::Acquire)
+                    && now < it.entry.keep_until
+                {
+                    it.touch();
+                    return Some(it.entry.clone());
+                }
+            }
+        }
+        self.get_slow(hash, l1_slot, key, now)
+    }
+
+    /// [`Store::insert`] with the key's hash already made.
+    pub(crate) fn insert_hashed(&self, hash: u64, key: K, entry: Entry<V>) {
+        let evicted = self.write(hash, |g| {
+            let before = g.evictions;
+            g.insert(hash, key, entry);
+            g.evictions - before
+        });
+        if evicted > 0 {
+            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        }
+    }
+
     /// The lookup table missed: ask the shard, and remember the answer.
     #[cold]
     fn get_slow(&self, hash: u64, l1_slot: usize, key: &K, now: Instant) -> Option<Entry<V>> {
