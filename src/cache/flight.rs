@@ -67,12 +67,11 @@ impl<K: Hash + Eq, Res> Flights<K, Res> {
             .insert_unique(hash, (key, flight), |(k, _)| hasher.hash_one(k));
     }
 
-    /// Takes `flight` off, if it is still the load for `key`.
-    pub(crate) fn remove(&mut self, hash: u64, key: &K, flight: &Arc<Flight<Res>>) {
-        if let Ok(entry) = self
-            .table
-            .find_entry(hash, |(k, f)| k == key && Arc::ptr_eq(f, flight))
-        {
+    /// Takes `flight` (registered under `hash`) off, if it is still there.
+    /// A flight is registered once, so its identity finds it: no key
+    /// comparison (a URI's compares its host byte by byte).
+    pub(crate) fn remove(&mut self, hash: u64, flight: &Arc<Flight<Res>>) {
+        if let Ok(entry) = self.table.find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight)) {
             entry.remove();
         }
     }

@@ -133,8 +133,7 @@ where
         };
         let core = &*self.core;
         let now = Instant::now();
-        let hash = core.hash(&key);
-        if let Some(entry) = core.store.get_hashed(hash, &key, now) {
+        if let Some(entry) = core.store.get(&key, now) {
             if now < entry.fresh_until {
                 core.counters.hit();
                 return ResponseFuture::ready(entry.value.into_result());
@@ -142,12 +141,12 @@ where
             if let Cached::Response(stale) = entry.value {
                 if now < later(entry.fresh_until, core.swr) {
                     core.counters.stale_hit();
-                    self.refresh(key, hash, req, now);
+                    self.refresh(key, req, now);
                     return ResponseFuture::ready(Ok(stale));
                 }
             }
         }
-        self.load(key, hash, req, now)
+        self.load(key, req, now)
     }
 }
 
@@ -166,11 +165,13 @@ where
     fn load(
         &mut self,
         key: KF::Key,
-        hash: u64,
         req: Req,
         now: Instant,
     ) -> ResponseFuture<Oneshot<S, Req>, Res> {
         let core = self.core.clone();
+        // Hashed once more here, not on the hit path: the store's lookups,
+        // the loads in flight and the load's own insert share this hash.
+        let hash = core.hash(&key);
         let mut flights = core.flights();
         if let Some(flight) = flights.get(hash, &key) {
             let waiter = flight.join();
@@ -208,8 +209,9 @@ where
     /// Starts a background refresh of a stale `key`, unless one is
     /// already running or the entry was refreshed meanwhile.
     #[cold]
-    fn refresh(&mut self, key: KF::Key, hash: u64, req: Req, now: Instant) {
+    fn refresh(&mut self, key: KF::Key, req: Req, now: Instant) {
         let core = self.core.clone();
+        let hash = core.hash(&key);
         let mut flights = core.flights();
         if flights.get(hash, &key).is_some() {
             return;
@@ -485,9 +487,7 @@ struct LoadGuard<K: Hash + Eq, Res> {
 
 impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
     fn unregister(&self) {
-        self.core
-            .flights()
-            .remove(self.hash, &self.key, &self.flight);
+        self.core.flights().remove(self.hash, &self.flight);
     }
 
     fn finish(mut self, make: impl FnOnce(usize) -> Output<Res>) {
