@@ -83,6 +83,9 @@ pub trait Store<K, V>: Send + Sync {
 
 /// The layer's store: the in-memory one dispatched statically (it is on
 /// every hit), or a user's behind a `dyn`.
+// One per layer, so its size does not matter; boxing the memory store
+// would add a pointer hop to every hit.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum AnyStore<K, V> {
     Memory(MemoryStore<K, V>),
     Custom(Box<dyn Store<K, V>>),
