@@ -212,6 +212,35 @@ async fn cancelling_the_first_caller_does_not_strand_the_others() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lone_miss_loads_in_its_callers_future_until_a_second_caller_joins() {
+    let backend = Backend::slow(100);
+    let (mut svc, handle) = layer(|b| b, &backend);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+
+    let mut first = svc.ready().await.unwrap().call(7);
+    assert!((&mut first).now_or_never().is_none());
+    assert_eq!(backend.calls(), 1);
+    assert_eq!(tasks(), 0, "a lone miss needs no task");
+
+    // A second caller joins; the first is not polled again until the
+    // second has its answer: the second must not wait on it.
+    let second = svc.ready().await.unwrap().call(7);
+    assert_eq!(tasks(), 1, "the load moved to a task");
+    let got = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second caller was stalled by the first");
+    assert_eq!(got.unwrap(), "7@v1");
+    assert_eq!(first.await.unwrap(), "7@v1");
+    assert_eq!(backend.calls(), 1);
+    let s = handle.stats();
+    assert_eq!((s.misses, s.coalesced), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panicking_load_releases_its_waiters() {
     let backend = Backend::slow(10);
     backend.panic.store(true, Ordering::SeqCst);
@@ -228,6 +257,20 @@ async fn a_panicking_load_releases_its_waiters() {
 
     backend.panic.store(false, Ordering::SeqCst);
     let mut svc = svc.clone();
+    assert_eq!(get(&mut svc, 1).await.unwrap(), "1@v2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_panicking_load_answers_abandoned_like_a_shared_one() {
+    // A lone miss loads in its caller's future; a panic there is caught
+    // and answered as it is when the load runs in a task.
+    let backend = Backend::slow(10);
+    backend.panic.store(true, Ordering::SeqCst);
+    let (mut svc, _handle) = layer(|b| b, &backend);
+    let err = get(&mut svc, 1).await.unwrap_err();
+    assert!(err.downcast_ref::<LoadAbandoned>().is_some(), "{err}");
+
+    backend.panic.store(false, Ordering::SeqCst);
     assert_eq!(get(&mut svc, 1).await.unwrap(), "1@v2");
 }
 

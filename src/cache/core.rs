@@ -3,17 +3,17 @@
 //! counters ([`Core`]); how keys are made and outcomes judged ([`Policy`]);
 //! and what is stored for a key ([`Cached`]).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::error::SharedError;
-use super::flight::Flight;
+use super::flight::Flights;
 use super::stats::CacheStats;
+use super::store::hash::FoldState;
 use super::store::tiered::Tier2;
 use super::store::{AnyStore, Entry, RemoteEvent, Store};
 use crate::sync::{lock, thread_stripe, Padded};
@@ -57,14 +57,26 @@ pub(crate) struct Core<K, Res> {
     pub(crate) sie: Duration,
     pub(crate) error_ttl: Option<Duration>,
     pub(crate) store: AnyStore<K, Cached<Res>>,
-    pub(crate) flights: Mutex<HashMap<K, Arc<Flight<Res>>>>,
+    /// Hashes keys for the memory store and the loads in flight alike.
+    pub(crate) hasher: FoldState,
+    pub(crate) flights: Mutex<Flights<K, Res>>,
     pub(crate) counters: Counters,
     /// The remote tier, if any: consulted on misses only.
     pub(crate) remote: Option<Tier2<K, Res>>,
 }
 
 impl<K, Res> Core<K, Res> {
-    pub(crate) fn flights(&self) -> MutexGuard<'_, HashMap<K, Arc<Flight<Res>>>> {
+    /// The hash of `key` for [`AnyStore::get_hashed`] and the loads in flight.
+    #[inline]
+    pub(crate) fn hash(&self, key: &K) -> u64
+    where
+        K: Hash,
+    {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    pub(crate) fn flights(&self) -> MutexGuard<'_, Flights<K, Res>> {
         lock(&self.flights)
     }
 

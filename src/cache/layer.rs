@@ -1,6 +1,5 @@
 //! [`CacheLayer`] and its builder, [`CacheLayerBuilder`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -12,10 +11,12 @@ use tower_layer::Layer;
 
 use super::codec::Codec;
 use super::core::{Cached, Core, Counters, Policy};
+use super::flight::Flights;
 use super::handle::CacheHandle;
 use super::key::{FnKey, KeyFn, Md5Json};
 use super::service::Cache;
 use super::stats::CacheStats;
+use super::store::hash::FoldState;
 use super::store::tiered::{Tier2, Tier2Config};
 use super::store::{AnyStore, MemoryStore, RemoteListener, RemoteStore, Store};
 use crate::classify::DefaultClassify;
@@ -513,6 +514,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
         KF: KeyFn<Req>,
     {
         self.check()?;
+        let hasher = store.hasher().unwrap_or_else(FoldState::random);
         Ok(CacheLayer {
             core: Arc::new(Core {
                 ttl: self.ttl,
@@ -520,7 +522,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 sie: self.sie,
                 error_ttl: self.error_ttl,
                 store,
-                flights: Mutex::new(HashMap::new()),
+                hasher,
+                flights: Mutex::new(Flights::new(hasher)),
                 counters: Counters::new(self.name),
                 remote,
             }),

@@ -32,8 +32,11 @@ use crate::BoxError;
 ///
 /// `poll_ready` is always ready: a hit never waits for the inner service.
 /// On a miss the cache calls a clone of the inner service (with
-/// [`ServiceExt::oneshot`], which waits for that clone's readiness) in a
-/// tokio task of its own. Clones share the cache.
+/// [`ServiceExt::oneshot`], which waits for that clone's readiness) from
+/// the caller's own response future; when a second caller asks for the
+/// same key meanwhile, the load moves to a tokio task of its own, which
+/// both wait on (so neither depends on the other being polled). Clones
+/// share the cache.
 pub struct Cache<S, Req, Res, KF: KeyFn<Req>, C> {
     inner: S,
     core: Arc<Core<KF::Key, Res>>,
@@ -166,15 +169,18 @@ where
         now: Instant,
     ) -> ResponseFuture<Oneshot<S, Req>, Res> {
         let core = self.core.clone();
+        // Hashed once more here, not on the hit path: the store's lookups,
+        // the loads in flight and the load's own insert share this hash.
+        let hash = core.hash(&key);
         let mut flights = core.flights();
-        if let Some(flight) = flights.get(&key) {
+        if let Some(flight) = flights.get(hash, &key) {
             let waiter = flight.join();
             drop(flights);
             core.counters.coalesced();
             return ResponseFuture::waiting(waiter);
         }
         // A load may have finished between our lookup and taking the lock.
-        if let Some(entry) = core.store.get(&key, now) {
+        if let Some(entry) = core.store.get_hashed(hash, &key, now) {
             if now < entry.fresh_until {
                 drop(flights);
                 core.counters.hit();
@@ -182,17 +188,21 @@ where
             }
         }
         core.counters.miss();
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime to run a shared load on: call through, uncached.
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to share a load on: call through, uncached.
             drop(flights);
             return ResponseFuture::direct(self.inner.clone().oneshot(req));
-        };
-        let flight = Flight::new();
-        let waiter = flight.join();
-        flights.insert(key.clone(), flight.clone());
+        }
+        // The load runs inline, in this caller's future, until a second
+        // caller joins (see `flight.rs`).
+        let flight = Flight::leading();
+        let waiter = flight.lead();
+        flights.insert(hash, key.clone(), flight.clone());
         drop(flights);
         trace_event!(DEBUG, "cache miss: loading");
-        rt.spawn(self.load_task(key, req, flight));
+        flight
+            .clone()
+            .park(Box::pin(self.load_task(key, hash, req, flight)));
         ResponseFuture::waiting(waiter)
     }
 
@@ -201,21 +211,22 @@ where
     #[cold]
     fn refresh(&mut self, key: KF::Key, req: Req, now: Instant) {
         let core = self.core.clone();
+        let hash = core.hash(&key);
         let mut flights = core.flights();
-        if flights.contains_key(&key) {
+        if flights.get(hash, &key).is_some() {
             return;
         }
-        if matches!(core.store.get(&key, now), Some(e) if now < e.fresh_until) {
+        if matches!(core.store.get_hashed(hash, &key, now), Some(e) if now < e.fresh_until) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let flight = Flight::new();
-        flights.insert(key.clone(), flight.clone());
+        flights.insert(hash, key.clone(), flight.clone());
         drop(flights);
         trace_event!(DEBUG, "cache entry stale: refreshing in the background");
-        rt.spawn(self.load_task(key, req, flight));
+        rt.spawn(self.load_task(key, hash, req, flight));
     }
 
     /// The task that calls the inner service once for `key`, stores what
@@ -223,17 +234,21 @@ where
     fn load_task(
         &self,
         key: KF::Key,
+        hash: u64,
         req: Req,
         flight: Arc<Flight<Res>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let inner = self.inner.clone();
-        let policy = self.policy.clone();
+        // The guard first: from here on, a panic (even in the inner
+        // service's `clone`) completes the flight.
         let guard = LoadGuard {
             core: self.core.clone(),
             key,
+            hash,
             flight,
             done: false,
         };
+        let inner = self.inner.clone();
+        let policy = self.policy.clone();
         async move {
             let core = guard.core.clone();
             let keep = core.swr.max(core.sie);
@@ -260,7 +275,8 @@ where
                 match (result, outcome) {
                     (Ok(res), Outcome::Success) => {
                         let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
-                        core.store.insert(guard.key.clone(), entry);
+                        core.store
+                            .insert_hashed(guard.hash, guard.key.clone(), entry);
                         record!(core.counters.metrics, |m| m
                             .evictions
                             .absolute(core.store.evictions()));
@@ -274,7 +290,7 @@ where
                                 value: Cached::Response(stale),
                                 fresh_until,
                                 ..
-                            }) = core.store.get(&guard.key, now)
+                            }) = core.store.get_hashed(guard.hash, &guard.key, now)
                             {
                                 if now < later(fresh_until, core.sie) {
                                     trace_event!(DEBUG, "cache load failed: serving stale entry");
@@ -294,7 +310,8 @@ where
                                     Err(e) => Cached::Error(SharedError::new(e.into())),
                                 };
                                 let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
-                                core.store.insert(guard.key.clone(), entry);
+                                core.store
+                                    .insert_hashed(guard.hash, guard.key.clone(), entry);
                                 guard.finish(|_| match cached {
                                     Cached::Response(value) => Output::Value { value },
                                     Cached::Error(e) => Output::Shared(e),
@@ -377,11 +394,12 @@ where
         Read::Stale(entry) => {
             let value = entry.value.clone();
             let serve = Instant::now() < later(entry.fresh_until, core.swr);
-            core.store.insert(guard.key.clone(), cached(entry));
+            core.store
+                .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
             if serve {
                 // Answer the waiters now; refresh below.
                 let counters = &core.counters;
-                guard.flight.complete(|n| {
+                guard.flight.answer_early(|n| {
                     counters.stale_served(n as u64);
                     Output::Value { value }
                 });
@@ -451,7 +469,8 @@ where
         tier.counters.hits.fetch_add(1, Ordering::Relaxed);
     }
     let value = entry.value.clone();
-    core.store.insert(guard.key.clone(), cached(entry));
+    core.store
+        .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
     guard.finish(|_| Output::Value { value });
 }
 
@@ -460,19 +479,15 @@ where
 struct LoadGuard<K: Hash + Eq, Res> {
     core: Arc<Core<K, Res>>,
     key: K,
+    /// The key's hash in the map of loads in flight.
+    hash: u64,
     flight: Arc<Flight<Res>>,
     done: bool,
 }
 
 impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
     fn unregister(&self) {
-        let mut flights = self.core.flights();
-        if flights
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-        {
-            flights.remove(&self.key);
-        }
+        self.core.flights().remove(self.hash, &self.flight);
     }
 
     fn finish(mut self, make: impl FnOnce(usize) -> Output<Res>) {

@@ -14,13 +14,13 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub(super) struct FoldState {
+pub(crate) struct FoldState {
     seed: u64,
     seed2: u64,
 }
 
 impl FoldState {
-    pub(super) fn random() -> Self {
+    pub(crate) fn random() -> Self {
         FoldState {
             seed: fastrand::u64(..),
             seed2: fastrand::u64(..) | 1,
@@ -28,7 +28,7 @@ impl FoldState {
     }
 }
 
-pub(super) struct FoldHasher {
+pub(crate) struct FoldHasher {
     acc: u64,
     seed: u64,
     seed2: u64,

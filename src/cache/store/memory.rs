@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::time::Instant;
@@ -51,6 +51,17 @@ pub struct MemoryStore<K, V> {
     l1_len: usize,
     hasher: FoldState,
     capacity: usize,
+    /// Evictions in all shards: read on every load (for metrics), so one
+    /// counter rather than a lock per shard.
+    evicted: Padded<AtomicU64>,
+}
+
+impl<K, V> MemoryStore<K, V> {
+    /// The hasher of this store's keys, for `get_hashed` and
+    /// `insert_hashed`.
+    pub(crate) fn hasher(&self) -> FoldState {
+        self.hasher
+    }
 }
 
 impl<K, V> fmt::Debug for MemoryStore<K, V> {
@@ -98,6 +109,7 @@ where
             l1_len: (2 * max_entries).next_power_of_two().clamp(64, MAX_L1),
             hasher: FoldState::random(),
             capacity: max_entries,
+            evicted: Padded(AtomicU64::new(0)),
         }
     }
 
@@ -176,27 +188,11 @@ where
 {
     #[inline]
     fn get(&self, key: &K, now: Instant) -> Option<Entry<V>> {
-        let hash = self.hash(key);
-        let l1_slot = self.l1_slot(hash);
-        {
-            let l1 = self.my_l1();
-            for it in l1[l1_slot..l1_slot + 2].iter().flatten() {
-                if it.hash == hash
-                    && it.key == *key
-                    && it.live.load(Ordering::Acquire)
-                    && now < it.entry.keep_until
-                {
-                    it.touch();
-                    return Some(it.entry.clone());
-                }
-            }
-        }
-        self.get_slow(hash, l1_slot, key, now)
+        self.get_hashed(self.hash(key), key, now)
     }
 
     fn insert(&self, key: K, entry: Entry<V>) {
-        let hash = self.hash(&key);
-        self.write(hash, |g| g.insert(hash, key, entry));
+        self.insert_hashed(self.hash(&key), key, entry);
     }
 
     fn remove(&self, key: &K) -> bool {
@@ -255,7 +251,7 @@ where
     }
 
     fn evictions(&self) -> u64 {
-        self.shards.iter().map(|s| sync::read(s).evictions).sum()
+        self.evicted.load(Ordering::Relaxed)
     }
 }
 
@@ -264,6 +260,39 @@ where
     K: Hash + Eq + Send + Sync,
     V: Clone + Send + Sync,
 {
+    /// [`Store::get`] with the key's hash already made (with
+    /// [`hasher`](Self::hasher)): the cache hashes a key once per miss.
+    #[inline]
+    pub(crate) fn get_hashed(&self, hash: u64, key: &K, now: Instant) -> Option<Entry<V>> {
+        let l1_slot = self.l1_slot(hash);
+        {
+            let l1 = self.my_l1();
+            for it in l1[l1_slot..l1_slot + 2].iter().flatten() {
+                if it.hash == hash
+                    && it.key == *key
+                    && it.live.load(Ordering::Acquire)
+                    && now < it.entry.keep_until
+                {
+                    it.touch();
+                    return Some(it.entry.clone());
+                }
+            }
+        }
+        self.get_slow(hash, l1_slot, key, now)
+    }
+
+    /// [`Store::insert`] with the key's hash already made.
+    pub(crate) fn insert_hashed(&self, hash: u64, key: K, entry: Entry<V>) {
+        let evicted = self.write(hash, |g| {
+            let before = g.evictions;
+            g.insert(hash, key, entry);
+            g.evictions - before
+        });
+        if evicted > 0 {
+            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        }
+    }
+
     /// The lookup table missed: ask the shard, and remember the answer.
     #[cold]
     fn get_slow(&self, hash: u64, l1_slot: usize, key: &K, now: Instant) -> Option<Entry<V>> {

@@ -4,7 +4,7 @@
 //! tier shared by replicas (`remote.rs`), its Redis backend (`redis.rs`,
 //! feature `redis`) and the glue between the tiers (`tiered.rs`).
 
-mod hash;
+pub(crate) mod hash;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -83,9 +83,46 @@ pub trait Store<K, V>: Send + Sync {
 
 /// The layer's store: the in-memory one dispatched statically (it is on
 /// every hit), or a user's behind a `dyn`.
+// One per layer, so its size does not matter; boxing the memory store
+// would add a pointer hop to every hit.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum AnyStore<K, V> {
     Memory(MemoryStore<K, V>),
     Custom(Box<dyn Store<K, V>>),
+}
+
+impl<K, V> AnyStore<K, V> {
+    /// The in-memory store's key hasher (a user's store hashes its own).
+    pub(crate) fn hasher(&self) -> Option<hash::FoldState> {
+        match self {
+            AnyStore::Memory(s) => Some(s.hasher()),
+            AnyStore::Custom(_) => None,
+        }
+    }
+}
+
+impl<K, V> AnyStore<K, V>
+where
+    K: Hash + Eq + Send + Sync,
+    V: Clone + Send + Sync,
+{
+    /// [`Store::get`], with `key` hashed by [`hasher`](Self::hasher) if
+    /// there is one.
+    #[inline]
+    pub(crate) fn get_hashed(&self, hash: u64, key: &K, now: Instant) -> Option<Entry<V>> {
+        match self {
+            AnyStore::Memory(s) => s.get_hashed(hash, key, now),
+            AnyStore::Custom(s) => s.get(key, now),
+        }
+    }
+
+    /// [`Store::insert`], with `key` hashed as for [`get_hashed`](Self::get_hashed).
+    pub(crate) fn insert_hashed(&self, hash: u64, key: K, entry: Entry<V>) {
+        match self {
+            AnyStore::Memory(s) => s.insert_hashed(hash, key, entry),
+            AnyStore::Custom(s) => s.insert(key, entry),
+        }
+    }
 }
 
 impl<K, V> Store<K, V> for AnyStore<K, V>
