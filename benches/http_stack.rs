@@ -18,8 +18,9 @@
 //! Variants that isolate the parts: the bare client with each call in a
 //! spawned task, the bare client keeping
 //! its last 10,000 responses (what holding responses costs), the stack
-//! without its cache (retry, breaker, limit), and the cache alone over
-//! `fetch::Collect<HttpClient>`.
+//! without its cache (retry, breaker, limit), the HTTP cache alone over
+//! `fetch::Collect<HttpClient>`, and the generic `cache::CacheLayer` keyed
+//! by URI alone over the same (its miss path, for non-HTTP services).
 //!
 //! The server runs on its own one-thread runtime; the clients on a
 //! current-thread runtime; each iteration is a batch of 32 requests with
@@ -37,12 +38,13 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tower::{BoxError, Layer, ServiceExt};
+use tower_patterns::cache::CacheLayer;
 use tower_patterns::fetch::{CollectLayer, HttpClient};
 use tower_patterns::http_cache::HttpCacheLayer;
 use tower_patterns::limit::join_bounded;
 use tower_patterns::upstream::{Upstream, UpstreamConfig};
 
-use demo_stack::{get, DemoStack, StackConfig};
+use demo_stack::{get, Collected, DemoStack, Req, StackConfig};
 
 const BATCH: u64 = 32;
 const IN_FLIGHT: usize = 8;
@@ -91,14 +93,29 @@ fn http_stack(c: &mut Criterion) {
     // small cache: insert and evict on hot memory).
     let small_stack = {
         let _guard = rt.enter();
-        CacheLayer::<Req, Res>::builder()
-            .ttl(Duration::from_secs(60))
+        HttpCacheLayer::builder()
+            .shared(false)
             .max_entries(100)
-            .key(UriKey)
-            .classify(StackClassify)
             .build()
             .unwrap()
             .layer(no_cache.clone())
+    };
+    // `cache::CacheLayer` keyed by URI alone over the same client: the
+    // generic cache's miss path (single-flight load, store, eviction), which
+    // non-HTTP services use.
+    let generic_cache = {
+        let _guard = rt.enter();
+        CacheLayer::<Req, Collected>::builder()
+            .ttl(Duration::from_secs(60))
+            .max_entries(10_000)
+            .key_fn(|r: &Req| r.uri().to_string())
+            .build()
+            .unwrap()
+            .layer(
+                CollectLayer::new()
+                    .layer(HttpClient::new())
+                    .map_err(BoxError::from),
+            )
     };
     let counter = AtomicU64::new(0);
     let next_url = || format!("{base}?n={}", counter.fetch_add(1, Ordering::Relaxed));
@@ -173,6 +190,16 @@ fn http_stack(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("CacheLayer by URI alone, all misses", |b| {
+        b.to_async(&rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| generic_cache.clone().oneshot(get(&next_url())));
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    assert_eq!(r.unwrap().status(), 200);
+                }
+            }
+        })
+    });
     group.bench_function("full stack, all cache misses", |b| {
         b.to_async(&rt).iter(|| {
             let reqs = (0..BATCH).map(|_| stack.svc.clone().oneshot(get(&next_url())));
@@ -213,7 +240,7 @@ fn http_stack(c: &mut Criterion) {
     // thread's CPU time (the client runtime's only thread; the server's
     // thread is left out), which other processes sway less.
     if !std::env::args().any(|a| a == "--list" || a == "--test") {
-        paired(&rt, &next_url, &bare, &stack.svc, &small_stack, &cache_only);
+        paired(&rt, &next_url, &bare, &stack.svc, &small_stack, &cache_only, &generic_cache);
     }
 
     let s = stack.stats();
@@ -229,6 +256,18 @@ fn http_stack(c: &mut Criterion) {
     drop(server_rt);
 }
 
+/// A service the paired batches can drive: the demo's requests in, an
+/// HTTP response of any body out.
+trait Batchable<R>:
+    tower::Service<Req, Response = http::Response<R>, Error: std::fmt::Debug> + Clone
+{
+}
+
+impl<R, S> Batchable<R> for S where
+    S: tower::Service<Req, Response = http::Response<R>, Error: std::fmt::Debug> + Clone
+{
+}
+
 /// This thread's CPU time so far (Linux; zero elsewhere).
 fn thread_cpu() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -240,29 +279,22 @@ fn thread_cpu() -> Duration {
 /// Alternating batches of the bare client and each all-miss variant; prints
 /// each variant's median wall and CPU time per request over the bare
 /// client's.
-fn paired<B, S1, S2, S3>(
+fn paired<R0, R1, R2, R3, R4>(
     rt: &tokio::runtime::Runtime,
     next_url: &impl Fn() -> String,
-    bare: &B,
-    stack: &S1,
-    small: &S2,
-    cache: &S3,
-) where
-    B: tower::Service<Req, Response = Res, Error: std::fmt::Debug> + Clone,
-    S1: tower::Service<Req, Response = Res, Error: std::fmt::Debug> + Clone,
-    S2: tower::Service<Req, Response = Res, Error: std::fmt::Debug> + Clone,
-    S3: tower::Service<Req, Response = Res, Error: std::fmt::Debug> + Clone,
-{
+    bare: &impl Batchable<R0>,
+    stack: &impl Batchable<R1>,
+    small: &impl Batchable<R2>,
+    cache: &impl Batchable<R3>,
+    generic: &impl Batchable<R4>,
+) {
     const ROUNDS: usize = 40;
     const ITERS: u32 = 10;
-    fn batch<S>(
+    fn batch<R>(
         rt: &tokio::runtime::Runtime,
         next_url: &impl Fn() -> String,
-        svc: &S,
-    ) -> (Duration, Duration)
-    where
-        S: tower::Service<Req, Response = Res, Error: std::fmt::Debug> + Clone,
-    {
+        svc: &impl Batchable<R>,
+    ) -> (Duration, Duration) {
         let (start, cpu) = (std::time::Instant::now(), thread_cpu());
         for _ in 0..ITERS {
             let reqs: Vec<_> = (0..BATCH)
@@ -279,14 +311,16 @@ fn paired<B, S1, S2, S3>(
     let names = [
         "full stack, all misses",
         "full stack, all misses, 100 entries",
-        "cache alone, all misses",
+        "HttpCacheLayer alone, all misses",
+        "CacheLayer by URI alone, all misses",
     ];
-    let mut times: [Vec<(Duration, Duration)>; 4] = Default::default();
+    let mut times: [Vec<(Duration, Duration)>; 5] = Default::default();
     for _ in 0..ROUNDS {
         times[0].push(batch(rt, next_url, bare));
         times[1].push(batch(rt, next_url, stack));
         times[2].push(batch(rt, next_url, small));
         times[3].push(batch(rt, next_url, cache));
+        times[4].push(batch(rt, next_url, generic));
     }
     let median = |v: &[(Duration, Duration)], cpu: bool| {
         let mut v: Vec<Duration> = v.iter().map(|t| if cpu { t.1 } else { t.0 }).collect();
