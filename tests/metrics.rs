@@ -114,8 +114,8 @@ fn n(name: &'static str) -> (&'static str, &'static str) {
 /// Every layer and service, driven through a breaker opening, a cache miss
 /// and hit, a limit's rejection and the rest; then every value, and the
 /// table: every metric recorded is in `TABLE` with its kind and labels,
-/// and every metric of `TABLE` but the HTTP client's (its own test) was
-/// recorded.
+/// and every metric of `TABLE` but the HTTP client's (its own test) and
+/// the cache's remote tier's (`tests/metrics_backends.rs`) was recorded.
 #[tokio::test(start_paused = true)]
 async fn every_layer_records_what_the_table_says() {
     let rec = TestRecorder::default();

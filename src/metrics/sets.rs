@@ -130,20 +130,29 @@ instruments! {
     }
 }
 
-instruments! {
-    /// [`PgQueue`](crate::queue::backend::postgres::PgQueue): the
-    /// [`TaskQueue`](crate::queue::TaskQueue)'s metrics, with its own outcomes.
-    pub(crate) struct PgQueueMetrics {
-        depth: gauge(QUEUE_DEPTH),
-        running: gauge(QUEUE_RUNNING),
-        completed: counter(QUEUE_TASKS, "outcome" = "completed"),
-        retried: counter(QUEUE_TASKS, "outcome" = "retried"),
-        dead: counter(QUEUE_TASKS, "outcome" = "dead"),
-        cancelled: counter(QUEUE_TASKS, "outcome" = "cancelled"),
-        wait: histogram(QUEUE_WAIT),
-        run: histogram(QUEUE_RUN),
+/// Only with the `postgres` feature (nothing else records them).
+#[cfg(feature = "postgres")]
+mod pg_queue {
+    use super::super::instruments::instruments;
+    use super::super::table::*;
+
+    instruments! {
+        /// [`PgQueue`](crate::queue::backend::postgres::PgQueue): the
+        /// [`TaskQueue`](crate::queue::TaskQueue)'s metrics, with its own outcomes.
+        pub(crate) struct PgQueueMetrics {
+            depth: gauge(QUEUE_DEPTH),
+            running: gauge(QUEUE_RUNNING),
+            completed: counter(QUEUE_TASKS, "outcome" = "completed"),
+            retried: counter(QUEUE_TASKS, "outcome" = "retried"),
+            dead: counter(QUEUE_TASKS, "outcome" = "dead"),
+            cancelled: counter(QUEUE_TASKS, "outcome" = "cancelled"),
+            wait: histogram(QUEUE_WAIT),
+            run: histogram(QUEUE_RUN),
+        }
     }
 }
+#[cfg(feature = "postgres")]
+pub(crate) use pg_queue::PgQueueMetrics;
 
 instruments! {
     /// [`Pool`](crate::pool::Pool).
