@@ -108,7 +108,8 @@ pub(crate) struct Link {
 
 impl Link {
     /// Checks `url` and `timeout` (errors name `component`), without
-    /// connecting. `breaker`: default open after 5 failures in a row, 1 s.
+    /// connecting. `breaker`: default open after 5 failures in a row, 1 s,
+    /// named `component`.
     pub(crate) fn new(
         component: &'static str,
         url: &str,
@@ -145,8 +146,16 @@ impl Link {
                 counters: counters.clone(),
             }),
         };
-        let breaker =
-            breaker.unwrap_or_else(|| CircuitBreakerLayer::consecutive(5, Duration::from_secs(1)));
+        // Named for the store, so its metrics (feature `metrics`) say whose
+        // breaker it is: `name="cache::RedisStore"`.
+        let breaker = breaker.unwrap_or_else(|| {
+            CircuitBreakerLayer::builder()
+                .consecutive_failures(5)
+                .open_duration(Duration::from_secs(1))
+                .name(component)
+                .build()
+                .expect("a fixed consecutive config is valid")
+        });
         Ok(Link {
             breaker: breaker.layer(conn),
             client,

@@ -489,6 +489,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 lease_ttl: settings.lease_ttl,
                 max_bytes: settings.max_entry_bytes,
                 local_ttl: settings.local_ttl,
+                name: self.name.clone(),
             },
         );
         let layer = self.build_any(AnyStore::Memory(memory), Some(tier))?;

@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -466,7 +465,7 @@ where
     Res: Clone + Send + Sync,
 {
     if let Some(tier) = &core.remote {
-        tier.counters.hits.fetch_add(1, Ordering::Relaxed);
+        tier.counters.hit();
     }
     let value = entry.value.clone();
     core.store

@@ -130,29 +130,37 @@ impl Gate {
 #[cfg(not(feature = "metrics"))]
 pub type Permit = tokio::sync::OwnedSemaphorePermit;
 
-/// A call's permit of a fixed limit: the semaphore's permit, and the gate,
-/// to sample the permits in flight when it is given back.
+/// A call's permit of a fixed limit: one permit taken from the gate's
+/// semaphore (and forgotten there), given back and sampled into the
+/// in-flight gauge on drop. It holds the gate's `Arc` in place of the
+/// semaphore's, so recording costs no extra reference count.
 #[cfg(feature = "metrics")]
 #[derive(Debug)]
 pub struct Permit {
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     gate: Arc<Gate>,
 }
 
 #[cfg(feature = "metrics")]
 impl Permit {
+    /// Takes a free permit of `gate` at once, if there is one.
+    #[inline]
+    pub(super) fn try_take(gate: &Arc<Gate>) -> Result<Self, tokio::sync::TryAcquireError> {
+        gate.semaphore.try_acquire()?.forget();
+        Ok(Permit { gate: gate.clone() })
+    }
+
+    /// The permit a wait for `gate`'s semaphore ended with.
     pub(super) fn new(permit: tokio::sync::OwnedSemaphorePermit, gate: Arc<Gate>) -> Self {
-        Permit {
-            permit: Some(permit),
-            gate,
-        }
+        permit.forget();
+        Permit { gate }
     }
 }
 
 #[cfg(feature = "metrics")]
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        drop(self.permit.take());
+        self.gate.semaphore.add_permits(1);
         self.gate.sample_in_flight();
     }
 }

@@ -35,6 +35,14 @@ pub(super) trait Limiter: Clone {
     /// Turns a semaphore permit into this limiter's permit.
     fn grant(&self, permit: OwnedSemaphorePermit) -> Self::Permit;
 
+    /// Takes a free permit at once, if there is one (the fast path of
+    /// `poll_ready`).
+    #[inline]
+    fn try_grant(&self) -> Result<Self::Permit, TryAcquireError> {
+        let permit = self.gate().semaphore.clone().try_acquire_owned()?;
+        Ok(self.grant(permit))
+    }
+
     /// A snapshot of the counters.
     fn stats(&self) -> LimitStats;
 }
@@ -53,6 +61,14 @@ impl Limiter for Arc<Gate> {
         #[cfg(feature = "metrics")]
         let permit = super::gate::Permit::new(permit, self.clone());
         permit
+    }
+
+    /// With metrics, no semaphore `Arc` is cloned: the permit holds the
+    /// gate's, as it must to sample the gauge when given back.
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn try_grant(&self) -> Result<super::gate::Permit, TryAcquireError> {
+        super::gate::Permit::try_take(self)
     }
 
     fn stats(&self) -> LimitStats {
@@ -111,9 +127,8 @@ impl<L: Limiter> Reservation<L> {
                 // The next `call` answers `Overloaded` without the inner service.
                 return Poll::Ready(Ok(()));
             }
-            let gate = self.limiter.gate();
-            match ready!(self.acquire.poll_acquire(gate, self.wait, cx)) {
-                Ok(permit) => self.permit = Some(self.limiter.grant(permit)),
+            match ready!(self.acquire.poll_acquire(&self.limiter, self.wait, cx)) {
+                Ok(permit) => self.permit = Some(permit),
                 Err(overloaded) => {
                     self.rejected = Some(overloaded);
                     return Poll::Ready(Ok(()));
@@ -202,14 +217,15 @@ impl Acquire {
     /// Polls for a permit under `wait`. The fast path (a free permit) does
     /// not allocate; queueing boxes one future for the whole wait.
     #[inline]
-    fn poll_acquire(
+    fn poll_acquire<L: Limiter>(
         &mut self,
-        gate: &Arc<Gate>,
+        limiter: &L,
         wait: Wait,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<OwnedSemaphorePermit, Overloaded>> {
+    ) -> Poll<Result<L::Permit, Overloaded>> {
+        let gate = limiter.gate();
         if let Acquire::Idle = self {
-            match gate.semaphore.clone().try_acquire_owned() {
+            match limiter.try_grant() {
                 Ok(permit) => {
                     gate.sample_in_flight();
                     return Poll::Ready(Ok(permit));
@@ -230,7 +246,7 @@ impl Acquire {
         };
         let out = ready!(fut.as_mut().poll(cx));
         *self = Acquire::Idle;
-        Poll::Ready(out)
+        Poll::Ready(out.map(|permit| limiter.grant(permit)))
     }
 
     fn queue(gate: Arc<Gate>, wait: Wait) -> WaitFuture {

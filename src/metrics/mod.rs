@@ -106,9 +106,13 @@
 //! | `tower_patterns.cache.stale_served` | counter | count | `name` | Stale entries served: while revalidating, or in place of a failed load. |
 //! | `tower_patterns.cache.evictions` | counter | count | `name` | Entries evicted to stay within capacity. |
 //! | `tower_patterns.cache.load.duration` | histogram | seconds | `name` | Time a miss spent loading from the inner service. |
+//! | `tower_patterns.cache.remote.requests` | counter | count | `name`, `result=hit|miss|fallback` | Misses of tier 1 looked up in the remote tier, by result: hit (answered by it, at once or left by the lease holder), miss (this replica loads), fallback (the remote tier failed or the lease wait ran out; the inner service answered). |
+//! | `tower_patterns.cache.remote.errors` | counter | count | `name`, `op=read|lease|write|release` | Calls to the remote store that failed (error, timeout, or its circuit breaker open), by operation. |
+//! | `tower_patterns.cache.remote.bad_entries` | counter | count | `name` | Remote entries whose bytes did not decode (treated as misses). |
+//! | `tower_patterns.cache.remote.too_large` | counter | count | `name` | Responses not written to the remote tier: larger than `max_entry_bytes`. |
 //! | `tower_patterns.queue.depth` | gauge | count | `name` | Tasks waiting for a worker. |
 //! | `tower_patterns.queue.running` | gauge | count | `name` | Tasks running on a worker. |
-//! | `tower_patterns.queue.tasks` | counter | count | `name`, `outcome=completed|failed|panicked|cancelled|expired` | Tasks finished, by outcome. |
+//! | `tower_patterns.queue.tasks` | counter | count | `name`, `outcome=completed|failed|panicked|cancelled|expired|retried|dead` | Tasks finished, by outcome; `PgQueue` counts a failed attempt put back to wait for its retry as retried, and a task that failed its last attempt (or did not decode) as dead. |
 //! | `tower_patterns.queue.wait.duration` | histogram | seconds | `name` | Time a task spent queued before a worker took it. |
 //! | `tower_patterns.queue.run.duration` | histogram | seconds | `name` | Time a task ran on its worker. |
 //! | `tower_patterns.pool.size` | gauge | count | `name` | Resources the pool holds, idle and in use. |
@@ -118,9 +122,28 @@
 //! | `http.client.request.duration` | histogram | seconds | `name`, `status_class=1xx|2xx|3xx|4xx|5xx|error` | Time from sending a request to its response head (OpenTelemetry's HTTP client metric). |
 //! | `http.client.response.body.size` | histogram | bytes | `name` | Bytes of each response body read to its end. |
 //!
-//! Not yet recorded: per-tier figures of a tiered cache, and the
-//! PostgreSQL backend of the task queue (its own counters are in its
-//! `stats()`).
+//! # Backends
+//!
+//! A cache with a remote tier
+//! ([`build_with_remote`](crate::cache::CacheLayerBuilder::build_with_remote))
+//! records `tower_patterns.cache.remote.*` under the cache's name; tier 1
+//! is the cache's own metrics. The circuit breaker in front of a
+//! [`cache::RedisStore`](crate::cache::RedisStore) or a
+//! [`rate_limit::RedisStore`](crate::rate_limit::RedisStore) records the
+//! breaker's metrics, named `cache::RedisStore` or
+//! `rate_limit::RedisStore` unless you pass your own named breaker.
+//!
+//! [`PgQueue`](crate::queue::backend::postgres::PgQueue) records the task
+//! queue's metrics under its `.name(..)` (default: its table's name), as
+//! this process sees them: `running` counts the tasks this process holds
+//! (prefetched ones included) and the outcomes are this process's (a
+//! failed attempt put back is `retried`; a task past its last attempt,
+//! or whose payload did not decode, is `dead`; `cancelled` counts
+//! cancellations made through this handle). `depth` is the whole table's:
+//! pending tasks that are due, counted by a query every `poll_interval`
+//! while the workers run; every process with workers reports it, so
+//! aggregate it with `max`, not `sum`. The wait is from the time a task
+//! was due (by the server's clock) to its start.
 
 pub(crate) mod instruments;
 pub(crate) mod sets;

@@ -101,6 +101,21 @@ instruments! {
 }
 
 instruments! {
+    /// The remote tier of a [`CacheLayer`](crate::cache::CacheLayer).
+    pub(crate) struct CacheRemoteMetrics {
+        hit: counter(CACHE_REMOTE_REQUESTS, "result" = "hit"),
+        miss: counter(CACHE_REMOTE_REQUESTS, "result" = "miss"),
+        fallback: counter(CACHE_REMOTE_REQUESTS, "result" = "fallback"),
+        read_errors: counter(CACHE_REMOTE_ERRORS, "op" = "read"),
+        lease_errors: counter(CACHE_REMOTE_ERRORS, "op" = "lease"),
+        write_errors: counter(CACHE_REMOTE_ERRORS, "op" = "write"),
+        release_errors: counter(CACHE_REMOTE_ERRORS, "op" = "release"),
+        bad_entries: counter(CACHE_REMOTE_BAD_ENTRIES),
+        too_large: counter(CACHE_REMOTE_TOO_LARGE),
+    }
+}
+
+instruments! {
     /// [`TaskQueue`](crate::queue::TaskQueue).
     pub(crate) struct QueueMetrics {
         depth: gauge(QUEUE_DEPTH),
@@ -114,6 +129,30 @@ instruments! {
         run: histogram(QUEUE_RUN),
     }
 }
+
+/// Only with the `postgres` feature (nothing else records them).
+#[cfg(feature = "postgres")]
+mod pg_queue {
+    use super::super::instruments::instruments;
+    use super::super::table::*;
+
+    instruments! {
+        /// [`PgQueue`](crate::queue::backend::postgres::PgQueue): the
+        /// [`TaskQueue`](crate::queue::TaskQueue)'s metrics, with its own outcomes.
+        pub(crate) struct PgQueueMetrics {
+            depth: gauge(QUEUE_DEPTH),
+            running: gauge(QUEUE_RUNNING),
+            completed: counter(QUEUE_TASKS, "outcome" = "completed"),
+            retried: counter(QUEUE_TASKS, "outcome" = "retried"),
+            dead: counter(QUEUE_TASKS, "outcome" = "dead"),
+            cancelled: counter(QUEUE_TASKS, "outcome" = "cancelled"),
+            wait: histogram(QUEUE_WAIT),
+            run: histogram(QUEUE_RUN),
+        }
+    }
+}
+#[cfg(feature = "postgres")]
+pub(crate) use pg_queue::PgQueueMetrics;
 
 instruments! {
     /// [`Pool`](crate::pool::Pool).

@@ -126,6 +126,18 @@ table! {
     CACHE_LOAD = "tower_patterns.cache.load.duration", Histogram, Seconds,
         ["name"],
         "Time a miss spent loading from the inner service.";
+    CACHE_REMOTE_REQUESTS = "tower_patterns.cache.remote.requests", Counter, Count,
+        ["name", "result=hit|miss|fallback"],
+        "Misses of tier 1 looked up in the remote tier, by result: hit (answered by it, at once or left by the lease holder), miss (this replica loads), fallback (the remote tier failed or the lease wait ran out; the inner service answered).";
+    CACHE_REMOTE_ERRORS = "tower_patterns.cache.remote.errors", Counter, Count,
+        ["name", "op=read|lease|write|release"],
+        "Calls to the remote store that failed (error, timeout, or its circuit breaker open), by operation.";
+    CACHE_REMOTE_BAD_ENTRIES = "tower_patterns.cache.remote.bad_entries", Counter, Count,
+        ["name"],
+        "Remote entries whose bytes did not decode (treated as misses).";
+    CACHE_REMOTE_TOO_LARGE = "tower_patterns.cache.remote.too_large", Counter, Count,
+        ["name"],
+        "Responses not written to the remote tier: larger than `max_entry_bytes`.";
     QUEUE_DEPTH = "tower_patterns.queue.depth", Gauge, Count,
         ["name"],
         "Tasks waiting for a worker.";
@@ -133,8 +145,8 @@ table! {
         ["name"],
         "Tasks running on a worker.";
     QUEUE_TASKS = "tower_patterns.queue.tasks", Counter, Count,
-        ["name", "outcome=completed|failed|panicked|cancelled|expired"],
-        "Tasks finished, by outcome.";
+        ["name", "outcome=completed|failed|panicked|cancelled|expired|retried|dead"],
+        "Tasks finished, by outcome; `PgQueue` counts a failed attempt put back to wait for its retry as retried, and a task that failed its last attempt (or did not decode) as dead.";
     QUEUE_WAIT = "tower_patterns.queue.wait.duration", Histogram, Seconds,
         ["name"],
         "Time a task spent queued before a worker took it.";

@@ -223,8 +223,9 @@ impl RedisStoreBuilder {
     /// The circuit breaker in front of Redis (default
     /// `CircuitBreakerLayer::consecutive(5, Duration::from_secs(1))`: open
     /// after 5 failures in a row, one probe call after 1 s). Every failure
-    /// of a call counts (timeouts and Redis errors alike). A fresh breaker
-    /// per store: pass a layer used nowhere else.
+    /// of a call counts (timeouts and Redis errors alike). The default's
+    /// metrics carry `name="rate_limit::RedisStore"`. A fresh breaker per
+    /// store: pass a layer used nowhere else.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
         self.settings.breaker = Some(breaker);
         self

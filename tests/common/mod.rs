@@ -52,6 +52,10 @@ pub async fn flaky_upstream(fail_rate: f64) -> Upstream {
 
 pub mod redis_server;
 
+/// A recorder that keeps every value, for the `metrics` tests.
+#[cfg(feature = "metrics")]
+pub mod recorder;
+
 /// A name unique to this process and moment (lowercase, for SQL tables), so
 /// tests against a shared server run in parallel without colliding.
 pub fn unique_name(prefix: &str) -> String {

@@ -10,6 +10,7 @@ mod memory;
 mod redis;
 mod remote;
 mod s3fifo;
+mod tier_counters;
 pub(crate) mod tiered;
 
 use std::hash::Hash;

@@ -247,8 +247,10 @@ impl RedisStoreBuilder {
     }
 
     /// The circuit breaker in front of Redis (default
-    /// `CircuitBreakerLayer::consecutive(5, Duration::from_secs(1))`). A
-    /// fresh breaker per store: pass a layer used nowhere else.
+    /// `CircuitBreakerLayer::consecutive(5, Duration::from_secs(1))`, whose
+    /// metrics carry `name="cache::RedisStore"`: name your own to tell two
+    /// stores apart). A fresh breaker per store: pass a layer used nowhere
+    /// else.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
         self.settings.breaker = Some(breaker);
         self

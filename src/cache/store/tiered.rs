@@ -5,7 +5,6 @@
 //! `service.rs` joins the two.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -41,14 +40,7 @@ pub(crate) enum Claim<V> {
     Alone,
 }
 
-/// Tier-2 counters, read into [`CacheStats`](crate::cache::CacheStats).
-#[derive(Default)]
-pub(crate) struct RemoteCounters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) fallbacks: AtomicU64,
-    pub(crate) bad_entries: AtomicU64,
-    pub(crate) too_large: AtomicU64,
-}
+pub(crate) use super::tier_counters::{RemoteCounters, RemoteOp};
 
 /// The cache's remote tier.
 pub(crate) struct Tier2<K, V> {
@@ -71,6 +63,7 @@ pub(crate) struct Tier2Config {
     pub(crate) lease_ttl: Duration,
     pub(crate) max_bytes: usize,
     pub(crate) local_ttl: Duration,
+    pub(crate) name: crate::trace::Name,
 }
 
 impl<K, V> Tier2<K, V> {
@@ -90,7 +83,7 @@ impl<K, V> Tier2<K, V> {
             max_bytes: config.max_bytes,
             local_ttl: config.local_ttl,
             waits: Mutex::new(HashMap::new()),
-            counters: RemoteCounters::default(),
+            counters: RemoteCounters::new(config.name),
             listener: OnceLock::new(),
         }
     }
@@ -113,7 +106,7 @@ impl<K, V> Tier2<K, V> {
     }
 
     pub(crate) fn fallback(&self) {
-        self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.counters.fallback();
     }
 
     /// Reads `key` from the store and decodes it; bytes that do not
@@ -126,7 +119,7 @@ impl<K, V> Tier2<K, V> {
         let bytes = match self.store.get(key).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Read::Miss,
-            Err(_) => return Read::Failed,
+            Err(_) => return self.counters.failed(RemoteOp::Read, Read::Failed),
         };
         let decoded = codec::frame_parts(&bytes)
             .and_then(|(fresh, keep, value)| Ok((fresh, keep, self.codec.decode(value)?)));
@@ -134,7 +127,7 @@ impl<K, V> Tier2<K, V> {
             Ok(parts) => parts,
             Err(_) => {
                 if count_bad {
-                    self.counters.bad_entries.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bad_entry();
                 }
                 return Read::Miss;
             }
@@ -175,12 +168,14 @@ impl<K, V> Tier2<K, V> {
             return true;
         }
         if out.len() > self.max_bytes {
-            self.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            self.counters.too_large();
             return true;
         }
         let total = ttl.saturating_add(keep);
         let expiry = (total < time::NEVER).then_some(total);
-        self.store.put(key, Bytes::from(out), expiry).await.is_ok()
+        let put = self.store.put(key, Bytes::from(out), expiry).await;
+        put.map_err(|_| self.counters.error(RemoteOp::Write))
+            .is_ok()
     }
 
     /// Takes the lease on `key`, or waits for its holder and reads what it
@@ -195,7 +190,7 @@ impl<K, V> Tier2<K, V> {
             // attempt and the wait still wakes us.
             notified.as_mut().enable();
             match self.store.lease(key, self.lease_ttl).await {
-                Err(_) => return Claim::Alone,
+                Err(_) => return self.counters.failed(RemoteOp::Lease, Claim::Alone),
                 Ok(Lease::Acquired(token)) => {
                     // The holder before us may have just filled it.
                     // (Bad bytes were counted by the read before the claim.)
@@ -204,7 +199,10 @@ impl<K, V> Tier2<K, V> {
                             self.release(key, token).await;
                             Claim::Filled(entry)
                         }
-                        _ => Claim::Lease(token),
+                        _ => {
+                            self.counters.miss();
+                            Claim::Lease(token)
+                        }
                     };
                 }
                 Ok(Lease::Busy { expires_in }) => {
@@ -229,7 +227,8 @@ impl<K, V> Tier2<K, V> {
 
     /// Releases a lease; a failure only leaves it to expire.
     pub(crate) async fn release(&self, key: &str, token: LeaseToken) {
-        let _ = self.store.release(key, token).await;
+        let released = self.store.release(key, token).await;
+        let _ = released.map_err(|_| self.counters.error(RemoteOp::Release));
     }
 }
 

@@ -48,6 +48,7 @@ pub struct PgQueueBuilder {
     retain_dead: Duration,
     cleanup_interval: Duration,
     worker_id: Option<String>,
+    name: Option<crate::trace::Name>,
 }
 
 impl Default for PgQueueBuilder {
@@ -66,6 +67,7 @@ impl Default for PgQueueBuilder {
             retain_dead: Duration::from_secs(7 * 24 * 3600),
             cleanup_interval: Duration::from_secs(60),
             worker_id: None,
+            name: None,
         }
     }
 }
@@ -171,6 +173,16 @@ impl PgQueueBuilder {
     /// more than zero; `Duration::MAX` never).
     pub fn cleanup_interval(mut self, every: Duration) -> Self {
         self.cleanup_interval = every;
+        self
+    }
+
+    /// The instance name every metric of this queue carries as its `name`
+    /// label (feature `metrics`; see [`crate::metrics`]). Default: the
+    /// table's name. The metrics are the [`TaskQueue`](crate::queue::TaskQueue)'s
+    /// (`tower_patterns.queue.*`), as this process sees them; see the
+    /// [module docs](super#metrics).
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -282,6 +294,7 @@ impl PgQueueBuilder {
                 cleanup_interval: self.cleanup_interval,
                 worker_id,
                 statement_timeout: self.statement_timeout,
+                name: self.name.unwrap_or_else(|| self.table.clone().into()),
             },
             pool,
         ))

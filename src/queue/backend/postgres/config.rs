@@ -22,6 +22,9 @@ pub(super) struct Config {
     pub(super) cleanup_interval: Duration,
     pub(super) worker_id: String,
     pub(super) statement_timeout: Duration,
+    /// The `name` label of the metrics (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) name: crate::trace::Name,
 }
 
 /// A duration in milliseconds for SQL, saturating at about 30 years.

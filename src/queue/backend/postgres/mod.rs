@@ -94,7 +94,7 @@
 //! notifications arrive on the connection itself). A service run by the
 //! workers may share the pool: leave it room for those.
 
-// Imports run downward: builder -> queue -> worker -> shared -> lane,
+// Imports run downward: builder -> queue -> worker -> recording -> shared -> lane,
 // listen, config -> sql; schema, error, stats and task stand alone.
 
 mod builder;
@@ -103,6 +103,7 @@ mod error;
 mod lane;
 mod listen;
 mod queue;
+mod recording;
 mod schema;
 mod shared;
 mod sql;

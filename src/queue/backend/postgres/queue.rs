@@ -19,6 +19,7 @@ use tower_service::Service;
 use super::config::{millis, Config};
 use super::error::PgQueueError;
 use super::listen::RECHECK;
+use super::recording::Outcome;
 use super::schema;
 use super::shared::{Phase, Shared};
 use super::sql::{CANCELLED, COMPLETED, DEAD, PENDING, RUNNING};
@@ -119,6 +120,9 @@ impl<Req, Res> PgQueue<Req, Res> {
             .shared
             .query(&self.shared.cfg.sql.cancel, &[(&db_id(id), Type::INT8)])
             .await?;
+        if !rows.is_empty() {
+            self.shared.record_outcome(Outcome::Cancelled, 1);
+        }
         Ok(!rows.is_empty())
     }
 

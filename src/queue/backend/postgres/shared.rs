@@ -54,12 +54,16 @@ pub(super) struct Shared {
     /// Statements of the workers: the claiming loop uses the first, a
     /// task the one its id picks (`min(workers, 4)` lanes).
     pub(super) worker_lanes: Vec<Lane>,
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: crate::metrics::Instruments<crate::metrics::PgQueueMetrics>,
 }
 
 impl Shared {
     pub(super) fn new(cfg: Config, pool: Pool<PgManager>) -> Shared {
         let lanes = cfg.workers.clamp(1, 4);
         Shared {
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::new(cfg.name.clone()),
             cfg,
             pool,
             hub: Arc::new(Hub::new()),

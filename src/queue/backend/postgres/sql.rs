@@ -45,6 +45,9 @@ pub(super) struct Sql {
     pub(super) dead: String,
     pub(super) requeue: String,
     pub(super) cleanup: String,
+    /// Pending tasks that are due (the depth gauge, feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(super) depth: String,
 }
 
 impl Sql {
@@ -66,10 +69,11 @@ impl Sql {
                 d = "(COALESCE($4::float8, 0) * interval '1 millisecond')",
             ),
             by_key: format!("SELECT id FROM {t} WHERE idempotency_key = $1"),
-            // $1 worker id, $2 lease ms, $3 how many. The claimed rows, then
-            // one row with only `due`: milliseconds until the next pending
-            // task is due or the next lease runs out (NULL if none), so an
-            // idle worker knows how long it may sleep without asking again.
+            // $1 worker id, $2 lease ms, $3 how many. The claimed rows (with
+            // `waited`: seconds since each was due), then one row with only
+            // `due`: milliseconds until the next pending task is due or the
+            // next lease runs out (NULL if none), so an idle worker knows how
+            // long it may sleep without asking again.
             claim: format!(
                 "WITH picked AS (
                    SELECT id FROM {t}
@@ -82,14 +86,15 @@ impl Sql {
                    SET status = 'running', attempts = t.attempts + 1, worker_id = $1,
                        lease_until = now() + {lease}, started_at = now()
                    FROM picked WHERE t.id = picked.id
-                   RETURNING t.id, t.payload::text AS payload, t.attempts)
-                 SELECT id, payload, attempts, NULL::float8 AS due FROM claimed
+                   RETURNING t.id, t.payload::text AS payload, t.attempts,
+                       EXTRACT(EPOCH FROM now() - t.run_at)::float8 AS waited)
+                 SELECT id, payload, attempts, NULL::float8 AS due, waited FROM claimed
                  UNION ALL
                  SELECT NULL, NULL, NULL, (EXTRACT(EPOCH FROM LEAST(
                      (SELECT min(run_at) FROM {t}
                       WHERE status = 'pending' AND id NOT IN (SELECT id FROM claimed)),
                      (SELECT min(lease_until) FROM {t} WHERE status = 'running')) - now())
-                   * 1000)::float8",
+                   * 1000)::float8, NULL",
                 lease = ms!(2),
             ),
             // $4 lease ms.
@@ -195,6 +200,8 @@ impl Sql {
                 r = ms!(1),
                 d = ms!(2),
             ),
+            #[cfg(feature = "metrics")]
+            depth: format!("SELECT count(*) FROM {t} WHERE status = 'pending' AND run_at <= now()"),
             table: t.to_owned(),
             new_channel: new,
             done_channel: done,

@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use super::config::millis;
 use super::error::PgQueueError;
+use super::recording::Outcome;
 use super::shared::{Phase, Shared, Workers};
 use super::sql::DEAD;
 use super::stats::add;
@@ -33,6 +34,9 @@ struct Claimed {
     id: i64,
     payload: String,
     attempt: i32,
+    /// Seconds since it was due, at the claim (the server's clock).
+    waited: f64,
+    claimed_at: Instant,
 }
 
 /// Starts the claiming loop for `service`.
@@ -45,6 +49,8 @@ where
     S::Future: Send,
 {
     let (phase, rx) = watch::channel(Phase::Running);
+    #[cfg(feature = "metrics")]
+    tokio::spawn(super::recording::sample_depth(shared.clone(), rx.clone()));
     let dispatcher = tokio::spawn(dispatch(shared, service, rx));
     Workers { phase, dispatcher }
 }
@@ -174,12 +180,15 @@ async fn claim(shared: &Shared, n: usize) -> Result<(Vec<Claimed>, Option<f64>),
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut due = None;
+    let claimed_at = Instant::now();
     for r in &rows {
         match r.get::<_, Option<i64>>(0) {
             Some(id) => claimed.push(Claimed {
                 id,
                 payload: r.get(1),
                 attempt: r.get(2),
+                waited: r.get::<_, Option<f64>>(4).unwrap_or(0.0),
+                claimed_at,
             }),
             None => due = r.get(3),
         }
@@ -196,6 +205,7 @@ pub(super) async fn reap(shared: &Shared) -> Result<u64, PgQueueError> {
         let status: &str = r.get(1);
         if status == DEAD {
             add(&c.dead, 1);
+            shared.record_outcome(Outcome::Dead, 1);
         }
     }
     if !rows.is_empty() {
@@ -256,6 +266,7 @@ struct Running<'a>(&'a Shared);
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.counters.running.fetch_sub(1, Ordering::Relaxed);
+        self.0.record_running();
     }
 }
 
@@ -276,6 +287,7 @@ async fn run_task<Req, Res, S>(
     let shared = &*shared;
     let c = &shared.counters;
     add(&c.running, 1);
+    shared.record_running();
     let _running = Running(shared);
     let req: Req = match serde_json::from_str(&task.payload) {
         Ok(req) => req,
@@ -288,6 +300,7 @@ async fn run_task<Req, Res, S>(
             let _ = guarded(shared, &shared.cfg.sql.bury, &task, &[(&msg, Type::TEXT)]).await;
             add(&c.corrupt, 1);
             add(&c.dead, 1);
+            shared.record_outcome(Outcome::Dead, 1);
             return;
         }
     };
@@ -298,11 +311,14 @@ async fn run_task<Req, Res, S>(
         let _slot = run_slots.acquire().await.expect("never closed");
         svc.ready().await.map_err(|e| e.into().to_string())?;
         started.store(true, Ordering::Relaxed);
-        match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+        let began = shared.record_started(task.waited, task.claimed_at);
+        let out = match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
             Ok(Ok(res)) => Ok(res),
             Ok(Err(e)) => Err(e.into().to_string()),
             Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
-        }
+        };
+        shared.record_ran(began);
+        out
     };
     tokio::pin!(work);
     let every = shared.cfg.heartbeat;
@@ -343,6 +359,7 @@ async fn run_task<Req, Res, S>(
             .map(|rows| {
                 if !rows.is_empty() {
                     add(&c.completed, 1);
+                    shared.record_outcome(Outcome::Completed, 1);
                 }
                 !rows.is_empty()
             }),
@@ -381,8 +398,10 @@ async fn fail(shared: &Shared, task: &Claimed, msg: String) -> Result<bool, PgQu
     let status: &str = row.get(1);
     if status == DEAD {
         add(&shared.counters.dead, 1);
+        shared.record_outcome(Outcome::Dead, 1);
     } else {
         add(&shared.counters.retried, 1);
+        shared.record_outcome(Outcome::Retried, 1);
     }
     Ok(true)
 }
