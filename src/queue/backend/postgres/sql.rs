@@ -73,7 +73,9 @@ impl Sql {
             // `waited`: seconds since each was due), then one row with only
             // `due`: milliseconds until the next pending task is due or the
             // next lease runs out (NULL if none), so an idle worker knows how
-            // long it may sleep without asking again.
+            // long it may sleep without asking again. That row is only worked
+            // out when the claim came up short: a full claim looks again at
+            // once, and skips the two scans.
             claim: format!(
                 "WITH picked AS (
                    SELECT id FROM {t}
@@ -94,7 +96,8 @@ impl Sql {
                      (SELECT min(run_at) FROM {t}
                       WHERE status = 'pending' AND id NOT IN (SELECT id FROM claimed)),
                      (SELECT min(lease_until) FROM {t} WHERE status = 'running')) - now())
-                   * 1000)::float8, NULL",
+                   * 1000)::float8, NULL
+                 WHERE (SELECT count(*) FROM claimed) < $3",
                 lease = ms!(2),
             ),
             // $4 lease ms.
