@@ -212,9 +212,10 @@ fn limit_and_breaker(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for t in TASKS {
         let ours = ConcurrencyLimitLayer::new(64).layer(Echo);
-        g.bench_function(BenchmarkId::new("tower-patterns", format!("{t} tasks")), |b| {
-            b.iter_custom(|iters| spread(&rt, t, iters, &ours))
-        });
+        g.bench_function(
+            BenchmarkId::new("tower-patterns", format!("{t} tasks")),
+            |b| b.iter_custom(|iters| spread(&rt, t, iters, &ours)),
+        );
         let tower = tower::limit::ConcurrencyLimit::new(Echo, 64);
         g.bench_function(BenchmarkId::new("tower", format!("{t} tasks")), |b| {
             b.iter_custom(|iters| spread(&rt, t, iters, &tower))
@@ -226,9 +227,10 @@ fn limit_and_breaker(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for t in TASKS {
         let ours = CircuitBreakerLayer::consecutive(5, Duration::from_secs(3600)).layer(Echo);
-        g.bench_function(BenchmarkId::new("tower-patterns", format!("{t} tasks")), |b| {
-            b.iter_custom(|iters| spread(&rt, t, iters, &ours))
-        });
+        g.bench_function(
+            BenchmarkId::new("tower-patterns", format!("{t} tasks")),
+            |b| b.iter_custom(|iters| spread(&rt, t, iters, &ours)),
+        );
         let theirs = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
             .failure_rate_threshold(0.5)
             .sliding_window_size(100)
@@ -237,9 +239,10 @@ fn limit_and_breaker(c: &mut Criterion) {
             .build()
             .unwrap()
             .layer(Echo);
-        g.bench_function(BenchmarkId::new("tower-resilience", format!("{t} tasks")), |b| {
-            b.iter_custom(|iters| spread(&rt, t, iters, &theirs))
-        });
+        g.bench_function(
+            BenchmarkId::new("tower-resilience", format!("{t} tasks")),
+            |b| b.iter_custom(|iters| spread(&rt, t, iters, &theirs)),
+        );
     }
     g.finish();
 }
@@ -260,24 +263,26 @@ fn queue(c: &mut Criterion) {
                 .build(Echo)
                 .unwrap()
         });
-        g.bench_function(BenchmarkId::new("tower-patterns", format!("{w} workers")), |b| {
-            b.to_async(&rt).iter(|| async {
-                let mut handles = Vec::with_capacity(BATCH as usize);
-                for n in 0..BATCH {
-                    handles.push(q.submit_with_handle(n).await.unwrap());
-                }
-                for h in handles {
-                    black_box(h.await.unwrap());
-                }
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new("tower-patterns", format!("{w} workers")),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    let mut handles = Vec::with_capacity(BATCH as usize);
+                    for n in 0..BATCH {
+                        handles.push(q.submit_with_handle(n).await.unwrap());
+                    }
+                    for h in handles {
+                        black_box(h.await.unwrap());
+                    }
+                })
+            },
+        );
 
         // The floor with W workers: W consumers, fed round-robin.
         let senders: Vec<_> = rt.block_on(async {
             (0..w)
                 .map(|_| {
-                    let (tx, mut rx) =
-                        mpsc::channel::<(u64, oneshot::Sender<u64>)>(BATCH as usize);
+                    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(BATCH as usize);
                     tokio::spawn(async move {
                         while let Some((n, reply)) = rx.recv().await {
                             let _ = reply.send(Echo.call(n).await.unwrap());
@@ -381,19 +386,22 @@ fn pool(c: &mut Criterion) {
             drop(futures::future::join_all((0..size).map(|_| pool.acquire())).await);
             pool
         });
-        g.bench_function(BenchmarkId::new("tower-patterns", format!("size {size}")), |b| {
-            b.iter_custom(|iters| {
-                let pool = ours.clone();
-                rt.block_on(cycles(tasks, iters, move || {
-                    let pool = pool.clone();
-                    async move {
-                        let conn = pool.acquire().await.unwrap();
-                        black_box(*conn);
-                        tokio::task::yield_now().await;
-                    }
-                }))
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new("tower-patterns", format!("size {size}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let pool = ours.clone();
+                    rt.block_on(cycles(tasks, iters, move || {
+                        let pool = pool.clone();
+                        async move {
+                            let conn = pool.acquire().await.unwrap();
+                            black_box(*conn);
+                            tokio::task::yield_now().await;
+                        }
+                    }))
+                })
+            },
+        );
         let theirs = rt.block_on(async {
             let pool = deadpool::managed::Pool::<Theirs>::builder(Theirs)
                 .max_size(size)
@@ -419,5 +427,12 @@ fn pool(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cache_hit, cache_miss, limit_and_breaker, queue, pool);
+criterion_group!(
+    benches,
+    cache_hit,
+    cache_miss,
+    limit_and_breaker,
+    queue,
+    pool
+);
 criterion_main!(benches);

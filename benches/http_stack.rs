@@ -240,7 +240,15 @@ fn http_stack(c: &mut Criterion) {
     // thread's CPU time (the client runtime's only thread; the server's
     // thread is left out), which other processes sway less.
     if !std::env::args().any(|a| a == "--list" || a == "--test") {
-        paired(&rt, &next_url, &bare, &stack.svc, &small_stack, &cache_only, &generic_cache);
+        paired(
+            &rt,
+            &next_url,
+            &bare,
+            &stack.svc,
+            &small_stack,
+            &cache_only,
+            &generic_cache,
+        );
     }
 
     let s = stack.stats();
