@@ -25,6 +25,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+#[path = "support/pool_managers.rs"]
+mod pool_managers;
+
+use pool_managers::{Ours, Theirs};
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Layer, Service, ServiceExt};
@@ -313,40 +318,6 @@ fn queue(c: &mut Criterion) {
 }
 
 // ---- pool: N resources, 2N tasks ----------------------------------------------
-
-struct Ours;
-
-impl tower_patterns::pool::Manager for Ours {
-    type Resource = u64;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u64, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(&self, _: &mut u64) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-}
-
-struct Theirs;
-
-impl deadpool::managed::Manager for Theirs {
-    type Type = u64;
-    type Error = Infallible;
-
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(7)
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut u64,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
-    }
-}
 
 /// `iters` acquire/release cycles over `tasks` tasks; returns the wall time.
 async fn cycles<F, Fut>(tasks: usize, iters: u64, cycle: F) -> Duration

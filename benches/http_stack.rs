@@ -79,11 +79,7 @@ fn http_stack(c: &mut Criterion) {
             .max_entries(10_000)
             .build()
             .unwrap()
-            .layer(
-                CollectLayer::new()
-                    .layer(HttpClient::new())
-                    .map_err(BoxError::from),
-            );
+            .layer(collected_client());
         (bare, stack, cache_only)
     };
     // Retry -> breaker -> limit -> Collect<HttpClient>: the stack under
@@ -111,11 +107,7 @@ fn http_stack(c: &mut Criterion) {
             .key_fn(|r: &Req| r.uri().to_string())
             .build()
             .unwrap()
-            .layer(
-                CollectLayer::new()
-                    .layer(HttpClient::new())
-                    .map_err(BoxError::from),
-            )
+            .layer(collected_client())
     };
     let counter = AtomicU64::new(0);
     let next_url = || format!("{base}?n={}", counter.fetch_add(1, Ordering::Relaxed));
@@ -126,15 +118,8 @@ fn http_stack(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
 
-    group.bench_function("bare HttpClient", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| bare.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
+    batches(&mut group, &rt, "bare HttpClient", &bare, || {
+        get(&next_url())
     });
     group.bench_function("bare HttpClient, each call spawned", |b| {
         b.to_async(&rt).iter(|| {
@@ -170,67 +155,49 @@ fn http_stack(c: &mut Criterion) {
         })
     });
     drop(kept);
-    group.bench_function("retry+breaker+limit, no cache", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| no_cache.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
-    group.bench_function("cache alone, all misses", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| cache_only.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
-    group.bench_function("CacheLayer by URI alone, all misses", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| generic_cache.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
-    group.bench_function("full stack, all cache misses", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| stack.svc.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
-    group.bench_function("full stack, all cache misses, 100 entries", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| small_stack.clone().oneshot(get(&next_url())));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
+    batches(
+        &mut group,
+        &rt,
+        "retry+breaker+limit, no cache",
+        &no_cache,
+        || get(&next_url()),
+    );
+    batches(
+        &mut group,
+        &rt,
+        "cache alone, all misses",
+        &cache_only,
+        || get(&next_url()),
+    );
+    batches(
+        &mut group,
+        &rt,
+        "CacheLayer by URI alone, all misses",
+        &generic_cache,
+        || get(&next_url()),
+    );
+    batches(
+        &mut group,
+        &rt,
+        "full stack, all cache misses",
+        &stack.svc,
+        || get(&next_url()),
+    );
+    batches(
+        &mut group,
+        &rt,
+        "full stack, all cache misses, 100 entries",
+        &small_stack,
+        || get(&next_url()),
+    );
     let hot = get(&base);
-    group.bench_function("full stack, all cache hits", |b| {
-        b.to_async(&rt).iter(|| {
-            let reqs = (0..BATCH).map(|_| stack.svc.clone().oneshot(hot.clone()));
-            async move {
-                for r in join_bounded(reqs, IN_FLIGHT).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-        })
-    });
+    batches(
+        &mut group,
+        &rt,
+        "full stack, all cache hits",
+        &stack.svc,
+        || hot.clone(),
+    );
     group.finish();
 
     // Criterion measures one variant after the other, and on a shared
@@ -262,6 +229,39 @@ fn http_stack(c: &mut Criterion) {
     );
     drop(upstream);
     drop(server_rt);
+}
+
+/// The bare client under `fetch::Collect`, errors boxed (as the limit below
+/// the cache in the demo's stack boxes them).
+fn collected_client(
+) -> impl tower::Service<Req, Response = Collected, Error = BoxError, Future: Send>
+       + Clone
+       + Send
+       + 'static {
+    CollectLayer::new()
+        .layer(HttpClient::new())
+        .map_err(BoxError::from)
+}
+
+/// One criterion benchmark: batches of `BATCH` requests made by `req`, at
+/// most `IN_FLIGHT` at a time, each answered 200.
+fn batches<R>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: &impl Batchable<R>,
+    req: impl Fn() -> Req,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let reqs = (0..BATCH).map(|_| svc.clone().oneshot(req()));
+            async move {
+                for r in join_bounded(reqs, IN_FLIGHT).await {
+                    assert_eq!(r.unwrap().status(), 200);
+                }
+            }
+        })
+    });
 }
 
 /// A service the paired batches can drive: the demo's requests in, an

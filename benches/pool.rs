@@ -8,48 +8,18 @@
 //! (acquire timeout 30 s, lifetimes on); deadpool with its defaults (no
 //! timeouts). Run: `cargo bench --all-features --bench pool`.
 
-use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+#[path = "support/pool_managers.rs"]
+mod pool_managers;
+
+use pool_managers::{Ours, Theirs};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const POOL_SIZE: usize = 16;
 const TASKS: u64 = 32;
-
-struct Ours;
-
-impl tower_patterns::pool::Manager for Ours {
-    type Resource = u64;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u64, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(&self, _: &mut u64) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-}
-
-struct Theirs;
-
-impl deadpool::managed::Manager for Theirs {
-    type Type = u64;
-    type Error = Infallible;
-
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(7)
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut u64,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
-    }
-}
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
