@@ -2,13 +2,14 @@
 //! merge a `304`, serve stale on error, or invalidate.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
-use http_cache_semantics::AfterResponse;
+use http_cache_semantics::{AfterResponse, CachePolicy};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -16,7 +17,7 @@ use super::body::HttpCacheBody;
 use super::error::UpstreamBodyError;
 use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
-use super::policy::{self, ResView};
+use super::policy::{self, ResView, StaleRules};
 use super::respond::{self, Outcome};
 use super::shared::{bump, key_of, same_origin_key, Join, Shared};
 use super::stored::{Stored, Variants};
@@ -246,14 +247,16 @@ where
         }
         bump(&shared.counters.not_modified);
         let headers = merge_304(&r.stored.headers, res.headers(), now);
+        let judged = judge(&shared, &head, r.stored.status, headers, now);
         let refreshed = store(
             &shared,
-            &r.key,
+            r.key,
             &head,
             r.stored.status,
             r.stored.version,
-            headers,
+            judged,
             r.stored.body.clone(),
+            now,
         );
         let outcome = Outcome {
             fwd: Some("stale"),
@@ -293,7 +296,7 @@ where
 }
 
 /// The stored fields refreshed by a `304`'s (RFC 9111 §3.2, §4.3.4).
-fn merge_304(old: &HeaderMap, new: &HeaderMap, now: std::time::SystemTime) -> HeaderMap {
+fn merge_304(old: &HeaderMap, new: &HeaderMap, now: SystemTime) -> HeaderMap {
     let mut out = old.clone();
     let mut new = new.clone();
     parse::strip_hop_by_hop(&mut new);
@@ -317,42 +320,67 @@ fn merge_304(old: &HeaderMap, new: &HeaderMap, now: std::time::SystemTime) -> He
     out
 }
 
-/// Stores a response for `head` under `key` if it may be stored; returns
-/// what was stored. A response that may not be stored removes the
-/// variant it would have replaced.
+/// A response to `head` as it would be stored: its fields without the
+/// hop-by-hop ones, the request fields its policy reads, and that policy
+/// if the response may be stored.
+struct Judged {
+    headers: HeaderMap,
+    request: HeaderMap,
+    made: Option<(CachePolicy, StaleRules)>,
+}
+
+/// Decides, once, whether a response with `status` and `headers` to
+/// `head` may be stored, as of `now`.
+fn judge(
+    shared: &Shared,
+    head: &Head,
+    status: StatusCode,
+    mut headers: HeaderMap,
+    now: SystemTime,
+) -> Judged {
+    parse::strip_hop_by_hop(&mut headers);
+    let request = policy::request_fields(&head.headers, &headers);
+    let view = policy::store_view(&head.uri, &head.headers, request.clone());
+    let made = policy::policy(&view, status, &headers, now, shared.cfg.opts)
+        .filter(|(p, _)| p.is_storable());
+    Judged {
+        headers,
+        request,
+        made,
+    }
+}
+
+/// Stores a judged response for `head` under `key` if it may be stored;
+/// returns what was stored. A response that may not be stored removes
+/// the variant it would have replaced.
+#[allow(clippy::too_many_arguments)]
 fn store(
     shared: &Shared,
-    key: &str,
+    key: String,
     head: &Head,
     status: StatusCode,
     version: Version,
-    mut headers: HeaderMap,
+    judged: Judged,
     body: Bytes,
+    now: SystemTime,
 ) -> Option<Arc<Stored>> {
-    parse::strip_hop_by_hop(&mut headers);
-    let now = shared.clock.now();
-    let view = policy::request_view(&Method::GET, &head.uri, &head.headers);
-    let made = policy::policy(&view, status, &headers, now, shared.cfg.opts)
-        .filter(|(p, _)| p.is_storable());
-    let key = key.to_owned();
-    let existing = shared.get(&key);
-    let Some((pol, stale)) = made else {
+    let Some((pol, stale)) = judged.made else {
         forget(shared, &key, &head.headers);
         return None;
     };
-    let selecting = policy::selecting(&headers, &head.headers);
-    let request = super::remote::request_fields(&head.headers, &headers);
+    let existing = shared.get(&key);
+    let selecting = policy::selecting(&judged.headers, &head.headers);
     let stored = Arc::new(Stored::new(
         status,
         version,
-        headers,
+        judged.headers,
         body,
         pol,
         stale,
         selecting,
         now,
         head.uri.clone(),
-        request,
+        judged.request,
     ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);
     if keep.is_zero() {
@@ -400,10 +428,8 @@ where
         return Ok(passed(shared, res, outcome));
     }
     let now = shared.clock.now();
-    let view = policy::request_view(&Method::GET, &head.uri, &head.headers);
-    let storable = policy::policy(&view, res.status(), res.headers(), now, shared.cfg.opts)
-        .is_some_and(|(p, _)| p.is_storable());
-    if !storable {
+    let judged = judge(shared, head, res.status(), res.headers().clone(), now);
+    if judged.made.is_none() {
         // Whatever was stored for this request is outdated now (unless this
         // is a part of it, or an answer to the client's own conditions).
         let status = res.status();
@@ -425,12 +451,13 @@ where
     };
     let stored = store(
         shared,
-        &key,
+        key,
         head,
         parts.status,
         parts.version,
-        parts.headers.clone(),
+        judged,
         body.clone(),
+        now,
     );
     outcome.stored = stored.is_some();
     let body = if head.method == Method::HEAD {

@@ -149,7 +149,10 @@ pub(crate) fn seconds(dirs: &[Directive], name: &str) -> Option<Option<u64>> {
 
 /// An HTTP date in any of its three forms (IMF-fixdate, RFC 850, asctime),
 /// from a field that has exactly one line.
-pub(crate) fn single_date(headers: &HeaderMap, name: &str) -> Result<Option<SystemTime>, ()> {
+pub(crate) fn single_date(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<SystemTime>, ()> {
     let mut all = headers.get_all(name).iter();
     let Some(first) = all.next() else {
         return Ok(None);
@@ -163,45 +166,85 @@ pub(crate) fn single_date(headers: &HeaderMap, name: &str) -> Result<Option<Syst
         .map_err(|_| ())
 }
 
-/// A date as `http-cache-semantics` reads it (RFC 2822 with a numeric zone).
+/// A date as `http-cache-semantics` reads it (RFC 2822 with a numeric
+/// zone): `Thu, 01 Jan 1970 00:00:00 +0000`. Written byte by byte, as
+/// every stored response has one or more.
 pub(crate) fn date_value(t: SystemTime) -> HeaderValue {
-    let s = httpdate::fmt_http_date(t);
-    let s = s
-        .strip_suffix("GMT")
-        .map_or(s.clone(), |p| format!("{p}+0000"));
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    // Dates before 1970 are clamped to it (HTTP dates before then are
+    // long expired either way); after 9999 to its last second.
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(253_402_300_799);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian
+    // calendar, counted in 400-year eras from 0000-03-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+
+    let mut b = *b"Thu, 01 Jan 1970 00:00:00 +0000";
+    b[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    let two = |b: &mut [u8], v: u64| {
+        b[0] = b'0' + (v / 10) as u8;
+        b[1] = b'0' + (v % 10) as u8;
+    };
+    two(&mut b[5..7], day);
+    b[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    two(&mut b[12..14], year / 100);
+    two(&mut b[14..16], year % 100);
+    two(&mut b[17..19], rem / 3_600);
+    two(&mut b[20..22], rem / 60 % 60);
+    two(&mut b[23..25], rem % 60);
+    HeaderValue::from_bytes(&b).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 // ---------------------------------------------------------------------------
 // Hop-by-hop fields.
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authentication-info",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Whether `name` is a hop-by-hop field (RFC 9110 §7.6.1).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authentication-info"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
-/// Removes hop-by-hop fields and the fields `Connection` lists.
+/// Removes hop-by-hop fields and the fields `Connection` lists. One pass
+/// over the names; nothing is allocated when there are none (the usual
+/// case).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+    let mut drop: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for name in listed {
+    drop.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in drop {
         headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
     }
 }
 
@@ -329,15 +372,35 @@ mod tests {
             "expires",
             HeaderValue::from_static("Sunday, 06-Nov-94 08:49:37 GMT"),
         );
-        assert!(single_date(&h, "expires").unwrap().is_some());
+        assert!(single_date(&h, &http::header::EXPIRES).unwrap().is_some());
         h.append(
             "expires",
             HeaderValue::from_static("Sun Nov  6 08:49:37 1994"),
         );
-        assert!(single_date(&h, "expires").is_err());
+        assert!(single_date(&h, &http::header::EXPIRES).is_err());
         assert_eq!(
             date_value(SystemTime::UNIX_EPOCH),
             "Thu, 01 Jan 1970 00:00:00 +0000"
         );
+    }
+
+    #[test]
+    fn dates_are_written_as_the_policy_reads_them() {
+        // Every day of several years (leap days, century rules) and the
+        // clamps, against httpdate's own IMF-fixdate with the zone swapped.
+        let day = Duration::from_secs(86_400);
+        let mut t = SystemTime::UNIX_EPOCH + Duration::from_secs(37_230);
+        for _ in 0..(366 * 3) {
+            let want = httpdate::fmt_http_date(t).replace("GMT", "+0000");
+            assert_eq!(date_value(t), want.as_str());
+            t += day;
+        }
+        for secs in [951_782_399u64, 951_868_799, 4_107_542_400, 1_798_761_599] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let want = httpdate::fmt_http_date(t).replace("GMT", "+0000");
+            assert_eq!(date_value(t), want.as_str());
+        }
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(date_value(before), "Thu, 01 Jan 1970 00:00:00 +0000");
     }
 }

@@ -74,6 +74,59 @@ impl ResponseLike for ResView {
 /// `method` is GET for a HEAD (a stored GET answers it).
 pub(crate) fn request_view(method: &Method, uri: &Uri, raw: &HeaderMap) -> ReqView {
     let mut headers = raw.clone();
+    set_request_cc(&mut headers, raw);
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    ReqView {
+        method,
+        uri: uri.clone(),
+        headers,
+    }
+}
+
+/// The view of a GET to `uri` whose response is being stored: of the
+/// request's fields, only those a policy reads (`fields`, made by
+/// [`request_fields`]: `Host`, whether there
+/// was an `Authorization`, the `Vary` selecting fields) and its
+/// `Cache-Control`. The policy keeps its own copy of these, so a stored
+/// response does not hold every field the client sent.
+pub(crate) fn store_view(uri: &Uri, raw: &HeaderMap, fields: HeaderMap) -> ReqView {
+    let mut headers = fields;
+    set_request_cc(&mut headers, raw);
+    ReqView {
+        method: Method::GET,
+        uri: uri.clone(),
+        headers,
+    }
+}
+
+/// The request fields a stored response keeps for its policy.
+pub(crate) fn request_fields(req: &HeaderMap, res: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    if let Some(host) = req.get(header::HOST) {
+        out.insert(header::HOST, host.clone());
+    }
+    if req.contains_key(header::AUTHORIZATION) {
+        // Only that there was one: the policy asks no more.
+        out.insert(header::AUTHORIZATION, HeaderValue::from_static("present"));
+    }
+    for name in parse::vary_fields(res).unwrap_or_default() {
+        for v in req.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Replaces `headers`' `Cache-Control` with the request directives of
+/// `raw`'s the crate reads, in a form it parses.
+fn set_request_cc(headers: &mut HeaderMap, raw: &HeaderMap) {
+    if !raw.contains_key(header::CACHE_CONTROL) {
+        return;
+    }
     let dirs = parse::directives(raw.get_all(header::CACHE_CONTROL));
     headers.remove(header::CACHE_CONTROL);
     let mut cc: Vec<String> = Vec::new();
@@ -100,16 +153,6 @@ pub(crate) fn request_view(method: &Method, uri: &Uri, raw: &HeaderMap) -> ReqVi
         if let Ok(v) = HeaderValue::from_str(&cc.join(", ")) {
             headers.insert(header::CACHE_CONTROL, v);
         }
-    }
-    let method = if method == Method::HEAD {
-        Method::GET
-    } else {
-        method.clone()
-    };
-    ReqView {
-        method,
-        uri: uri.clone(),
-        headers,
     }
 }
 
@@ -224,15 +267,15 @@ fn response_view(
         }
     }
     // Date, Last-Modified: any date form; invalid ones dropped.
-    let date = parse::single_date(raw, "date").ok().flatten();
+    let date = parse::single_date(raw, &header::DATE).ok().flatten();
     if let Some(d) = date {
         h.insert(header::DATE, parse::date_value(d));
     }
-    if let Ok(Some(lm)) = parse::single_date(raw, "last-modified") {
+    if let Ok(Some(lm)) = parse::single_date(raw, &header::LAST_MODIFIED) {
         h.insert(header::LAST_MODIFIED, parse::date_value(lm));
     }
     // Expires: invalid means already expired.
-    match parse::single_date(raw, "expires") {
+    match parse::single_date(raw, &header::EXPIRES) {
         Ok(None) => {}
         Ok(Some(t)) => {
             h.insert(header::EXPIRES, parse::date_value(t));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, Uri};
 
 use super::policy::{self, ReqView};
@@ -23,24 +23,6 @@ use crate::cache::{Codec, HttpCodec};
 use crate::BoxError;
 
 const FORMAT: u8 = 1;
-
-/// The request fields a stored response keeps for its policy.
-pub(crate) fn request_fields(req: &HeaderMap, res: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    if let Some(host) = req.get(header::HOST) {
-        out.insert(header::HOST, host.clone());
-    }
-    if req.contains_key(header::AUTHORIZATION) {
-        // Only that there was one: the policy asks no more.
-        out.insert(header::AUTHORIZATION, HeaderValue::from_static("present"));
-    }
-    for name in super::parse::vary_fields(res).unwrap_or_default() {
-        for v in req.get_all(&name) {
-            out.append(name.clone(), v.clone());
-        }
-    }
-    out
-}
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());

@@ -167,13 +167,17 @@ pub(crate) fn conditions_hold(stored: &Stored, req: &HeaderMap) -> bool {
             .map(str::trim)
             .any(|t| t == "*" || weak(t) == etag);
     }
-    let Ok(Some(since)) = parse::single_date(req, "if-modified-since") else {
+    let Ok(Some(since)) = parse::single_date(req, &http::header::IF_MODIFIED_SINCE) else {
         return false;
     };
-    let last = parse::single_date(&stored.headers, "last-modified")
+    let last = parse::single_date(&stored.headers, &http::header::LAST_MODIFIED)
         .ok()
         .flatten()
-        .or_else(|| parse::single_date(&stored.headers, "date").ok().flatten());
+        .or_else(|| {
+            parse::single_date(&stored.headers, &http::header::DATE)
+                .ok()
+                .flatten()
+        });
     last.is_some_and(|lm| lm <= since)
 }
 

@@ -349,15 +349,19 @@ fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
 /// HEAD share it.
 pub(crate) fn key_of(uri: &Uri, headers: &HeaderMap) -> String {
     let authority = match uri.authority() {
-        Some(a) => a.as_str().to_ascii_lowercase(),
+        Some(a) => a.as_str(),
         None => headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase(),
+            .unwrap_or(""),
     };
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("//{authority}{pq}")
+    let mut key = String::with_capacity(2 + authority.len() + pq.len());
+    key.push_str("//");
+    key.push_str(authority);
+    key[2..].make_ascii_lowercase();
+    key.push_str(pq);
+    key
 }
 
 /// The key of a `Location` / `Content-Location` reference in a response to

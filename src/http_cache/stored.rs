@@ -31,7 +31,7 @@ pub(crate) struct Stored {
     /// Until when it is fresh for a request without directives of its own.
     pub(crate) fresh_until: SystemTime,
     /// The request's URI and the fields of it the policy reads (see
-    /// `remote::request_fields`), to make the policy again elsewhere.
+    /// `policy::request_fields`), to make the policy again elsewhere.
     pub(crate) uri: Uri,
     pub(crate) request: HeaderMap,
 }
