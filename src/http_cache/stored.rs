@@ -98,6 +98,15 @@ impl Stored {
         self.headers.get(http::header::ETAG)
     }
 
+    /// How long the response stays fresh after `now`: the policy's
+    /// `time_to_live`, from what was worked out on arrival instead of
+    /// parsing the fields again (the lifetime and the age only move with
+    /// the clock).
+    pub(crate) fn time_to_live(&self, now: SystemTime) -> Duration {
+        let from = now.max(self.received);
+        self.fresh_until.duration_since(from).unwrap_or_default()
+    }
+
     /// How long the response is worth keeping after `now`: while fresh, and
     /// then as long as it may be served stale (`stale-while-revalidate`,
     /// `stale-if-error`, a request's `max-stale`) or revalidated.
@@ -108,7 +117,7 @@ impl Stored {
                 .max(self.stale.while_revalidate.unwrap_or_default())
                 .max(self.stale.if_error.unwrap_or_default());
         }
-        self.policy.time_to_live(now).saturating_add(after)
+        self.time_to_live(now).saturating_add(after)
     }
 }
 
@@ -181,5 +190,66 @@ impl Variants {
             .cloned()
             .collect();
         (!list.is_empty()).then(|| Variants(list.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use http::header::{HeaderMap, HeaderValue};
+    use http::{Method, StatusCode, Uri, Version};
+    use http_cache_semantics::CacheOptions;
+
+    use super::super::policy;
+    use super::Stored;
+
+    fn stored(cache_control: &str, age: Option<&str>, received: SystemTime) -> Stored {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_str(cache_control).unwrap());
+        if let Some(a) = age {
+            h.insert("age", HeaderValue::from_str(a).unwrap());
+        }
+        let uri = Uri::from_static("/a");
+        let view = policy::request_view(&Method::GET, &uri, &HeaderMap::new());
+        let (pol, stale) =
+            policy::policy(&view, StatusCode::OK, &h, received, CacheOptions::default()).unwrap();
+        let sel = policy::selecting(&h, &HeaderMap::new());
+        Stored::new(
+            StatusCode::OK,
+            Version::HTTP_11,
+            h,
+            bytes::Bytes::new(),
+            pol,
+            stale,
+            sel,
+            received,
+            uri,
+            HeaderMap::new(),
+        )
+    }
+
+    #[test]
+    fn time_to_live_is_the_policys_at_every_instant() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (cc, age) in [
+            ("max-age=60", None),
+            ("max-age=60", Some("15")),
+            ("max-age=60", Some("90")),
+            ("no-cache", None),
+            ("max-age=0", None),
+        ] {
+            let s = stored(cc, age, t0);
+            for dt in [0u64, 1, 30, 44, 45, 59, 60, 61, 3600] {
+                let now = t0 + Duration::from_secs(dt);
+                assert_eq!(
+                    s.time_to_live(now),
+                    s.policy.time_to_live(now),
+                    "{cc} age {age:?} at +{dt}s"
+                );
+            }
+            let before = t0 - Duration::from_secs(5);
+            assert_eq!(s.time_to_live(before), s.policy.time_to_live(before));
+        }
     }
 }
