@@ -170,6 +170,19 @@ fn hits(c: &mut Criterion) {
                 })
             })
         });
+
+        // What a hit pays for its one clock read (the TTL check), in the
+        // same run: `tokio::time::Instant::now()`, the vDSO's
+        // `clock_gettime` outside paused tests.
+        g.bench_function(format!("clock read alone/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_, n| {
+                    for _ in 0..n {
+                        black_box(tokio::time::Instant::now());
+                    }
+                })
+            })
+        });
     }
     g.finish();
 }

@@ -49,6 +49,27 @@ impl Service<u32> for Noop {
     }
 }
 
+/// The harness plus the one clock read an open breaker makes per call to
+/// know whether its open period is over: what a rejection costs when the
+/// breaker itself costs nothing more.
+#[derive(Clone, Copy)]
+struct ClockedNoop(Noop);
+
+impl Service<u32> for ClockedNoop {
+    type Response = u32;
+    type Error = std::io::Error;
+    type Future = Ready<Result<u32, std::io::Error>>;
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+    #[inline]
+    fn call(&mut self, req: u32) -> Self::Future {
+        black_box(tokio::time::Instant::now());
+        self.0.call(req)
+    }
+}
+
 /// poll_ready, call, poll to completion, with a no-op waker.
 #[inline]
 fn drive<S: Service<u32>>(svc: &mut S, req: u32) -> Result<S::Response, S::Error> {
@@ -225,6 +246,12 @@ fn bench(c: &mut Criterion) {
             );
             // The harness alone: the inner service with no breaker.
             service!("no breaker (harness)", Noop { fail });
+            if fail {
+                service!(
+                    "no breaker (harness + one clock read)",
+                    ClockedNoop(Noop { fail })
+                );
+            }
             g.finish();
         }
     }
