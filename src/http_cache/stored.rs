@@ -206,7 +206,10 @@ mod tests {
 
     fn stored(cache_control: &str, age: Option<&str>, received: SystemTime) -> Stored {
         let mut h = HeaderMap::new();
-        h.insert("cache-control", HeaderValue::from_str(cache_control).unwrap());
+        h.insert(
+            "cache-control",
+            HeaderValue::from_str(cache_control).unwrap(),
+        );
         if let Some(a) = age {
             h.insert("age", HeaderValue::from_str(a).unwrap());
         }
