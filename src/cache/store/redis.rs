@@ -226,6 +226,15 @@ impl RedisStore {
         ));
     }
 
+    /// [`RemoteStore::get`], unboxed: the cache's remote tier calls it
+    /// directly on its miss path.
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<Bytes>, crate::BoxError> {
+        self.ensure_listening();
+        let cmd = key_cmd("GET", self.value_arg(key), 0, 0);
+        let v: Option<Vec<u8>> = self.counted(self.shared.link.cmd(cmd).await)?;
+        Ok(v.map(Bytes::from))
+    }
+
     fn counted<T>(&self, r: Result<T, crate::BoxError>) -> Result<T, crate::BoxError> {
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
         r
@@ -350,12 +359,7 @@ fn ms(d: Duration) -> u64 {
 
 impl RemoteStore for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> RemoteFuture<'a, Option<Bytes>> {
-        self.ensure_listening();
-        let cmd = key_cmd("GET", self.value_arg(key), 0, 0);
-        Box::pin(async move {
-            let v: Option<Vec<u8>> = self.counted(self.shared.link.cmd(cmd).await)?;
-            Ok(v.map(Bytes::from))
-        })
+        Box::pin(self.read(key))
     }
 
     fn put<'a>(
