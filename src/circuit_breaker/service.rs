@@ -106,6 +106,7 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
+#[cfg(feature = "redis")]
 impl<S: Clone, C> CircuitBreaker<S, C> {
     /// `poll_ready` and `call` in one step, through `&self`: admits the
     /// call (or fails it with [`Open`]) and calls a clone of the inner
