@@ -9,7 +9,6 @@
 //! timeout per call. It counts what went wrong, by kind.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -17,29 +16,12 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult, Value};
-use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, Open};
 use crate::error::{check, ConfigError};
 use crate::BoxError;
-
-type OpFuture = Pin<Box<dyn Future<Output = RedisResult<Value>> + Send + 'static>>;
-
-/// One operation: what to send on a (cloned) connection.
-pub(crate) struct Op(Box<dyn FnOnce(ConnectionManager) -> OpFuture + Send + 'static>);
-
-impl Op {
-    /// The operation `f` makes on a connection.
-    pub(crate) fn new<F, Fut>(f: F) -> Op
-    where
-        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
-        Fut: Future<Output = RedisResult<Value>> + Send + 'static,
-    {
-        Op(Box::new(move |conn| Box::pin(f(conn))))
-    }
-}
 
 /// The failures of a link, by kind.
 #[derive(Default)]
@@ -100,7 +82,8 @@ impl std::fmt::Debug for LinkSettings {
 /// connection, the breaker and the counters.
 #[derive(Clone)]
 pub(crate) struct Link {
-    breaker: CircuitBreaker<Conn>,
+    breaker: CircuitBreaker<Run>,
+    conn: Arc<ConnShared>,
     pub(crate) client: redis::Client,
     pub(crate) timeout: Duration,
     pub(crate) counters: Arc<LinkCounters>,
@@ -130,22 +113,22 @@ impl Link {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            // Our own timeout bounds each call, connecting included: a
+            // second timer per command would only cost a timer entry.
+            .set_response_timeout(None)
             // Reconnect attempts are cheap but each holds callers until it
             // fails; the breaker, not the reconnect loop, spaces out retries.
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(timeout);
         let counters = Arc::new(LinkCounters::default());
-        let conn = Conn {
-            shared: Arc::new(ConnShared {
-                client: client.clone(),
-                config,
-                connection: Mutex::new(None),
-                timeout,
-                counters: counters.clone(),
-            }),
-        };
+        let conn = Arc::new(ConnShared {
+            client: client.clone(),
+            config,
+            connection: Mutex::new(None),
+            timeout,
+            counters: counters.clone(),
+        });
         // Named for the store, so its metrics (feature `metrics`) say whose
         // breaker it is: `name="cache::RedisStore"`.
         let breaker = breaker.unwrap_or_else(|| {
@@ -157,7 +140,8 @@ impl Link {
                 .expect("a fixed consecutive config is valid")
         });
         Ok(Link {
-            breaker: breaker.layer(conn),
+            breaker: breaker.layer(Run),
+            conn,
             client,
             timeout,
             counters,
@@ -169,10 +153,17 @@ impl Link {
         self.breaker.handle()
     }
 
-    /// Runs `op` behind the breaker and the timeout, and converts its
-    /// answer. Every failure is counted, by kind.
-    pub(crate) async fn run<T: FromRedisValue>(&self, op: Op) -> Result<T, BoxError> {
-        match self.breaker.clone().oneshot(op).await {
+    /// Runs the operation `op` makes on a (cloned) connection, behind the
+    /// breaker and the timeout, and converts its answer. Every failure is
+    /// counted, by kind. One future, no boxes: the breaker judges the
+    /// timed operation itself (see [`Run`]).
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, BoxError>
+    where
+        T: FromRedisValue,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<Value>>,
+    {
+        match self.breaker.call_now(self.conn.timed(op)).await {
             Ok(value) => T::from_redis_value(value).map_err(|err| {
                 self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
                 BoxError::from(redis::RedisError::from(err))
@@ -183,7 +174,7 @@ impl Link {
                         .rejected_by_breaker
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                // Conn counted the others (it knows timeouts from errors).
+                // `timed` counted the others (it knows timeouts from errors).
                 Err(err)
             }
         }
@@ -191,10 +182,8 @@ impl Link {
 
     /// Runs one command.
     pub(crate) async fn cmd<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, BoxError> {
-        self.run(Op::new(move |mut conn| async move {
-            cmd.query_async(&mut conn).await
-        }))
-        .await
+        self.run(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
     }
 
     /// Runs a pipeline of commands in one round trip.
@@ -202,21 +191,37 @@ impl Link {
         &self,
         pipe: redis::Pipeline,
     ) -> Result<T, BoxError> {
-        self.run(Op::new(move |mut conn| async move {
-            pipe.query_async(&mut conn).await
-        }))
-        .await
+        self.run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
     }
 }
 
-// ---- The connection, as the service the breaker wraps --------------------
+// ---- The connection ------------------------------------------------------
 
-/// Runs operations on the managed connection; the circuit breaker wraps it.
-#[derive(Clone)]
-struct Conn {
-    shared: Arc<ConnShared>,
+/// The circuit breaker's inner service: "calling" it with an operation's
+/// future hands that future back, not started, so the breaker admits the
+/// operation (or fails it without running it) and judges its outcome.
+#[derive(Clone, Copy)]
+struct Run;
+
+impl<F, T, E> Service<F> for Run
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Response = T;
+    type Error = E;
+    type Future = F;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), E>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, op: F) -> F {
+        op
+    }
 }
 
+/// The managed connection and what a call needs beside it.
 struct ConnShared {
     client: redis::Client,
     config: ConnectionManagerConfig,
@@ -230,7 +235,44 @@ struct ConnShared {
 }
 
 impl ConnShared {
-    async fn run(&self, op: Op) -> Result<Value, BoxError> {
+    /// `op` under the timeout, its failures counted by kind.
+    async fn timed<F, Fut>(&self, op: F) -> Result<Value, BoxError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<Value>>,
+    {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.run(op)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                // A connection attempt's own timeout: still a timeout.
+                let counter = if err.is_timeout() {
+                    &self.counters.timeouts
+                } else {
+                    &self.counters.redis_errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(err.into())
+            }
+            Err(_) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "Redis gave no answer within {timeout:?}; \
+                         raise the store's timeout if Redis is slow but up"
+                    ),
+                )
+                .into())
+            }
+        }
+    }
+
+    async fn run<F, Fut>(&self, op: F) -> RedisResult<Value>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<Value>>,
+    {
         let connection = {
             let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
             match &*slot {
@@ -245,20 +287,18 @@ impl ConnShared {
                 }
             }
         };
-        match (op.0)(connection).await {
-            Ok(value) => Ok(value),
-            Err(err) => {
-                if broken(&err) {
-                    // The redis crate's manager reconnects when it sees the
-                    // connection drop, but a connection cut in the middle of
-                    // a reply fails every later command with the same parse
-                    // error and is never replaced (a fault test found it
-                    // stuck for good). Drop it: the next call starts afresh.
-                    *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-                Err(err.into())
+        let result = op(connection).await;
+        if let Err(err) = &result {
+            if broken(err) {
+                // The redis crate's manager reconnects when it sees the
+                // connection drop, but a connection cut in the middle of
+                // a reply fails every later command with the same parse
+                // error and is never replaced (a fault test found it
+                // stuck for good). Drop it: the next call starts afresh.
+                *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
+        result
     }
 }
 
@@ -268,51 +308,4 @@ fn broken(err: &redis::RedisError) -> bool {
     matches!(err.kind(), redis::ErrorKind::Parse | redis::ErrorKind::Io)
         || err.is_connection_dropped()
         || err.is_unrecoverable_error()
-}
-
-type ConnFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;
-
-impl Service<Op> for Conn {
-    type Response = Value;
-    type Error = BoxError;
-    type Future = ConnFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, op: Op) -> ConnFuture {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let timeout = shared.timeout;
-            match tokio::time::timeout(timeout, shared.run(op)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(err)) => {
-                    // The connection's own response timeout (the same value)
-                    // may fire first: still a timeout.
-                    let timed_out = err
-                        .downcast_ref::<redis::RedisError>()
-                        .is_some_and(redis::RedisError::is_timeout);
-                    let counter = if timed_out {
-                        &shared.counters.timeouts
-                    } else {
-                        &shared.counters.redis_errors
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    Err(err)
-                }
-                Err(_) => {
-                    shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "Redis gave no answer within {timeout:?}; \
-                             raise the store's timeout if Redis is slow but up"
-                        ),
-                    )
-                    .into())
-                }
-            }
-        })
-    }
 }

@@ -211,6 +211,38 @@ async fn three_replicas_share_one_quota() {
 
 // ---- (c) Redis down: fail fast, count it, reconnect ---------------------
 
+/// A paused Redis (SIGSTOP) answers nothing: the call fails with the
+/// documented `io::ErrorKind::TimedOut` error and counts as a timeout
+/// (the redis crate's own response timeout, which fired at the same
+/// moment and failed it with its own error, is off).
+#[tokio::test]
+async fn a_paused_redis_fails_with_the_documented_timeout_error() {
+    if redis_url().is_none() {
+        return;
+    }
+    let server = OwnServer::start(&[]).await;
+    let store = RedisStore::builder(server.url(""))
+        .timeout(100 * MS)
+        .build()
+        .unwrap();
+    let quota = Quota::new(1_000, Duration::from_secs(1), 1_000).unwrap();
+    let key = fresh_key("paused");
+    go(store.acquire(&key, quota, Duration::ZERO).await.unwrap());
+
+    server.signal("STOP");
+    let err = store
+        .acquire(&key, quota, Duration::ZERO)
+        .await
+        .unwrap_err();
+    server.signal("CONT");
+    let kind = err
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind);
+    assert_eq!(kind, Some(std::io::ErrorKind::TimedOut), "{err:?}");
+    let stats = store.stats();
+    assert_eq!((stats.timeouts, stats.redis_errors), (1, 0), "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_stopped_redis_fails_fast_and_recovers_after_restart() {
     if redis_url().is_none() {

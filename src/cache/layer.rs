@@ -479,9 +479,8 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
             64,
             usize::MAX,
         )?;
-        let remote: Arc<dyn RemoteStore> = Arc::new(remote);
         let tier = Tier2::new(
-            remote.clone(),
+            remote,
             Arc::new(codec),
             |k: &KF::Key| k.to_string(),
             |s: &str| s.parse().ok(),
@@ -492,6 +491,7 @@ impl<Req, Res, KF, C> CacheLayerBuilder<Req, Res, KF, C> {
                 name: self.name.clone(),
             },
         );
+        let remote = tier.store.clone();
         let layer = self.build_any(AnyStore::Memory(memory), Some(tier))?;
         let core = Arc::downgrade(&layer.core);
         let listener: RemoteListener = Arc::new(move |event| {

@@ -2,7 +2,6 @@
 //! background refreshes.
 
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use tower_service::Service;
 
 use super::core::{later, Cached, Core, Policy};
 use super::error::SharedError;
-use super::flight::{Flight, Output};
+use super::flight::{BoxLoad, Flight, Output};
 use super::future::ResponseFuture;
 use super::handle::CacheHandle;
 use super::key::KeyFn;
@@ -228,15 +227,11 @@ where
         rt.spawn(self.load_task(key, hash, req, flight));
     }
 
-    /// The task that calls the inner service once for `key`, stores what
-    /// may be stored and hands the outcome to every waiter.
-    fn load_task(
-        &self,
-        key: KF::Key,
-        hash: u64,
-        req: Req,
-        flight: Arc<Flight<Res>>,
-    ) -> impl Future<Output = ()> + Send + 'static {
+    /// The load that calls the inner service once for `key`, stores what
+    /// may be stored and hands the outcome to every waiter; with a remote
+    /// tier it reads that first (and may be served there). Boxed: it is
+    /// parked in its flight or spawned.
+    fn load_task(&self, key: KF::Key, hash: u64, req: Req, flight: Arc<Flight<Res>>) -> BoxLoad {
         // The guard first: from here on, a panic (even in the inner
         // service's `clone`) completes the flight.
         let guard = LoadGuard {
@@ -248,89 +243,103 @@ where
         };
         let inner = self.inner.clone();
         let policy = self.policy.clone();
-        async move {
-            let core = guard.core.clone();
-            let keep = core.swr.max(core.sie);
-            // With a remote tier: read it, then take the key's lease or
-            // wait for the replica that holds it. (Boxed: the task of a
-            // cache without one stays small.)
-            let mut remote = None;
-            let mut guard = guard;
-            if core.remote.is_some() {
-                match Box::pin(before_load(core.clone(), guard)).await {
-                    Before::Served => return,
-                    Before::Load { guard: g, lease } => {
-                        guard = g;
-                        remote = lease;
+        if guard.core.remote.is_none() {
+            // Without a remote tier the load stays small.
+            return Box::pin(call_inner(guard, inner, policy, req, None));
+        }
+        // Read the remote tier, then take the key's lease or wait for the
+        // replica that holds it; all in the load's one future.
+        Box::pin(async move {
+            match before_load(guard.core.clone(), guard).await {
+                Before::Served => {}
+                Before::Load { guard, lease } => call_inner(guard, inner, policy, req, lease).await,
+            }
+        })
+    }
+}
+
+/// The inner call of a load (after [`before_load`], with a remote tier):
+/// stores what may be stored, answers the waiters, then shares the value
+/// with the remote tier under `remote`'s key and releases its lease.
+async fn call_inner<S, Req, Res, K, KF, C>(
+    guard: LoadGuard<K, Res>,
+    inner: S,
+    policy: Arc<Policy<KF, C>>,
+    req: Req,
+    remote: Option<(String, Option<LeaseHeld<K, Res>>)>,
+) where
+    S: Service<Req, Response = Res>,
+    S::Error: Into<BoxError>,
+    K: Hash + Eq + Clone + Send + Sync,
+    Res: Clone + Send + Sync,
+    C: Classify<Res, S::Error>,
+{
+    let core = guard.core.clone();
+    let keep = core.swr.max(core.sie);
+    let _started = Instant::now();
+    let result = inner.oneshot(req).await;
+    let outcome = policy.classify.classify(&result);
+    let now = Instant::now();
+    record!(core.counters.metrics, |m| m.load.record(now - _started));
+    let shared: Option<Res> = 'outcome: {
+        match (result, outcome) {
+            (Ok(res), Outcome::Success) => {
+                let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
+                core.store
+                    .insert_hashed(guard.hash, guard.key.clone(), entry);
+                record!(core.counters.metrics, |m| m
+                    .evictions
+                    .absolute(core.store.evictions()));
+                let value = remote.is_some().then(|| res.clone());
+                guard.finish(|_| Output::Value { value: res });
+                value
+            }
+            (result, outcome) => {
+                if outcome.is_failure() && !core.sie.is_zero() {
+                    if let Some(Entry {
+                        value: Cached::Response(stale),
+                        fresh_until,
+                        ..
+                    }) = core.store.get_hashed(guard.hash, &guard.key, now)
+                    {
+                        if now < later(fresh_until, core.sie) {
+                            trace_event!(DEBUG, "cache load failed: serving stale entry");
+                            let counters = &core.counters;
+                            guard.finish(|n| {
+                                counters.stale_served(n as u64);
+                                Output::Value { value: stale }
+                            });
+                            break 'outcome None;
+                        }
                     }
                 }
-            }
-            let _started = Instant::now();
-            let result = inner.oneshot(req).await;
-            let outcome = policy.classify.classify(&result);
-            let now = Instant::now();
-            record!(core.counters.metrics, |m| m.load.record(now - _started));
-            let shared: Option<Res> = 'outcome: {
-                match (result, outcome) {
-                    (Ok(res), Outcome::Success) => {
-                        let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
+                match core.error_ttl {
+                    Some(ttl) => {
+                        let cached = match result {
+                            Ok(res) => Cached::Response(res),
+                            Err(e) => Cached::Error(SharedError::new(e.into())),
+                        };
+                        let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
                         core.store
                             .insert_hashed(guard.hash, guard.key.clone(), entry);
-                        record!(core.counters.metrics, |m| m
-                            .evictions
-                            .absolute(core.store.evictions()));
-                        let value = remote.is_some().then(|| res.clone());
-                        guard.finish(|_| Output::Value { value: res });
-                        value
+                        guard.finish(|_| match cached {
+                            Cached::Response(value) => Output::Value { value },
+                            Cached::Error(e) => Output::Shared(e),
+                        });
                     }
-                    (result, outcome) => {
-                        if outcome.is_failure() && !core.sie.is_zero() {
-                            if let Some(Entry {
-                                value: Cached::Response(stale),
-                                fresh_until,
-                                ..
-                            }) = core.store.get_hashed(guard.hash, &guard.key, now)
-                            {
-                                if now < later(fresh_until, core.sie) {
-                                    trace_event!(DEBUG, "cache load failed: serving stale entry");
-                                    let counters = &core.counters;
-                                    guard.finish(|n| {
-                                        counters.stale_served(n as u64);
-                                        Output::Value { value: stale }
-                                    });
-                                    break 'outcome None;
-                                }
-                            }
-                        }
-                        match core.error_ttl {
-                            Some(ttl) => {
-                                let cached = match result {
-                                    Ok(res) => Cached::Response(res),
-                                    Err(e) => Cached::Error(SharedError::new(e.into())),
-                                };
-                                let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
-                                core.store
-                                    .insert_hashed(guard.hash, guard.key.clone(), entry);
-                                guard.finish(|_| match cached {
-                                    Cached::Response(value) => Output::Value { value },
-                                    Cached::Error(e) => Output::Shared(e),
-                                });
-                            }
-                            None => guard.finish(|n| match result {
-                                Ok(value) => Output::Value { value },
-                                Err(e) if n <= 1 => Output::Solo(Some(e.into())),
-                                Err(e) => Output::Shared(SharedError::new(e.into())),
-                            }),
-                        }
-                        None
-                    }
+                    None => guard.finish(|n| match result {
+                        Ok(value) => Output::Value { value },
+                        Err(e) if n <= 1 => Output::Solo(Some(e.into())),
+                        Err(e) => Output::Shared(SharedError::new(e.into())),
+                    }),
                 }
-            };
-            // Share it, then let the replicas waiting for the lease read it.
-            if let Some((rkey, lease)) = remote {
-                Box::pin(after_load(core, rkey, shared, lease)).await;
+                None
             }
         }
+    };
+    // Share it, then let the replicas waiting for the lease read it.
+    if let Some((rkey, lease)) = remote {
+        Box::pin(after_load(core, rkey, shared, lease)).await;
     }
 }
 

@@ -106,6 +106,37 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
+#[cfg(feature = "redis")]
+impl<S: Clone, C> CircuitBreaker<S, C> {
+    /// `poll_ready` and `call` in one step, through `&self`: admits the
+    /// call (or fails it with [`Open`]) and calls a clone of the inner
+    /// service, with the same admission and recording as the two. For a
+    /// crate-internal inner service that is always ready and cheap to
+    /// clone (the Redis link's), so a call costs no clone of the breaker.
+    pub(crate) fn call_now<Req>(&self, req: Req) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Req>,
+    {
+        let shard = &self.shard;
+        let core = &shard.core;
+        match core.admit(&Instant::now) {
+            Admit::Go(ticket) => {
+                let start = if core.times_calls() {
+                    core.nanos(Instant::now()) + 1
+                } else {
+                    0
+                };
+                let fut = self.inner.clone().call(req);
+                ResponseFuture::called(fut, Guard::new(shard.clone(), ticket, start))
+            }
+            Admit::Reject(open) => {
+                core.rejected(shard.stripe);
+                ResponseFuture::rejected(open)
+            }
+        }
+    }
+}
+
 impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
         // A clone shares the breaker but not this service's admission.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::store::{Admission, Quota, RateLimitStore, StoreFuture};
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use crate::error::ConfigError;
-use crate::redis_link::{Link, LinkSettings, Op};
+use crate::redis_link::{Link, LinkSettings};
 
 /// The GCRA script (commented Lua, beside this file).
 const SCRIPT: &str = include_str!("redis_gcra.lua");
@@ -271,7 +271,7 @@ impl<K: fmt::Display> RateLimitStore<K> for RedisStore {
         let counters = self.counters.clone();
         Box::pin(async move {
             let result: Result<(u8, u64), _> = link
-                .run(Op::new(move |mut conn| async move {
+                .run(move |mut conn| async move {
                     script
                         .key(key)
                         .arg(interval)
@@ -279,7 +279,7 @@ impl<K: fmt::Display> RateLimitStore<K> for RedisStore {
                         .arg(max_wait)
                         .invoke_async(&mut conn)
                         .await
-                }))
+                })
                 .await;
             counters.calls.fetch_add(1, Ordering::Relaxed);
             let (taken, wait) = result?;

@@ -186,8 +186,22 @@ impl RedisStore {
         format!("{}v:{key}", self.shared.prefix)
     }
 
-    fn lease_key(&self, key: &str) -> String {
-        format!("{}l:{key}", self.shared.prefix)
+    /// The value's key as a command argument ([`KeyArg`]).
+    fn value_arg<'a>(&'a self, key: &'a str) -> KeyArg<'a> {
+        KeyArg {
+            prefix: &self.shared.prefix,
+            kind: "v:",
+            key,
+        }
+    }
+
+    /// The lease's key as a command argument ([`KeyArg`]).
+    fn lease_arg<'a>(&'a self, key: &'a str) -> KeyArg<'a> {
+        KeyArg {
+            prefix: &self.shared.prefix,
+            kind: "l:",
+            key,
+        }
     }
 
     /// Starts the subscriber task once, when there is a runtime to run it.
@@ -210,6 +224,15 @@ impl RedisStore {
             s.link.timeout.max(Duration::from_millis(500)),
             stop,
         ));
+    }
+
+    /// [`RemoteStore::get`], unboxed: the cache's remote tier calls it
+    /// directly on its miss path.
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<Bytes>, crate::BoxError> {
+        self.ensure_listening();
+        let cmd = key_cmd("GET", self.value_arg(key), 0, 0);
+        let v: Option<Vec<u8>> = self.counted(self.shared.link.cmd(cmd).await)?;
+        Ok(v.map(Bytes::from))
     }
 
     fn counted<T>(&self, r: Result<T, crate::BoxError>) -> Result<T, crate::BoxError> {
@@ -296,19 +319,47 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// `prefix + kind + key`: a Redis key written straight into the command
+/// that uses it, with no string of its own (a read is on the miss path).
+#[derive(Clone, Copy)]
+struct KeyArg<'a> {
+    prefix: &'a str,
+    kind: &'static str,
+    key: &'a str,
+}
+
+impl KeyArg<'_> {
+    fn len(self) -> usize {
+        self.prefix.len() + self.kind.len() + self.key.len()
+    }
+}
+
+impl redis::ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        for part in [self.prefix, self.kind, self.key] {
+            // A command's buffer is a `Vec`: writing to it cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
+    }
+}
+
+/// A command named `name` whose first argument is `key`, its buffer sized
+/// for `extra_args` more arguments of `extra_bytes` in all.
+fn key_cmd(name: &str, key: KeyArg<'_>, extra_args: usize, extra_bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(2 + extra_args, name.len() + key.len() + extra_bytes);
+    cmd.arg(name).arg(key);
+    cmd
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().clamp(1, u128::from(u64::MAX)) as u64
 }
 
 impl RemoteStore for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> RemoteFuture<'a, Option<Bytes>> {
-        self.ensure_listening();
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.redis_key(key));
-        Box::pin(async move {
-            let v: Option<Vec<u8>> = self.counted(self.shared.link.cmd(cmd).await)?;
-            Ok(v.map(Bytes::from))
-        })
+        Box::pin(self.read(key))
     }
 
     fn put<'a>(
@@ -318,8 +369,8 @@ impl RemoteStore for RedisStore {
         ttl: Option<Duration>,
     ) -> RemoteFuture<'a, ()> {
         self.ensure_listening();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.redis_key(key)).arg(value.as_ref());
+        let mut cmd = key_cmd("SET", self.value_arg(key), 3, value.len() + 24);
+        cmd.arg(value.as_ref());
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(ms(ttl));
         }
@@ -332,7 +383,7 @@ impl RemoteStore for RedisStore {
     fn delete<'a>(&'a self, key: &'a str) -> RemoteFuture<'a, ()> {
         self.ensure_listening();
         let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(self.redis_key(key)).ignore();
+        pipe.cmd("DEL").arg(self.value_arg(key)).ignore();
         pipe.cmd("PUBLISH")
             .arg(&self.shared.channel)
             .arg(format!("i{key}"))
@@ -380,15 +431,15 @@ impl RemoteStore for RedisStore {
     fn lease<'a>(&'a self, key: &'a str, ttl: Duration) -> RemoteFuture<'a, Lease> {
         self.ensure_listening();
         let token = LeaseToken::random();
-        let lease_key = self.lease_key(key);
+        let lease_key = self.lease_arg(key);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
-            .arg(&lease_key)
+            .arg(lease_key)
             .arg(token.to_string())
             .arg("NX")
             .arg("PX")
             .arg(ms(ttl));
-        pipe.cmd("PTTL").arg(&lease_key);
+        pipe.cmd("PTTL").arg(lease_key);
         Box::pin(async move {
             let (set, pttl): (Option<String>, i64) =
                 self.counted(self.shared.link.pipe(pipe).await)?;
@@ -404,14 +455,14 @@ impl RemoteStore for RedisStore {
     fn release<'a>(&'a self, key: &'a str, token: LeaseToken) -> RemoteFuture<'a, ()> {
         self.ensure_listening();
         let script = self.shared.release.clone();
-        let lease_key = self.lease_key(key);
+        let lease_key = format!("{}l:{key}", self.shared.prefix);
         let channel = self.shared.channel.clone();
         let message = format!("r{key}");
         Box::pin(async move {
             let r: Result<i64, _> = self
                 .shared
                 .link
-                .run(crate::redis_link::Op::new(move |mut conn| async move {
+                .run(move |mut conn| async move {
                     script
                         .key(lease_key)
                         .arg(token.to_string())
@@ -419,7 +470,7 @@ impl RemoteStore for RedisStore {
                         .arg(message)
                         .invoke_async(&mut conn)
                         .await
-                }))
+                })
                 .await;
             self.counted(r)?;
             Ok(())

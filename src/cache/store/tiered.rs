@@ -45,6 +45,10 @@ pub(crate) use super::tier_counters::{RemoteCounters, RemoteOp};
 /// The cache's remote tier.
 pub(crate) struct Tier2<K, V> {
     pub(crate) store: Arc<dyn RemoteStore>,
+    /// The same store when it is the crate's [`RedisStore`](super::RedisStore):
+    /// reads call it directly, without the trait's boxed future.
+    #[cfg(feature = "redis")]
+    redis: Option<super::RedisStore>,
     codec: Arc<dyn Codec<V>>,
     key_of: fn(&K) -> String,
     key_from: fn(&str) -> Option<K>,
@@ -67,15 +71,21 @@ pub(crate) struct Tier2Config {
 }
 
 impl<K, V> Tier2<K, V> {
-    pub(crate) fn new(
-        store: Arc<dyn RemoteStore>,
+    pub(crate) fn new<R: RemoteStore>(
+        store: R,
         codec: Arc<dyn Codec<V>>,
         key_of: fn(&K) -> String,
         key_from: fn(&str) -> Option<K>,
         config: Tier2Config,
     ) -> Self {
+        #[cfg(feature = "redis")]
+        let redis = (&store as &dyn std::any::Any)
+            .downcast_ref::<super::RedisStore>()
+            .cloned();
         Tier2 {
-            store,
+            store: Arc::new(store),
+            #[cfg(feature = "redis")]
+            redis,
             codec,
             key_of,
             key_from,
@@ -116,7 +126,14 @@ impl<K, V> Tier2<K, V> {
     }
 
     async fn read_counting(&self, key: &str, count_bad: bool) -> Read<V> {
-        let bytes = match self.store.get(key).await {
+        #[cfg(feature = "redis")]
+        let got = match &self.redis {
+            Some(redis) => redis.read(key).await,
+            None => self.store.get(key).await,
+        };
+        #[cfg(not(feature = "redis"))]
+        let got = self.store.get(key).await;
+        let bytes = match got {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Read::Miss,
             Err(_) => return self.counters.failed(RemoteOp::Read, Read::Failed),
