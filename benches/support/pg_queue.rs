@@ -173,8 +173,13 @@ impl<'a> Side<'a> {
 /// Submit to start on an idle queue, the sides taking turns: before each
 /// sample [`IDLE`] passes, then one task is submitted and the time until
 /// its worker starts it recorded. Prints p50 and p99 per side as
-/// `{bench}/submit_to_start/{name}`.
+/// `{bench}/submit_to_start/{name}`. Each side first runs one task
+/// untimed, so that no side's first sample pays for preparing statements.
 pub async fn submit_to_start(bench: &str, sides: &mut [Side<'_>]) {
+    for side in sides.iter_mut() {
+        (side.submit)(u64::MAX / 4).await;
+        side.started.recv().await.unwrap();
+    }
     let mut samples = vec![Vec::with_capacity(LATENCY_SAMPLES); sides.len()];
     for n in 0..LATENCY_SAMPLES as u64 {
         for (side, out) in sides.iter_mut().zip(&mut samples) {
