@@ -25,8 +25,10 @@ pub const BATCH: u64 = 200;
 pub const SUBMIT_CONCURRENCY: usize = 8;
 /// Samples of the idle submit-to-start loop, per side.
 pub const LATENCY_SAMPLES: usize = 200;
-/// The idle time before each submit-to-start sample: every side's workers
-/// are asleep (on `LISTEN`, or between polls) when the task arrives.
+/// The idle time before each submit-to-start sample, at least: every
+/// side's workers are asleep (on `LISTEN`, or between polls) when the task
+/// arrives. Sample `n` waits `IDLE + (n * 7 % 23)` ms, so that a side that
+/// polls is not sampled in step with its poll interval.
 pub const IDLE: Duration = Duration::from_millis(20);
 
 /// TOWER_PATTERNS_PG_URL, or `None` after saying why `bench` measures
@@ -78,6 +80,18 @@ pub async fn ours(
     prefetch: usize,
     started: Option<mpsc::UnboundedSender<Instant>>,
 ) -> PgQueue<u64, u64> {
+    let q = ours_stopped(url, table, workers, prefetch).await;
+    start_ours(&q, started).await;
+    q
+}
+
+/// [`ours`], not started yet.
+pub async fn ours_stopped(
+    url: &str,
+    table: &str,
+    workers: usize,
+    prefetch: usize,
+) -> PgQueue<u64, u64> {
     let pool = Pool::builder()
         .max_size(workers + 8)
         .build(PgManager::from_url(url).unwrap())
@@ -97,6 +111,11 @@ pub async fn ours(
         .build(pool)
         .unwrap();
     q.migrate().await.unwrap();
+    q
+}
+
+/// Starts `q`'s workers on the no-op task of [`ours`].
+pub async fn start_ours(q: &PgQueue<u64, u64>, started: Option<mpsc::UnboundedSender<Instant>>) {
     q.start(service_fn(move |n: u64| {
         if let Some(tx) = &started {
             let _ = tx.send(Instant::now());
@@ -105,7 +124,6 @@ pub async fn ours(
     }))
     .await
     .unwrap();
-    q
 }
 
 /// One criterion benchmark of `group`: per iteration, `reset` (not timed),
@@ -171,7 +189,7 @@ impl<'a> Side<'a> {
 }
 
 /// Submit to start on an idle queue, the sides taking turns: before each
-/// sample [`IDLE`] passes, then one task is submitted and the time until
+/// sample at least [`IDLE`] passes, then one task is submitted and the time until
 /// its worker starts it recorded. Prints p50 and p99 per side as
 /// `{bench}/submit_to_start/{name}`. Each side first runs one task
 /// untimed, so that no side's first sample pays for preparing statements.
@@ -183,7 +201,7 @@ pub async fn submit_to_start(bench: &str, sides: &mut [Side<'_>]) {
     let mut samples = vec![Vec::with_capacity(LATENCY_SAMPLES); sides.len()];
     for n in 0..LATENCY_SAMPLES as u64 {
         for (side, out) in sides.iter_mut().zip(&mut samples) {
-            tokio::time::sleep(IDLE).await;
+            tokio::time::sleep(IDLE + Duration::from_millis(n * 7 % 23)).await;
             let t0 = Instant::now();
             (side.submit)(n).await;
             out.push(side.started.recv().await.unwrap() - t0);

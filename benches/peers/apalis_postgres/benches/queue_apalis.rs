@@ -7,8 +7,11 @@
 //!   result is stored, with 1 and 4 workers; throughput is tasks/s. Ours
 //!   with `prefetch` 0 (the default) and equal to the workers.
 //! - `queue_apalis/submit_to_start`: printed p50 / p99 / max from submit to
-//!   the task starting on an idle queue (20 ms idle before each sample),
+//!   the task starting on an idle queue (20-42 ms idle before each sample),
 //!   200 samples per side, the sides taking turns.
+//! - `queue_apalis/drain_backlog`: printed, once per side: 200 tasks
+//!   submitted while no worker runs, then one worker started and timed
+//!   until all 200 are stored. No submit notifies anyone meanwhile.
 //!
 //! Each side on its own fresh storage: ours on a new table per
 //! configuration (`migrate`), apalis on a new `apalis` schema (its
@@ -298,5 +301,53 @@ fn main() {
         listening.stop().await;
         polling.stop().await;
     });
+    rt.block_on(async {
+        let t = drain_backlog_apalis(&url).await;
+        let q = pg_queue::ours_stopped(&url, &format!("bench_apalis_pgq_drain_{pid}"), 1, 0).await;
+        for n in 0..BATCH {
+            q.submit(n).await.unwrap();
+        }
+        let start = Instant::now();
+        pg_queue::start_ours(&q, None).await;
+        while q.stats().completed < BATCH {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let ours = start.elapsed();
+        q.shutdown(Shutdown::Graceful(Duration::from_secs(5))).await;
+        for (name, d) in [
+            ("tower-patterns PgQueue/workers=1 prefetch=0", ours),
+            ("apalis PostgresStorage/workers=1", t),
+        ] {
+            println!(
+                "queue_apalis/drain_backlog/{name}: {BATCH} tasks in {d:?} ({:.0} tasks/s)",
+                BATCH as f64 / d.as_secs_f64()
+            );
+        }
+    });
     c.final_summary();
+}
+
+/// [`BATCH`] tasks pushed while no apalis worker runs, then the time from
+/// starting one until all are `Done`.
+async fn drain_backlog_apalis(url: &str) -> Duration {
+    Apalis::fresh_schema(url).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let mut storage: PostgresStorage<u64> =
+        PostgresStorage::new_with_config(pool.clone(), Config::new(LISTENING));
+    for n in 0..BATCH {
+        storage.push(n).await.unwrap();
+    }
+    let start = Instant::now();
+    let apalis = Apalis::start(url, LISTENING, 1, true, None).await;
+    while apalis.done().await < BATCH {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let took = start.elapsed();
+    apalis.stop().await;
+    pool.close().await;
+    took
 }
