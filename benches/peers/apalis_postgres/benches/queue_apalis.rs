@@ -25,8 +25,9 @@
 //!   one statement; a worker asleep on `LISTEN` claims as many tasks as it
 //!   has free slots (`FOR UPDATE SKIP LOCKED`, writing its worker id,
 //!   attempt and lease end), runs the task, and stores the result with one
-//!   `UPDATE` guarded by worker id and attempt. Completed = that update is
-//!   done (`PgQueueStats::completed`).
+//!   `UPDATE` guarded by worker id and attempt, which also `NOTIFY`s
+//!   `result()` waiters. Completed = that update is done
+//!   (`PgQueueStats::completed`).
 //! - **apalis** (the documented defaults: `Config` with 100 ms poll,
 //!   buffer 10, keep-alive 30 s; one worker with `.concurrency(workers)`,
 //!   apalis 0.6+'s replacement of several workers; `PgListen` wired so
