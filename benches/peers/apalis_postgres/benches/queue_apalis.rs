@@ -5,7 +5,8 @@
 //! - `queue_apalis/submit_to_completion/*`: 200 no-op `u64` tasks
 //!   submitted 8 at a time, each by its own insert, and run until every
 //!   result is stored, with 1 and 4 workers; throughput is tasks/s. Ours
-//!   with `prefetch` 0 (the default) and equal to the workers.
+//!   with `prefetch` 0 (the default), equal to the workers, and as many as
+//!   apalis's buffer holds beyond its running tasks (10 claimed in all).
 //! - `queue_apalis/submit_to_start`: printed p50 / p99 / max from submit to
 //!   the task starting on an idle queue (20-42 ms idle before each sample),
 //!   200 samples per side, the sides taking turns.
@@ -74,6 +75,9 @@ use tower_patterns::queue::Shutdown;
 mod pg_queue;
 
 use pg_queue::{Side, BATCH};
+
+/// apalis's default `buffer_size`: tasks one worker claims at a time.
+const APALIS_BUFFER: usize = 10;
 
 /// The namespace apalis 0.7.4's `PgListen` wakes (see the module docs).
 const LISTENING: &str = "insert";
@@ -241,7 +245,9 @@ fn main() {
             || apalis.done(),
         );
         rt.block_on(theirs.stop());
-        for prefetch in [0, workers] {
+        // 0 (our default), one per worker, and apalis's buffer: 10 tasks
+        // claimed per worker, `workers` of them running.
+        for prefetch in [0, workers, APALIS_BUFFER - workers] {
             let q = rt.block_on(pg_queue::ours(
                 &url,
                 &format!("bench_apalis_pgq_{workers}_{prefetch}_{pid}"),
