@@ -11,8 +11,10 @@
 //!   task starting on an idle queue (workers asleep on `LISTEN`), 200
 //!   samples each.
 //!
-//! apalis's PostgreSQL backend is not measured: it needs sqlx, too heavy to
-//! build on the CI machine.
+//! apalis's PostgreSQL backend is measured beside ours in a package of its
+//! own, benches/peers/apalis_postgres/ (sqlx is heavy; CI does not build
+//! it): `scripts/bench.py --bench queue_apalis`. Both benches share the
+//! batch and submit-to-start loops of benches/support/pg_queue.rs.
 //!
 //! Needs a PostgreSQL: `eval "$(bash .ci/postgres.sh | tail -1)"`, then
 //! `cargo bench --all-features --bench queue_postgres`. Without
@@ -24,17 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
-use futures::StreamExt;
+use criterion::Throughput;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
-use tower::{service_fn, BoxError};
-use tower_patterns::pool::postgres::PgManager;
-use tower_patterns::pool::Pool;
-use tower_patterns::queue::backend::postgres::PgQueue;
 use tower_patterns::queue::Shutdown;
 
-const BATCH: u64 = 200;
+#[path = "support/pg_queue.rs"]
+mod pg_queue;
+
+use pg_queue::{Side, BATCH};
 
 async fn connect(url: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
@@ -165,77 +165,15 @@ impl Plain {
     }
 }
 
-// ---- ours ------------------------------------------------------------------
-
-async fn ours(
-    url: &str,
-    table: &str,
-    workers: usize,
-    prefetch: usize,
-    started: Option<mpsc::UnboundedSender<Instant>>,
-) -> PgQueue<u64, u64> {
-    let pool = Pool::builder()
-        .max_size(workers + 8)
-        .build(PgManager::from_url(url).unwrap())
-        .unwrap();
-    let conn = pool.acquire().await.unwrap();
-    conn.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_schema"
-    ))
-    .await
-    .unwrap();
-    drop(conn);
-    let q: PgQueue<u64, u64> = PgQueue::builder()
-        .table(table)
-        .workers(workers)
-        .prefetch(prefetch)
-        .retain_results(Duration::ZERO) // so cleanup empties the table between batches
-        .build(pool)
-        .unwrap();
-    q.migrate().await.unwrap();
-    q.start(service_fn(move |n: u64| {
-        if let Some(tx) = &started {
-            let _ = tx.send(Instant::now());
-        }
-        async move { Ok::<_, BoxError>(n * 2) }
-    }))
-    .await
-    .unwrap();
-    q
-}
-
-/// Waits until `done()` reaches `target` (checked every 200 µs).
-async fn until(target: u64, done: impl Fn() -> u64) {
-    while done() < target {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+// ---- the run ---------------------------------------------------------------
 
 fn main() {
-    let Some(url) = std::env::var("TOWER_PATTERNS_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!(
-            "queue_postgres: skipped, TOWER_PATTERNS_PG_URL is not set \
-             (start PostgreSQL with `eval \"$(bash .ci/postgres.sh | tail -1)\"`)"
-        );
+    let Some(url) = pg_queue::pg_url("queue_postgres") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pg_queue::runtime();
     let pid = std::process::id();
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
+    let mut c = pg_queue::criterion();
     let mut group = c.benchmark_group("queue_postgres/submit_to_completion");
     group.throughput(Throughput::Elements(BATCH));
     for workers in [1usize, 4] {
@@ -244,101 +182,67 @@ fn main() {
             p.spawn_workers(workers).await;
             p
         });
-        group.bench_function(format!("plain SKIP LOCKED loop/workers={workers}"), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let plain = &plain;
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        plain
-                            .submitter
-                            .batch_execute(&format!("DELETE FROM {}", plain.table))
-                            .await
-                            .unwrap();
-                        let target = plain.completed.load(Ordering::Relaxed) + BATCH;
-                        let start = Instant::now();
-                        futures::stream::iter(0..BATCH)
-                            .for_each_concurrent(8, |n| plain.submit(n))
-                            .await;
-                        until(target, || plain.completed.load(Ordering::Relaxed)).await;
-                        total += start.elapsed();
-                    }
-                    total
-                }
-            })
-        });
+        let plain = &plain;
+        pg_queue::bench_batches(
+            &mut group,
+            &rt,
+            format!("plain SKIP LOCKED loop/workers={workers}"),
+            || async move {
+                plain
+                    .submitter
+                    .batch_execute(&format!("DELETE FROM {}", plain.table))
+                    .await
+                    .unwrap();
+            },
+            |n| plain.submit(n),
+            || async move { plain.completed.load(Ordering::Relaxed) },
+        );
         for prefetch in [0, workers] {
-            let q = rt.block_on(ours(
+            let q = rt.block_on(pg_queue::ours(
                 &url,
                 &format!("bench_pgq_{workers}_{prefetch}_{pid}"),
                 workers,
                 prefetch,
                 None,
             ));
-            group.bench_function(
+            let q = &q;
+            pg_queue::bench_batches(
+                &mut group,
+                &rt,
                 format!("tower-patterns PgQueue/workers={workers} prefetch={prefetch}"),
-                |b| {
-                    b.to_async(&rt).iter_custom(|iters| {
-                        let q = &q;
-                        async move {
-                            let mut total = Duration::ZERO;
-                            for _ in 0..iters {
-                                black_box(q.cleanup().await.unwrap());
-                                let target = q.stats().completed + BATCH;
-                                let start = Instant::now();
-                                futures::stream::iter(0..BATCH)
-                                    .for_each_concurrent(8, |n| async move {
-                                        q.submit(n).await.unwrap();
-                                    })
-                                    .await;
-                                until(target, || q.stats().completed).await;
-                                total += start.elapsed();
-                            }
-                            total
-                        }
-                    })
+                || async move {
+                    black_box(q.cleanup().await.unwrap());
                 },
+                |n| async move {
+                    q.submit(n).await.unwrap();
+                },
+                || async move { q.stats().completed },
             );
             rt.block_on(q.shutdown(Shutdown::Graceful(Duration::from_secs(5))));
         }
     }
     group.finish();
 
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    if pg_queue::listing_only() {
         return;
     }
-    // Submit to start on an idle queue: one task at a time, the worker
-    // asleep on LISTEN before each.
-    const SAMPLES: usize = 200;
     rt.block_on(async {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let plain = Plain::new(&url, &format!("bench_plain_lat_{pid}"), Some(tx)).await;
         plain.spawn_workers(1).await;
-        let (tx, mut qrx) = mpsc::unbounded_channel();
-        let q = ours(&url, &format!("bench_pgq_lat_{pid}"), 1, 0, Some(tx)).await;
-        let (mut theirs, mut mine) = (Vec::new(), Vec::new());
-        for i in 0..SAMPLES as u64 {
-            tokio::time::sleep(Duration::from_millis(20)).await; // idle
-            let t0 = Instant::now();
-            plain.submit(i).await;
-            theirs.push(rx.recv().await.unwrap() - t0);
-            tokio::time::sleep(Duration::from_millis(20)).await; // idle
-            let t0 = Instant::now();
-            q.submit(i).await.unwrap();
-            mine.push(qrx.recv().await.unwrap() - t0);
-        }
-        theirs.sort();
-        mine.sort();
-        for (name, v) in [
-            ("plain SKIP LOCKED loop", &theirs),
-            ("tower-patterns PgQueue", &mine),
-        ] {
-            println!(
-                "queue_postgres/submit_to_start/{name}: p50 {:?} p99 {:?} ({SAMPLES} samples)",
-                percentile(v, 0.5),
-                percentile(v, 0.99)
-            );
-        }
+        let (tx, qrx) = mpsc::unbounded_channel();
+        let q = pg_queue::ours(&url, &format!("bench_pgq_lat_{pid}"), 1, 0, Some(tx)).await;
+        let (plain, q) = (&plain, &q);
+        pg_queue::submit_to_start(
+            "queue_postgres",
+            &mut [
+                Side::new("plain SKIP LOCKED loop", rx, |n| plain.submit(n)),
+                Side::new("tower-patterns PgQueue", qrx, |n| async move {
+                    q.submit(n).await.unwrap();
+                }),
+            ],
+        )
+        .await;
         q.shutdown(Shutdown::Graceful(Duration::from_secs(5))).await;
         let _ = plain
             .submitter

@@ -7,7 +7,14 @@
 
 Each run calls `cargo bench --all-features --bench NAME -- --warm-up-time W
 --measurement-time M --noplot [FILTER]` for every bench asked for (run 1 of
-every bench, then run 2, ...). After each call, criterion's `new/estimates.json`
+every bench, then run 2, ...).
+
+A bench whose table in benches/tables.toml has `manifest = "PATH/Cargo.toml"`
+lives in a package of its own (a peer with heavy dependencies that CI does not
+build): it runs only when asked for by `--bench NAME`, built and run with
+`--manifest-path PATH/Cargo.toml` and the same target directory.
+
+After each call, criterion's `new/estimates.json`
 and `new/benchmark.json` of the benchmarks it just measured are copied to
 TARGET/bench-runs/STAMP/run-K/, and their point estimates are collected.
 
@@ -72,17 +79,36 @@ def load_config():
         return tomllib.load(f)["table"]
 
 
+def manifests():
+    """{bench: its package's Cargo.toml} for the benches of benches/tables.toml outside the crate."""
+    return {t["bench"]: t["manifest"] for t in load_config() if "bench" in t and "manifest" in t}
+
+
+def cargo_bench(bench_args, manifest=None):
+    """`cargo bench --all-features` of the crate, or of the package at `manifest` (relative to the
+    root), then `bench_args`; the environment pins the target directory, so both write criterion's
+    results to the same place."""
+    cmd = ["cargo", "bench", "--all-features"]
+    if manifest:
+        cmd += ["--manifest-path", str(ROOT / manifest)]
+    return cmd + bench_args
+
+
+def cargo_env():
+    return {**os.environ, "CARGO_TARGET_DIR": str(target_dir())}
+
+
 def run_bench(bench, args, run_dir):
     """One `cargo bench` call; returns {full_id: {"throughput", "ns"}} for what it measured."""
     crit = target_dir() / "criterion"
-    cmd = ["cargo", "bench", "--all-features", "--bench", bench, "--",
+    cmd = cargo_bench(["--bench", bench, "--",
            "--warm-up-time", str(args.warm_up_time), "--measurement-time", str(args.measurement_time),
-           "--noplot"]
+           "--noplot"], manifests().get(bench))
     if args.filter:
         cmd.append(args.filter)
     print("$", " ".join(cmd), flush=True)
     before = {p: p.stat().st_mtime_ns for p in crit.glob("**/new/benchmark.json")}
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, env=cargo_env())
     measured = {}
     for meta_path in crit.glob("**/new/benchmark.json"):
         if before.get(meta_path) == meta_path.stat().st_mtime_ns:
@@ -329,7 +355,7 @@ def main():
     )
     p.add_argument("-n", "--runs", type=int, default=5, help="runs of each bench, back to back (default 5)")
     p.add_argument("--bench", action="append", help="a bench of benches/ (repeat; default: every bench "
-                   "benches/tables.toml names)")
+                   "benches/tables.toml names, but those of peer packages, which run only when named)")
     p.add_argument("--filter", help="criterion filter (a regex on benchmark ids)")
     p.add_argument("--warm-up-time", type=float, default=1, help="criterion --warm-up-time in s (default 1)")
     p.add_argument("--measurement-time", type=float, default=2,
@@ -342,11 +368,16 @@ def main():
     args = p.parse_args()
 
     if not args.render_only:
-        benches = args.bench or sorted({t["bench"] for t in load_config() if "bench" in t})
+        benches = args.bench or sorted({t["bench"] for t in load_config() if "bench" in t and "manifest" not in t})
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         runs_dir = target_dir() / "bench-runs" / stamp
-        subprocess.run(["cargo", "bench", "--all-features", "--no-run",
-                        *[a for b in benches for a in ("--bench", b)]], cwd=ROOT, check=True)
+        outside = manifests()
+        builds = {}  # manifest (None: the crate) -> its benches, built up front
+        for b in benches:
+            builds.setdefault(outside.get(b), []).append(b)
+        for manifest, names in builds.items():
+            subprocess.run(cargo_bench(["--no-run", *[a for b in names for a in ("--bench", b)]], manifest),
+                           cwd=ROOT, check=True, env=cargo_env())
         collected = {b: [] for b in benches}
         for k in range(1, args.runs + 1):
             for bench in benches:
