@@ -185,6 +185,50 @@ async fn a_zombies_late_result_is_refused() {
 }
 
 #[tokio::test]
+async fn a_worker_that_goes_from_task_to_task_still_reaps_expired_leases() {
+    let Some(url) = pg_url() else { return };
+    let t = unique_name("q_busy_reap");
+    // One worker (reaping every lease / 4 = 500 ms) with a long backlog: it
+    // stores each result and claims its next task in one statement, so its
+    // claiming loop never gets a free slot until the backlog is gone.
+    let q: PgQueue<u32, u32> = queue(&url, builder(&t).worker_id("a").workers(1)).await;
+    const BACKLOG: u64 = 4_000;
+    sql(
+        &url,
+        &format!(
+            "INSERT INTO {t} (payload, max_attempts)
+             SELECT to_jsonb(g), 3 FROM generate_series(1, {BACKLOG}) g"
+        ),
+    )
+    .await;
+    q.start(doubler()).await.unwrap();
+    wait_until("the worker to be busy with the backlog", LONG, || async {
+        (q.stats().completed >= 20).then_some(())
+    })
+    .await;
+    // Another worker died holding a task: its lease has run out.
+    sql(
+        &url,
+        &format!(
+            "INSERT INTO {t} (payload, max_attempts, status, attempts, worker_id, lease_until)
+             VALUES ('0', 3, 'running', 1, 'gone', now() - interval '1 second')"
+        ),
+    )
+    .await;
+    wait_until("the expired lease to be reaped", LONG, || async {
+        (q.stats().reaped == 1).then_some(())
+    })
+    .await;
+    // Reaped while the backlog was still being worked, not after it.
+    let completed = q.stats().completed;
+    assert!(
+        completed < BACKLOG,
+        "reaped only after the backlog ({completed} of {BACKLOG} done)"
+    );
+    q.shutdown(Shutdown::Graceful(LONG)).await;
+}
+
+#[tokio::test]
 async fn a_worker_that_lost_its_lease_drops_the_task_at_its_next_heartbeat() {
     let Some(url) = pg_url() else { return };
     let t = unique_name("q_lost");

@@ -34,6 +34,7 @@ pub(super) struct Sql {
     pub(super) claim: String,
     pub(super) heartbeat: String,
     pub(super) complete: String,
+    pub(super) complete_claim: String,
     pub(super) fail: String,
     pub(super) bury: String,
     pub(super) release: String,
@@ -114,6 +115,37 @@ impl Sql {
                    WHERE {guard}
                    RETURNING id)
                  SELECT id, pg_notify('{done}', id::text)::text FROM done"
+            ),
+            // `complete` and a claim in one round trip, for a worker that
+            // goes on with its next task: $4 result JSON, $5 lease ms, $6 how
+            // many to claim. The stored outcome's row (kind 0), then the
+            // claimed rows (kind 1) as `claim` returns them, without `due`.
+            complete_claim: format!(
+                "WITH done AS (
+                   UPDATE {t} SET status = 'completed', result = $4::text::jsonb,
+                       last_error = NULL, worker_id = NULL, lease_until = NULL,
+                       finished_at = now()
+                   WHERE {guard}
+                   RETURNING id),
+                 picked AS (
+                   SELECT id FROM {t}
+                   WHERE status = 'pending' AND run_at <= now()
+                   ORDER BY run_at, id
+                   LIMIT $6
+                   FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                   UPDATE {t} AS t
+                   SET status = 'running', attempts = t.attempts + 1, worker_id = $2,
+                       lease_until = now() + {lease}, started_at = now()
+                   FROM picked WHERE t.id = picked.id
+                   RETURNING t.id, t.payload::text AS payload, t.attempts,
+                       EXTRACT(EPOCH FROM now() - t.run_at)::float8 AS waited)
+                 SELECT 0 AS kind, id, NULL::text AS payload, NULL::int4 AS attempts,
+                     NULL::float8 AS waited, pg_notify('{done}', id::text)::text
+                 FROM done
+                 UNION ALL
+                 SELECT 1, id, payload, attempts, waited, NULL FROM claimed",
+                lease = ms!(5),
             ),
             // $4 error text, $5 backoff ms. Dead once attempts reach max_attempts.
             fail: format!(

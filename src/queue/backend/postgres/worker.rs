@@ -79,26 +79,28 @@ where
         if *phase.borrow() != Phase::Running {
             break;
         }
+        // Every slot may stay busy for long (tasks that run long, or slots
+        // that go from task to task, claiming the next as they store the
+        // last): the reaping and cleanup are kept on time regardless.
+        let upkeep_at = last_reap
+            .map_or_else(Instant::now, |t| crate::time::deadline(t, reap_every))
+            .min(crate::time::deadline(
+                last_cleanup,
+                crate::time::capped(cfg.cleanup_interval),
+            ));
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the slots are never closed"),
             _ = phase.changed() => continue,
+            _ = tokio::time::sleep_until(upkeep_at) => {
+                upkeep(&shared, &mut last_reap, &mut last_cleanup, reap_every).await;
+                continue;
+            }
         };
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
-        if last_reap.is_none_or(|t| t.elapsed() >= reap_every) {
-            last_reap = Some(Instant::now());
-            if let Err(_e) = reap(&shared).await {
-                add(&shared.counters.db_errors, 1);
-            }
-        }
-        if last_cleanup.elapsed() >= crate::time::capped(cfg.cleanup_interval) {
-            last_cleanup = Instant::now();
-            if let Ok(n) = cleanup(&shared).await {
-                add(&shared.counters.cleaned, n);
-            }
-        }
+        upkeep(&shared, &mut last_reap, &mut last_cleanup, reap_every).await;
         let claimed = claim(&shared, permits.len()).await;
         let (rows, due) = match claimed {
             Ok(claimed) => claimed,
@@ -159,6 +161,28 @@ where
     }
     // Wait for the tasks to finish or hand themselves back.
     let _all = slots.acquire_many(claims as u32).await;
+}
+
+/// Reaps expired leases every `reap_every` and deletes old rows every
+/// cleanup interval, whichever is due.
+async fn upkeep(
+    shared: &Shared,
+    last_reap: &mut Option<Instant>,
+    last_cleanup: &mut Instant,
+    reap_every: Duration,
+) {
+    if last_reap.is_none_or(|t| t.elapsed() >= reap_every) {
+        *last_reap = Some(Instant::now());
+        if let Err(_e) = reap(shared).await {
+            add(&shared.counters.db_errors, 1);
+        }
+    }
+    if last_cleanup.elapsed() >= crate::time::capped(shared.cfg.cleanup_interval) {
+        *last_cleanup = Instant::now();
+        if let Ok(n) = cleanup(shared).await {
+            add(&shared.counters.cleaned, n);
+        }
+    }
 }
 
 /// Claims up to `n` tasks; also returns the milliseconds until the next
@@ -270,10 +294,12 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Runs a claimed task, and while each one completes with a next task
+/// claimed in the same statement, that one too, on the same claim slot.
 async fn run_task<Req, Res, S>(
     shared: Arc<Shared>,
     mut svc: S,
-    task: Claimed,
+    mut task: Claimed,
     _claim: OwnedSemaphorePermit,
     run_slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
@@ -284,7 +310,27 @@ async fn run_task<Req, Res, S>(
     S::Error: Into<BoxError>,
     S::Future: Send,
 {
-    let shared = &*shared;
+    while let Some(next) = run_one(&shared, &mut svc, task, &run_slots, &mut phase).await {
+        task = next;
+    }
+}
+
+/// Runs one claimed task and stores its outcome; returns the next task if
+/// the success was stored together with a claim (see `complete`).
+async fn run_one<Req, Res, S>(
+    shared: &Shared,
+    svc: &mut S,
+    task: Claimed,
+    run_slots: &Semaphore,
+    phase: &mut watch::Receiver<Phase>,
+) -> Option<Claimed>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Res: Serialize + Send + 'static,
+    S: Service<Req, Response = Res> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+{
     let c = &shared.counters;
     add(&c.running, 1);
     shared.record_running();
@@ -301,7 +347,7 @@ async fn run_task<Req, Res, S>(
             add(&c.corrupt, 1);
             add(&c.dead, 1);
             shared.record_outcome(Outcome::Dead, 1);
-            return;
+            return None;
         }
     };
     // Not started until it has a run slot and the service is ready: a
@@ -340,29 +386,29 @@ async fn run_task<Req, Res, S>(
                         // Reclaimed or cancelled: someone else owns it now.
                         trace_event!(WARN, id = task.id, "queue: lease lost, task dropped");
                         add(&c.lease_lost, 1);
-                        return;
+                        return None;
                     }
                     Ok(_) => {}
                     Err(_) => add(&c.db_errors, 1),
                 }
             }
-            _ = until(&mut phase, stop) => {
+            _ = until(phase, stop) => {
                 release(shared, &task, !started.load(Ordering::Relaxed)).await;
-                return;
+                return None;
             }
         }
     };
-    let sql = &shared.cfg.sql;
+    let mut next = None;
     let written = match outcome.map(|res| serde_json::to_string(&res)) {
-        Ok(Ok(json)) => guarded(shared, &sql.complete, &task, &[(&json, Type::TEXT)])
-            .await
-            .map(|rows| {
-                if !rows.is_empty() {
-                    add(&c.completed, 1);
-                    shared.record_outcome(Outcome::Completed, 1);
-                }
-                !rows.is_empty()
-            }),
+        Ok(Ok(json)) => {
+            let going_on = *phase.borrow() == Phase::Running;
+            complete(shared, &task, &json, going_on)
+                .await
+                .map(|(stored, claimed)| {
+                    next = claimed;
+                    stored
+                })
+        }
         Ok(Err(e)) => fail(shared, &task, format!("result could not be encoded: {e}")).await,
         Err(msg) => fail(shared, &task, msg).await,
     };
@@ -375,6 +421,72 @@ async fn run_task<Req, Res, S>(
         }
         Err(_) => add(&c.db_errors, 1),
     }
+    next
+}
+
+/// Stores a success; with `claim_next`, claims the worker's next task in
+/// the same statement (one round trip instead of two: the claim slot goes
+/// on at once instead of going back to the claiming loop). Returns whether
+/// the outcome was stored (false: refused, the lease was lost) and the
+/// claimed task. If that statement fails it is not retried as it is (its
+/// claim may have gone through): the outcome is stored alone, with retries.
+async fn complete(
+    shared: &Shared,
+    task: &Claimed,
+    json: &str,
+    claim_next: bool,
+) -> Result<(bool, Option<Claimed>), PgQueueError> {
+    let c = &shared.counters;
+    let sql = &shared.cfg.sql;
+    let stored = |n: usize| {
+        if n > 0 {
+            add(&c.completed, 1);
+            shared.record_outcome(Outcome::Completed, 1);
+        }
+        n > 0
+    };
+    if claim_next {
+        let lease = millis(shared.cfg.lease);
+        let one = 1i64;
+        let params: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&task.id, Type::INT8),
+            (&shared.cfg.worker_id, Type::TEXT),
+            (&task.attempt, Type::INT4),
+            (&json, Type::TEXT),
+            (&lease, Type::FLOAT8),
+            (&one, Type::INT8),
+        ];
+        match shared
+            .work(task.id as u64, &sql.complete_claim, &params)
+            .await
+        {
+            Ok(rows) => {
+                let claimed_at = Instant::now();
+                let mut done = 0;
+                let mut next = None;
+                for r in &rows {
+                    if r.get::<_, i32>(0) == 0 {
+                        done += 1;
+                    } else {
+                        next = Some(Claimed {
+                            id: r.get(1),
+                            payload: r.get(2),
+                            attempt: r.get(3),
+                            waited: r.get::<_, Option<f64>>(4).unwrap_or(0.0),
+                            claimed_at,
+                        });
+                    }
+                }
+                if next.is_some() {
+                    add(&c.claimed, 1);
+                }
+                return Ok((stored(done), next));
+            }
+            Err(_) => add(&c.db_errors, 1),
+        }
+    }
+    let rows = guarded(shared, &sql.complete, task, &[(&json, Type::TEXT)]).await?;
+    Ok((stored(rows.len()), None))
 }
 
 /// Stores a failure: pending again after the backoff, or dead after the
