@@ -35,7 +35,7 @@ pub(crate) struct Counters {
 
 /// Everything the queue handles, handles and workers share.
 pub(crate) struct Shared<Req, Res, E> {
-    pub(crate) jobs: Padded<Mutex<Jobs<Req, Res, E>>>,
+    pub(crate) jobs: Mutex<Jobs<Req, Res, E>>,
     pub(crate) table: TaskTable<Res, E>,
     pub(crate) counters: Counters,
     pub(crate) capacity: usize,
@@ -76,7 +76,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         max_retained: usize,
     ) -> Self {
         Shared {
-            jobs: Padded(Mutex::new(Jobs::new(workers, capacity))),
+            jobs: Mutex::new(Jobs::new(workers, capacity)),
             table: TaskTable::new(retain, max_retained),
             counters: Counters::default(),
             capacity,
