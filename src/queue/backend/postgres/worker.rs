@@ -353,9 +353,16 @@ where
     // Not started until it has a run slot and the service is ready: a
     // shutdown hands it back. The lease is renewed from the claim on.
     let started = AtomicBool::new(false);
+    let phase_now = phase.clone();
     let work = async {
         let _slot = run_slots.acquire().await.expect("never closed");
         svc.ready().await.map_err(|e| e.into().to_string())?;
+        if *phase_now.borrow() != Phase::Running {
+            // A shutdown began while this task waited for its run slot:
+            // it is handed back (the `until` below), never started, even
+            // if the slot came free before that was noticed.
+            std::future::pending::<()>().await;
+        }
         started.store(true, Ordering::Relaxed);
         let began = shared.record_started(task.waited, task.claimed_at);
         let out = match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
