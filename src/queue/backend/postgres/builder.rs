@@ -91,8 +91,9 @@ impl PgQueueBuilder {
     }
 
     /// Tasks claimed ahead of the workers (default 0): a worker that
-    /// finishes starts the next task at once instead of waiting for a
-    /// claim round trip, which raises throughput for short tasks. Tasks
+    /// finishes starts the next task at once instead of waiting for the
+    /// round trip that stores its result and claims its next one, which
+    /// raises throughput for very short tasks. Tasks
     /// claimed ahead are heartbeated like running ones and handed back by a
     /// shutdown, but no other process can run them meanwhile: keep it 0
     /// for long tasks spread over many processes.

@@ -52,7 +52,9 @@
 //! - **At-least-once with leases.** Workers claim with
 //!   `FOR UPDATE SKIP LOCKED`, as many tasks as they have free slots, and
 //!   write their worker id, the attempt number and a lease end into the
-//!   row; a running task renews its lease every `heartbeat`. A task whose
+//!   row; a worker that stores a success claims its next task in the same
+//!   statement (one round trip per task while there is work); a running
+//!   task renews its lease every `heartbeat`. A task whose
 //!   worker died is reclaimed once its lease runs out. Every write a worker
 //!   makes about a task is guarded by its worker id and attempt number: a
 //!   worker that lost the lease (a zombie that paused past it) has its

@@ -1,7 +1,10 @@
 //! The workers: one claiming loop per handle that claims as many tasks as
-//! there are free slots (`FOR UPDATE SKIP LOCKED`), and one tokio task per
-//! claimed task that decodes it, runs it with heartbeats, and stores the
-//! outcome guarded by worker id and attempt.
+//! there are free slots (`FOR UPDATE SKIP LOCKED`) and keeps the reaping and
+//! cleanup on time, and one tokio task per claim slot that decodes its
+//! task, runs it with heartbeats, and stores the outcome guarded by worker
+//! id and attempt; a success is stored together with the claim of the
+//! slot's next task, so a busy slot goes from task to task in one round
+//! trip each.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
