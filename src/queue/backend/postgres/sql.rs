@@ -57,6 +57,27 @@ impl Sql {
         let new = format!("{t}_new");
         let done = format!("{t}_done");
         let guard = "id = $1 AND status = 'running' AND worker_id = $2 AND attempts = $3";
+        // The claim shared by `claim` and `complete_claim`: `picked` (up to
+        // `n` due pending tasks, `SKIP LOCKED`) and `claimed` (them, now
+        // running for `worker` with a lease of `lease`), with `waited`:
+        // seconds since each was due.
+        let claim_ctes = |worker: &str, lease: &str, n: &str| {
+            format!(
+                "picked AS (
+                   SELECT id FROM {t}
+                   WHERE status = 'pending' AND run_at <= now()
+                   ORDER BY run_at, id
+                   LIMIT {n}
+                   FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                   UPDATE {t} AS t
+                   SET status = 'running', attempts = t.attempts + 1, worker_id = {worker},
+                       lease_until = now() + {lease}, started_at = now()
+                   FROM picked WHERE t.id = picked.id
+                   RETURNING t.id, t.payload::text AS payload, t.attempts,
+                       EXTRACT(EPOCH FROM now() - t.run_at)::float8 AS waited)"
+            )
+        };
         Sql {
             // $1 payload, $2 max_attempts, $3 run_at (absolute) or NULL,
             // $4 delay ms or NULL, $5 idempotency key or NULL.
@@ -78,19 +99,7 @@ impl Sql {
             // out when the claim came up short: a full claim looks again at
             // once, and skips the two scans.
             claim: format!(
-                "WITH picked AS (
-                   SELECT id FROM {t}
-                   WHERE status = 'pending' AND run_at <= now()
-                   ORDER BY run_at, id
-                   LIMIT $3
-                   FOR UPDATE SKIP LOCKED),
-                 claimed AS (
-                   UPDATE {t} AS t
-                   SET status = 'running', attempts = t.attempts + 1, worker_id = $1,
-                       lease_until = now() + {lease}, started_at = now()
-                   FROM picked WHERE t.id = picked.id
-                   RETURNING t.id, t.payload::text AS payload, t.attempts,
-                       EXTRACT(EPOCH FROM now() - t.run_at)::float8 AS waited)
+                "WITH {claim}
                  SELECT id, payload, attempts, NULL::float8 AS due, waited FROM claimed
                  UNION ALL
                  SELECT NULL, NULL, NULL, (EXTRACT(EPOCH FROM LEAST(
@@ -99,7 +108,7 @@ impl Sql {
                      (SELECT min(lease_until) FROM {t} WHERE status = 'running')) - now())
                    * 1000)::float8, NULL
                  WHERE (SELECT count(*) FROM claimed) < $3",
-                lease = ms!(2),
+                claim = claim_ctes("$1", ms!(2), "$3"),
             ),
             // $4 lease ms.
             heartbeat: format!(
@@ -127,25 +136,13 @@ impl Sql {
                        finished_at = now()
                    WHERE {guard}
                    RETURNING id),
-                 picked AS (
-                   SELECT id FROM {t}
-                   WHERE status = 'pending' AND run_at <= now()
-                   ORDER BY run_at, id
-                   LIMIT $6
-                   FOR UPDATE SKIP LOCKED),
-                 claimed AS (
-                   UPDATE {t} AS t
-                   SET status = 'running', attempts = t.attempts + 1, worker_id = $2,
-                       lease_until = now() + {lease}, started_at = now()
-                   FROM picked WHERE t.id = picked.id
-                   RETURNING t.id, t.payload::text AS payload, t.attempts,
-                       EXTRACT(EPOCH FROM now() - t.run_at)::float8 AS waited)
+                 {claim}
                  SELECT 0 AS kind, id, NULL::text AS payload, NULL::int4 AS attempts,
                      NULL::float8 AS waited, pg_notify('{done}', id::text)::text
                  FROM done
                  UNION ALL
                  SELECT 1, id, payload, attempts, waited, NULL FROM claimed",
-                lease = ms!(5),
+                claim = claim_ctes("$2", ms!(5), "$6"),
             ),
             // $4 error text, $5 backoff ms. Dead once attempts reach max_attempts.
             fail: format!(
