@@ -21,7 +21,6 @@
 //! TOWER_PATTERNS_PG_URL it says so and measures nothing.
 
 use std::future::poll_fn;
-use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,27 +197,14 @@ fn main() {
             || async move { plain.completed.load(Ordering::Relaxed) },
         );
         for prefetch in [0, workers] {
-            let q = rt.block_on(pg_queue::ours(
+            pg_queue::bench_ours(
+                &mut group,
+                &rt,
                 &url,
                 &format!("bench_pgq_{workers}_{prefetch}_{pid}"),
                 workers,
                 prefetch,
-                None,
-            ));
-            let q = &q;
-            pg_queue::bench_batches(
-                &mut group,
-                &rt,
-                format!("tower-patterns PgQueue/workers={workers} prefetch={prefetch}"),
-                || async move {
-                    black_box(q.cleanup().await.unwrap());
-                },
-                |n| async move {
-                    q.submit(n).await.unwrap();
-                },
-                || async move { q.stats().completed },
             );
-            rt.block_on(q.shutdown(Shutdown::Graceful(Duration::from_secs(5))));
         }
     }
     group.finish();

@@ -166,6 +166,36 @@ pub fn bench_batches<R, RF, S, SF, D, DF>(
     });
 }
 
+/// Our side's batch benchmark: a fresh `PgQueue` in table `table` with
+/// `workers` and `prefetch`, measured by [`bench_batches`] under the id
+/// `tower-patterns PgQueue/workers=W prefetch=P`, then shut down.
+pub fn bench_ours(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    url: &str,
+    table: &str,
+    workers: usize,
+    prefetch: usize,
+) {
+    let q = rt.block_on(ours(url, table, workers, prefetch, None));
+    let q = &q;
+    bench_batches(
+        group,
+        rt,
+        format!("tower-patterns PgQueue/workers={workers} prefetch={prefetch}"),
+        || async move {
+            q.cleanup().await.unwrap();
+        },
+        |n| async move {
+            q.submit(n).await.unwrap();
+        },
+        || async move { q.stats().completed },
+    );
+    rt.block_on(q.shutdown(tower_patterns::queue::Shutdown::Graceful(
+        Duration::from_secs(5),
+    )));
+}
+
 /// One side of the submit-to-start loop: how to submit task `n`, and the
 /// start instants its worker sends.
 pub struct Side<'a> {

@@ -248,27 +248,14 @@ fn main() {
         // 0 (our default), one per worker, and apalis's buffer: 10 tasks
         // claimed per worker, `workers` of them running.
         for prefetch in [0, workers, APALIS_BUFFER - workers] {
-            let q = rt.block_on(pg_queue::ours(
+            pg_queue::bench_ours(
+                &mut group,
+                &rt,
                 &url,
                 &format!("bench_apalis_pgq_{workers}_{prefetch}_{pid}"),
                 workers,
                 prefetch,
-                None,
-            ));
-            let q = &q;
-            pg_queue::bench_batches(
-                &mut group,
-                &rt,
-                format!("tower-patterns PgQueue/workers={workers} prefetch={prefetch}"),
-                || async move {
-                    q.cleanup().await.unwrap();
-                },
-                |n| async move {
-                    q.submit(n).await.unwrap();
-                },
-                || async move { q.stats().completed },
             );
-            rt.block_on(q.shutdown(Shutdown::Graceful(Duration::from_secs(5))));
         }
     }
     group.finish();
