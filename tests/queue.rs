@@ -225,6 +225,84 @@ async fn a_result_taken_through_its_handle_is_forgotten() {
     assert_eq!(queue.stats().completed, 10_000);
 }
 
+/// A task submitted with a handle is named by its handle alone until its
+/// id is read: the queue lists it then, not before, and a result nobody
+/// can ask for is not kept.
+#[tokio::test]
+async fn a_task_submitted_with_a_handle_is_listed_once_its_id_is_read() {
+    let queue = with_workers(1);
+    let (blocker, gate) = occupy(&queue).await;
+    let handle = queue.submit_with_handle(Job::Ok(7)).await.unwrap();
+    assert_eq!(queue.stats().tracked, 1, "only the blocker is listed");
+    let id = handle.id();
+    assert_eq!(queue.stats().tracked, 2);
+    assert_eq!(queue.status(id), Some(TaskStatus::Pending));
+    // Listed, so a dropped handle leaves its result for `result(id)`.
+    drop(handle);
+
+    // Unread handles: one cancelled through the handle, one dropped.
+    let cancelled = queue.submit_with_handle(Job::Ok(8)).await.unwrap();
+    let dropped = queue.submit_with_handle(Job::Ok(9)).await.unwrap();
+    assert!(cancelled.cancel(), "a pending task can be cancelled");
+    assert!(!cancelled.cancel(), "only once");
+    drop(dropped);
+    assert_eq!(queue.stats().tracked, 2);
+
+    gate.open();
+    assert_eq!(queue.result(blocker).await.unwrap(), 0);
+    assert_eq!(queue.result(id).await.unwrap(), 7);
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    while queue.stats().completed < 3 {
+        tokio::task::yield_now().await;
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.completed, stats.cancelled), (3, 1));
+    assert_eq!(
+        (stats.retained, stats.tracked),
+        (0, 0),
+        "nothing kept for the dropped handle"
+    );
+}
+
+/// A shutdown cancels the tasks only their handles name in every state: the
+/// one running (and waiting), those the worker took and had not started,
+/// and the one still queued; the summary lists them all.
+#[tokio::test]
+async fn shutdown_now_cancels_tasks_only_their_handles_name() {
+    let queue = start(TaskQueue::builder().workers(1).capacity(10));
+    let gate = Gate::new();
+    // Submitted before the worker first runs: it takes all four at once.
+    let running = queue.submit_with_handle(gate.job()).await.unwrap();
+    let mut handles = Vec::new();
+    for n in 0..3 {
+        handles.push(queue.submit_with_handle(Job::Ok(n)).await.unwrap());
+    }
+    for _ in 0..10_000 {
+        if running.status() == TaskStatus::Running {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(running.status(), TaskStatus::Running);
+    assert_eq!(queue.stats().tracked, 0, "none listed");
+    handles.push(queue.submit_with_handle(Job::Ok(9)).await.unwrap());
+    handles.push(running);
+
+    let summary = tokio::time::timeout(Duration::from_secs(10), queue.shutdown(Shutdown::Now))
+        .await
+        .expect("the shutdown ends");
+    assert!(gate.dropped());
+    let mut ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
+    ids.sort_unstable();
+    assert_eq!(summary.cancelled, ids);
+    for handle in handles {
+        assert!(handle.await.unwrap_err().is_cancelled());
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.cancelled, stats.completed), (5, 0));
+    assert_eq!((stats.queued, stats.running, stats.tracked), (0, 0, 0));
+}
+
 #[tokio::test]
 async fn a_dropped_handle_leaves_the_result_for_later() {
     let queue = with_workers(1);

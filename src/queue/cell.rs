@@ -26,10 +26,12 @@ impl TaskDeadline {
     /// The deadline in force in this task (see [`deadline::current`]), if
     /// any. A task without one costs a thread-local read; one with a
     /// deadline a clock read too.
-    pub(crate) fn current() -> Option<Self> {
-        deadline::current().map(|at| TaskDeadline {
-            at,
-            allowed: at.instant().saturating_duration_since(Instant::now()),
+    pub(crate) fn current() -> Option<Box<Self>> {
+        deadline::current().map(|at| {
+            Box::new(TaskDeadline {
+                at,
+                allowed: at.instant().saturating_duration_since(Instant::now()),
+            })
         })
     }
 }
@@ -40,12 +42,15 @@ pub(crate) struct Cell<Res, E> {
     pub(crate) id: TaskId,
     /// The deadline in force where the task was submitted: a worker does
     /// not start the task once it has passed, and runs it with the
-    /// deadline in force. Kept here rather than in the queued job, so the
-    /// job that moves through the queue stays two words.
-    pub(crate) deadline: Option<TaskDeadline>,
+    /// deadline in force. Boxed, as most tasks have none: the cell both
+    /// submitter and worker touch stays small. Kept here rather than in
+    /// the queued job, so the job that moves through the queue stays two
+    /// words.
+    pub(crate) deadline: Option<Box<TaskDeadline>>,
     cancel: AtomicBool,
     inner: Mutex<Inner<Res, E>>,
-    /// When the task was submitted (for the time-in-queue histogram).
+    /// When the task was submitted (for the time-in-queue histogram; the
+    /// only clock read a task costs its submitter).
     #[cfg(feature = "metrics")]
     pub(crate) submitted: Instant,
 }
@@ -61,6 +66,10 @@ struct Inner<Res, E> {
     /// A `TaskHandle` exists: it will take the result, or park it when
     /// dropped, so the worker need not.
     handle: bool,
+    /// The task is in the queue's table, so it can be found by id. A task
+    /// submitted with a handle is listed only once its id is read from the
+    /// handle: until then nothing else can name it.
+    listed: bool,
 }
 
 enum State<Res, E> {
@@ -79,8 +88,9 @@ fn outcome_status<Res, E>(out: &Result<Res, TaskError<E>>) -> TaskStatus {
 
 /// What a waiter found in `Cell::poll_take`.
 pub(crate) enum Taken<Res, E> {
-    /// The finished result, now taken, and its status.
-    Result(TaskStatus, Result<Res, TaskError<E>>),
+    /// The finished result, now taken, its status, and whether the task is
+    /// listed in the table (which must then forget it).
+    Result(TaskStatus, Result<Res, TaskError<E>>, bool),
     /// Another waiter took the result first; the task ended with this status.
     Gone(TaskStatus),
 }
@@ -122,6 +132,7 @@ impl<Res, E> Cell<Res, E> {
                 waiters: Waiters::default(),
                 parked: false,
                 handle,
+                listed: !handle,
             }),
         }
     }
@@ -163,6 +174,18 @@ impl<Res, E> Cell<Res, E> {
     /// Whether the finished result was handed to the expiry queue.
     pub(crate) fn parked(&self) -> bool {
         self.lock().parked
+    }
+
+    /// Marks a task submitted with a handle as listed, once its id is read;
+    /// true if the caller must now list it (it was not, and its result was
+    /// not taken yet).
+    pub(crate) fn list(&self) -> bool {
+        let mut g = self.lock();
+        if g.listed || matches!(g.state, State::Taken(_)) {
+            return false;
+        }
+        g.listed = true;
+        true
     }
 
     pub(crate) fn cancel_requested(&self) -> bool {
@@ -210,7 +233,8 @@ impl<Res, E> Cell<Res, E> {
     fn settle(g: &mut Inner<Res, E>) -> (bool, Option<Waker>) {
         if g.waiters.live() > 0 {
             (false, g.waiters.notify_all_but_one())
-        } else if g.handle {
+        } else if g.handle || !g.listed {
+            // The handle takes the result; or nobody can ask for it.
             (false, None)
         } else {
             g.parked = true;
@@ -250,7 +274,7 @@ impl<Res, E> Cell<Res, E> {
                     unreachable!("matched Done above")
                 };
                 g.waiters.remove(key);
-                Poll::Ready(Taken::Result(status, out))
+                Poll::Ready(Taken::Result(status, out, g.listed))
             }
             State::Taken(status) => {
                 let status = *status;
@@ -266,14 +290,16 @@ impl<Res, E> Cell<Res, E> {
 
     /// A waiter holding `key` goes away (`handle`: it is the task's
     /// `TaskHandle`). Returns whether the caller must park the finished
-    /// result, now that nobody will take it.
+    /// result, now that nobody will take it (only a listed task's: nobody
+    /// can ask for another's).
     pub(crate) fn leave(&self, key: &mut Option<usize>, handle: bool) -> bool {
         let mut g = self.lock();
         g.waiters.remove(key);
         if handle {
             g.handle = false;
         }
-        if matches!(g.state, State::Done(_)) && g.waiters.live() == 0 && !g.handle && !g.parked {
+        let unclaimed = g.waiters.live() == 0 && !g.handle;
+        if matches!(g.state, State::Done(_)) && unclaimed && g.listed && !g.parked {
             g.parked = true;
             true
         } else {

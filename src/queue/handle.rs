@@ -20,6 +20,11 @@ pub(crate) trait Table<Res, E>: Send + Sync {
     fn park(&self, id: TaskId);
     /// Cancels `id` (see `TaskQueue::cancel`).
     fn cancel(&self, id: TaskId) -> bool;
+    /// Cancels the task of `cell` (see `TaskHandle::cancel`).
+    fn cancel_cell(&self, cell: &Cell<Res, E>) -> bool;
+    /// Lists the task of `cell`, submitted with a handle, once its id was
+    /// read (see `Cell::list`).
+    fn list(&self, cell: &Arc<Cell<Res, E>>);
 }
 
 /// Waits for one task's result (shared by [`TaskHandle`] and
@@ -62,9 +67,11 @@ impl<Res, E> Waiter<Res, E> {
         };
         self.cell = None;
         match taken {
-            Taken::Result(status, out) => {
+            Taken::Result(status, out, listed) => {
                 self.last = Some(status);
-                self.table.taken(self.id);
+                if listed {
+                    self.table.taken(self.id);
+                }
                 Poll::Ready(out)
             }
             Taken::Gone(status) => {
@@ -95,15 +102,28 @@ impl<Res, E> Drop for Waiter<Res, E> {
 /// [`TaskQueue::submit_with_handle`](super::TaskQueue::submit_with_handle).
 ///
 /// Awaiting it takes the result (the task is then forgotten by the queue).
-/// Dropping it does **not** cancel the task: its result is then kept like
-/// any other (see `retain_results`). Call [`TaskHandle::cancel`] to cancel.
+/// Dropping it does **not** cancel the task; call [`TaskHandle::cancel`] to
+/// cancel.
+///
+/// The handle alone holds its task until [`id`](Self::id) is called:
+/// nothing else can name the task, so the queue does not list it in its
+/// table of ids, and a result nobody can take is not kept. Once the id has
+/// been read, the task is listed like one from
+/// [`submit`](super::TaskQueue::submit): the queue's
+/// [`status`](super::TaskQueue::status), [`result`](super::TaskQueue::result)
+/// and [`cancel`](super::TaskQueue::cancel) find it, and if the handle is
+/// dropped its result is kept for later (see `retain_results`).
 pub struct TaskHandle<Res, E> {
     pub(crate) waiter: Waiter<Res, E>,
 }
 
 impl<Res, E> TaskHandle<Res, E> {
-    /// The task's id.
+    /// The task's id. Reading it lists the task for lookups by id (see
+    /// above).
     pub fn id(&self) -> TaskId {
+        if let Some(cell) = &self.waiter.cell {
+            self.waiter.table.list(cell);
+        }
         self.waiter.id
     }
 
@@ -117,7 +137,11 @@ impl<Res, E> TaskHandle<Res, E> {
     /// Cancels the task: a pending task never runs, a running task's future
     /// is dropped. Returns false if it had already finished.
     pub fn cancel(&self) -> bool {
-        self.waiter.table.cancel(self.waiter.id)
+        match &self.waiter.cell {
+            Some(cell) => self.waiter.table.cancel_cell(cell),
+            // The result was taken through this handle: finished.
+            None => false,
+        }
     }
 }
 

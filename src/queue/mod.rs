@@ -69,7 +69,11 @@
 //!   a [`ShutdownSummary`].
 //!
 //! Finished results whose waiters have gone are kept like any other, so a
-//! status table can still be printed after the work is done.
+//! status table can still be printed after the work is done. A task
+//! submitted with [`TaskQueue::submit_with_handle`] is the exception until
+//! its id is read with [`TaskHandle::id`]: nothing but its handle can name
+//! it, so the queue keeps no entry for it by id (which is most of a task's
+//! bookkeeping), and a result whose handle was dropped unread is not kept.
 //!
 //! # Backends
 //!
@@ -95,12 +99,14 @@
 //! The queue does not cut off a running task by itself. A task submitted
 //! without a deadline costs one thread-local read more, at submission.
 
-// Imports run downward: builder -> service -> future, shutdown -> shared ->
-// jobs, table, handle -> cell -> error, task, waiters. The worker imports
-// only the shared state below it; `stats` stands alone.
+// Imports run downward: builder -> service -> future, shutdown, cancel ->
+// shared -> active, jobs, table, handle -> cell -> error, task, waiters.
+// The worker imports only the shared state below it; `stats` stands alone.
 
+mod active;
 pub mod backend;
 mod builder;
+mod cancel;
 mod cell;
 mod error;
 mod future;

@@ -10,15 +10,40 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::cell::{Cancel, Cell, Finished};
+use super::active::Active;
+use super::cell::{Cell, Finished};
 use super::error::TaskError;
-use super::handle::Table;
 use super::jobs::{Job, Jobs};
 use super::stats::QueueStats;
 use super::table::TaskTable;
 use super::task::{TaskId, TaskStatus};
 use crate::sync::{lock, Padded};
 use crate::trace::{record, trace_event};
+
+/// When a worker took a job or finished one, for the time-in-queue and
+/// run-time histograms: a clock read with the `metrics` feature, nothing
+/// without it. A worker that goes straight from one task to the next reads
+/// the clock once between them (see `run_worker`).
+#[cfg(feature = "metrics")]
+pub(crate) type Stamp = tokio::time::Instant;
+/// Without `metrics`: nothing (no clock is read).
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone, Copy)]
+pub(crate) struct Stamp;
+
+/// Now, as a [`Stamp`].
+#[cfg(feature = "metrics")]
+#[inline]
+pub(crate) fn stamp() -> Stamp {
+    tokio::time::Instant::now()
+}
+
+/// Now, as a [`Stamp`] (nothing to read without `metrics`).
+#[cfg(not(feature = "metrics"))]
+#[inline]
+pub(crate) fn stamp() -> Stamp {
+    Stamp
+}
 
 /// Task counts since the queue was built; the hot ones on their own cache
 /// lines.
@@ -29,8 +54,8 @@ pub(crate) struct Counters {
     pub(crate) failed: Padded<AtomicU64>,
     panicked: AtomicU64,
     expired: AtomicU64,
-    cancelled: Padded<AtomicU64>,
-    cancelled_pending: AtomicU64,
+    pub(crate) cancelled: Padded<AtomicU64>,
+    pub(crate) cancelled_pending: AtomicU64,
 }
 
 /// Everything the queue handles, handles and workers share.
@@ -46,7 +71,9 @@ pub(crate) struct Shared<Req, Res, E> {
     /// Becomes true when the last worker has stopped.
     pub(crate) stopped: watch::Sender<bool>,
     /// Set by a shutdown that cancels everything unfinished.
-    cancelling: AtomicBool,
+    pub(crate) cancelling: AtomicBool,
+    /// What a shutdown must reach that the table may not list.
+    pub(crate) active: Active<Res, E>,
     /// Jobs a worker took from the queue and has not started yet, and
     /// whether submitters may wait for room: see [`Claimed`].
     claimed: Padded<Claimed>,
@@ -85,6 +112,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
             live_workers: AtomicUsize::new(workers),
             stopped: watch::channel(false).0,
             cancelling: AtomicBool::new(false),
+            active: Active::new(workers),
             claimed: Padded::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Instruments::new("queue".into()),
@@ -134,17 +162,20 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// task in the table before its id is handed out. A worker may already
     /// have run it meanwhile: a result it could not park yet (it was not
     /// listed) is parked now, and a task a shutdown's `cancel_all` could not
-    /// see is cancelled now. (`handle`: a `TaskHandle` will be made, so the
-    /// worker never parks the result.)
+    /// see is cancelled now. (`handle`: a `TaskHandle` will be made, which
+    /// alone can name the task until its id is read: not listed, see
+    /// `Cell::list`.)
     pub(crate) fn track(&self, cell: &Arc<Cell<Res, E>>, handle: bool) {
         record!(
             self.metrics,
             |m| m.depth.increment(1),
             init = |m| self.init_gauges(m, 1.0, 0.0)
         );
-        self.table.insert(cell.id.0, cell.clone());
-        if !handle && cell.parked() {
-            self.table.park(cell.id);
+        if !handle {
+            self.table.insert(cell.id.0, cell.clone());
+            if cell.parked() {
+                self.table.park(cell.id);
+            }
         }
         if self.cancelling.load(Ordering::SeqCst) {
             self.cancel_tracked(cell);
@@ -187,7 +218,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
 
     /// A claimed job is no longer pending (started, or cancelled): its slot
     /// is free, and a submitter waiting for room is woken.
-    fn unclaim(&self) {
+    pub(crate) fn unclaim(&self) {
         self.claimed.count.fetch_sub(1, Ordering::SeqCst);
         if self.claimed.space_waiting.load(Ordering::SeqCst) {
             let wake = {
@@ -243,8 +274,11 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     }
 
     /// A claimed job: Pending -> Running, counted, its slot freed; false if
-    /// it was cancelled meanwhile (the cancel freed the slot).
-    pub(crate) fn start(&self, cell: &Cell<Res, E>) -> bool {
+    /// it was cancelled meanwhile (the cancel freed the slot). `at` is when
+    /// the worker took it (see [`Stamp`]).
+    pub(crate) fn start(&self, cell: &Cell<Res, E>, at: Stamp) -> bool {
+        #[cfg(not(feature = "metrics"))]
+        let _ = at;
         if cell.start() {
             self.counters.started.fetch_add(1, Ordering::Relaxed);
             self.unclaim();
@@ -253,7 +287,7 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 |m| {
                     m.depth.decrement(1);
                     m.running.increment(1);
-                    m.wait.record(cell.submitted.elapsed())
+                    m.wait.record(at.saturating_duration_since(cell.submitted))
                 },
                 init = |m| self.init_gauges(m, -1.0, 1.0)
             );
@@ -263,16 +297,17 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         }
     }
 
-    /// Cancels a claimed job its worker will not run (the worker stopped).
-    pub(crate) fn cancel_claimed(&self, cell: &Cell<Res, E>) {
-        if let Cancel::Pending { park, wake } = cell.cancel() {
-            self.unclaim();
-            self.cancelled_pending(cell.id, park, wake);
-        }
-    }
-
     /// Running -> its terminal status, counted, result delivered or parked.
-    pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>) {
+    /// `ran`: when the task started and ended, if it ran (for the run-time
+    /// histogram, recorded with the outcome).
+    pub(crate) fn finish(
+        &self,
+        cell: &Cell<Res, E>,
+        out: Result<Res, TaskError<E>>,
+        ran: Option<(Stamp, Stamp)>,
+    ) {
+        #[cfg(not(feature = "metrics"))]
+        let _ = ran;
         let panicked = matches!(out, Err(TaskError::Panicked(_)));
         let expired = matches!(out, Err(TaskError::DeadlineExceeded(_)));
         let Some(Finished { status, park, wake }) = cell.finish(out) else {
@@ -281,6 +316,9 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         record!(
             self.metrics,
             |m| {
+                if let Some((started, ended)) = ran {
+                    m.run.record(ended.saturating_duration_since(started));
+                }
                 m.running.decrement(1);
                 match status {
                     TaskStatus::Completed => &m.completed,
@@ -323,76 +361,6 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     /// Stops accepting tasks; idle workers wake to drain and exit.
     pub(crate) fn close(&self) {
         lock(&self.jobs).close();
-    }
-
-    /// A cancelled pending task, counted, parked if nobody waits, then its
-    /// waiter woken.
-    pub(crate) fn cancelled_pending(&self, id: TaskId, park: bool, wake: Option<Waker>) {
-        self.counters.cancelled.fetch_add(1, Ordering::Release);
-        record!(self.metrics, |m| {
-            m.depth.decrement(1);
-            m.cancelled.increment(1)
-        });
-        self.counters
-            .cancelled_pending
-            .fetch_add(1, Ordering::Relaxed);
-        if park {
-            self.table.park(id);
-        }
-        if let Some(w) = wake {
-            w.wake();
-        }
-    }
-
-    /// Cancels every task still waiting in the queue.
-    fn cancel_queued(&self) -> Vec<TaskId> {
-        let drained: Vec<_> = {
-            let mut jobs = lock(&self.jobs);
-            let drained = jobs.queue.drain(..).collect();
-            jobs.space.notify_all();
-            drained
-        };
-        let mut ids = Vec::with_capacity(drained.len());
-        for job in drained {
-            if let Cancel::Pending { park, wake } = job.cell.cancel() {
-                self.cancelled_pending(job.cell.id, park, wake);
-                ids.push(job.cell.id);
-            }
-        }
-        ids
-    }
-
-    /// Cancels every unfinished task, pending or running; returns their ids
-    /// in order.
-    pub(crate) fn cancel_all(&self) -> Vec<TaskId> {
-        // Before the table is read: a task listed after this point is
-        // cancelled by its submitter (see `track`).
-        self.cancelling.store(true, Ordering::SeqCst);
-        let mut ids = self.cancel_queued();
-        for active in self.table.unfinished() {
-            for cell in active {
-                match cell.cancel() {
-                    Cancel::NotActive => {}
-                    Cancel::Running => ids.push(cell.id),
-                    Cancel::Pending { park, wake } => {
-                        // The queue was drained above: a pending task
-                        // left is one a worker claimed.
-                        self.unclaim();
-                        self.cancelled_pending(cell.id, park, wake);
-                        ids.push(cell.id);
-                    }
-                }
-            }
-        }
-        ids.sort_unstable();
-        if !ids.is_empty() {
-            trace_event!(
-                WARN,
-                cancelled = ids.len(),
-                "task queue deadline passed: tasks cancelled"
-            );
-        }
-        ids
     }
 
     pub(crate) fn worker_stopped(&self, index: usize) {
@@ -445,63 +413,6 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     }
 }
 
-impl<Req, Res, E> Table<Res, E> for Shared<Req, Res, E>
-where
-    Req: Send,
-    Res: Send,
-    E: Send,
-{
-    fn taken(&self, id: TaskId) {
-        self.table.taken(id);
-    }
-
-    fn park(&self, id: TaskId) {
-        self.table.park(id);
-    }
-
-    fn cancel(&self, id: TaskId) -> bool {
-        let Some(cell) = self.table.lookup(id) else {
-            return false;
-        };
-        self.cancel_tracked(&cell)
-    }
-}
-
-impl<Req, Res, E> Shared<Req, Res, E> {
-    /// Cancels the task of `cell` (see [`TaskQueue::cancel`](super::TaskQueue::cancel)).
-    fn cancel_tracked(&self, cell: &Cell<Res, E>) -> bool {
-        let id = cell.id;
-        match cell.cancel() {
-            Cancel::NotActive => false,
-            Cancel::Running => {
-                trace_event!(DEBUG, task = %id, "running task cancelled");
-                true
-            }
-            Cancel::Pending { park, wake } => {
-                let queued = {
-                    let mut jobs = lock(&self.jobs);
-                    match jobs.queue.iter().position(|j| j.cell.id == id) {
-                        Some(pos) => {
-                            jobs.queue.remove(pos);
-                            Ok(jobs.space.notify_one())
-                        }
-                        None => Err(()),
-                    }
-                };
-                match queued {
-                    Ok(Some(w)) => w.wake(),
-                    Ok(None) => {}
-                    // Not in the queue: a worker claimed it (and will skip it).
-                    Err(()) => self.unclaim(),
-                }
-                self.cancelled_pending(id, park, wake);
-                trace_event!(DEBUG, task = %id, "pending task cancelled");
-                true
-            }
-        }
-    }
-}
-
 /// Expires retained results on time even when the queue is idle: sleeps
 /// until the earliest expiry, or until a result is parked. Holds only a
 /// weak reference, so it never keeps a dropped queue alive.
@@ -536,7 +447,7 @@ mod tests {
     /// A worker takes the task from the queue and starts it.
     fn take_and_start(shared: &TestShared) -> Arc<Cell<u32, ()>> {
         let job = lock(&shared.jobs).queue.pop_front().expect("a job");
-        assert!(shared.start(&job.cell));
+        assert!(shared.start(&job.cell, stamp()));
         job.cell
     }
 
@@ -545,7 +456,7 @@ mod tests {
         let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
         let cell = push(&shared);
         let running = take_and_start(&shared);
-        shared.finish(&running, Ok(1));
+        shared.finish(&running, Ok(1), None);
         shared.track(&cell, false);
         // Kept for a later `result(id)`, and expiring like any other.
         assert_eq!(shared.table.sizes(), (1, 1));

@@ -65,7 +65,7 @@ pub(crate) async fn shutdown<Req, Res, E>(
         }
         Shutdown::Now => !*stopped.borrow(),
     };
-    let cancelled = if deadline_reached {
+    let mut cancelled = if deadline_reached {
         shared.cancel_all()
     } else {
         Vec::new()
@@ -73,6 +73,12 @@ pub(crate) async fn shutdown<Req, Res, E>(
     // Every task is now finished or cancelled, so the workers stop
     // promptly. The sender lives in `shared`, so this cannot fail.
     let _ = stopped.wait_for(|s| *s).await;
+    // Tasks the workers cancelled themselves, seeing the shutdown.
+    let late = shared.active.take_late();
+    if !late.is_empty() {
+        cancelled.extend(late);
+        cancelled.sort_unstable();
+    }
     ShutdownSummary {
         completed: shared.counters.completed.load(Ordering::Acquire) - completed,
         failed: shared.counters.failed.load(Ordering::Acquire) - failed,

@@ -26,8 +26,9 @@ pub struct QueueStats {
     pub expired: u64,
     /// Finished results kept for later `status` / `result` calls now.
     pub retained: usize,
-    /// Tasks the queue tracks now (pending + running + retained): bounded by
-    /// `capacity + workers + max_retained` (plus results whose waiters are
-    /// about to take them).
+    /// Tasks the queue lists by id now (pending + running + retained):
+    /// bounded by `capacity + workers + max_retained` (plus results whose
+    /// waiters are about to take them). A task submitted with a handle is
+    /// listed only once [`TaskHandle::id`](super::TaskHandle::id) was read.
     pub tracked: usize,
 }

@@ -11,10 +11,10 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::cell::Cell;
+use super::cell::{Cancel, Cell};
 use super::error::TaskError;
 use super::jobs::Job;
-use super::shared::Shared;
+use super::shared::{stamp, Shared, Stamp};
 use crate::deadline::{Elapsed, Scope};
 
 /// One worker: runs jobs one at a time until the queue is closed and empty.
@@ -34,53 +34,86 @@ pub(crate) async fn run_worker<S, Req>(
         batch: VecDeque::new(),
         index,
     };
-    while let Some(job) = (NextJob {
-        shared: &guard.shared,
-        index,
-        batch: &mut guard.batch,
-    })
-    .await
-    {
+    // When the last task ended, while the worker has not waited since:
+    // the next task starts then (one clock read between two tasks, with
+    // `metrics`; none without).
+    let mut ended: Option<Stamp> = None;
+    loop {
+        let mut waited = false;
+        let next = NextJob {
+            shared: &guard.shared,
+            index,
+            batch: &mut guard.batch,
+            waited: &mut waited,
+        };
+        let Some(job) = next.await else { break };
+        let now = match ended.take() {
+            Some(at) if !waited => at,
+            _ => stamp(),
+        };
         let Job { cell, req } = job;
-        if !guard.shared.start(&cell) {
-            // Cancelled while pending: already accounted for.
+        if guard.shared.cancelling() {
+            // A shutdown is cancelling everything: a job this worker took
+            // is its to cancel (the table may not list it), and to report.
+            if guard.shared.cancel_claimed(&cell) {
+                guard.shared.active.cancelled_late(cell.id);
+            }
+            ended = Some(now);
             continue;
         }
-        let deadline = cell.deadline;
+        if !guard.shared.start(&cell, now) {
+            // Cancelled while pending: already accounted for.
+            ended = Some(now);
+            continue;
+        }
+        let deadline = cell.deadline.as_deref().copied();
         if let Some(d) = deadline.filter(|d| d.at.has_passed()) {
             let late = Err(TaskError::DeadlineExceeded(Elapsed::new(d.allowed, false)));
-            guard.shared.finish(&cell, late);
-            tokio::task::consume_budget().await;
+            guard.shared.finish(&cell, late, None);
+            if !yield_if_out_of_budget().await {
+                ended = Some(now);
+            }
             continue;
         }
         guard.current = Some(cell);
-        let cell_ref = guard.current.as_deref().expect("just set");
         let run = Run {
             service: &mut service,
             req: Some(req),
             future: None,
-            cell: cell_ref,
+            cell: guard.current.as_ref().expect("just set"),
+            shared: &guard.shared,
+            index,
+            waiting: false,
         };
         // A task submitted under a deadline runs with it in force, as in
         // the submitter's task: layers inside the queue (retry, a timeout)
         // honour it.
-        #[cfg(feature = "metrics")]
-        let started = tokio::time::Instant::now();
         let out = match deadline {
             Some(d) => Scope::new(Some(d.at), run).await,
             None => run.await,
         };
-        #[cfg(feature = "metrics")]
-        guard
-            .shared
-            .metrics
-            .with(|m| m.run.record(started.elapsed()));
+        let end = stamp();
         let cell = guard.current.take().expect("set above");
-        guard.shared.finish(&cell, out);
-        // Keep a worker fed by a long queue of instant tasks from hogging
-        // its runtime thread.
-        tokio::task::consume_budget().await;
+        guard.shared.finish(&cell, out, Some((now, end)));
+        if !yield_if_out_of_budget().await {
+            ended = Some(end);
+        }
     }
+}
+
+/// Keeps a worker fed by a long queue of instant tasks from hogging its
+/// runtime thread: consumes a unit of tokio's task budget, and yields once
+/// it is spent. Resolves to whether it yielded (time passed meanwhile).
+async fn yield_if_out_of_budget() -> bool {
+    let mut budget = std::pin::pin!(tokio::task::consume_budget());
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        let poll = budget.as_mut().poll(cx);
+        yielded |= poll.is_pending();
+        poll
+    })
+    .await;
+    yielded
 }
 
 /// Accounts for the worker's end, however it ends: a task it was running
@@ -98,8 +131,9 @@ struct WorkerGuard<Req, Res, E> {
 impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
     fn drop(&mut self) {
         if let Some(cell) = self.current.take() {
-            self.shared.finish(&cell, Err(TaskError::Cancelled));
+            self.shared.finish(&cell, Err(TaskError::Cancelled), None);
         }
+        self.shared.active.clear(self.index);
         for job in self.batch.drain(..) {
             self.shared.cancel_claimed(&job.cell);
         }
@@ -112,6 +146,8 @@ struct NextJob<'a, Req, Res, E> {
     shared: &'a Shared<Req, Res, E>,
     index: usize,
     batch: &'a mut VecDeque<Job<Req, Res, E>>,
+    /// Set once the worker had to wait (time may have passed).
+    waited: &'a mut bool,
 }
 
 impl<Req, Res, E> Future for NextJob<'_, Req, Res, E> {
@@ -119,7 +155,9 @@ impl<Req, Res, E> Future for NextJob<'_, Req, Res, E> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.shared.poll_next_job(cx, this.index, this.batch)
+        let poll = this.shared.poll_next_job(cx, this.index, this.batch);
+        *this.waited |= poll.is_pending();
+        poll
     }
 }
 
@@ -145,6 +183,7 @@ pin_project! {
     /// Runs one task on the inner service: `poll_ready`, then `call`, then
     /// the response future, each under `catch_unwind`, checking for
     /// cancellation before every step. Dropping it drops the task's future.
+    #[project = RunProj]
     struct Run<'a, S, Req, Res, E>
     where
         S: Service<Req>,
@@ -153,7 +192,11 @@ pin_project! {
         req: Option<Req>,
         #[pin]
         future: Option<S::Future>,
-        cell: &'a Cell<Res, E>,
+        cell: &'a Arc<Cell<Res, E>>,
+        shared: &'a Shared<Req, Res, E>,
+        index: usize,
+        // Set in the worker's slot of `Active`, since the task first waited.
+        waiting: bool,
     }
 }
 
@@ -165,42 +208,88 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            if this.cell.cancel_requested() {
-                this.future.set(None);
-                return Poll::Ready(Err(TaskError::Cancelled));
-            }
-            if let Some(fut) = this.future.as_mut().as_pin_mut() {
-                match guarded(|| fut.poll(cx)) {
-                    Step::Ready(res) => return Poll::Ready(Ok(res)),
-                    Step::Finished(err) => {
-                        this.future.set(None);
-                        return Poll::Ready(Err(err));
-                    }
-                    Step::Pending if this.cell.park_worker(cx.waker()) => continue,
-                    Step::Pending => return Poll::Pending,
+        let poll = drive(&mut this, cx);
+        if poll.is_ready() && *this.waiting {
+            this.shared.active.clear(*this.index);
+            *this.waiting = false;
+        }
+        poll
+    }
+}
+
+/// One poll of [`Run`]: readiness, call, and the response future, until
+/// the task ends or waits.
+fn drive<S, Req>(
+    this: &mut RunProj<'_, '_, S, Req, S::Response, S::Error>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, TaskError<S::Error>>>
+where
+    S: Service<Req>,
+{
+    loop {
+        if this.cell.cancel_requested() {
+            this.future.set(None);
+            return Poll::Ready(Err(TaskError::Cancelled));
+        }
+        if let Some(fut) = this.future.as_mut().as_pin_mut() {
+            match guarded(|| fut.poll(cx)) {
+                Step::Ready(res) => return Poll::Ready(Ok(res)),
+                Step::Finished(err) => {
+                    this.future.set(None);
+                    return Poll::Ready(Err(err));
                 }
-            }
-            let service = &mut **this.service;
-            match guarded(|| service.poll_ready(cx)) {
-                Step::Ready(()) => {}
-                Step::Finished(err) => return Poll::Ready(Err(err)),
-                Step::Pending if this.cell.park_worker(cx.waker()) => continue,
+                Step::Pending if waits(this, cx) => continue,
                 Step::Pending => return Poll::Pending,
             }
-            let Some(req) = this.req.take() else {
-                // Unreachable: the request is taken exactly once, right
-                // before the future is stored.
-                return Poll::Ready(Err(TaskError::Cancelled));
-            };
-            match catch_unwind(AssertUnwindSafe(|| service.call(req))) {
-                Ok(fut) => this.future.set(Some(fut)),
-                Err(payload) => {
-                    return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
-                }
+        }
+        let service = &mut **this.service;
+        match guarded(|| service.poll_ready(cx)) {
+            Step::Ready(()) => {}
+            Step::Finished(err) => return Poll::Ready(Err(err)),
+            Step::Pending if waits(this, cx) => continue,
+            Step::Pending => return Poll::Pending,
+        }
+        let Some(req) = this.req.take() else {
+            // Unreachable: the request is taken exactly once, right
+            // before the future is stored.
+            return Poll::Ready(Err(TaskError::Cancelled));
+        };
+        match catch_unwind(AssertUnwindSafe(|| service.call(req))) {
+            Ok(fut) => this.future.set(Some(fut)),
+            Err(payload) => {
+                return Poll::Ready(Err(TaskError::Panicked(panic_message(payload))));
             }
         }
     }
+}
+
+/// The task waits: leaves the worker's waker for `cancel`, and the first
+/// time, sets the task in the worker's slot for a shutdown to find. True if
+/// the task must stop instead (a cancel came, or a shutdown that may have
+/// missed it: then it is reported as cancelled by the shutdown).
+fn waits<S, Req>(
+    this: &mut RunProj<'_, '_, S, Req, S::Response, S::Error>,
+    cx: &mut Context<'_>,
+) -> bool
+where
+    S: Service<Req>,
+{
+    if this.cell.park_worker(cx.waker()) {
+        return true;
+    }
+    if !*this.waiting {
+        *this.waiting = true;
+        this.shared.active.set(*this.index, this.cell);
+        // After the slot is set; `cancel_all` sets the flag before it reads
+        // the slots: one of the two sees the other.
+        if this.shared.cancelling() {
+            if let Cancel::Running = this.cell.cancel() {
+                this.shared.active.cancelled_late(this.cell.id);
+            }
+            return true;
+        }
+    }
+    false
 }
 
 /// A panic payload as text.
