@@ -463,6 +463,38 @@ async fn every_layer_records_what_the_table_says() {
         "each task waits for the ones before it"
     );
 
+    // Instant tasks never wait: they are recorded once, with their outcome,
+    // and the gauges still come back to zero; also with a gauge read while
+    // a task waits behind a slow one.
+    let instant = TaskQueue::builder()
+        .name("instant-jobs")
+        .workers(1)
+        .build(ok_service())
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        handles.push(instant.submit_with_handle(i).await.unwrap());
+    }
+    let i = n("instant-jobs");
+    assert_eq!(rec.gauge("tower_patterns.queue.depth", &[i]), Some(3.0));
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(
+        rec.counter("tower_patterns.queue.tasks", &[i, ("outcome", "completed")]),
+        3
+    );
+    assert_eq!(rec.gauge("tower_patterns.queue.depth", &[i]), Some(0.0));
+    assert_eq!(rec.gauge("tower_patterns.queue.running", &[i]), Some(0.0));
+    assert_eq!(
+        rec.histogram("tower_patterns.queue.run.duration", &[i]),
+        vec![0.0; 3]
+    );
+    assert_eq!(
+        rec.histogram("tower_patterns.queue.wait.duration", &[i]),
+        vec![0.0; 3]
+    );
+
     // Pool: one acquire; a manager that cannot create.
     let pool = Pool::builder()
         .name("db")

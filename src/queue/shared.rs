@@ -45,6 +45,20 @@ pub(crate) fn stamp() -> Stamp {
     Stamp
 }
 
+/// How a started task went, for the histograms and gauges (see
+/// `Shared::finish`).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) struct Ran {
+    /// When the worker took it.
+    pub(crate) started: Stamp,
+    /// When its run ended, if the worker ran it (not for one whose deadline
+    /// had passed).
+    pub(crate) ended: Option<Stamp>,
+    /// It waited at least once, so `Shared::waits` showed it as running.
+    pub(crate) waited: bool,
+}
+
 /// Task counts since the queue was built; the hot ones on their own cache
 /// lines.
 #[derive(Default)]
@@ -274,38 +288,40 @@ impl<Req, Res, E> Shared<Req, Res, E> {
     }
 
     /// A claimed job: Pending -> Running, counted, its slot freed; false if
-    /// it was cancelled meanwhile (the cancel freed the slot). `at` is when
-    /// the worker took it (see [`Stamp`]).
-    pub(crate) fn start(&self, cell: &Cell<Res, E>, at: Stamp) -> bool {
-        #[cfg(not(feature = "metrics"))]
-        let _ = at;
+    /// it was cancelled meanwhile (the cancel freed the slot). The gauges
+    /// and the time in queue are recorded when the task first waits
+    /// ([`waits`](Self::waits)), or else with its outcome: one recorder
+    /// lookup for a task that never waits.
+    pub(crate) fn start(&self, cell: &Cell<Res, E>) -> bool {
         if cell.start() {
             self.counters.started.fetch_add(1, Ordering::Relaxed);
             self.unclaim();
-            record!(
-                self.metrics,
-                |m| {
-                    m.depth.decrement(1);
-                    m.running.increment(1);
-                    m.wait.record(at.saturating_duration_since(cell.submitted))
-                },
-                init = |m| self.init_gauges(m, -1.0, 1.0)
-            );
             true
         } else {
             false
         }
     }
 
-    /// Running -> its terminal status, counted, result delivered or parked.
-    /// `ran`: when the task started and ended, if it ran (for the run-time
-    /// histogram, recorded with the outcome).
-    pub(crate) fn finish(
-        &self,
-        cell: &Cell<Res, E>,
-        out: Result<Res, TaskError<E>>,
-        ran: Option<(Stamp, Stamp)>,
-    ) {
+    /// A started task waits for the first time (it was taken at
+    /// `started`): it shows in the gauges as running from now on.
+    pub(crate) fn waits(&self, cell: &Cell<Res, E>, started: Stamp) {
+        #[cfg(not(feature = "metrics"))]
+        let _ = (cell, started);
+        record!(
+            self.metrics,
+            |m| {
+                m.depth.decrement(1);
+                m.running.increment(1);
+                m.wait
+                    .record(started.saturating_duration_since(cell.submitted))
+            },
+            init = |m| self.init_gauges(m, -1.0, 1.0)
+        );
+    }
+
+    /// Running -> its terminal status, counted, result delivered or parked,
+    /// and recorded as `ran` says.
+    pub(crate) fn finish(&self, cell: &Cell<Res, E>, out: Result<Res, TaskError<E>>, ran: Ran) {
         #[cfg(not(feature = "metrics"))]
         let _ = ran;
         let panicked = matches!(out, Err(TaskError::Panicked(_)));
@@ -316,10 +332,18 @@ impl<Req, Res, E> Shared<Req, Res, E> {
         record!(
             self.metrics,
             |m| {
-                if let Some((started, ended)) = ran {
-                    m.run.record(ended.saturating_duration_since(started));
+                if ran.waited {
+                    m.running.decrement(1);
+                } else {
+                    // Never shown as running (see `waits`): it leaves the
+                    // queue's depth now, having waited there until it started.
+                    m.depth.decrement(1);
+                    m.wait
+                        .record(ran.started.saturating_duration_since(cell.submitted));
                 }
-                m.running.decrement(1);
+                if let Some(ended) = ran.ended {
+                    m.run.record(ended.saturating_duration_since(ran.started));
+                }
                 match status {
                     TaskStatus::Completed => &m.completed,
                     TaskStatus::Cancelled if expired => &m.expired,
@@ -329,7 +353,12 @@ impl<Req, Res, E> Shared<Req, Res, E> {
                 }
                 .increment(1)
             },
-            init = |m| self.init_gauges(m, 0.0, 0.0)
+            init = |m| if ran.waited {
+                self.init_gauges(m, 0.0, 0.0)
+            } else {
+                // Running still counts it; the gauge must not.
+                self.init_gauges(m, -1.0, 1.0)
+            }
         );
         let c = &self.counters;
         match status {
@@ -447,7 +476,7 @@ mod tests {
     /// A worker takes the task from the queue and starts it.
     fn take_and_start(shared: &TestShared) -> Arc<Cell<u32, ()>> {
         let job = lock(&shared.jobs).queue.pop_front().expect("a job");
-        assert!(shared.start(&job.cell, stamp()));
+        assert!(shared.start(&job.cell));
         job.cell
     }
 
@@ -456,7 +485,15 @@ mod tests {
         let shared = TestShared::new(1, 10, Duration::from_secs(60), 100);
         let cell = push(&shared);
         let running = take_and_start(&shared);
-        shared.finish(&running, Ok(1), None);
+        shared.finish(
+            &running,
+            Ok(1),
+            Ran {
+                started: stamp(),
+                ended: None,
+                waited: false,
+            },
+        );
         shared.track(&cell, false);
         // Kept for a later `result(id)`, and expiring like any other.
         assert_eq!(shared.table.sizes(), (1, 1));

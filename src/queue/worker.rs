@@ -14,7 +14,7 @@ use tower_service::Service;
 use super::cell::{Cancel, Cell};
 use super::error::TaskError;
 use super::jobs::Job;
-use super::shared::{stamp, Shared, Stamp};
+use super::shared::{stamp, Ran, Shared, Stamp};
 use crate::deadline::{Elapsed, Scope};
 
 /// One worker: runs jobs one at a time until the queue is closed and empty.
@@ -61,7 +61,7 @@ pub(crate) async fn run_worker<S, Req>(
             ended = Some(now);
             continue;
         }
-        if !guard.shared.start(&cell, now) {
+        if !guard.shared.start(&cell) {
             // Cancelled while pending: already accounted for.
             ended = Some(now);
             continue;
@@ -69,13 +69,19 @@ pub(crate) async fn run_worker<S, Req>(
         let deadline = cell.deadline.as_deref().copied();
         if let Some(d) = deadline.filter(|d| d.at.has_passed()) {
             let late = Err(TaskError::DeadlineExceeded(Elapsed::new(d.allowed, false)));
-            guard.shared.finish(&cell, late, None);
+            let ran = Ran {
+                started: now,
+                ended: None,
+                waited: false,
+            };
+            guard.shared.finish(&cell, late, ran);
             if !yield_if_out_of_budget().await {
                 ended = Some(now);
             }
             continue;
         }
         guard.current = Some(cell);
+        let mut task_waited = false;
         let run = Run {
             service: &mut service,
             req: Some(req),
@@ -83,7 +89,8 @@ pub(crate) async fn run_worker<S, Req>(
             cell: guard.current.as_ref().expect("just set"),
             shared: &guard.shared,
             index,
-            waiting: false,
+            started: now,
+            waited: &mut task_waited,
         };
         // A task submitted under a deadline runs with it in force, as in
         // the submitter's task: layers inside the queue (retry, a timeout)
@@ -94,7 +101,12 @@ pub(crate) async fn run_worker<S, Req>(
         };
         let end = stamp();
         let cell = guard.current.take().expect("set above");
-        guard.shared.finish(&cell, out, Some((now, end)));
+        let ran = Ran {
+            started: now,
+            ended: Some(end),
+            waited: task_waited,
+        };
+        guard.shared.finish(&cell, out, ran);
         if !yield_if_out_of_budget().await {
             ended = Some(end);
         }
@@ -131,7 +143,13 @@ struct WorkerGuard<Req, Res, E> {
 impl<Req, Res, E> Drop for WorkerGuard<Req, Res, E> {
     fn drop(&mut self) {
         if let Some(cell) = self.current.take() {
-            self.shared.finish(&cell, Err(TaskError::Cancelled), None);
+            // Dropped while its future waited: shown as running.
+            let ran = Ran {
+                started: stamp(),
+                ended: None,
+                waited: true,
+            };
+            self.shared.finish(&cell, Err(TaskError::Cancelled), ran);
         }
         self.shared.active.clear(self.index);
         for job in self.batch.drain(..) {
@@ -195,8 +213,11 @@ pin_project! {
         cell: &'a Arc<Cell<Res, E>>,
         shared: &'a Shared<Req, Res, E>,
         index: usize,
-        // Set in the worker's slot of `Active`, since the task first waited.
-        waiting: bool,
+        // When the worker took the task.
+        started: Stamp,
+        // Set once the task waited: it is in the worker's slot of `Active`
+        // until it ends, and shown as running (`Shared::waits`).
+        waited: &'a mut bool,
     }
 }
 
@@ -209,9 +230,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let poll = drive(&mut this, cx);
-        if poll.is_ready() && *this.waiting {
+        if poll.is_ready() && **this.waited {
             this.shared.active.clear(*this.index);
-            *this.waiting = false;
         }
         poll
     }
@@ -277,8 +297,9 @@ where
     if this.cell.park_worker(cx.waker()) {
         return true;
     }
-    if !*this.waiting {
-        *this.waiting = true;
+    if !**this.waited {
+        **this.waited = true;
+        this.shared.waits(this.cell, *this.started);
         this.shared.active.set(*this.index, this.cell);
         // After the slot is set; `cancel_all` sets the flag before it reads
         // the slots: one of the two sees the other.
