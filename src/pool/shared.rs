@@ -3,6 +3,8 @@
 //! lock, and the moves that return resources and free slots.
 
 use std::collections::VecDeque;
+#[cfg(feature = "metrics")]
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -40,6 +42,58 @@ impl Config {
     }
 }
 
+/// The state's lock; with `metrics`, beside it (on the line its holder
+/// already owns) the sizes as they were when it was last unlocked.
+struct StateLock<R> {
+    mutex: Mutex<State<R>>,
+    /// `size << 32 | idle`, stored by [`Locked`]'s drop.
+    #[cfg(feature = "metrics")]
+    sizes: AtomicU64,
+}
+
+/// The locked state. With `metrics`, unlocking it publishes the sizes for
+/// the gauges (see `Inner::sample_sizes`), so sampling them after an
+/// acquire or a release takes no second lock.
+#[cfg(feature = "metrics")]
+pub(super) struct Locked<'a, R> {
+    st: MutexGuard<'a, State<R>>,
+    sizes: &'a AtomicU64,
+}
+
+#[cfg(feature = "metrics")]
+impl<R> std::ops::Deref for Locked<'_, R> {
+    type Target = State<R>;
+
+    fn deref(&self) -> &State<R> {
+        &self.st
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<R> std::ops::DerefMut for Locked<'_, R> {
+    fn deref_mut(&mut self) -> &mut State<R> {
+        &mut self.st
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<R> Drop for Locked<'_, R> {
+    fn drop(&mut self) {
+        // Before the guard's own drop unlocks.
+        let clamp = |n: usize| {
+            u64::try_from(n)
+                .unwrap_or(u64::MAX)
+                .min(u64::from(u32::MAX))
+        };
+        let sizes = clamp(self.st.size) << 32 | clamp(self.st.idle.len());
+        self.sizes.store(sizes, Ordering::Relaxed);
+    }
+}
+
+/// The locked state.
+#[cfg(not(feature = "metrics"))]
+pub(super) type Locked<'a, R> = MutexGuard<'a, State<R>>;
+
 /// A resource owned by the pool, with its bookkeeping.
 pub(super) struct Live<R> {
     pub(super) resource: R,
@@ -57,7 +111,7 @@ pub(super) struct Inner<M: Manager> {
     pub(super) config: Config,
     /// On its own cache line: the `Arc` counts every guard moves and the
     /// counters bumped outside the lock must not share the lock's line.
-    state: Padded<Mutex<State<M::Resource>>>,
+    state: Padded<StateLock<M::Resource>>,
     /// Mirrors `State::closed` for lock-free reads.
     pub(super) closed: AtomicBool,
     /// A hint, read without the lock: whether acquires are queueing (the
@@ -114,13 +168,17 @@ impl<M: Manager> Inner<M> {
             metrics: crate::metrics::Instruments::new("pool".into()),
             manager,
             config,
-            state: Padded(Mutex::new(State {
-                idle,
-                size: 0,
-                closed: false,
-                waiters: Waiters::default(),
-                maint_wake: None,
-            })),
+            state: Padded(StateLock {
+                mutex: Mutex::new(State {
+                    idle,
+                    size: 0,
+                    closed: false,
+                    waiters: Waiters::default(),
+                    maint_wake: None,
+                }),
+                #[cfg(feature = "metrics")]
+                sizes: AtomicU64::new(0),
+            }),
             closed: AtomicBool::new(false),
             queueing: AtomicBool::new(false),
             counters: Padded::default(),
@@ -136,23 +194,31 @@ impl<M: Manager> Inner<M> {
         self
     }
 
-    /// Sets the size gauges to the present sizes (after an acquire or a
-    /// release; takes the lock, so never called with it held).
+    /// Sets the size gauges to the sizes as the state was last unlocked
+    /// (after an acquire or a release), without taking the lock.
     #[cfg(feature = "metrics")]
     pub(super) fn sample_sizes(&self) {
         self.metrics.with(|m| {
-            let (size, idle) = {
-                let st = self.lock();
-                (st.size, st.idle.len())
-            };
+            let sizes = self.state.sizes.load(Ordering::Relaxed);
+            let (size, idle) = (sizes >> 32, sizes & u64::from(u32::MAX));
             m.size.set(size as f64);
             m.in_use.set(size.saturating_sub(idle) as f64);
         });
     }
 
     /// Locks the state (no user code runs under this lock).
-    pub(super) fn lock(&self) -> MutexGuard<'_, State<M::Resource>> {
-        lock(&self.state)
+    #[cfg(feature = "metrics")]
+    pub(super) fn lock(&self) -> Locked<'_, M::Resource> {
+        Locked {
+            st: lock(&self.state.mutex),
+            sizes: &self.state.sizes,
+        }
+    }
+
+    /// Locks the state (no user code runs under this lock).
+    #[cfg(not(feature = "metrics"))]
+    pub(super) fn lock(&self) -> Locked<'_, M::Resource> {
+        lock(&self.state.mutex)
     }
 
     pub(super) fn finish(&self, after: After) {
@@ -330,11 +396,7 @@ impl<M: Manager> Inner<M> {
 
     /// A resource that reaches a closed pool is closed: its slot is freed
     /// under the lock, the resource dropped outside it.
-    fn discard_on_closed(
-        &self,
-        mut st: MutexGuard<'_, State<M::Resource>>,
-        live: Live<M::Resource>,
-    ) {
+    fn discard_on_closed(&self, mut st: Locked<'_, M::Resource>, live: Live<M::Resource>) {
         let after = self.free_slot_locked(&mut st);
         drop(st);
         self.count_closed(Reason::PoolClosed, 1);
