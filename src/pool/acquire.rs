@@ -37,8 +37,10 @@ pub(super) async fn acquire<M: Manager>(
     let started = Instant::now();
     let out = checkout(inner).await;
     if out.is_ok() {
-        inner.metrics.with(|m| m.wait.record(started.elapsed()));
-        inner.sample_sizes();
+        inner.metrics.with(|m| {
+            m.wait.record(started.elapsed());
+            inner.set_sizes(m);
+        });
     }
     out
 }

@@ -198,12 +198,16 @@ impl<M: Manager> Inner<M> {
     /// (after an acquire or a release), without taking the lock.
     #[cfg(feature = "metrics")]
     pub(super) fn sample_sizes(&self) {
-        self.metrics.with(|m| {
-            let sizes = self.state.sizes.load(Ordering::Relaxed);
-            let (size, idle) = (sizes >> 32, sizes & u64::from(u32::MAX));
-            m.size.set(size as f64);
-            m.in_use.set(size.saturating_sub(idle) as f64);
-        });
+        self.metrics.with(|m| self.set_sizes(m));
+    }
+
+    /// [`sample_sizes`](Self::sample_sizes) with the handles at hand.
+    #[cfg(feature = "metrics")]
+    pub(super) fn set_sizes(&self, m: &crate::metrics::PoolMetrics) {
+        let sizes = self.state.sizes.load(Ordering::Relaxed);
+        let (size, idle) = (sizes >> 32, sizes & u64::from(u32::MAX));
+        m.size.set(size as f64);
+        m.in_use.set(size.saturating_sub(idle) as f64);
     }
 
     /// Locks the state (no user code runs under this lock).
