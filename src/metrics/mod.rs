@@ -117,7 +117,7 @@
 //! | `tower_patterns.queue.run.duration` | histogram | seconds | `name` | Time a task ran on its worker. |
 //! | `tower_patterns.pool.size` | gauge | count | `name` | Resources the pool holds, idle and in use. |
 //! | `tower_patterns.pool.in_use` | gauge | count | `name` | Resources checked out. |
-//! | `tower_patterns.pool.acquire.duration` | histogram | seconds | `name` | Time a successful acquire took: waiting, recycling checks and creating included. |
+//! | `tower_patterns.pool.acquire.duration` | histogram | seconds | `name` | Time a successful acquire took from its first wait: in line, recycling checks and creating included; one answered at once records 0. |
 //! | `tower_patterns.pool.create_errors` | counter | count | `name` | Resources the manager failed to create. |
 //! | `http.client.request.duration` | histogram | seconds | `name`, `status_class=1xx|2xx|3xx|4xx|5xx|error` | Time from sending a request to its response head (OpenTelemetry's HTTP client metric). |
 //! | `http.client.response.body.size` | histogram | bytes | `name` | Bytes of each response body read to its end. |

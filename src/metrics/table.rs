@@ -161,7 +161,7 @@ table! {
         "Resources checked out.";
     POOL_WAIT = "tower_patterns.pool.acquire.duration", Histogram, Seconds,
         ["name"],
-        "Time a successful acquire took: waiting, recycling checks and creating included.";
+        "Time a successful acquire took from its first wait: in line, recycling checks and creating included; one answered at once records 0.";
     POOL_CREATE_ERRORS = "tower_patterns.pool.create_errors", Counter, Count,
         ["name"],
         "Resources the manager failed to create.";

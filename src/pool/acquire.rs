@@ -16,6 +16,8 @@ use tokio::time::{Instant, Sleep};
 use super::error::{PoolClosed, PoolError};
 use super::guard::{Pooled, SlotGuard};
 use super::manager::Manager;
+#[cfg(feature = "metrics")]
+use super::shared::set_sizes;
 use super::shared::{After, Inner, Live};
 use super::stats::Reason;
 use super::waiters::Grant;
@@ -30,44 +32,64 @@ pub(super) const RECYCLE_CHECKS: usize = 3;
 
 /// The body of [`Pool::acquire`](super::Pool::acquire), timed and the
 /// sizes sampled (feature `metrics`).
+///
+/// The time is counted from the first moment the acquire had to wait (in
+/// line, or for a check or a create that did not finish at once), which
+/// is when [`Limit`] reads the clock anyway; an acquire answered on its
+/// first poll records zero and reads no clock.
 #[cfg(feature = "metrics")]
 pub(super) async fn acquire<M: Manager>(
     inner: &Arc<Inner<M>>,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {
-    let started = Instant::now();
-    let out = checkout(inner).await;
+    let mut limit = Limit::After(inner.config.acquire_timeout);
+    let out = checkout_within(inner, &mut limit).await;
     if out.is_ok() {
-        inner.metrics.with(|m| {
-            m.wait.record(started.elapsed());
-            inner.set_sizes(m);
-        });
+        let took = match limit {
+            Limit::After(_) => Duration::ZERO,
+            Limit::At { since, .. } => since.elapsed(),
+        };
+        let sizes = inner.sizes_to_set();
+        inner.metrics.with_init(
+            |m| {
+                m.wait.record(took);
+                if let Some(sizes) = sizes {
+                    set_sizes(m, sizes);
+                }
+            },
+            // A recorder seen for the first time is shown the sizes even
+            // when they did not change (see `Inner::sizes_to_set`).
+            |m| set_sizes(m, inner.last_sizes()),
+        );
     }
     out
 }
 
 /// The body of [`Pool::acquire`](super::Pool::acquire) (without the
-/// `metrics` feature, exactly [`checkout`]).
+/// `metrics` feature).
 #[cfg(not(feature = "metrics"))]
-pub(super) use self::checkout as acquire;
-
-/// Takes a resource or a slot, then recycles or creates.
-pub(super) async fn checkout<M: Manager>(
+pub(super) async fn acquire<M: Manager>(
     inner: &Arc<Inner<M>>,
+) -> Result<Pooled<M>, PoolError<M::Error>> {
+    checkout_within(inner, &mut Limit::After(inner.config.acquire_timeout)).await
+}
+
+/// Takes a resource or a slot, then recycles or creates, all within
+/// `limit` (which is [`Limit::At`] from the first time it had to wait).
+async fn checkout_within<M: Manager>(
+    inner: &Arc<Inner<M>>,
+    limit: &mut Limit,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {
     let mut checkout = Checkout {
         inner,
         queued: None,
-        deadline: None,
+        limit: &mut *limit,
         done: false,
     };
     let grant = (&mut checkout).await;
+    drop(checkout);
     // What is left of acquire_timeout for recycling or creating: counted
-    // from the moment this call started waiting, or else from the first
-    // time recycle or create has to wait.
-    let mut limit = match checkout.deadline {
-        Some(deadline) => Limit::At(deadline),
-        None => Limit::After(inner.config.acquire_timeout),
-    };
+    // from the moment this call started waiting in line (`limit` is then
+    // `At`), or else from the first time recycle or create has to wait.
     let guard = SlotGuard::new(inner);
     match grant {
         Grant::Closed => {
@@ -78,22 +100,22 @@ pub(super) async fn checkout<M: Manager>(
             guard.disarm();
             Err(PoolError::Timeout(inner.timed_out()))
         }
-        Grant::Create => inner.create_in(guard, &mut limit).await,
-        Grant::Resource(live) => inner.recycle_in(guard, live, &mut limit).await,
+        Grant::Create => inner.create_in(guard, limit).await,
+        Grant::Resource(live) => inner.recycle_in(guard, live, limit).await,
     }
 }
 
 /// Takes an idle resource or reserves a slot on its first poll, or joins
 /// the queue (with its waker and deadline) and waits for a grant.
-struct Checkout<'a, M: Manager> {
+struct Checkout<'a, 'l, M: Manager> {
     inner: &'a Inner<M>,
     queued: Option<(usize, u64)>,
-    /// Set when the caller had to queue: when its acquire_timeout ends.
-    deadline: Option<Instant>,
+    /// Set to [`Limit::At`] when the caller has to queue.
+    limit: &'l mut Limit,
     done: bool,
 }
 
-impl<M: Manager> Future for Checkout<'_, M> {
+impl<M: Manager> Future for Checkout<'_, '_, M> {
     type Output = Grant<Live<M::Resource>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -127,7 +149,10 @@ impl<M: Manager> Future for Checkout<'_, M> {
         this.done = false;
         let now = early.unwrap_or_else(Instant::now);
         let deadline = time::deadline(now, inner.config.acquire_timeout);
-        this.deadline = Some(deadline);
+        *this.limit = Limit::At {
+            since: now,
+            deadline,
+        };
         let first_in_line = st.waiters.waiting == 0;
         this.queued = Some(st.waiters.register(
             cx.waker().clone(),
@@ -149,7 +174,7 @@ impl<M: Manager> Future for Checkout<'_, M> {
     }
 }
 
-impl<M: Manager> Drop for Checkout<'_, M> {
+impl<M: Manager> Drop for Checkout<'_, '_, M> {
     fn drop(&mut self) {
         let Some((key, generation)) = self.queued else {
             return;
@@ -267,10 +292,12 @@ impl<M: Manager> Inner<M> {
 
 /// How long an acquire may still take.
 enum Limit {
-    /// This long from the first time a phase has to wait.
+    /// This long from the first time a phase has to wait (none has yet).
     After(Duration),
-    /// Until then (at most [`time::NEVER`] ahead: see [`time::deadline`]).
-    At(Instant),
+    /// Until `deadline` (at most [`time::NEVER`] ahead: see
+    /// [`time::deadline`]); the acquire first had to wait at `since`.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    At { since: Instant, deadline: Instant },
 }
 
 pin_project! {
@@ -304,11 +331,12 @@ impl<F: Future> Future for Timed<'_, F> {
         }
         if this.sleep.is_none() {
             let at = match **this.limit {
-                Limit::At(at) => at,
+                Limit::At { deadline, .. } => deadline,
                 Limit::After(timeout) => {
-                    let at = time::deadline(Instant::now(), timeout);
-                    **this.limit = Limit::At(at);
-                    at
+                    let since = Instant::now();
+                    let deadline = time::deadline(since, timeout);
+                    **this.limit = Limit::At { since, deadline };
+                    deadline
                 }
             };
             *this.sleep = Some(Box::pin(tokio::time::sleep_until(at)));

@@ -49,6 +49,13 @@ struct StateLock<R> {
     /// `size << 32 | idle`, stored by [`Locked`]'s drop.
     #[cfg(feature = "metrics")]
     sizes: AtomicU64,
+    /// The `sizes` last set into the gauges (`u64::MAX`: none yet), so a
+    /// sample that would set the same values again (a resource handed
+    /// from a release straight to a waiter changes neither size) skips
+    /// the recorder. A recorder installed later sees the gauges at the
+    /// next change.
+    #[cfg(feature = "metrics")]
+    sampled: AtomicU64,
 }
 
 /// The locked state. With `metrics`, unlocking it publishes the sizes for
@@ -178,6 +185,8 @@ impl<M: Manager> Inner<M> {
                 }),
                 #[cfg(feature = "metrics")]
                 sizes: AtomicU64::new(0),
+                #[cfg(feature = "metrics")]
+                sampled: AtomicU64::new(u64::MAX),
             }),
             closed: AtomicBool::new(false),
             queueing: AtomicBool::new(false),
@@ -195,19 +204,31 @@ impl<M: Manager> Inner<M> {
     }
 
     /// Sets the size gauges to the sizes as the state was last unlocked
-    /// (after an acquire or a release), without taking the lock.
+    /// (after an acquire or a release), without taking the lock, unless
+    /// the gauges already show them.
     #[cfg(feature = "metrics")]
     pub(super) fn sample_sizes(&self) {
-        self.metrics.with(|m| self.set_sizes(m));
+        if let Some(sizes) = self.sizes_to_set() {
+            self.metrics.with(|m| set_sizes(m, sizes));
+        }
     }
 
-    /// [`sample_sizes`](Self::sample_sizes) with the handles at hand.
+    /// The sizes as the state was last unlocked (`size << 32 | idle`).
     #[cfg(feature = "metrics")]
-    pub(super) fn set_sizes(&self, m: &crate::metrics::PoolMetrics) {
-        let sizes = self.state.sizes.load(Ordering::Relaxed);
-        let (size, idle) = (sizes >> 32, sizes & u64::from(u32::MAX));
-        m.size.set(size as f64);
-        m.in_use.set(size.saturating_sub(idle) as f64);
+    pub(super) fn last_sizes(&self) -> u64 {
+        self.state.sizes.load(Ordering::Relaxed)
+    }
+
+    /// The sizes as the state was last unlocked, if the gauges do not show
+    /// them yet; they are then taken as shown.
+    #[cfg(feature = "metrics")]
+    pub(super) fn sizes_to_set(&self) -> Option<u64> {
+        let sizes = self.last_sizes();
+        if self.state.sampled.load(Ordering::Relaxed) == sizes {
+            return None;
+        }
+        self.state.sampled.store(sizes, Ordering::Relaxed);
+        Some(sizes)
     }
 
     /// Locks the state (no user code runs under this lock).
@@ -486,6 +507,14 @@ impl<M: Manager> Inner<M> {
             closed_by_reason: c.closed_by_reason(),
         }
     }
+}
+
+/// Sets the size gauges to `sizes` (`size << 32 | idle`).
+#[cfg(feature = "metrics")]
+pub(super) fn set_sizes(m: &crate::metrics::PoolMetrics, sizes: u64) {
+    let (size, idle) = (sizes >> 32, sizes & u64::from(u32::MAX));
+    m.size.set(size as f64);
+    m.in_use.set(size.saturating_sub(idle) as f64);
 }
 
 /// The earlier of two optional instants (`None` is never).
