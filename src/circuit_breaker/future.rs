@@ -16,12 +16,13 @@ use super::core::Core;
 use super::error::Open;
 use super::ticket::Ticket;
 use crate::classify::Classify;
-use crate::sync::Padded;
+use crate::sync::Spaced;
 
 /// What one service clone shares with the futures it creates. One per
 /// clone, so the reference count each call touches is not shared between
-/// threads; held in a [`Padded`] so two clones' counts never share a cache
-/// line.
+/// threads; held in a [`Spaced`] so two clones' counts never share a cache
+/// line (without the over-aligned allocation a `Padded` would cost per
+/// clone).
 pub(crate) struct Shard<C> {
     pub(crate) core: Arc<Core>,
     pub(crate) classify: C,
@@ -33,7 +34,7 @@ pub(crate) struct Shard<C> {
 /// first. Every field is a word, so moving the future around costs plain
 /// 8-byte copies.
 pub(crate) struct Guard<C> {
-    shard: Arc<Padded<Shard<C>>>,
+    shard: Arc<Spaced<Shard<C>>>,
     /// The ticket's bits, plus `DONE` once the outcome is recorded.
     ticket: u64,
     /// 1 + nanoseconds since the breaker's creation when the call started,
@@ -45,7 +46,7 @@ const DONE: u64 = 1 << 63;
 
 impl<C> Guard<C> {
     #[inline]
-    pub(crate) fn new(shard: Arc<Padded<Shard<C>>>, ticket: Ticket, start: u64) -> Self {
+    pub(crate) fn new(shard: Arc<Spaced<Shard<C>>>, ticket: Ticket, start: u64) -> Self {
         Guard {
             shard,
             ticket: ticket.bits(),

@@ -15,7 +15,7 @@ use super::handle::CircuitBreakerHandle;
 use super::stats::CircuitBreakerStats;
 use super::ticket::Ticket;
 use crate::classify::Classify;
-use crate::sync::Padded;
+use crate::sync::Spaced;
 
 /// The admission a service holds between `poll_ready` and `call`, packed
 /// in one word (`NO_PERMIT`, `REJECTED`, or `GO | ticket bits`) so the hot
@@ -39,7 +39,7 @@ const REJECTED: u64 = 1 << 63;
 /// Clones share the breaker.
 pub struct CircuitBreaker<S, C = crate::classify::DefaultClassify> {
     inner: S,
-    shard: Arc<Padded<Shard<C>>>,
+    shard: Arc<Spaced<Shard<C>>>,
     permit: u64,
     /// Why, when `permit` is `REJECTED`.
     rejection: Option<Open>,
@@ -50,7 +50,7 @@ impl<S, C> CircuitBreaker<S, C> {
         let stripe = core.stripe();
         CircuitBreaker {
             inner,
-            shard: Arc::new(Padded(Shard {
+            shard: Arc::new(Spaced::new(Shard {
                 core,
                 classify,
                 stripe,
