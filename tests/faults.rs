@@ -8,6 +8,10 @@
 //! slots all come back, and the client lets go of the connection), and must
 //! report the error the classifier expects.
 //!
+//! The PostgreSQL and Redis tests need the `postgres` and `redis` features
+//! (`cargo test --all-features`, as CI runs them); the HTTP one runs with
+//! the default features too.
+//!
 //! These run on real sockets and real time: the client's deadlines are
 //! short, and every wait is bounded by an outer deadline that fails the test
 //! (a hang) rather than sleeping.
@@ -26,7 +30,9 @@ use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
 use tower_patterns::circuit_breaker::CircuitBreakerLayer;
 use tower_patterns::fetch::{CollectLayer, FetchError, HttpClient, JsonLayer};
 use tower_patterns::limit::ConcurrencyLimitLayer;
+#[cfg(feature = "postgres")]
 use tower_patterns::pool::postgres::PgManager;
+#[cfg(feature = "postgres")]
 use tower_patterns::pool::Pool;
 use tower_patterns::upstream::UpstreamConfig;
 
@@ -203,6 +209,7 @@ async fn the_http_stack_ends_every_fault_in_time_and_gives_everything_back() {
 }
 
 /// `url` with its host and port replaced by `addr`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 fn via(url: &str, addr: std::net::SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -210,6 +217,7 @@ fn via(url: &str, addr: std::net::SocketAddr) -> String {
     format!("{scheme}://{}{addr}/{path}", creds.unwrap_or_default())
 }
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 fn server_addr(url: &str) -> std::net::SocketAddr {
     let rest = url.split_once("://").unwrap().1;
     let auth = rest.split_once('/').map_or(rest, |(a, _)| a);
@@ -218,6 +226,7 @@ fn server_addr(url: &str) -> std::net::SocketAddr {
         .expect("the PostgreSQL URL names 127.0.0.1:PORT")
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
     let Some(url) = common::pg_url() else { return };
@@ -289,6 +298,7 @@ async fn the_postgres_pool_ends_every_fault_in_time_and_keeps_no_slot() {
         }
     }
 }
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
     use tower::Service;
@@ -380,6 +390,7 @@ async fn a_redis_rate_limit_keeps_answering_through_every_fault_and_recovers() {
 }
 
 /// The Redis URL, or `None` (skipped, with the reason) outside CI.
+#[cfg(feature = "redis")]
 fn redis_url() -> Option<String> {
     common::service_url(
         "TOWER_PATTERNS_REDIS_URL",
@@ -387,6 +398,7 @@ fn redis_url() -> Option<String> {
     )
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cache_tier_keeps_answering_through_every_fault_and_recovers() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -488,6 +500,7 @@ async fn a_redis_cache_tier_keeps_answering_through_every_fault_and_recovers() {
     }
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_queue_ends_every_fault_in_time_and_recovers() {
     use tower_patterns::queue::backend::postgres::PgQueue;
