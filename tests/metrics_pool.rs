@@ -135,3 +135,33 @@ async fn the_size_gauges_stay_true_across_hand_offs_and_a_late_recorder() {
     assert_eq!(rec.gauge(IN_USE, &name), Some(0.0));
     assert_eq!(rec.histogram(ACQUIRE, &name).len(), 1, "the waiter's");
 }
+
+/// The size gauges follow what the background task does with no acquire
+/// or release after it: idle resources closed by `idle_timeout` leave the
+/// gauges at the smaller size.
+#[tokio::test(start_paused = true)]
+async fn the_size_gauges_follow_the_background_task() {
+    let rec = TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let pool = Pool::builder()
+        .name("reaped")
+        .max_size(2)
+        .idle_timeout(Some(Duration::from_secs(10)))
+        .build(Numbers::taking(Duration::ZERO))
+        .unwrap();
+    let name = [n("reaped")];
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    drop((a, b));
+    assert_eq!(rec.gauge(SIZE, &name), Some(2.0));
+    assert_eq!(rec.gauge(IN_USE, &name), Some(0.0));
+
+    // The background task runs on this runtime; wait on tokio's clock
+    // until it has closed both (bounded: a minute of paused time).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while pool.stats().size > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not reaped");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(rec.gauge(SIZE, &name), Some(0.0));
+    assert_eq!(rec.gauge(IN_USE, &name), Some(0.0));
+}

@@ -48,17 +48,12 @@ pub(super) async fn acquire<M: Manager>(
             Limit::After(_) => Duration::ZERO,
             Limit::At { since, .. } => since.elapsed(),
         };
-        let sizes = inner.sizes_to_set();
         inner.metrics.with_init(
-            |m| {
-                m.wait.record(took);
-                if let Some(sizes) = sizes {
-                    set_sizes(m, sizes);
-                }
-            },
+            |m| m.wait.record(took),
             // A recorder seen for the first time is shown the sizes even
-            // when they did not change (see `Inner::sizes_to_set`).
-            |m| set_sizes(m, inner.last_sizes()),
+            // though they did not change (the gauges are set only when
+            // they change: see `Inner::unlock`).
+            |m| set_sizes(m, inner.lock().sizes()),
         );
     }
     out
@@ -137,11 +132,13 @@ impl<M: Manager> Future for Checkout<'_, '_, M> {
         if st.waiters.waiting == 0 {
             if let Some(live) = st.idle.pop_back() {
                 inner.hint_queueing(false);
+                inner.settle(st);
                 return Poll::Ready(Grant::Resource(live));
             }
             if st.size < inner.config.max_size {
                 st.size += 1;
                 inner.hint_queueing(false);
+                inner.settle(st);
                 return Poll::Ready(Grant::Create);
             }
         }
@@ -188,8 +185,7 @@ impl<M: Manager> Drop for Checkout<'_, '_, M> {
             Some(Grant::Create) => self.inner.free_slot_locked(&mut st),
             Some(Grant::Closed | Grant::TimedOut) | None => After::default(),
         };
-        drop(st);
-        self.inner.finish(after);
+        self.inner.finish(self.inner.unlock(st, after));
     }
 }
 
@@ -252,8 +248,7 @@ impl<M: Manager> Inner<M> {
         let mut st = self.lock();
         let live = st.idle.pop_back()?;
         let after = self.free_slot_locked(&mut st);
-        drop(st);
-        self.finish(after);
+        self.finish(self.unlock(st, after));
         Some(live)
     }
 

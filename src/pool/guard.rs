@@ -74,8 +74,6 @@ impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         if let Some(live) = self.live.take() {
             self.pool.release(live);
-            #[cfg(feature = "metrics")]
-            self.pool.sample_sizes();
         }
     }
 }

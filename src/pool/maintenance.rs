@@ -101,6 +101,7 @@ impl<M: Manager> Inner<M> {
                     by_idle += 1;
                 }
             }
+            self.settle(st);
         }
         if by_lifetime > 0 {
             self.count_closed(Reason::MaxLifetime, by_lifetime);
@@ -127,6 +128,7 @@ impl<M: Manager> Inner<M> {
             }
             let need = self.config.min_size.saturating_sub(st.size);
             st.size += need;
+            self.settle(st);
             need
         };
         if need == 0 {

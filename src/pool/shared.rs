@@ -3,8 +3,6 @@
 //! lock, and the moves that return resources and free slots.
 
 use std::collections::VecDeque;
-#[cfg(feature = "metrics")]
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -42,63 +40,7 @@ impl Config {
     }
 }
 
-/// The state's lock; with `metrics`, beside it (on the line its holder
-/// already owns) the sizes as they were when it was last unlocked.
-struct StateLock<R> {
-    mutex: Mutex<State<R>>,
-    /// `size << 32 | idle`, stored by [`Locked`]'s drop.
-    #[cfg(feature = "metrics")]
-    sizes: AtomicU64,
-    /// The `sizes` last set into the gauges (`u64::MAX`: none yet), so a
-    /// sample that would set the same values again (a resource handed
-    /// from a release straight to a waiter changes neither size) skips
-    /// the recorder. A recorder installed later sees the gauges at the
-    /// next change.
-    #[cfg(feature = "metrics")]
-    sampled: AtomicU64,
-}
-
-/// The locked state. With `metrics`, unlocking it publishes the sizes for
-/// the gauges (see `Inner::sample_sizes`), so sampling them after an
-/// acquire or a release takes no second lock.
-#[cfg(feature = "metrics")]
-pub(super) struct Locked<'a, R> {
-    st: MutexGuard<'a, State<R>>,
-    sizes: &'a AtomicU64,
-}
-
-#[cfg(feature = "metrics")]
-impl<R> std::ops::Deref for Locked<'_, R> {
-    type Target = State<R>;
-
-    fn deref(&self) -> &State<R> {
-        &self.st
-    }
-}
-
-#[cfg(feature = "metrics")]
-impl<R> std::ops::DerefMut for Locked<'_, R> {
-    fn deref_mut(&mut self) -> &mut State<R> {
-        &mut self.st
-    }
-}
-
-#[cfg(feature = "metrics")]
-impl<R> Drop for Locked<'_, R> {
-    fn drop(&mut self) {
-        // Before the guard's own drop unlocks.
-        let clamp = |n: usize| {
-            u64::try_from(n)
-                .unwrap_or(u64::MAX)
-                .min(u64::from(u32::MAX))
-        };
-        let sizes = clamp(self.st.size) << 32 | clamp(self.st.idle.len());
-        self.sizes.store(sizes, Ordering::Relaxed);
-    }
-}
-
 /// The locked state.
-#[cfg(not(feature = "metrics"))]
 pub(super) type Locked<'a, R> = MutexGuard<'a, State<R>>;
 
 /// A resource owned by the pool, with its bookkeeping.
@@ -118,7 +60,7 @@ pub(super) struct Inner<M: Manager> {
     pub(super) config: Config,
     /// On its own cache line: the `Arc` counts every guard moves and the
     /// counters bumped outside the lock must not share the lock's line.
-    state: Padded<StateLock<M::Resource>>,
+    state: Padded<Mutex<State<M::Resource>>>,
     /// Mirrors `State::closed` for lock-free reads.
     pub(super) closed: AtomicBool,
     /// A hint, read without the lock: whether acquires are queueing (the
@@ -154,6 +96,35 @@ pub(super) struct State<R> {
     /// When the background task will next look at the idle resources and
     /// the waiters' deadlines (`None`: not before it is notified).
     pub(super) maint_wake: Option<Instant>,
+    /// The sizes ([`State::sizes`]) last put into the gauges (`u64::MAX`:
+    /// none yet). Kept under the lock, so deciding whether to set the
+    /// gauges reads no line but the lock's own.
+    #[cfg(feature = "metrics")]
+    shown: u64,
+}
+
+#[cfg(feature = "metrics")]
+impl<R> State<R> {
+    /// `size << 32 | idle`, each clamped to 32 bits.
+    pub(super) fn sizes(&self) -> u64 {
+        let clamp = |n: usize| {
+            u64::try_from(n)
+                .unwrap_or(u64::MAX)
+                .min(u64::from(u32::MAX))
+        };
+        clamp(self.size) << 32 | clamp(self.idle.len())
+    }
+
+    /// The sizes, if the gauges do not show them yet; they are then taken
+    /// as shown. A resource handed from a release straight to a waiter
+    /// changes neither size, so it sets no gauge.
+    fn sizes_to_show(&mut self) -> Option<u64> {
+        let sizes = self.sizes();
+        (sizes != self.shown).then(|| {
+            self.shown = sizes;
+            sizes
+        })
+    }
 }
 
 /// Side effects to run after the state lock is released.
@@ -163,6 +134,9 @@ pub(super) struct After {
     wake: Option<Waker>,
     maintain: bool,
     closed_empty: bool,
+    /// With `metrics`: sizes for the gauges (see [`Inner::unlock`]).
+    #[cfg(feature = "metrics")]
+    sizes: Option<u64>,
 }
 
 impl<M: Manager> Inner<M> {
@@ -175,19 +149,15 @@ impl<M: Manager> Inner<M> {
             metrics: crate::metrics::Instruments::new("pool".into()),
             manager,
             config,
-            state: Padded(StateLock {
-                mutex: Mutex::new(State {
-                    idle,
-                    size: 0,
-                    closed: false,
-                    waiters: Waiters::default(),
-                    maint_wake: None,
-                }),
+            state: Padded(Mutex::new(State {
+                idle,
+                size: 0,
+                closed: false,
+                waiters: Waiters::default(),
+                maint_wake: None,
                 #[cfg(feature = "metrics")]
-                sizes: AtomicU64::new(0),
-                #[cfg(feature = "metrics")]
-                sampled: AtomicU64::new(u64::MAX),
-            }),
+                shown: u64::MAX,
+            })),
             closed: AtomicBool::new(false),
             queueing: AtomicBool::new(false),
             counters: Padded::default(),
@@ -203,50 +173,42 @@ impl<M: Manager> Inner<M> {
         self
     }
 
-    /// Sets the size gauges to the sizes as the state was last unlocked
-    /// (after an acquire or a release), without taking the lock, unless
-    /// the gauges already show them.
+    /// Locks the state (no user code runs under this lock).
+    pub(super) fn lock(&self) -> Locked<'_, M::Resource> {
+        lock(&self.state)
+    }
+
+    /// Unlocks `st`; returns `after` to run with [`Inner::finish`]. With
+    /// `metrics`, `after` then carries the sizes if they changed since the
+    /// gauges were last set, decided under the lock: no line is read after
+    /// it that another core may be writing.
     #[cfg(feature = "metrics")]
-    pub(super) fn sample_sizes(&self) {
-        if let Some(sizes) = self.sizes_to_set() {
+    pub(super) fn unlock(&self, mut st: Locked<'_, M::Resource>, mut after: After) -> After {
+        after.sizes = st.sizes_to_show();
+        drop(st);
+        after
+    }
+
+    /// Unlocks `st`; returns `after` to run with [`Inner::finish`].
+    #[cfg(not(feature = "metrics"))]
+    pub(super) fn unlock(&self, st: Locked<'_, M::Resource>, after: After) -> After {
+        drop(st);
+        after
+    }
+
+    /// Unlocks `st` with nothing to run after it but, with `metrics`, the
+    /// size gauges (see [`Inner::unlock`]).
+    pub(super) fn settle(&self, st: Locked<'_, M::Resource>) {
+        self.finish(self.unlock(st, After::default()));
+    }
+
+    /// Runs what was decided under the lock: wakes, notifies and (with
+    /// `metrics`) sets the size gauges.
+    pub(super) fn finish(&self, after: After) {
+        #[cfg(feature = "metrics")]
+        if let Some(sizes) = after.sizes {
             self.metrics.with(|m| set_sizes(m, sizes));
         }
-    }
-
-    /// The sizes as the state was last unlocked (`size << 32 | idle`).
-    #[cfg(feature = "metrics")]
-    pub(super) fn last_sizes(&self) -> u64 {
-        self.state.sizes.load(Ordering::Relaxed)
-    }
-
-    /// The sizes as the state was last unlocked, if the gauges do not show
-    /// them yet; they are then taken as shown.
-    #[cfg(feature = "metrics")]
-    pub(super) fn sizes_to_set(&self) -> Option<u64> {
-        let sizes = self.last_sizes();
-        if self.state.sampled.load(Ordering::Relaxed) == sizes {
-            return None;
-        }
-        self.state.sampled.store(sizes, Ordering::Relaxed);
-        Some(sizes)
-    }
-
-    /// Locks the state (no user code runs under this lock).
-    #[cfg(feature = "metrics")]
-    pub(super) fn lock(&self) -> Locked<'_, M::Resource> {
-        Locked {
-            st: lock(&self.state.mutex),
-            sizes: &self.state.sizes,
-        }
-    }
-
-    /// Locks the state (no user code runs under this lock).
-    #[cfg(not(feature = "metrics"))]
-    pub(super) fn lock(&self) -> Locked<'_, M::Resource> {
-        lock(&self.state.mutex)
-    }
-
-    pub(super) fn finish(&self, after: After) {
         if let Some(waker) = after.wake {
             waker.wake();
         }
@@ -337,8 +299,9 @@ impl<M: Manager> Inner<M> {
         if let Some(reason) = reason {
             self.count_closed(reason, 1);
         }
-        let after = self.free_slot_locked(&mut self.lock());
-        self.finish(after);
+        let mut st = self.lock();
+        let after = self.free_slot_locked(&mut st);
+        self.finish(self.unlock(st, after));
     }
 
     /// Sets the [`queueing`](Self::queueing) hint (a store only when it
@@ -387,7 +350,7 @@ impl<M: Manager> Inner<M> {
                     wake: st.waiters.grant(key, Grant::Create),
                     ..After::default()
                 };
-                drop(st);
+                let after = self.unlock(st, after);
                 self.count_closed(Reason::MaxLifetime, 1);
                 self.finish(after);
                 return; // `live` is dropped (closed) here, outside the lock
@@ -398,14 +361,13 @@ impl<M: Manager> Inner<M> {
                     maintain: st.size < self.config.min_size,
                     ..After::default()
                 };
-                drop(st);
+                let after = self.unlock(st, after);
                 self.count_closed(Reason::MaxLifetime, 1);
                 self.finish(after);
                 return;
             }
         };
-        drop(st);
-        self.finish(after);
+        self.finish(self.unlock(st, after));
     }
 
     /// A resource created by the background task joins the pool.
@@ -415,15 +377,14 @@ impl<M: Manager> Inner<M> {
             return self.discard_on_closed(st, live);
         }
         let after = self.give_locked(&mut st, live);
-        drop(st);
-        self.finish(after);
+        self.finish(self.unlock(st, after));
     }
 
     /// A resource that reaches a closed pool is closed: its slot is freed
     /// under the lock, the resource dropped outside it.
     fn discard_on_closed(&self, mut st: Locked<'_, M::Resource>, live: Live<M::Resource>) {
         let after = self.free_slot_locked(&mut st);
-        drop(st);
+        let after = self.unlock(st, after);
         self.count_closed(Reason::PoolClosed, 1);
         drop(live);
         self.finish(after);
@@ -432,13 +393,14 @@ impl<M: Manager> Inner<M> {
     /// Refuses new acquires, fails the waiting ones and closes the idle
     /// resources; the first half of [`Pool::close`](super::Pool::close).
     pub(super) fn close(&self) {
-        let (idle, wakers) = {
+        let (idle, wakers, after) = {
             let mut st = self.lock();
             st.closed = true;
             self.closed.store(true, Ordering::Release);
             let idle = std::mem::take(&mut st.idle);
             st.size -= idle.len();
-            (idle, st.waiters.close_all())
+            let wakers = st.waiters.close_all();
+            (idle, wakers, self.unlock(st, After::default()))
         };
         if !idle.is_empty() {
             self.count_closed(Reason::PoolClosed, idle.len() as u64);
@@ -452,6 +414,7 @@ impl<M: Manager> Inner<M> {
         for waker in wakers {
             waker.wake();
         }
+        self.finish(after);
         self.maintenance.notify_one();
     }
 
