@@ -20,7 +20,9 @@
 //! its last 10,000 responses (what holding responses costs), the stack
 //! without its cache (retry, breaker, limit), the HTTP cache alone over
 //! `fetch::Collect<HttpClient>`, and the generic `cache::CacheLayer` keyed
-//! by URI alone over the same (its miss path, for non-HTTP services).
+//! by URI alone over the same (its miss path, for non-HTTP services). The
+//! paired section after criterion's runs also drives a floor: the least
+//! any cache that keeps its misses does (see [`Floor`]).
 //!
 //! The server runs on its own one-thread runtime; the clients on a
 //! current-thread runtime; each iteration is a batch of 32 requests with
@@ -33,7 +35,12 @@
 #[path = "../examples/support/demo_stack.rs"]
 mod demo_stack;
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -109,6 +116,7 @@ fn http_stack(c: &mut Criterion) {
             .unwrap()
             .layer(collected_client())
     };
+    let floor = Floor::new(collected_client(), 10_000);
     let counter = AtomicU64::new(0);
     let next_url = || format!("{base}?n={}", counter.fetch_add(1, Ordering::Relaxed));
 
@@ -215,6 +223,7 @@ fn http_stack(c: &mut Criterion) {
             &small_stack,
             &cache_only,
             &generic_cache,
+            &floor,
         );
     }
 
@@ -287,7 +296,8 @@ fn thread_cpu() -> Duration {
 /// Alternating batches of the bare client and each all-miss variant; prints
 /// each variant's median wall and CPU time per request over the bare
 /// client's.
-fn paired<R0, R1, R2, R3, R4>(
+#[allow(clippy::too_many_arguments)]
+fn paired<R0, R1, R2, R3, R4, R5>(
     rt: &tokio::runtime::Runtime,
     next_url: &impl Fn() -> String,
     bare: &impl Batchable<R0>,
@@ -295,6 +305,7 @@ fn paired<R0, R1, R2, R3, R4>(
     small: &impl Batchable<R2>,
     cache: &impl Batchable<R3>,
     generic: &impl Batchable<R4>,
+    floor: &impl Batchable<R5>,
 ) {
     const ROUNDS: usize = 40;
     const ITERS: u32 = 10;
@@ -321,14 +332,16 @@ fn paired<R0, R1, R2, R3, R4>(
         "full stack, all misses, 100 entries",
         "HttpCacheLayer alone, all misses",
         "CacheLayer by URI alone, all misses",
+        "floor (a map by URI, FIFO eviction), all misses",
     ];
-    let mut times: [Vec<(Duration, Duration)>; 5] = Default::default();
+    let mut times: [Vec<(Duration, Duration)>; 6] = Default::default();
     for _ in 0..ROUNDS {
         times[0].push(batch(rt, next_url, bare));
         times[1].push(batch(rt, next_url, stack));
         times[2].push(batch(rt, next_url, small));
         times[3].push(batch(rt, next_url, cache));
         times[4].push(batch(rt, next_url, generic));
+        times[5].push(batch(rt, next_url, floor));
     }
     let median = |v: &[(Duration, Duration)], cpu: bool| {
         let mut v: Vec<Duration> = v.iter().map(|t| if cpu { t.1 } else { t.0 }).collect();
@@ -347,6 +360,78 @@ fn paired<R0, R1, R2, R3, R4>(
                 peer.as_secs_f64() / ours.as_secs_f64(),
             );
         }
+    }
+}
+
+/// The floor for a cache's miss path: the least a cache that keeps its
+/// misses must do. It looks the URI up in a map under a lock; on a miss it
+/// calls the client, copies the response (status, fields, body handle)
+/// into the map, evicting the oldest entry once `max` are held, and
+/// returns it. No HTTP rules, no single flight, no expiry, no metrics; one
+/// boxed future per call. Whatever a real cache costs on a miss beyond
+/// this is its own.
+#[derive(Clone)]
+struct Floor<S> {
+    inner: S,
+    max: usize,
+    store: Arc<Mutex<FloorStore>>,
+}
+
+/// The floor's map and its keys, oldest first.
+type FloorStore = (HashMap<String, Collected>, VecDeque<String>);
+
+impl<S> Floor<S> {
+    fn new(inner: S, max: usize) -> Self {
+        Floor {
+            inner,
+            max,
+            store: Arc::default(),
+        }
+    }
+}
+
+fn copy(r: &Collected) -> Collected {
+    let mut out = Collected::new(r.body().clone());
+    *out.status_mut() = r.status();
+    *out.version_mut() = r.version();
+    *out.headers_mut() = r.headers().clone();
+    out
+}
+
+impl<S> tower::Service<Req> for Floor<S>
+where
+    S: tower::Service<Req, Response = Collected, Error = BoxError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Collected;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Collected, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = req.uri().to_string();
+        if let Some(hit) = self.store.lock().unwrap().0.get(&key) {
+            let hit = copy(hit);
+            return Box::pin(async move { Ok(hit) });
+        }
+        let (store, max) = (self.store.clone(), self.max);
+        let load = self.inner.call(req);
+        Box::pin(async move {
+            let resp = load.await?;
+            let mut st = store.lock().unwrap();
+            let (map, order) = &mut *st;
+            if map.len() == max {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+            map.insert(key.clone(), copy(&resp));
+            order.push_back(key);
+            Ok(resp)
+        })
     }
 }
 
