@@ -7,6 +7,13 @@
 //! not only the idle-stack fast path. Our pool runs with its defaults
 //! (acquire timeout 30 s, lifetimes on); deadpool with its defaults (no
 //! timeouts). Run: `cargo bench --all-features --bench pool`.
+//!
+//! With two worker threads the cycle runs in one of two phases (about
+//! 0.5 or about 1.5 us) that last seconds and come from the machine, and
+//! criterion measures one pool after the other. After criterion's runs,
+//! a paired section gives each short sample a fresh 2-thread runtime and
+//! pool and alternates the two pools, then prints each one's median, how
+//! many of its samples were slow, and the ratio of the medians.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -112,5 +119,82 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// One sample of `CYCLES` cycles on a fresh 2-thread runtime and pool:
+/// ours if `ours`, else deadpool. Returns the time per cycle.
+fn fresh_sample(ours: bool) -> Duration {
+    const CYCLES: u64 = 20_000;
+    let rt = runtime(2);
+    let took = if ours {
+        let pool = rt.block_on(async {
+            let pool = tower_patterns::pool::Pool::builder()
+                .max_size(POOL_SIZE)
+                .build(Ours)
+                .unwrap();
+            drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.acquire())).await);
+            pool
+        });
+        rt.block_on(run(CYCLES, move || {
+            let pool = pool.clone();
+            async move {
+                let conn = pool.acquire().await.unwrap();
+                black_box(*conn);
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+        }))
+    } else {
+        let pool = rt.block_on(async {
+            let pool = deadpool::managed::Pool::<Theirs>::builder(Theirs)
+                .max_size(POOL_SIZE)
+                .build()
+                .unwrap();
+            drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.get())).await);
+            pool
+        });
+        rt.block_on(run(CYCLES, move || {
+            let pool = pool.clone();
+            async move {
+                let conn = pool.get().await.unwrap();
+                black_box(*conn);
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+        }))
+    };
+    took / CYCLES as u32
+}
+
+/// Alternating fresh 2-thread samples of both pools (see the module docs).
+fn paired() {
+    const SAMPLES: usize = 100;
+    const SLOW: Duration = Duration::from_nanos(900);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..SAMPLES {
+        let first = i % 2 == 0;
+        let a = fresh_sample(first);
+        let b = fresh_sample(!first);
+        let (o, t) = if first { (a, b) } else { (b, a) };
+        ours.push(o);
+        theirs.push(t);
+    }
+    ours.sort();
+    theirs.sort();
+    let slow = |v: &[Duration]| v.iter().filter(|&&d| d > SLOW).count();
+    let (mo, mt) = (ours[SAMPLES / 2], theirs[SAMPLES / 2]);
+    println!(
+        "pool paired (2 threads, fresh runtime per sample, {SAMPLES} each): ours median {mo:?} ({} slow), deadpool median {mt:?} ({} slow): ours / deadpool {:.2}",
+        slow(&ours),
+        slow(&theirs),
+        mo.as_secs_f64() / mt.as_secs_f64(),
+    );
+}
+
+fn all(c: &mut Criterion) {
+    bench(c);
+    if !std::env::args().any(|a| a == "--list" || a == "--test") {
+        paired();
+    }
+}
+
+criterion_group!(benches, all);
 criterion_main!(benches);
