@@ -13,7 +13,7 @@
 //! criterion measures one pool after the other. After criterion's runs,
 //! a paired section gives each short sample a fresh 2-thread runtime and
 //! pool and alternates the two pools, then prints each one's median, how
-//! many of its samples were slow, and the ratio of the medians.
+//! many of its samples were slow, and the median of the pairs' ratios.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -60,60 +60,70 @@ where
     start.elapsed()
 }
 
+type OurPool = tower_patterns::pool::Pool<Ours>;
+type TheirPool = deadpool::managed::Pool<Theirs>;
+
+/// Our pool with its defaults, every resource created before timing.
+fn our_pool(rt: &tokio::runtime::Runtime) -> OurPool {
+    rt.block_on(async {
+        let pool = OurPool::builder().max_size(POOL_SIZE).build(Ours).unwrap();
+        drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.acquire())).await);
+        pool
+    })
+}
+
+/// Deadpool with its defaults, every resource created before timing.
+fn their_pool(rt: &tokio::runtime::Runtime) -> TheirPool {
+    rt.block_on(async {
+        let pool = TheirPool::builder(Theirs)
+            .max_size(POOL_SIZE)
+            .build()
+            .unwrap();
+        drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.get())).await);
+        pool
+    })
+}
+
+/// `iters` cycles on our pool: acquire, hold across a `yield_now`, release.
+fn cycle_ours(rt: &tokio::runtime::Runtime, pool: &OurPool, iters: u64) -> Duration {
+    let pool = pool.clone();
+    rt.block_on(run(iters, move || {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.acquire().await.unwrap();
+            black_box(*conn);
+            tokio::task::yield_now().await;
+            drop(conn);
+        }
+    }))
+}
+
+/// The same cycles on deadpool.
+fn cycle_theirs(rt: &tokio::runtime::Runtime, pool: &TheirPool, iters: u64) -> Duration {
+    let pool = pool.clone();
+    rt.block_on(run(iters, move || {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.get().await.unwrap();
+            black_box(*conn);
+            tokio::task::yield_now().await;
+            drop(conn);
+        }
+    }))
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool/acquire_release_32_tasks_pool_16");
     group.throughput(Throughput::Elements(1));
     for threads in [1, 2] {
         let rt = runtime(threads);
-
-        let ours = rt.block_on(async {
-            let pool = tower_patterns::pool::Pool::builder()
-                .max_size(POOL_SIZE)
-                .build(Ours)
-                .unwrap();
-            // Warm: all resources created before timing.
-            let all: Vec<_> =
-                futures::future::join_all((0..POOL_SIZE).map(|_| pool.acquire())).await;
-            drop(all);
-            pool
-        });
+        let ours = our_pool(&rt);
         group.bench_function(format!("tower-patterns/{threads}-thread"), |b| {
-            b.iter_custom(|iters| {
-                let pool = ours.clone();
-                rt.block_on(run(iters, move || {
-                    let pool = pool.clone();
-                    async move {
-                        let conn = pool.acquire().await.unwrap();
-                        black_box(*conn);
-                        tokio::task::yield_now().await;
-                        drop(conn);
-                    }
-                }))
-            })
+            b.iter_custom(|iters| cycle_ours(&rt, &ours, iters))
         });
-
-        let theirs = rt.block_on(async {
-            let pool = deadpool::managed::Pool::<Theirs>::builder(Theirs)
-                .max_size(POOL_SIZE)
-                .build()
-                .unwrap();
-            let all: Vec<_> = futures::future::join_all((0..POOL_SIZE).map(|_| pool.get())).await;
-            drop(all);
-            pool
-        });
+        let theirs = their_pool(&rt);
         group.bench_function(format!("deadpool/{threads}-thread"), |b| {
-            b.iter_custom(|iters| {
-                let pool = theirs.clone();
-                rt.block_on(run(iters, move || {
-                    let pool = pool.clone();
-                    async move {
-                        let conn = pool.get().await.unwrap();
-                        black_box(*conn);
-                        tokio::task::yield_now().await;
-                        drop(conn);
-                    }
-                }))
-            })
+            b.iter_custom(|iters| cycle_theirs(&rt, &theirs, iters))
         });
     }
     group.finish();
@@ -125,50 +135,20 @@ fn fresh_sample(ours: bool) -> Duration {
     const CYCLES: u64 = 20_000;
     let rt = runtime(2);
     let took = if ours {
-        let pool = rt.block_on(async {
-            let pool = tower_patterns::pool::Pool::builder()
-                .max_size(POOL_SIZE)
-                .build(Ours)
-                .unwrap();
-            drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.acquire())).await);
-            pool
-        });
-        rt.block_on(run(CYCLES, move || {
-            let pool = pool.clone();
-            async move {
-                let conn = pool.acquire().await.unwrap();
-                black_box(*conn);
-                tokio::task::yield_now().await;
-                drop(conn);
-            }
-        }))
+        cycle_ours(&rt, &our_pool(&rt), CYCLES)
     } else {
-        let pool = rt.block_on(async {
-            let pool = deadpool::managed::Pool::<Theirs>::builder(Theirs)
-                .max_size(POOL_SIZE)
-                .build()
-                .unwrap();
-            drop(futures::future::join_all((0..POOL_SIZE).map(|_| pool.get())).await);
-            pool
-        });
-        rt.block_on(run(CYCLES, move || {
-            let pool = pool.clone();
-            async move {
-                let conn = pool.get().await.unwrap();
-                black_box(*conn);
-                tokio::task::yield_now().await;
-                drop(conn);
-            }
-        }))
+        cycle_theirs(&rt, &their_pool(&rt), CYCLES)
     };
     took / CYCLES as u32
 }
 
 /// Alternating fresh 2-thread samples of both pools (see the module docs).
+/// The ratio printed is the median of each adjacent pair's ratio, which
+/// the phases sway less than a ratio of the two medians.
 fn paired() {
     const SAMPLES: usize = 100;
     const SLOW: Duration = Duration::from_nanos(900);
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..SAMPLES {
         let first = i % 2 == 0;
         let a = fresh_sample(first);
@@ -176,16 +156,21 @@ fn paired() {
         let (o, t) = if first { (a, b) } else { (b, a) };
         ours.push(o);
         theirs.push(t);
+        ratios.push(o.as_secs_f64() / t.as_secs_f64());
     }
     ours.sort();
     theirs.sort();
+    ratios.sort_by(f64::total_cmp);
     let slow = |v: &[Duration]| v.iter().filter(|&&d| d > SLOW).count();
-    let (mo, mt) = (ours[SAMPLES / 2], theirs[SAMPLES / 2]);
     println!(
-        "pool paired (2 threads, fresh runtime per sample, {SAMPLES} each): ours median {mo:?} ({} slow), deadpool median {mt:?} ({} slow): ours / deadpool {:.2}",
+        "pool paired (2 threads, fresh runtime per sample, {SAMPLES} pairs): ours median {:?} ({} slow), deadpool median {:?} ({} slow); ours / deadpool per pair: median {:.2}, middle half {:.2} - {:.2}",
+        ours[SAMPLES / 2],
         slow(&ours),
+        theirs[SAMPLES / 2],
         slow(&theirs),
-        mo.as_secs_f64() / mt.as_secs_f64(),
+        ratios[SAMPLES / 2],
+        ratios[SAMPLES / 4],
+        ratios[3 * SAMPLES / 4],
     );
 }
 
