@@ -20,7 +20,7 @@ use super::manager::Manager;
 use super::shared::set_sizes;
 use super::shared::{After, Inner, Live};
 use super::stats::Reason;
-use super::waiters::Grant;
+use super::waiters::{Grant, Ticket};
 use crate::time;
 use crate::trace::trace_event;
 
@@ -104,7 +104,7 @@ async fn checkout_within<M: Manager>(
 /// the queue (with its waker and deadline) and waits for a grant.
 struct Checkout<'a, 'l, M: Manager> {
     inner: &'a Inner<M>,
-    queued: Option<(usize, u64)>,
+    queued: Option<Ticket<Live<M::Resource>>>,
     /// Set to [`Limit::At`] when the caller has to queue.
     limit: &'l mut Limit,
     done: bool,
@@ -116,8 +116,12 @@ impl<M: Manager> Future for Checkout<'_, '_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let inner = this.inner;
-        if let Some((key, generation)) = this.queued {
-            let polled = inner.lock().waiters.poll(key, generation, cx.waker());
+        if let Some(ticket) = &this.queued {
+            // A woken waiter finds its grant without the pool's lock.
+            let polled = match ticket.try_take() {
+                Some(grant) => Poll::Ready(grant),
+                None => inner.lock().waiters.poll(ticket, cx.waker()),
+            };
             this.done = polled.is_ready();
             return polled;
         }
@@ -173,14 +177,14 @@ impl<M: Manager> Future for Checkout<'_, '_, M> {
 
 impl<M: Manager> Drop for Checkout<'_, '_, M> {
     fn drop(&mut self) {
-        let Some((key, generation)) = self.queued else {
+        let Some(ticket) = &self.queued else {
             return;
         };
         if self.done {
             return;
         }
         let mut st = self.inner.lock();
-        let after = match st.waiters.cancel(key, generation) {
+        let after = match st.waiters.cancel(ticket) {
             Some(Grant::Resource(live)) => self.inner.give_locked(&mut st, live),
             Some(Grant::Create) => self.inner.free_slot_locked(&mut st),
             Some(Grant::Closed | Grant::TimedOut) | None => After::default(),
