@@ -8,12 +8,21 @@
 //! (acquire timeout 30 s, lifetimes on); deadpool with its defaults (no
 //! timeouts). Run: `cargo bench --all-features --bench pool`.
 //!
-//! With two worker threads the cycle runs in one of two phases (about
-//! 0.5 or about 1.5 us) that last seconds and come from the machine, and
-//! criterion measures one pool after the other. After criterion's runs,
-//! a paired section gives each short sample a fresh 2-thread runtime and
-//! pool and alternates the two pools, then prints each one's median, how
-//! many of its samples were slow, and the median of the pairs' ratios.
+//! The machine this runs on has phases: the same cycle takes about 0.3,
+//! 0.5 or 1.5 us for a second or more at a time, at one thread and at two.
+//! Criterion measures one pool for its whole measurement time and then the
+//! other, and its slope weighs the last, longest samples most, so its
+//! ratio of the two is often the ratio of two phases. After criterion's
+//! runs, an interleaved section measures the comparison instead: 100 pairs
+//! of short samples (20,000 cycles), each on a fresh runtime and pool, the
+//! two pools alternated, so both see the same phases. It prints each
+//! pool's mean and median, how many of its samples were slow and the
+//! median of the pairs' ratios, and writes each pool's mean and median to
+//! `<target>/interleaved/pool/`, where `scripts/bench.py` collects them as
+//! the rows `pool/interleaved/...`. Last it prints the machine's
+//! cross-core round trip (one cache line passed between two threads) over
+//! a second, which shows the phases: about 70-110 ns in the fast ones and
+//! about 500 ns in the slow ones on the 2-core VM these figures come from.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -129,55 +138,157 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// One sample of `CYCLES` cycles on a fresh 2-thread runtime and pool:
-/// ours if `ours`, else deadpool. Returns the time per cycle.
-fn fresh_sample(ours: bool) -> Duration {
+/// One sample of `CYCLES` cycles on a fresh runtime with `threads` workers
+/// and a fresh pool: ours if `ours`, else deadpool. Returns the time per
+/// cycle.
+fn fresh_sample(threads: usize, ours: bool) -> Duration {
     const CYCLES: u64 = 20_000;
-    let rt = runtime(2);
+    let rt = runtime(threads);
     let took = if ours {
         cycle_ours(&rt, &our_pool(&rt), CYCLES)
     } else {
         cycle_theirs(&rt, &their_pool(&rt), CYCLES)
     };
-    took / CYCLES as u32
+    took.div_f64(CYCLES as f64)
 }
 
-/// Alternating fresh 2-thread samples of both pools (see the module docs).
-/// The ratio printed is the median of each adjacent pair's ratio, which
-/// the phases sway less than a ratio of the two medians.
-fn paired() {
+/// Alternating fresh samples of both pools on `threads` worker threads
+/// (see the module docs). Prints each pool's mean and median, its slow
+/// samples and the median of the adjacent pairs' ratios, and writes both
+/// pools' figures where `scripts/bench.py` collects them.
+fn interleaved(threads: usize) {
     const SAMPLES: usize = 100;
     const SLOW: Duration = Duration::from_nanos(900);
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..SAMPLES {
         let first = i % 2 == 0;
-        let a = fresh_sample(first);
-        let b = fresh_sample(!first);
+        let a = fresh_sample(threads, first);
+        let b = fresh_sample(threads, !first);
         let (o, t) = if first { (a, b) } else { (b, a) };
         ours.push(o);
         theirs.push(t);
         ratios.push(o.as_secs_f64() / t.as_secs_f64());
     }
-    ours.sort();
-    theirs.sort();
     ratios.sort_by(f64::total_cmp);
+    let (o, t) = (Figures::of(ours), Figures::of(theirs));
     let slow = |v: &[Duration]| v.iter().filter(|&&d| d > SLOW).count();
     println!(
-        "pool paired (2 threads, fresh runtime per sample, {SAMPLES} pairs): ours median {:?} ({} slow), deadpool median {:?} ({} slow); ours / deadpool per pair: median {:.2}, middle half {:.2} - {:.2}",
-        ours[SAMPLES / 2],
-        slow(&ours),
-        theirs[SAMPLES / 2],
-        slow(&theirs),
+        "pool interleaved ({threads} thread(s), fresh runtime per sample, {SAMPLES} pairs): \
+         ours mean {:?}, median {:?} ({} slow), deadpool mean {:?}, median {:?} ({} slow); \
+         ours / deadpool: means {:.2}, per pair median {:.2}, middle half {:.2} - {:.2}",
+        o.mean,
+        o.median,
+        slow(&o.samples),
+        t.mean,
+        t.median,
+        slow(&t.samples),
+        o.mean.as_secs_f64() / t.mean.as_secs_f64(),
         ratios[SAMPLES / 2],
         ratios[SAMPLES / 4],
         ratios[3 * SAMPLES / 4],
+    );
+    o.write(&format!("tower-patterns/{threads}-thread"));
+    t.write(&format!("deadpool/{threads}-thread"));
+}
+
+/// One pool's interleaved samples, sorted.
+struct Figures {
+    samples: Vec<Duration>,
+    mean: Duration,
+    median: Duration,
+}
+
+impl Figures {
+    fn of(mut samples: Vec<Duration>) -> Figures {
+        samples.sort();
+        let mean = samples
+            .iter()
+            .sum::<Duration>()
+            .div_f64(samples.len() as f64);
+        let median = samples[samples.len() / 2];
+        Figures {
+            samples,
+            mean,
+            median,
+        }
+    }
+
+    /// Writes `<target>/interleaved/pool/<function>.json` (target: as
+    /// criterion finds it, `CARGO_TARGET_DIR` or `target`), in the shape
+    /// `scripts/bench.py` keeps criterion's point estimates: no slope (the
+    /// samples are all the same size), the mean and the median, in ns per
+    /// cycle, under the id `pool/interleaved/<function>`.
+    fn write(&self, function: &str) {
+        let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+        let path = std::path::Path::new(&target)
+            .join("interleaved/pool")
+            .join(format!("{}.json", function.replace('/', "_")));
+        let ns = |d: Duration| d.as_secs_f64() * 1e9;
+        let json = format!(
+            "{{\"full_id\": \"pool/interleaved/{function}\", \"throughput\": {{\"Elements\": 1}}, \
+             \"ns\": {{\"slope\": null, \"mean\": {:.3}, \"median\": {:.3}}}}}\n",
+            ns(self.mean),
+            ns(self.median),
+        );
+        let written = std::fs::create_dir_all(path.parent().unwrap())
+            .and_then(|()| std::fs::write(&path, json));
+        if let Err(e) = written {
+            eprintln!("pool: could not write {}: {e}", path.display());
+        }
+    }
+}
+
+/// The machine's phases, seen directly: the round trip of one cache line
+/// between two threads (one writes, the other answers, spinning), in 20
+/// windows of 50 ms. Printed as the lowest, median and highest window.
+fn cross_core_round_trip() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    let (line, stop) = (Line(AtomicU64::new(0)), AtomicBool::new(false));
+    let mut windows: Vec<f64> = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Answers every odd value with the next even one.
+            while !stop.load(Ordering::Relaxed) {
+                let v = line.0.load(Ordering::Acquire);
+                if v % 2 == 1 {
+                    line.0.store(v + 1, Ordering::Release);
+                }
+            }
+        });
+        let windows = (0..20)
+            .map(|_| {
+                let (start, mut trips) = (Instant::now(), 0u32);
+                while start.elapsed() < Duration::from_millis(50) {
+                    for _ in 0..100 {
+                        let v = line.0.load(Ordering::Relaxed);
+                        line.0.store(v + 1, Ordering::Release);
+                        while line.0.load(Ordering::Acquire) == v + 1 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    trips += 100;
+                }
+                start.elapsed().as_nanos() as f64 / f64::from(trips)
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        windows
+    });
+    windows.sort_by(f64::total_cmp);
+    println!(
+        "machine: cross-core round trip of one cache line, 20 windows of 50 ms: lowest {:.0} ns, median {:.0} ns, highest {:.0} ns",
+        windows[0], windows[10], windows[19]
     );
 }
 
 fn all(c: &mut Criterion) {
     bench(c);
     if !std::env::args().any(|a| a == "--list" || a == "--test") {
-        paired();
+        for threads in [1, 2] {
+            interleaved(threads);
+        }
+        cross_core_round_trip();
     }
 }
 
