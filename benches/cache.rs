@@ -135,6 +135,27 @@ fn hits(c: &mut Criterion) {
             })
         });
 
+        // The same hits with nothing shared between the threads: each has a
+        // cache of its own (built and filled the same way). Beside the
+        // shared cache's 2-thread row, it shows how much of the scaling
+        // shortfall is the sharing and how much the machine.
+        if threads == 2 {
+            let own = [ours(), ours()];
+            g.bench_function("tower-patterns, a cache per thread/2t", |b| {
+                b.iter_custom(|iters| {
+                    parallel(threads, iters, |t, n| {
+                        let mut svc = own[t].clone();
+                        let mut cx = Context::from_waker(Waker::noop());
+                        let mut k = t as u64 * 512;
+                        for _ in 0..n {
+                            k = (k + 1) & (KEYS - 1);
+                            black_box(hit(&mut svc, &mut cx, black_box(k)));
+                        }
+                    })
+                })
+            });
+        }
+
         let svc = theirs();
         g.bench_function(format!("tower-resilience/{threads}t"), |b| {
             b.iter_custom(|iters| {
