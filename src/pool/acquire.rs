@@ -18,7 +18,7 @@ use super::guard::{Pooled, SlotGuard};
 use super::manager::Manager;
 #[cfg(feature = "metrics")]
 use super::shared::set_sizes;
-use super::shared::{After, Inner, Live};
+use super::shared::{Inner, Live};
 use super::stats::Reason;
 use super::waiters::{Grant, Ticket};
 use crate::time;
@@ -117,11 +117,8 @@ impl<M: Manager> Future for Checkout<'_, '_, M> {
         let this = self.get_mut();
         let inner = this.inner;
         if let Some(ticket) = &this.queued {
-            // A woken waiter finds its grant without the pool's lock.
-            let polled = match ticket.try_take() {
-                Some(grant) => Poll::Ready(grant),
-                None => inner.lock().waiters.poll(ticket, cx.waker()),
-            };
+            // A waiter polls its own mailbox, never the pool's lock.
+            let polled = ticket.poll(cx.waker());
             this.done = polled.is_ready();
             return polled;
         }
@@ -184,12 +181,16 @@ impl<M: Manager> Drop for Checkout<'_, '_, M> {
             return;
         }
         let mut st = self.inner.lock();
-        let after = match st.waiters.cancel(ticket) {
-            Some(Grant::Resource(live)) => self.inner.give_locked(&mut st, live),
-            Some(Grant::Create) => self.inner.free_slot_locked(&mut st),
-            Some(Grant::Closed | Grant::TimedOut) | None => After::default(),
-        };
-        self.inner.finish(self.inner.unlock(st, after));
+        let in_line = st.waiters.cancel(ticket);
+        self.inner.settle(st);
+        if in_line {
+            return;
+        }
+        // Granted: the grant is in the mailbox (given back here) or on its
+        // way (and comes back to its sender).
+        if let Some(grant) = ticket.give_up() {
+            self.inner.finish(self.inner.regive(grant));
+        }
     }
 }
 

@@ -193,15 +193,16 @@ impl<M: Manager> Inner<M> {
     /// Fails the waiters whose `acquire_timeout` has run out.
     fn expire_waiters(&self) {
         let now = Instant::now();
-        let mut wakers = Vec::new();
+        let mut deliveries = Vec::new();
         {
             let mut st = self.lock();
             while let Some(key) = st.waiters.pop_expired(now) {
-                wakers.extend(st.waiters.grant(key, Grant::TimedOut));
+                deliveries.push(st.waiters.grant(key, Grant::TimedOut));
             }
         }
-        for waker in wakers {
-            waker.wake();
+        for delivery in deliveries {
+            // A waiter that gave up meanwhile needs no `TimedOut`.
+            let _ = delivery.send();
         }
     }
 

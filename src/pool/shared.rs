@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -14,7 +13,7 @@ use tokio::time::Instant;
 use super::error::AcquireTimeout;
 use super::manager::Manager;
 use super::stats::{Counters, PoolStats, Reason};
-use super::waiters::{Grant, Waiters};
+use super::waiters::{Delivery, Grant, Waiters};
 use crate::sync::{lock, Padded};
 use crate::time;
 use crate::trace::trace_event;
@@ -128,15 +127,27 @@ impl<R> State<R> {
 }
 
 /// Side effects to run after the state lock is released.
-#[derive(Default)]
 #[must_use]
-pub(super) struct After {
-    wake: Option<Waker>,
+pub(super) struct After<R> {
+    /// A grant to send to the waiter it was given to.
+    deliver: Option<Delivery<Live<R>>>,
     maintain: bool,
     closed_empty: bool,
     /// With `metrics`: sizes for the gauges (see [`Inner::unlock`]).
     #[cfg(feature = "metrics")]
     sizes: Option<u64>,
+}
+
+impl<R> Default for After<R> {
+    fn default() -> Self {
+        After {
+            deliver: None,
+            maintain: false,
+            closed_empty: false,
+            #[cfg(feature = "metrics")]
+            sizes: None,
+        }
+    }
 }
 
 impl<M: Manager> Inner<M> {
@@ -183,7 +194,12 @@ impl<M: Manager> Inner<M> {
     /// gauges were last set, decided under the lock: no line is read after
     /// it that another core may be writing.
     #[cfg(feature = "metrics")]
-    pub(super) fn unlock(&self, mut st: Locked<'_, M::Resource>, mut after: After) -> After {
+    #[inline]
+    pub(super) fn unlock(
+        &self,
+        mut st: Locked<'_, M::Resource>,
+        mut after: After<M::Resource>,
+    ) -> After<M::Resource> {
         after.sizes = st.sizes_to_show();
         drop(st);
         after
@@ -191,7 +207,12 @@ impl<M: Manager> Inner<M> {
 
     /// Unlocks `st`; returns `after` to run with [`Inner::finish`].
     #[cfg(not(feature = "metrics"))]
-    pub(super) fn unlock(&self, st: Locked<'_, M::Resource>, after: After) -> After {
+    #[inline]
+    pub(super) fn unlock(
+        &self,
+        st: Locked<'_, M::Resource>,
+        after: After<M::Resource>,
+    ) -> After<M::Resource> {
         drop(st);
         after
     }
@@ -202,21 +223,69 @@ impl<M: Manager> Inner<M> {
         self.finish(self.unlock(st, After::default()));
     }
 
-    /// Runs what was decided under the lock: wakes, notifies and (with
-    /// `metrics`) sets the size gauges.
-    pub(super) fn finish(&self, after: After) {
+    /// Runs what was decided under the lock: sends a grant to its waiter,
+    /// notifies and (with `metrics`) sets the size gauges.
+    #[inline]
+    pub(super) fn finish(&self, after: After<M::Resource>) {
         #[cfg(feature = "metrics")]
         if let Some(sizes) = after.sizes {
             self.metrics.with(|m| set_sizes(m, sizes));
-        }
-        if let Some(waker) = after.wake {
-            waker.wake();
         }
         if after.maintain {
             self.maintenance.notify_one();
         }
         if after.closed_empty {
             self.closed_empty.notify_waiters();
+        }
+        if let Some(delivery) = after.deliver {
+            if let Err(grant) = delivery.send() {
+                self.bounced(grant);
+            }
+        }
+    }
+
+    /// A grant came back: its waiter gave up while it was on its way. It
+    /// is given to the pool again, as often as that happens in a row.
+    #[cold]
+    #[inline(never)]
+    fn bounced(&self, grant: Grant<Live<M::Resource>>) {
+        let mut grant = grant;
+        loop {
+            let mut after = self.regive(grant);
+            let delivery = after.deliver.take();
+            self.finish(after);
+            match delivery.map(Delivery::send) {
+                Some(Err(back)) => grant = back,
+                Some(Ok(())) | None => return,
+            }
+        }
+    }
+
+    /// A grant whose waiter gave up before it arrived, or after it
+    /// arrived but before it was taken: the resource or the slot goes to
+    /// the next waiter (or idle, or is freed). Returns what to run after
+    /// the lock.
+    pub(super) fn regive(&self, grant: Grant<Live<M::Resource>>) -> After<M::Resource> {
+        match grant {
+            Grant::Resource(live) => {
+                let mut st = self.lock();
+                if !st.closed {
+                    let after = self.give_locked(&mut st, live);
+                    return self.unlock(st, after);
+                }
+                let after = self.free_slot_locked(&mut st);
+                let after = self.unlock(st, after);
+                self.count_closed(Reason::PoolClosed, 1);
+                drop(live);
+                after
+            }
+            Grant::Create => {
+                let mut st = self.lock();
+                let after = self.free_slot_locked(&mut st);
+                self.unlock(st, after)
+            }
+            // These carry nothing of the pool's.
+            Grant::Closed | Grant::TimedOut => After::default(),
         }
     }
 
@@ -241,10 +310,10 @@ impl<M: Manager> Inner<M> {
         &self,
         st: &mut State<M::Resource>,
         live: Live<M::Resource>,
-    ) -> After {
+    ) -> After<M::Resource> {
         if let Some(key) = st.waiters.pop_next() {
             return After {
-                wake: st.waiters.grant(key, Grant::Resource(live)),
+                deliver: Some(st.waiters.grant(key, Grant::Resource(live))),
                 ..After::default()
             };
         }
@@ -252,7 +321,11 @@ impl<M: Manager> Inner<M> {
     }
 
     /// Makes `live` idle (there are no waiters).
-    fn push_idle_locked(&self, st: &mut State<M::Resource>, mut live: Live<M::Resource>) -> After {
+    fn push_idle_locked(
+        &self,
+        st: &mut State<M::Resource>,
+        mut live: Live<M::Resource>,
+    ) -> After<M::Resource> {
         let mut after = After::default();
         let idle_timeout = self.config.idle_timeout;
         if idle_timeout.is_some() && live.idle_since.is_none() {
@@ -281,13 +354,13 @@ impl<M: Manager> Inner<M> {
 
     /// One unit of size is no longer backed by a resource: pass it to the
     /// first waiter (who will create), or shrink the pool.
-    pub(super) fn free_slot_locked(&self, st: &mut State<M::Resource>) -> After {
+    pub(super) fn free_slot_locked(&self, st: &mut State<M::Resource>) -> After<M::Resource> {
         let mut after = After::default();
         if st.closed {
             st.size -= 1;
             after.closed_empty = st.size == 0;
         } else if let Some(key) = st.waiters.pop_next() {
-            after.wake = st.waiters.grant(key, Grant::Create);
+            after.deliver = Some(st.waiters.grant(key, Grant::Create));
         } else {
             st.size -= 1;
             after.maintain = st.size < self.config.min_size;
@@ -335,7 +408,7 @@ impl<M: Manager> Inner<M> {
         let expired = matches!((live.expires_at, now), (Some(exp), Some(now)) if now >= exp);
         let after = match (waiter, expired) {
             (Some(key), false) => After {
-                wake: st.waiters.grant(key, Grant::Resource(live)),
+                deliver: Some(st.waiters.grant(key, Grant::Resource(live))),
                 ..After::default()
             },
             (None, false) => {
@@ -347,7 +420,7 @@ impl<M: Manager> Inner<M> {
             (Some(key), true) => {
                 // The slot goes to the waiter, who creates a replacement.
                 let after = After {
-                    wake: st.waiters.grant(key, Grant::Create),
+                    deliver: Some(st.waiters.grant(key, Grant::Create)),
                     ..After::default()
                 };
                 let after = self.unlock(st, after);
@@ -393,14 +466,14 @@ impl<M: Manager> Inner<M> {
     /// Refuses new acquires, fails the waiting ones and closes the idle
     /// resources; the first half of [`Pool::close`](super::Pool::close).
     pub(super) fn close(&self) {
-        let (idle, wakers, after) = {
+        let (idle, deliveries, after) = {
             let mut st = self.lock();
             st.closed = true;
             self.closed.store(true, Ordering::Release);
             let idle = std::mem::take(&mut st.idle);
             st.size -= idle.len();
-            let wakers = st.waiters.close_all();
-            (idle, wakers, self.unlock(st, After::default()))
+            let deliveries = st.waiters.close_all();
+            (idle, deliveries, self.unlock(st, After::default()))
         };
         if !idle.is_empty() {
             self.count_closed(Reason::PoolClosed, idle.len() as u64);
@@ -411,8 +484,9 @@ impl<M: Manager> Inner<M> {
             );
         }
         drop(idle);
-        for waker in wakers {
-            waker.wake();
+        for delivery in deliveries {
+            // A waiter that gave up meanwhile needs no `Closed`.
+            let _ = delivery.send();
         }
         self.finish(after);
         self.maintenance.notify_one();

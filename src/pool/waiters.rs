@@ -6,12 +6,18 @@
 //! proportional to the number of live waiters. Pure bookkeeping: the pool's
 //! state holds it under its lock.
 //!
-//! A grant is delivered into the waiter's [`Mailbox`], which the waiter
-//! holds too: a woken waiter takes its grant from there without the pool's
-//! lock (the lock's cache line is the one every acquire and release
-//! contends for). Its slot is freed at the grant. Mailboxes are reused:
-//! a granted one goes to the back of a short spare line, and a new waiter
-//! takes the front one if its last waiter has let go of it.
+//! Each waiter has a [`Mailbox`] of its own, holding its waker and, once
+//! granted, its grant. Under the pool's lock a grant only pops the waiter
+//! and frees its slot: [`Waiters::grant`] returns a [`Delivery`], which the
+//! caller sends after unlocking. So the lock both cores contend for is
+//! held across the queue's own lines only, never across the waiter's
+//! mailbox, which the waiter's core last wrote; and a waiter polls its
+//! mailbox, not the pool. A waiter that gives up while its grant is on
+//! the way marks its mailbox gone, and the delivery comes back to the
+//! sender ([`Delivery::send`]), who gives the grant to the pool again.
+//! Mailboxes are reused: each one handed out also joins a short spare
+//! line, and a new waiter takes the oldest one there once nobody else
+//! holds it, so the steady state allocates nothing.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -23,7 +29,7 @@ use tokio::time::Instant;
 use crate::sync::lock;
 use crate::time;
 
-/// Most spare mailboxes kept for reuse.
+/// Most mailboxes kept in the spare line.
 const SPARE_MAILBOXES: usize = 64;
 
 /// What a waiter receives; `R` is an idle resource as the pool holds it.
@@ -38,16 +44,36 @@ pub(super) enum Grant<R> {
     TimedOut,
 }
 
-/// Where one waiter's grant is put (under the pool's lock) and taken
-/// (without it).
+/// One waiter's mailbox: its waker, and its grant once delivered.
 pub(super) struct Mailbox<R> {
-    grant: Mutex<Option<Grant<R>>>,
+    inbox: Mutex<Inbox<R>>,
+}
+
+struct Inbox<R> {
+    grant: Option<Grant<R>>,
+    waker: Option<Waker>,
+    /// The waiter gave up: a delivery comes back to its sender.
+    gone: bool,
 }
 
 impl<R> Mailbox<R> {
-    /// The grant, if one was delivered and not taken yet.
-    fn take(&self) -> Option<Grant<R>> {
-        lock(&self.grant).take()
+    fn new(waker: Waker) -> Arc<Self> {
+        Arc::new(Mailbox {
+            inbox: Mutex::new(Inbox {
+                grant: None,
+                waker: Some(waker),
+                gone: false,
+            }),
+        })
+    }
+
+    /// Readies a reused mailbox for a new waiter.
+    fn reset(&self, waker: Waker) {
+        *lock(&self.inbox) = Inbox {
+            grant: None,
+            waker: Some(waker),
+            gone: false,
+        };
     }
 }
 
@@ -60,9 +86,66 @@ pub(super) struct Ticket<R> {
 }
 
 impl<R> Ticket<R> {
-    /// The grant, if one was delivered; needs no lock of the pool's.
-    pub(super) fn try_take(&self) -> Option<Grant<R>> {
-        self.mailbox.take()
+    /// The grant, if one was delivered.
+    #[cfg(test)]
+    fn try_take(&self) -> Option<Grant<R>> {
+        lock(&self.mailbox.inbox).grant.take()
+    }
+
+    /// The grant if it was delivered, or `Pending` with `waker` kept for
+    /// the delivery; needs no lock of the pool's.
+    #[inline]
+    pub(super) fn poll(&self, waker: &Waker) -> Poll<Grant<R>> {
+        let mut inbox = lock(&self.mailbox.inbox);
+        if let Some(grant) = inbox.grant.take() {
+            return Poll::Ready(grant);
+        }
+        match &inbox.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => inbox.waker = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The waiter gives up after its slot was granted
+    /// ([`Waiters::cancel`] said so): returns the grant if it was already
+    /// delivered, else marks the mailbox gone so that the delivery comes
+    /// back to its sender.
+    pub(super) fn give_up(&self) -> Option<Grant<R>> {
+        let mut inbox = lock(&self.mailbox.inbox);
+        inbox.waker = None;
+        let grant = inbox.grant.take();
+        if grant.is_none() {
+            inbox.gone = true;
+        }
+        grant
+    }
+}
+
+/// A grant on its way to a waiter; see [`Delivery::send`].
+#[must_use = "a delivery holds a grant: send it"]
+pub(super) struct Delivery<R> {
+    mailbox: Arc<Mailbox<R>>,
+    grant: Grant<R>,
+}
+
+impl<R> Delivery<R> {
+    /// Puts the grant in the waiter's mailbox and wakes the waiter; if the
+    /// waiter has given up, returns the grant instead. Call it without the
+    /// pool's lock.
+    #[inline]
+    pub(super) fn send(self) -> Result<(), Grant<R>> {
+        let mut inbox = lock(&self.mailbox.inbox);
+        if inbox.gone {
+            return Err(self.grant);
+        }
+        inbox.grant = Some(self.grant);
+        let waker = inbox.waker.take();
+        drop(inbox);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
     }
 }
 
@@ -70,7 +153,6 @@ enum Slot<R> {
     Vacant,
     Waiting {
         generation: u64,
-        waker: Option<Waker>,
         registered: Instant,
         /// `registered + acquire_timeout`, saturating (see [`time::deadline`]).
         deadline: Instant,
@@ -83,7 +165,8 @@ pub(super) struct Waiters<R> {
     slots: Vec<Slot<R>>,
     free: Vec<usize>,
     queue: VecDeque<(usize, u64)>,
-    /// Mailboxes of granted or departed waiters, oldest first.
+    /// Mailboxes handed out lately, oldest first, for reuse once no one
+    /// holds them but this line (see [`Waiters::mailbox`]).
     spare: VecDeque<Arc<Mailbox<R>>>,
     /// Waiters not yet granted.
     pub(super) waiting: usize,
@@ -105,7 +188,8 @@ impl<R> Default for Waiters<R> {
 
 impl<R> Waiters<R> {
     /// Joins the back of the line; returns the waiter's ticket, which it
-    /// passes to [`Waiters::poll`] and [`Waiters::cancel`].
+    /// polls and passes to [`Waiters::cancel`].
+    #[inline]
     pub(super) fn register(
         &mut self,
         waker: Waker,
@@ -114,10 +198,9 @@ impl<R> Waiters<R> {
     ) -> Ticket<R> {
         let generation = self.next_generation;
         self.next_generation += 1;
-        let mailbox = self.mailbox();
+        let mailbox = self.mailbox(waker);
         let slot = Slot::Waiting {
             generation,
-            waker: Some(waker),
             registered,
             deadline: time::deadline(registered, timeout),
             mailbox: mailbox.clone(),
@@ -141,24 +224,35 @@ impl<R> Waiters<R> {
         }
     }
 
-    /// An empty mailbox no other waiter holds: the oldest spare one if its
-    /// last waiter has let go of it, else a new one.
-    fn mailbox(&mut self) -> Arc<Mailbox<R>> {
-        if let Some(spare) = self.spare.pop_front() {
-            // Only this queue can make more references to a spare mailbox,
+    /// A mailbox for a new waiter woken by `waker`: the oldest one of the
+    /// spare line if no one but the line holds it any more (its waiter
+    /// and its delivery are done), else a new one. Every mailbox handed
+    /// out joins the back of the line while it has room: the line is kept
+    /// here, so the delivery, which runs after the lock, never has to
+    /// return its mailbox under it.
+    #[inline]
+    fn mailbox(&mut self, waker: Waker) -> Arc<Mailbox<R>> {
+        let reused = match self.spare.pop_front() {
+            // Only this line can make more references to a spare mailbox,
             // so one seen unshared stays unshared.
-            if Arc::strong_count(&spare) == 1 {
-                return spare;
+            Some(spare) if Arc::strong_count(&spare) == 1 => {
+                spare.reset(waker);
+                spare
             }
-            // Its waiter has not taken its grant yet: keep it for later.
-            self.spare.push_back(spare);
+            Some(busy) => {
+                self.spare.push_back(busy);
+                Mailbox::new(waker)
+            }
+            None => Mailbox::new(waker),
+        };
+        if self.spare.len() < SPARE_MAILBOXES {
+            self.spare.push_back(reused.clone());
         }
-        Arc::new(Mailbox {
-            grant: Mutex::new(None),
-        })
+        reused
     }
 
     /// The longest-waiting live waiter, removed from the queue.
+    #[inline]
     pub(super) fn pop_next(&mut self) -> Option<usize> {
         while let Some((key, generation)) = self.queue.pop_front() {
             if matches!(self.slots[key], Slot::Waiting { generation: g, .. } if g == generation) {
@@ -203,94 +297,57 @@ impl<R> Waiters<R> {
         }
     }
 
-    /// Gives `grant` to the waiter in `key` (just popped), frees its slot;
-    /// returns its waker.
-    pub(super) fn grant(&mut self, key: usize, grant: Grant<R>) -> Option<Waker> {
-        let Slot::Waiting { waker, mailbox, .. } =
-            std::mem::replace(&mut self.slots[key], Slot::Vacant)
+    /// Gives `grant` to the waiter in `key` (just popped) and frees its
+    /// slot; returns the delivery to send once the lock is released.
+    #[inline]
+    pub(super) fn grant(&mut self, key: usize, grant: Grant<R>) -> Delivery<R> {
+        let Slot::Waiting { mailbox, .. } = std::mem::replace(&mut self.slots[key], Slot::Vacant)
         else {
             unreachable!("pop_next only returns waiting slots");
         };
-        *lock(&mailbox.grant) = Some(grant);
-        self.retire(key, mailbox);
-        waker
-    }
-
-    /// Frees the slot `key` (vacated by the caller) and keeps its mailbox.
-    fn retire(&mut self, key: usize, mailbox: Arc<Mailbox<R>>) {
         self.waiting -= 1;
         self.free.push(key);
-        if self.spare.len() < SPARE_MAILBOXES {
-            self.spare.push_back(mailbox);
-        }
+        Delivery { mailbox, grant }
     }
 
-    /// The waiter's grant if it has one, or `Pending` with its waker
-    /// updated.
-    pub(super) fn poll(&mut self, ticket: &Ticket<R>, waker: &Waker) -> Poll<Grant<R>> {
-        // Grants are delivered under the lock the caller holds: with none
-        // in the mailbox, the slot is still the waiter's own.
-        if let Some(grant) = ticket.try_take() {
-            return Poll::Ready(grant);
-        }
-        match &mut self.slots[ticket.key] {
-            Slot::Waiting {
-                generation,
-                waker: stored,
-                ..
-            } if *generation == ticket.generation => {
-                match stored {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => *stored = Some(waker.clone()),
-                }
-                Poll::Pending
-            }
-            // Not reachable: a slot is only vacated by a grant (which
-            // fills the mailbox) or by the waiter's own cancel.
-            _ => Poll::Ready(Grant::Closed),
-        }
-    }
-
-    /// The waiter gave up; returns a grant it had not taken yet.
-    pub(super) fn cancel(&mut self, ticket: &Ticket<R>) -> Option<Grant<R>> {
-        if let Some(grant) = ticket.try_take() {
-            return Some(grant);
-        }
+    /// The waiter gives up. Returns `true` if it was still in line (it is
+    /// now out of it); `false` if its slot was granted, and the waiter must
+    /// then [`give_up`](Ticket::give_up) on its mailbox, without the lock.
+    pub(super) fn cancel(&mut self, ticket: &Ticket<R>) -> bool {
         let owned = matches!(
             self.slots[ticket.key],
             Slot::Waiting { generation, .. } if generation == ticket.generation
         );
         if !owned {
-            return None;
+            return false;
         }
-        if let Slot::Waiting { mailbox, .. } =
-            std::mem::replace(&mut self.slots[ticket.key], Slot::Vacant)
-        {
-            self.retire(ticket.key, mailbox);
-        }
+        self.slots[ticket.key] = Slot::Vacant;
+        self.waiting -= 1;
+        self.free.push(ticket.key);
         if self.queue.len() > 2 * self.waiting + 32 {
             let slots = &self.slots;
             self.queue.retain(|&(key, generation)| {
                 matches!(slots[key], Slot::Waiting { generation: g, .. } if g == generation)
             });
         }
-        None
+        true
     }
 
-    /// Grants `Closed` to every waiter; returns their wakers.
-    pub(super) fn close_all(&mut self) -> Vec<Waker> {
-        let mut wakers = Vec::new();
+    /// Grants `Closed` to every waiter; returns the deliveries.
+    pub(super) fn close_all(&mut self) -> Vec<Delivery<R>> {
+        let mut deliveries = Vec::new();
         while let Some(key) = self.pop_next() {
-            wakers.extend(self.grant(key, Grant::Closed));
+            deliveries.push(self.grant(key, Grant::Closed));
         }
-        wakers
+        deliveries
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Waker;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
 
     const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -298,10 +355,26 @@ mod tests {
         w.register(Waker::noop().clone(), Instant::now(), TIMEOUT)
     }
 
-    fn taken(w: &mut Waiters<u32>, ticket: &Ticket<u32>) -> Option<Grant<u32>> {
-        match w.poll(ticket, Waker::noop()) {
+    fn taken(ticket: &Ticket<u32>) -> Option<Grant<u32>> {
+        match ticket.poll(Waker::noop()) {
             Poll::Ready(grant) => Some(grant),
             Poll::Pending => None,
+        }
+    }
+
+    /// Grants `grant` to the next waiter and sends it at once.
+    fn serve(w: &mut Waiters<u32>, grant: Grant<u32>) -> usize {
+        let key = w.pop_next().unwrap();
+        assert!(w.grant(key, grant).send().is_ok(), "the waiter is there");
+        key
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -311,91 +384,87 @@ mod tests {
         let (a, b, c) = (join(&mut w), join(&mut w), join(&mut w));
         assert_eq!(w.waiting, 3);
         for (n, waiter) in [&a, &b, &c].into_iter().enumerate() {
-            let key = w.pop_next().unwrap();
-            assert_eq!(key, waiter.key);
-            assert!(w.grant(key, Grant::Resource(n as u32)).is_some());
+            assert_eq!(serve(&mut w, Grant::Resource(n as u32)), waiter.key);
         }
         assert_eq!(w.waiting, 0);
         assert!(w.pop_next().is_none());
-        assert!(matches!(taken(&mut w, &b), Some(Grant::Resource(1))));
-        assert!(
-            matches!(a.try_take(), Some(Grant::Resource(0))),
-            "no lock needed"
-        );
-        assert!(matches!(taken(&mut w, &c), Some(Grant::Resource(2))));
+        assert!(matches!(taken(&b), Some(Grant::Resource(1))));
+        assert!(matches!(a.try_take(), Some(Grant::Resource(0))));
+        assert!(matches!(taken(&c), Some(Grant::Resource(2))));
     }
 
     #[test]
     fn a_waiter_still_waiting_stays_pending() {
         let mut w = Waiters::<u32>::default();
         let a = join(&mut w);
-        assert!(taken(&mut w, &a).is_none());
+        assert!(taken(&a).is_none());
         assert!(a.try_take().is_none());
         assert_eq!(w.waiting, 1);
+    }
+
+    #[test]
+    fn a_grant_is_in_the_mailbox_only_once_sent() {
+        let mut w = Waiters::<u32>::default();
+        let a = join(&mut w);
+        let key = w.pop_next().unwrap();
+        let delivery = w.grant(key, Grant::Resource(5));
+        assert_eq!(w.waiting, 0, "out of line at the grant");
+        assert!(taken(&a).is_none(), "on its way: still pending");
+        assert!(delivery.send().is_ok());
+        assert!(matches!(taken(&a), Some(Grant::Resource(5))));
+    }
+
+    #[test]
+    fn a_delivery_wakes_the_waker_of_the_latest_poll() {
+        let (first, latest) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let mut w = Waiters::<u32>::default();
+        let a = w.register(Waker::from(first.clone()), Instant::now(), TIMEOUT);
+        let key = w.pop_next().unwrap();
+        let delivery = w.grant(key, Grant::Create);
+        // Polled again (by another task) while the grant is on its way.
+        assert!(a.poll(&Waker::from(latest.clone())).is_pending());
+        assert!(delivery.send().is_ok());
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(latest.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(taken(&a), Some(Grant::Create)));
     }
 
     #[test]
     fn a_cancelled_waiter_is_skipped_and_returns_an_untaken_grant() {
         let mut w = Waiters::default();
         let (a, b) = (join(&mut w), join(&mut w));
-        assert!(w.cancel(&a).is_none(), "nothing was granted yet");
+        assert!(w.cancel(&a), "still in line");
         assert_eq!(w.waiting, 1);
-        let key = w.pop_next().unwrap();
-        assert_eq!(key, b.key, "the cancelled waiter is skipped");
-        let _ = w.grant(key, Grant::Resource(7));
-        assert!(matches!(w.cancel(&b), Some(Grant::Resource(7))));
+        assert_eq!(serve(&mut w, Grant::Resource(7)), b.key, "a is skipped");
+        assert!(!w.cancel(&b), "granted");
+        assert!(matches!(b.give_up(), Some(Grant::Resource(7))));
         assert_eq!(w.waiting, 0);
+    }
+
+    #[test]
+    fn a_grant_on_its_way_to_a_waiter_who_gave_up_comes_back() {
+        let mut w = Waiters::<u32>::default();
+        let a = join(&mut w);
+        let key = w.pop_next().unwrap();
+        let delivery = w.grant(key, Grant::Resource(3));
+        assert!(!w.cancel(&a));
+        assert!(a.give_up().is_none(), "not there yet");
+        assert!(matches!(delivery.send(), Err(Grant::Resource(3))));
+        assert!(a.try_take().is_none());
     }
 
     #[test]
     fn a_reused_slot_does_not_answer_its_old_owner() {
         let mut w = Waiters::<u32>::default();
         let a = join(&mut w);
-        let key = w.pop_next().unwrap();
-        let _ = w.grant(key, Grant::Resource(1)); // frees the slot at once
+        serve(&mut w, Grant::Resource(1)); // frees the slot at once
         let b = join(&mut w);
         assert_eq!(a.key, b.key, "the slot is reused");
-        assert!(
-            matches!(w.cancel(&a), Some(Grant::Resource(1))),
-            "a's grant"
-        );
-        assert!(w.cancel(&a).is_none(), "a stale cancel is ignored");
+        assert!(!w.cancel(&a), "the slot is b's now");
+        assert!(matches!(a.give_up(), Some(Grant::Resource(1))), "a's grant");
+        assert!(a.give_up().is_none());
         assert_eq!(w.waiting, 1);
         assert_eq!(w.pop_next(), Some(b.key));
-    }
-
-    #[test]
-    fn a_mailbox_is_reused_only_once_its_waiter_let_go() {
-        let mut w = Waiters::<u32>::default();
-        let a = join(&mut w);
-        let key = w.pop_next().unwrap();
-        let _ = w.grant(key, Grant::Resource(1));
-        let b = join(&mut w); // a still holds its mailbox (grant not taken)
-        assert!(!Arc::ptr_eq(&a.mailbox, &b.mailbox));
-        assert!(matches!(a.try_take(), Some(Grant::Resource(1))));
-        let a_box = Arc::as_ptr(&a.mailbox);
-        drop(a);
-        let key = w.pop_next().unwrap();
-        let _ = w.grant(key, Grant::Resource(2));
-        let c = join(&mut w);
-        assert_eq!(Arc::as_ptr(&c.mailbox), a_box, "a's mailbox, now free");
-        assert!(c.try_take().is_none(), "and empty");
-        assert!(matches!(b.try_take(), Some(Grant::Resource(2))));
-    }
-
-    #[test]
-    fn spare_mailboxes_are_bounded() {
-        let mut w = Waiters::<u32>::default();
-        let held: Vec<_> = (0..3 * SPARE_MAILBOXES)
-            .map(|n| {
-                let t = join(&mut w);
-                let key = w.pop_next().unwrap();
-                let _ = w.grant(key, Grant::Resource(n as u32));
-                t // kept: its mailbox cannot be reused
-            })
-            .collect();
-        assert!(w.spare.len() <= SPARE_MAILBOXES);
-        drop(held);
     }
 
     #[test]
@@ -404,7 +473,7 @@ mod tests {
         let live = join(&mut w);
         for _ in 0..1000 {
             let gone = join(&mut w);
-            assert!(w.cancel(&gone).is_none());
+            assert!(w.cancel(&gone));
         }
         assert!(
             w.queue.len() <= 2 * w.waiting + 33,
@@ -429,9 +498,46 @@ mod tests {
     fn close_all_grants_closed_to_every_waiter() {
         let mut w = Waiters::<u32>::default();
         let (a, b) = (join(&mut w), join(&mut w));
-        assert_eq!(w.close_all().len(), 2);
+        let deliveries = w.close_all();
+        assert_eq!(deliveries.len(), 2);
         assert_eq!(w.waiting, 0);
-        assert!(matches!(taken(&mut w, &a), Some(Grant::Closed)));
-        assert!(matches!(taken(&mut w, &b), Some(Grant::Closed)));
+        for d in deliveries {
+            assert!(d.send().is_ok());
+        }
+        assert!(matches!(taken(&a), Some(Grant::Closed)));
+        assert!(matches!(taken(&b), Some(Grant::Closed)));
+    }
+
+    #[test]
+    fn a_mailbox_is_reused_only_once_its_waiter_and_delivery_let_go() {
+        let mut w = Waiters::<u32>::default();
+        let a = join(&mut w);
+        let key = w.pop_next().unwrap();
+        let delivery = w.grant(key, Grant::Resource(1));
+        let b = join(&mut w); // a and its delivery still hold a's mailbox
+        assert!(!Arc::ptr_eq(&a.mailbox, &b.mailbox));
+        assert!(delivery.send().is_ok());
+        assert!(matches!(taken(&a), Some(Grant::Resource(1))));
+        let a_box = Arc::as_ptr(&a.mailbox);
+        drop(a);
+        serve(&mut w, Grant::Resource(2)); // b's
+        let c = join(&mut w);
+        assert_eq!(Arc::as_ptr(&c.mailbox), a_box, "a's mailbox, now free");
+        assert!(taken(&c).is_none(), "and empty");
+        assert!(matches!(taken(&b), Some(Grant::Resource(2))));
+    }
+
+    #[test]
+    fn spare_mailboxes_are_bounded() {
+        let mut w = Waiters::<u32>::default();
+        let held: Vec<_> = (0..3 * SPARE_MAILBOXES)
+            .map(|n| {
+                let t = join(&mut w);
+                serve(&mut w, Grant::Resource(n as u32));
+                t // kept: its mailbox cannot be reused
+            })
+            .collect();
+        assert!(w.spare.len() <= SPARE_MAILBOXES);
+        drop(held);
     }
 }
