@@ -2,6 +2,11 @@
 //! threads; the cost of the default MD5-of-JSON key; and the hit ratio of
 //! a Zipf-distributed workload beside moka's at the same capacity.
 //!
+//! After criterion's hit rows, an interleaved section measures the
+//! 2-thread scaling again, taking short samples of one thread, two threads
+//! sharing a cache and two threads with a cache each in turn (see
+//! `interleaved_hits`).
+//!
 //! Run: `cargo bench --all-features --bench cache`
 
 use std::future::Future;
@@ -15,6 +20,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::Serialize;
 use tower::{service_fn, Service, ServiceExt};
 use tower_patterns::cache::{CacheLayer, Md5Json};
+
+#[path = "support/interleaved.rs"]
+mod interleaved;
+
+use interleaved::Figures;
 
 const KEYS: u64 = 1024;
 const CAPACITY: usize = 10_000;
@@ -115,6 +125,22 @@ where
     .elapsed()
 }
 
+/// `n` hits on a clone of `svc` as thread `t` of a run (each thread
+/// starts at a key of its own and walks all of them).
+fn hit_run<S>(svc: &S, t: usize, n: u64)
+where
+    S: Service<u64, Response = u64> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut svc = svc.clone();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut k = t as u64 * 512;
+    for _ in 0..n {
+        k = (k + 1) & (KEYS - 1);
+        black_box(hit(&mut svc, &mut cx, black_box(k)));
+    }
+}
+
 fn hits(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache_hit");
     for threads in [1usize, 2] {
@@ -122,17 +148,7 @@ fn hits(c: &mut Criterion) {
 
         let svc = ours();
         g.bench_function(format!("tower-patterns/{threads}t"), |b| {
-            b.iter_custom(|iters| {
-                parallel(threads, iters, |t, n| {
-                    let mut svc = svc.clone();
-                    let mut cx = Context::from_waker(Waker::noop());
-                    let mut k = t as u64 * 512;
-                    for _ in 0..n {
-                        k = (k + 1) & (KEYS - 1);
-                        black_box(hit(&mut svc, &mut cx, black_box(k)));
-                    }
-                })
-            })
+            b.iter_custom(|iters| parallel(threads, iters, |t, n| hit_run(&svc, t, n)))
         });
 
         // The same hits with nothing shared between the threads: each has a
@@ -142,33 +158,13 @@ fn hits(c: &mut Criterion) {
         if threads == 2 {
             let own = [ours(), ours()];
             g.bench_function("tower-patterns, a cache per thread/2t", |b| {
-                b.iter_custom(|iters| {
-                    parallel(threads, iters, |t, n| {
-                        let mut svc = own[t].clone();
-                        let mut cx = Context::from_waker(Waker::noop());
-                        let mut k = t as u64 * 512;
-                        for _ in 0..n {
-                            k = (k + 1) & (KEYS - 1);
-                            black_box(hit(&mut svc, &mut cx, black_box(k)));
-                        }
-                    })
-                })
+                b.iter_custom(|iters| parallel(threads, iters, |t, n| hit_run(&own[t], t, n)))
             });
         }
 
         let svc = theirs();
         g.bench_function(format!("tower-resilience/{threads}t"), |b| {
-            b.iter_custom(|iters| {
-                parallel(threads, iters, |t, n| {
-                    let mut svc = svc.clone();
-                    let mut cx = Context::from_waker(Waker::noop());
-                    let mut k = t as u64 * 512;
-                    for _ in 0..n {
-                        k = (k + 1) & (KEYS - 1);
-                        black_box(hit(&mut svc, &mut cx, black_box(k)));
-                    }
-                })
-            })
+            b.iter_custom(|iters| parallel(threads, iters, |t, n| hit_run(&svc, t, n)))
         });
 
         let cache = moka_future();
@@ -206,6 +202,49 @@ fn hits(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The 2-thread scaling, interleaved: 100 rounds of one short sample
+/// (100,000 hits a thread) each of one thread hitting, two threads
+/// sharing one cache, and two threads with a cache each, so that all
+/// three see the same phases of the machine (see `support/interleaved.rs`;
+/// criterion measures them seconds apart). Prints the median of the
+/// rounds' ratios and writes each one's figures for `scripts/bench.py`.
+fn interleaved_hits(_: &mut Criterion) {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    const ROUNDS: usize = 100;
+    const HITS: u64 = 100_000;
+    let (svc, own) = (ours(), [ours(), ours()]);
+    let per_hit = |d: Duration| d.div_f64(HITS as f64);
+    let mut samples = interleaved::rounds(
+        ROUNDS,
+        &mut [
+            &mut || per_hit(parallel(1, HITS, |t, n| hit_run(&svc, t, n))),
+            &mut || per_hit(parallel(2, HITS, |t, n| hit_run(&svc, t, n))),
+            &mut || per_hit(parallel(2, HITS, |t, n| hit_run(&own[t], t, n))),
+        ],
+    );
+    let (apart, shared, one) = (
+        samples.pop().unwrap(),
+        samples.pop().unwrap(),
+        samples.pop().unwrap(),
+    );
+    let (shared_one, _, _) = interleaved::paired_ratio(&shared, &one);
+    let (apart_one, _, _) = interleaved::paired_ratio(&apart, &one);
+    let (shared_apart, low, high) = interleaved::paired_ratio(&shared, &apart);
+    println!(
+        "cache hit interleaved ({ROUNDS} rounds): 2 threads / 1, per round median: \
+         one shared cache {shared_one:.2}, a cache per thread {apart_one:.2}; \
+         shared / a cache per thread {shared_apart:.2} (middle half {low:.2} - {high:.2})"
+    );
+    Figures::of(one).write("cache_hit/interleaved/tower-patterns/1t", 1);
+    Figures::of(shared).write("cache_hit/interleaved/tower-patterns/2t", 2);
+    Figures::of(apart).write(
+        "cache_hit/interleaved/tower-patterns, a cache per thread/2t",
+        2,
+    );
 }
 
 #[derive(Serialize)]
@@ -387,5 +426,5 @@ fn zipf_hit_ratio(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hits, md5_key, zipf_hit_ratio);
+criterion_group!(benches, hits, interleaved_hits, md5_key, zipf_hit_ratio);
 criterion_main!(benches);

@@ -18,7 +18,7 @@
 //! two pools alternated, so both see the same phases. It prints each
 //! pool's mean and median, how many of its samples were slow and the
 //! median of the pairs' ratios, and writes each pool's mean and median to
-//! `<target>/interleaved/pool/`, where `scripts/bench.py` collects them as
+//! `<target>/interleaved/`, where `scripts/bench.py` collects them as
 //! the rows `pool/interleaved/...`. Last it prints the machine's
 //! cross-core round trip (one cache line passed between two threads) over
 //! a second, which shows the phases: about 70-110 ns in the fast ones and
@@ -27,8 +27,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[path = "support/interleaved.rs"]
+mod interleaved;
 #[path = "support/pool_managers.rs"]
 mod pool_managers;
+
+use interleaved::Figures;
 
 use pool_managers::{Ours, Theirs};
 
@@ -154,88 +158,37 @@ fn fresh_sample(threads: usize, ours: bool) -> Duration {
 
 /// Alternating fresh samples of both pools on `threads` worker threads
 /// (see the module docs). Prints each pool's mean and median, its slow
-/// samples and the median of the adjacent pairs' ratios, and writes both
-/// pools' figures where `scripts/bench.py` collects them.
+/// samples and the median of the pairs' ratios, and writes both pools'
+/// figures where `scripts/bench.py` collects them.
 fn interleaved(threads: usize) {
-    const SAMPLES: usize = 100;
+    const PAIRS: usize = 100;
     const SLOW: Duration = Duration::from_nanos(900);
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..SAMPLES {
-        let first = i % 2 == 0;
-        let a = fresh_sample(threads, first);
-        let b = fresh_sample(threads, !first);
-        let (o, t) = if first { (a, b) } else { (b, a) };
-        ours.push(o);
-        theirs.push(t);
-        ratios.push(o.as_secs_f64() / t.as_secs_f64());
-    }
-    ratios.sort_by(f64::total_cmp);
-    let (o, t) = (Figures::of(ours), Figures::of(theirs));
-    let slow = |v: &[Duration]| v.iter().filter(|&&d| d > SLOW).count();
+    let mut samples = interleaved::rounds(
+        PAIRS,
+        &mut [&mut || fresh_sample(threads, true), &mut || {
+            fresh_sample(threads, false)
+        }],
+    );
+    let (t, o) = (samples.pop().unwrap(), samples.pop().unwrap());
+    let (ratio, low, high) = interleaved::paired_ratio(&o, &t);
+    let (o, t) = (Figures::of(o), Figures::of(t));
     println!(
-        "pool interleaved ({threads} thread(s), fresh runtime per sample, {SAMPLES} pairs): \
+        "pool interleaved ({threads} thread(s), fresh runtime per sample, {PAIRS} pairs): \
          ours mean {:?}, median {:?} ({} slow), deadpool mean {:?}, median {:?} ({} slow); \
-         ours / deadpool: means {:.2}, per pair median {:.2}, middle half {:.2} - {:.2}",
+         ours / deadpool: means {:.2}, per pair median {ratio:.2}, middle half {low:.2} - {high:.2}",
         o.mean,
         o.median,
-        slow(&o.samples),
+        o.slower(SLOW),
         t.mean,
         t.median,
-        slow(&t.samples),
+        t.slower(SLOW),
         o.mean.as_secs_f64() / t.mean.as_secs_f64(),
-        ratios[SAMPLES / 2],
-        ratios[SAMPLES / 4],
-        ratios[3 * SAMPLES / 4],
     );
-    o.write(&format!("tower-patterns/{threads}-thread"));
-    t.write(&format!("deadpool/{threads}-thread"));
-}
-
-/// One pool's interleaved samples, sorted.
-struct Figures {
-    samples: Vec<Duration>,
-    mean: Duration,
-    median: Duration,
-}
-
-impl Figures {
-    fn of(mut samples: Vec<Duration>) -> Figures {
-        samples.sort();
-        let mean = samples
-            .iter()
-            .sum::<Duration>()
-            .div_f64(samples.len() as f64);
-        let median = samples[samples.len() / 2];
-        Figures {
-            samples,
-            mean,
-            median,
-        }
-    }
-
-    /// Writes `<target>/interleaved/pool/<function>.json` (target: as
-    /// criterion finds it, `CARGO_TARGET_DIR` or `target`), in the shape
-    /// `scripts/bench.py` keeps criterion's point estimates: no slope (the
-    /// samples are all the same size), the mean and the median, in ns per
-    /// cycle, under the id `pool/interleaved/<function>`.
-    fn write(&self, function: &str) {
-        let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-        let path = std::path::Path::new(&target)
-            .join("interleaved/pool")
-            .join(format!("{}.json", function.replace('/', "_")));
-        let ns = |d: Duration| d.as_secs_f64() * 1e9;
-        let json = format!(
-            "{{\"full_id\": \"pool/interleaved/{function}\", \"throughput\": {{\"Elements\": 1}}, \
-             \"ns\": {{\"slope\": null, \"mean\": {:.3}, \"median\": {:.3}}}}}\n",
-            ns(self.mean),
-            ns(self.median),
-        );
-        let written = std::fs::create_dir_all(path.parent().unwrap())
-            .and_then(|()| std::fs::write(&path, json));
-        if let Err(e) = written {
-            eprintln!("pool: could not write {}: {e}", path.display());
-        }
-    }
+    o.write(
+        &format!("pool/interleaved/tower-patterns/{threads}-thread"),
+        1,
+    );
+    t.write(&format!("pool/interleaved/deadpool/{threads}-thread"), 1);
 }
 
 /// The machine's phases, seen directly: the round trip of one cache line
