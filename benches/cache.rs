@@ -217,13 +217,12 @@ fn interleaved_hits(_: &mut Criterion) {
     const ROUNDS: usize = 100;
     const HITS: u64 = 100_000;
     let (svc, own) = (ours(), [ours(), ours()]);
-    let per_hit = |d: Duration| d.div_f64(HITS as f64);
     let mut samples = interleaved::rounds(
         ROUNDS,
         &mut [
-            &mut || per_hit(parallel(1, HITS, |t, n| hit_run(&svc, t, n))),
-            &mut || per_hit(parallel(2, HITS, |t, n| hit_run(&svc, t, n))),
-            &mut || per_hit(parallel(2, HITS, |t, n| hit_run(&own[t], t, n))),
+            &mut || parallel(1, HITS, |t, n| hit_run(&svc, t, n)),
+            &mut || parallel(2, HITS, |t, n| hit_run(&svc, t, n)),
+            &mut || parallel(2, HITS, |t, n| hit_run(&own[t], t, n)),
         ],
     );
     let (apart, shared, one) = (
@@ -239,11 +238,13 @@ fn interleaved_hits(_: &mut Criterion) {
          one shared cache {shared_one:.2}, a cache per thread {apart_one:.2}; \
          shared / a cache per thread {shared_apart:.2} (middle half {low:.2} - {high:.2})"
     );
-    Figures::of(one).write("cache_hit/interleaved/tower-patterns/1t", 1);
-    Figures::of(shared).write("cache_hit/interleaved/tower-patterns/2t", 2);
+    // A sample is HITS iterations (of one hit on each thread).
+    Figures::of(one).write("cache_hit/interleaved/tower-patterns/1t", 1, HITS);
+    Figures::of(shared).write("cache_hit/interleaved/tower-patterns/2t", 2, HITS);
     Figures::of(apart).write(
         "cache_hit/interleaved/tower-patterns, a cache per thread/2t",
         2,
+        HITS,
     );
 }
 

@@ -187,8 +187,9 @@ fn interleaved(threads: usize) {
     o.write(
         &format!("pool/interleaved/tower-patterns/{threads}-thread"),
         1,
+        1,
     );
-    t.write(&format!("pool/interleaved/deadpool/{threads}-thread"), 1);
+    t.write(&format!("pool/interleaved/deadpool/{threads}-thread"), 1, 1);
 }
 
 /// The machine's phases, seen directly: the round trip of one cache line

@@ -70,13 +70,14 @@ impl Figures {
     /// criterion finds it, `CARGO_TARGET_DIR` or `target`), in the shape
     /// `scripts/bench.py` keeps criterion's point estimates: no slope (the
     /// samples are all the same size), the mean and the median, in ns per
-    /// iteration, under the benchmark id `id`.
-    pub fn write(&self, id: &str, throughput: u64) {
+    /// iteration (a sample being `iterations` of them), under the
+    /// benchmark id `id`.
+    pub fn write(&self, id: &str, throughput: u64, iterations: u64) {
         let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
         let path = std::path::Path::new(&target)
             .join("interleaved")
             .join(format!("{}.json", id.replace('/', "_")));
-        let ns = |d: Duration| d.as_secs_f64() * 1e9;
+        let ns = |d: Duration| d.as_secs_f64() * 1e9 / iterations as f64;
         let json = format!(
             "{{\"full_id\": \"{id}\", \"throughput\": {{\"Elements\": {throughput}}}, \
              \"ns\": {{\"slope\": null, \"mean\": {:.3}, \"median\": {:.3}}}}}\n",
