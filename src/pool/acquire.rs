@@ -189,7 +189,7 @@ impl<M: Manager> Drop for Checkout<'_, '_, M> {
         // Granted: the grant is in the mailbox (given back here) or on its
         // way (and comes back to its sender).
         if let Some(grant) = ticket.give_up() {
-            self.inner.finish(self.inner.regive(grant));
+            self.inner.regive(grant);
         }
     }
 }

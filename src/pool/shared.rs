@@ -239,53 +239,24 @@ impl<M: Manager> Inner<M> {
         }
         if let Some(delivery) = after.deliver {
             if let Err(grant) = delivery.send() {
-                self.bounced(grant);
+                self.regive(grant);
             }
         }
     }
 
-    /// A grant came back: its waiter gave up while it was on its way. It
-    /// is given to the pool again, as often as that happens in a row.
+    /// A grant whose waiter gave up, before it arrived or after it arrived
+    /// but before it was taken, goes back to the pool: the resource as if
+    /// newly delivered (to the next waiter, or idle, or closed with a
+    /// closed pool), the slot as if freed. A grant sent on from here may
+    /// come back again in turn, once per waiter that gives up just then.
     #[cold]
     #[inline(never)]
-    fn bounced(&self, grant: Grant<Live<M::Resource>>) {
-        let mut grant = grant;
-        loop {
-            let mut after = self.regive(grant);
-            let delivery = after.deliver.take();
-            self.finish(after);
-            match delivery.map(Delivery::send) {
-                Some(Err(back)) => grant = back,
-                Some(Ok(())) | None => return,
-            }
-        }
-    }
-
-    /// A grant whose waiter gave up before it arrived, or after it
-    /// arrived but before it was taken: the resource or the slot goes to
-    /// the next waiter (or idle, or is freed). Returns what to run after
-    /// the lock.
-    pub(super) fn regive(&self, grant: Grant<Live<M::Resource>>) -> After<M::Resource> {
+    pub(super) fn regive(&self, grant: Grant<Live<M::Resource>>) {
         match grant {
-            Grant::Resource(live) => {
-                let mut st = self.lock();
-                if !st.closed {
-                    let after = self.give_locked(&mut st, live);
-                    return self.unlock(st, after);
-                }
-                let after = self.free_slot_locked(&mut st);
-                let after = self.unlock(st, after);
-                self.count_closed(Reason::PoolClosed, 1);
-                drop(live);
-                after
-            }
-            Grant::Create => {
-                let mut st = self.lock();
-                let after = self.free_slot_locked(&mut st);
-                self.unlock(st, after)
-            }
+            Grant::Resource(live) => self.deliver(live),
+            Grant::Create => self.free_slot(None),
             // These carry nothing of the pool's.
-            Grant::Closed | Grant::TimedOut => After::default(),
+            Grant::Closed | Grant::TimedOut => {}
         }
     }
 
@@ -443,7 +414,8 @@ impl<M: Manager> Inner<M> {
         self.finish(self.unlock(st, after));
     }
 
-    /// A resource created by the background task joins the pool.
+    /// A resource created by the background task, or given back by a
+    /// waiter that gave up, joins the pool.
     pub(super) fn deliver(&self, live: Live<M::Resource>) {
         let mut st = self.lock();
         if st.closed {

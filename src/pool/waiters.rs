@@ -56,24 +56,27 @@ struct Inbox<R> {
     gone: bool,
 }
 
+impl<R> Inbox<R> {
+    /// An empty inbox for a waiter woken by `waker`.
+    fn waiting_on(waker: Waker) -> Self {
+        Inbox {
+            grant: None,
+            waker: Some(waker),
+            gone: false,
+        }
+    }
+}
+
 impl<R> Mailbox<R> {
     fn new(waker: Waker) -> Arc<Self> {
         Arc::new(Mailbox {
-            inbox: Mutex::new(Inbox {
-                grant: None,
-                waker: Some(waker),
-                gone: false,
-            }),
+            inbox: Mutex::new(Inbox::waiting_on(waker)),
         })
     }
 
     /// Readies a reused mailbox for a new waiter.
     fn reset(&self, waker: Waker) {
-        *lock(&self.inbox) = Inbox {
-            grant: None,
-            waker: Some(waker),
-            gone: false,
-        };
+        *lock(&self.inbox) = Inbox::waiting_on(waker);
     }
 }
 
@@ -301,13 +304,18 @@ impl<R> Waiters<R> {
     /// slot; returns the delivery to send once the lock is released.
     #[inline]
     pub(super) fn grant(&mut self, key: usize, grant: Grant<R>) -> Delivery<R> {
-        let Slot::Waiting { mailbox, .. } = std::mem::replace(&mut self.slots[key], Slot::Vacant)
-        else {
+        let Slot::Waiting { mailbox, .. } = self.vacate(key) else {
             unreachable!("pop_next only returns waiting slots");
         };
+        Delivery { mailbox, grant }
+    }
+
+    /// Takes the (waiting) slot `key` out of line and frees it.
+    #[inline]
+    fn vacate(&mut self, key: usize) -> Slot<R> {
         self.waiting -= 1;
         self.free.push(key);
-        Delivery { mailbox, grant }
+        std::mem::replace(&mut self.slots[key], Slot::Vacant)
     }
 
     /// The waiter gives up. Returns `true` if it was still in line (it is
@@ -321,9 +329,7 @@ impl<R> Waiters<R> {
         if !owned {
             return false;
         }
-        self.slots[ticket.key] = Slot::Vacant;
-        self.waiting -= 1;
-        self.free.push(ticket.key);
+        self.vacate(ticket.key);
         if self.queue.len() > 2 * self.waiting + 32 {
             let slots = &self.slots;
             self.queue.retain(|&(key, generation)| {
