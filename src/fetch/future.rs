@@ -135,7 +135,7 @@ impl Future for ResponseFuture {
                 },
                 _ => &m.error,
             };
-            class.record(started.elapsed());
+            class.record(crate::metrics::Elapsed(Some(started)));
         });
         Poll::Ready(match result {
             Ok(Ok(resp)) => {

@@ -265,7 +265,9 @@ impl Acquire {
                 Wait::Forever | Wait::Never => sem.acquire_owned().await,
             };
             let acquired = acquired.map_err(|_closed| guard.0.reject(started.elapsed()))?;
-            record!(guard.0.metrics, |m| m.wait.record(started.elapsed()));
+            record!(guard.0.metrics, |m| m
+                .wait
+                .record(crate::metrics::Elapsed(Some(started))));
             guard.0.sample_in_flight();
             Ok(acquired)
         })

@@ -197,6 +197,22 @@ macro_rules! instruments {
 }
 pub(crate) use instruments;
 
+/// A duration a histogram reads only if it records: the time since an
+/// instant, or zero.
+///
+/// [`::metrics::Histogram::record`] converts its value only when the handle
+/// has a recorder behind it, so with no recorder installed (the no-op
+/// handles) recording an `Elapsed` reads no clock. A clock read is most of
+/// what a histogram of waits would otherwise cost an uninstrumented pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Elapsed(pub(crate) Option<tokio::time::Instant>);
+
+impl ::metrics::IntoF64 for Elapsed {
+    fn into_f64(self) -> f64 {
+        self.0.map_or(0.0, |since| since.elapsed().as_secs_f64())
+    }
+}
+
 /// The one `Instruments` of type `H` named `name`, for `Copy` layers that
 /// cannot hold an `Arc`: made once per distinct name and kept for the
 /// life of the process (memory is bounded by the names used, not by the
@@ -220,5 +236,48 @@ pub(crate) fn interned<H: Set>(name: Name) -> &'static Instruments<H> {
     match entry.downcast_ref::<Instruments<H>>() {
         Some(instruments) => instruments,
         None => unreachable!("entries are keyed by their type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use ::metrics::{Histogram, HistogramFn, IntoF64};
+
+    /// Counts its conversions into `f64`.
+    struct Counted<'a>(&'a Cell<u32>);
+
+    impl IntoF64 for Counted<'_> {
+        fn into_f64(self) -> f64 {
+            self.0.set(self.0.get() + 1);
+            1.0
+        }
+    }
+
+    struct Sink;
+
+    impl HistogramFn for Sink {
+        fn record(&self, _: f64) {}
+    }
+
+    /// What [`super::Elapsed`] relies on: a histogram with no recorder
+    /// behind it never converts the value, so the clock is not read.
+    #[test]
+    fn only_a_live_histogram_converts_its_value() {
+        let conversions = Cell::new(0);
+        Histogram::noop().record(Counted(&conversions));
+        assert_eq!(conversions.get(), 0, "the no-op handle converted");
+        Histogram::from_arc(Arc::new(Sink)).record(Counted(&conversions));
+        assert_eq!(conversions.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn elapsed_is_the_time_since_its_instant_or_zero() {
+        let since = tokio::time::Instant::now();
+        tokio::time::advance(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(super::Elapsed(Some(since)).into_f64(), 1.5);
+        assert_eq!(super::Elapsed(None).into_f64(), 0.0);
     }
 }

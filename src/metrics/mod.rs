@@ -151,7 +151,7 @@ mod table;
 
 pub use table::{Kind, Metric, TABLE};
 
-pub(crate) use instruments::Instruments;
+pub(crate) use instruments::{Elapsed, Instruments};
 pub(crate) use sets::*;
 
 #[cfg(test)]

@@ -36,7 +36,9 @@ pub(super) const RECYCLE_CHECKS: usize = 3;
 /// The time is counted from the first moment the acquire had to wait (in
 /// line, or for a check or a create that did not finish at once), which
 /// is when [`Limit`] reads the clock anyway; an acquire answered on its
-/// first poll records zero and reads no clock.
+/// first poll records zero and reads no clock, and with no recorder
+/// installed no acquire reads the clock to record (see
+/// [`crate::metrics::Elapsed`]).
 #[cfg(feature = "metrics")]
 pub(super) async fn acquire<M: Manager>(
     inner: &Arc<Inner<M>>,
@@ -44,10 +46,11 @@ pub(super) async fn acquire<M: Manager>(
     let mut limit = Limit::After(inner.config.acquire_timeout);
     let out = checkout_within(inner, &mut limit).await;
     if out.is_ok() {
-        let took = match limit {
-            Limit::After(_) => Duration::ZERO,
-            Limit::At { since, .. } => since.elapsed(),
-        };
+        // Read only by a histogram with a recorder behind it.
+        let took = crate::metrics::Elapsed(match limit {
+            Limit::After(_) => None,
+            Limit::At { since, .. } => Some(since),
+        });
         inner.metrics.with_init(
             |m| m.wait.record(took),
             // A recorder seen for the first time is shown the sizes even

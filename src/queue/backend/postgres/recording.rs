@@ -60,7 +60,9 @@ impl Shared {
 
     /// A task that started at `started` has run to its outcome.
     pub(super) fn record_ran(&self, started: Instant) {
-        record!(self.metrics, |m| m.run.record(started.elapsed()));
+        record!(self.metrics, |m| m
+            .run
+            .record(crate::metrics::Elapsed(Some(started))));
     }
 }
 
