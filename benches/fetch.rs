@@ -5,10 +5,21 @@
 //! - `stream_1mib`: read a 1 MiB body (ours in 16 KiB chunks via
 //!   `stream_body`, the peer by polling raw frames).
 //!
+//! After criterion's rows, an interleaved section measures the two
+//! comparisons BENCHMARKS.md's issue-25 table holds to a target again:
+//! 100 rounds of one short sample of each contender, the order rotating,
+//! so that all of them see the same phases of the machine (criterion
+//! measures one for seconds and then the other; single runs of the stream
+//! ratio spread from 0.86 to 1.30). It prints the median of the rounds'
+//! ratios and writes each contender's figures under
+//! `<target>/interleaved/`, where `scripts/bench.py` collects them as the
+//! rows `fetch/interleaved/...`.
+//!
 //! Run: `cargo bench --all-features --bench fetch`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -19,6 +30,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tower::{Layer, ServiceExt};
 use tower_patterns::fetch::{self, HttpClient, JsonLayer};
+
+#[path = "support/interleaved.rs"]
+mod interleaved;
+
+use interleaved::Figures;
 
 #[derive(Deserialize)]
 #[allow(dead_code)] // decoded, then dropped
@@ -56,85 +72,188 @@ fn start_server(rt: &tokio::runtime::Runtime) -> String {
     })
 }
 
+/// The server, our client and the peer's, and the URLs: what every
+/// measurement shares.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    ours: HttpClient,
+    peer: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    user_url: String,
+    user_uri: http::Uri,
+    big_url: String,
+    big_uri: http::Uri,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let base = start_server(&rt);
+        let user_url = format!("{base}/users/42");
+        let big_url = format!("{base}/big");
+        // Same TCP settings as ours (TCP_NODELAY), so only the code differs.
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        Setup {
+            rt,
+            ours: HttpClient::new(),
+            peer: Client::builder(TokioExecutor::new()).build(connector),
+            user_uri: user_url.parse().unwrap(),
+            big_uri: big_url.parse().unwrap(),
+            user_url,
+            big_url,
+        }
+    }
+
+    async fn fetch_json(&self) -> User {
+        fetch::fetch_json(&self.ours, &self.user_url).await.unwrap()
+    }
+
+    async fn json_layer<S>(&self, json_svc: &S) -> User
+    where
+        S: tower::Service<http::Request<Full<Bytes>>, Response = User> + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        let req = http::Request::get(self.user_uri.clone())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        json_svc.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn json_by_hand(&self) -> User {
+        let req = http::Request::get(self.user_uri.clone())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = self.peer.request(req).await.unwrap();
+        assert!(resp.status().is_success());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn stream_ours(&self) -> Option<u64> {
+        let mut s = fetch::stream_body(&self.ours, &self.big_url, 16 * 1024)
+            .await
+            .unwrap();
+        while let Some(chunk) = s.next().await {
+            black_box(chunk.unwrap());
+        }
+        s.total()
+    }
+
+    async fn stream_by_hand(&self) -> usize {
+        let req = http::Request::get(self.big_uri.clone())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let mut body = self.peer.request(req).await.unwrap().into_body();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                total += data.len();
+                black_box(data);
+            }
+        }
+        total
+    }
+
+    /// Time per iteration of `n` iterations of `f`, run to completion on
+    /// the runtime.
+    fn sample<F: std::future::Future>(&self, n: u32, f: impl Fn() -> F) -> Duration {
+        self.rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..n {
+                black_box(f().await);
+            }
+            start.elapsed() / n
+        })
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let base = start_server(&rt);
-    let user_url = format!("{base}/users/42");
-    let big_url = format!("{base}/big");
-    let ours = HttpClient::new();
-    let json_svc = JsonLayer::<User>::new().layer(ours.clone());
-    // Same TCP settings as ours (TCP_NODELAY), so only the code differs.
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let peer: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let user_uri: http::Uri = user_url.parse().unwrap();
-    let big_uri: http::Uri = big_url.parse().unwrap();
+    let s = Setup::new();
+    let json_svc = JsonLayer::<User>::new().layer(s.ours.clone());
 
     let mut g = c.benchmark_group("fetch/get_json");
     g.bench_function("tower-patterns fetch_json", |b| {
-        b.to_async(&rt).iter(|| async {
-            let u: User = fetch::fetch_json(&ours, &user_url).await.unwrap();
-            black_box(u)
-        })
+        b.to_async(&s.rt)
+            .iter(|| async { black_box(s.fetch_json().await) })
     });
     g.bench_function("tower-patterns JsonLayer", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = http::Request::get(user_uri.clone())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let u: User = json_svc.clone().oneshot(req).await.unwrap();
-            black_box(u)
-        })
+        b.to_async(&s.rt)
+            .iter(|| async { black_box(s.json_layer(&json_svc).await) })
     });
     g.bench_function("hyper-util by hand", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = http::Request::get(user_uri.clone())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let resp = peer.request(req).await.unwrap();
-            assert!(resp.status().is_success());
-            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-            let u: User = serde_json::from_slice(&bytes).unwrap();
-            black_box(u)
-        })
+        b.to_async(&s.rt)
+            .iter(|| async { black_box(s.json_by_hand().await) })
     });
     g.finish();
 
     let mut g = c.benchmark_group("fetch/stream_1mib");
     g.throughput(criterion::Throughput::Bytes(1 << 20));
     g.bench_function("tower-patterns stream_body", |b| {
-        b.to_async(&rt).iter(|| async {
-            let mut s = fetch::stream_body(&ours, &big_url, 16 * 1024)
-                .await
-                .unwrap();
-            while let Some(chunk) = s.next().await {
-                black_box(chunk.unwrap());
-            }
-            black_box(s.total())
-        })
+        b.to_async(&s.rt)
+            .iter(|| async { black_box(s.stream_ours().await) })
     });
     g.bench_function("hyper-util by hand", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = http::Request::get(big_uri.clone())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let mut body = peer.request(req).await.unwrap().into_body();
-            let mut total = 0usize;
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.unwrap().into_data() {
-                    total += data.len();
-                    black_box(data);
-                }
-            }
-            black_box(total)
-        })
+        b.to_async(&s.rt)
+            .iter(|| async { black_box(s.stream_by_hand().await) })
     });
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The issue-25 comparisons, interleaved (see the module docs): each round
+/// takes one sample of every contender, `fetch_json` / `JsonLayer` / by
+/// hand (200 requests each) and then the stream, ours / by hand (50
+/// bodies each).
+fn interleaved(_: &mut Criterion) {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    const ROUNDS: usize = 100;
+    const JSON: u32 = 200;
+    const BODIES: u32 = 50;
+    let s = Setup::new();
+    let json_svc = JsonLayer::<User>::new().layer(s.ours.clone());
+    let mut json = interleaved::rounds(
+        ROUNDS,
+        &mut [
+            &mut || s.sample(JSON, || s.fetch_json()),
+            &mut || s.sample(JSON, || s.json_layer(&json_svc)),
+            &mut || s.sample(JSON, || s.json_by_hand()),
+        ],
+    );
+    let mut stream = interleaved::rounds(
+        ROUNDS,
+        &mut [&mut || s.sample(BODIES, || s.stream_ours()), &mut || {
+            s.sample(BODIES, || s.stream_by_hand())
+        }],
+    );
+    let (by_hand, layer, fetch_json) = (
+        json.pop().unwrap(),
+        json.pop().unwrap(),
+        json.pop().unwrap(),
+    );
+    let (stream_hand, stream_ours) = (stream.pop().unwrap(), stream.pop().unwrap());
+    let (jr, jl, jh) = interleaved::paired_ratio(&fetch_json, &layer);
+    let (sr, sl, sh) = interleaved::paired_ratio(&stream_ours, &stream_hand);
+    println!(
+        "fetch interleaved ({ROUNDS} rounds), median of the rounds' ratios: \
+         fetch_json / JsonLayer {jr:.3} (middle half {jl:.3} - {jh:.3}); \
+         stream_body / by hand {sr:.3} (middle half {sl:.3} - {sh:.3})"
+    );
+    // Each sample's figure is already per iteration.
+    let write = |samples: Vec<Duration>, id: &str, throughput: (&str, u64)| {
+        Figures::of(samples).write_as(&format!("fetch/interleaved/{id}"), throughput, 1)
+    };
+    let (request, mib) = (("Elements", 1), ("Bytes", 1 << 20));
+    write(fetch_json, "get_json/tower-patterns fetch_json", request);
+    write(layer, "get_json/tower-patterns JsonLayer", request);
+    write(by_hand, "get_json/hyper-util by hand", request);
+    write(stream_ours, "stream_1mib/tower-patterns stream_body", mib);
+    write(stream_hand, "stream_1mib/hyper-util by hand", mib);
+}
+
+criterion_group!(benches, bench, interleaved);
 criterion_main!(benches);

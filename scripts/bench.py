@@ -19,7 +19,7 @@ and `new/benchmark.json` of the benchmarks it just measured are copied to
 TARGET/bench-runs/STAMP/run-K/, and their point estimates are collected;
 so are the files a bench writes itself under TARGET/interleaved/ (one per
 benchmark id: `full_id`, `throughput` and `ns` with the same estimates, the
-slope null), which benches/pool.rs does for its interleaved samples.
+slope null), which benches/pool.rs, cache.rs and fetch.rs do for their interleaved samples.
 
 benches/results/BENCH.json keeps, per benchmark id, every run's point
 estimates (slope, mean, median, in ns per iteration) with the date, commit
@@ -58,8 +58,8 @@ RESULTS = ROOT / "benches" / "results"
 DOC = ROOT / "BENCHMARKS.md"
 CHARTS = ROOT / "docs" / "bench"
 ESTIMATES = ("slope", "mean", "median")
-INTERLEAVED_NOTE = (" (the bench's interleaved section: 100 short samples of each, the two alternated, each on a "
-                    "fresh runtime)")
+INTERLEAVED_NOTE = (" (the bench's interleaved section: 100 rounds of one short sample of each contender, the "
+                    "order rotating, so all of them see the same phases of the machine; see the bench's docs)")
 
 
 def target_dir():

@@ -73,13 +73,19 @@ impl Figures {
     /// iteration (a sample being `iterations` of them), under the
     /// benchmark id `id`.
     pub fn write(&self, id: &str, throughput: u64, iterations: u64) {
+        self.write_as(id, ("Elements", throughput), iterations);
+    }
+
+    /// [`Figures::write`] with criterion's kind of throughput named:
+    /// `("Elements", n)` or `("Bytes", n)` per iteration.
+    pub fn write_as(&self, id: &str, (kind, throughput): (&str, u64), iterations: u64) {
         let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
         let path = std::path::Path::new(&target)
             .join("interleaved")
             .join(format!("{}.json", id.replace('/', "_")));
         let ns = |d: Duration| d.as_secs_f64() * 1e9 / iterations as f64;
         let json = format!(
-            "{{\"full_id\": \"{id}\", \"throughput\": {{\"Elements\": {throughput}}}, \
+            "{{\"full_id\": \"{id}\", \"throughput\": {{\"{kind}\": {throughput}}}, \
              \"ns\": {{\"slope\": null, \"mean\": {:.3}, \"median\": {:.3}}}}}\n",
             ns(self.mean),
             ns(self.median),
