@@ -175,6 +175,7 @@ pub mod deadline;
 mod error;
 pub mod fallback;
 pub mod fetch;
+mod fields;
 pub mod hedge;
 pub mod http_cache;
 pub mod layer_order;

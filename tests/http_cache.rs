@@ -2,12 +2,13 @@
 //! against an in-process origin that records what reaches it, with paused
 //! time for freshness and ages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_patterns::http_cache::{HttpCacheBody, HttpCacheLayer};
@@ -843,5 +844,80 @@ async fn a_stored_language_serves_a_request_that_wants_it_most() {
         origin.calls(),
         2,
         "French is wanted more than the stored German"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Memory.
+
+/// A buffer that says when it is freed: hyper's read buffer, standing in.
+struct ReadBuffer(Vec<u8>, Arc<AtomicBool>);
+
+impl AsRef<[u8]> for ReadBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+}
+
+/// hyper hands out field values, and a server a request's URI, as slices
+/// of the connection's read buffer. A stored response keeps copies, so
+/// each buffer is freed once the messages that came in it are gone (a
+/// cache entry would otherwise pin one, 8 KiB or more, however small the
+/// response), and the copies still answer.
+#[tokio::test(start_paused = true)]
+async fn a_stored_response_keeps_no_slice_of_the_buffers_it_came_in() {
+    let res_freed = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let origin = service_fn({
+        let (res_freed, calls) = (res_freed.clone(), calls.clone());
+        move |_: Request<Full<Bytes>>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let buffer = Bytes::from_owner(ReadBuffer(
+                b"max-age=60x-varianttext/plain".to_vec(),
+                res_freed.clone(),
+            ));
+            let value = |at| HeaderValue::from_maybe_shared(buffer.slice(at)).unwrap();
+            let mut res = Response::new(Full::new(Bytes::from_static(b"stored")));
+            res.headers_mut().insert("cache-control", value(0..10));
+            res.headers_mut().insert("vary", value(10..19));
+            res.headers_mut().insert("content-type", value(19..29));
+            async move { Ok::<_, BoxError>(res) }
+        }
+    });
+    let mut svc = layer().layer(origin);
+
+    let req_freed = Arc::new(AtomicBool::new(false));
+    let incoming = Bytes::from_owner(ReadBuffer(
+        b"http://origin.test/a one".to_vec(),
+        req_freed.clone(),
+    ));
+    let mut first = Request::new(Full::default());
+    *first.uri_mut() = http::Uri::from_maybe_shared(incoming.slice(0..20)).unwrap();
+    let variant = HeaderValue::from_maybe_shared(incoming.slice(21..24)).unwrap();
+    first.headers_mut().insert("x-variant", variant);
+    drop(incoming);
+    let answer = send(&mut svc, first).await;
+    assert_eq!(answer.body, "stored");
+    drop(answer);
+    assert!(
+        res_freed.load(Ordering::SeqCst),
+        "the stored response holds the origin's buffer"
+    );
+    assert!(
+        req_freed.load(Ordering::SeqCst),
+        "the stored response holds the request's buffer"
+    );
+
+    let hit = send(&mut svc, req("GET", "/a", &[("x-variant", "one")])).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "served from the store");
+    assert_eq!(
+        (hit.body.as_ref(), hit.field("content-type")),
+        (&b"stored"[..], "text/plain")
     );
 }

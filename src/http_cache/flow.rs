@@ -326,6 +326,8 @@ fn merge_304(old: &HeaderMap, new: &HeaderMap, now: SystemTime) -> HeaderMap {
 struct Judged {
     headers: HeaderMap,
     request: HeaderMap,
+    /// The request's URI, with bytes of its own (the policy keeps it).
+    uri: Uri,
     made: Option<(CachePolicy, StaleRules)>,
 }
 
@@ -339,13 +341,20 @@ fn judge(
     now: SystemTime,
 ) -> Judged {
     parse::strip_hop_by_hop(&mut headers);
-    let request = policy::request_fields(&head.headers, &headers);
-    let view = policy::store_view(&head.uri, &head.headers, request.clone());
+    // Kept with the stored response (and its policy's copies): values of
+    // their own, not slices of a connection's read buffer (see
+    // `crate::fields`).
+    crate::fields::own(&mut headers);
+    let mut request = policy::request_fields(&head.headers, &headers);
+    crate::fields::own(&mut request);
+    let uri = crate::fields::owned_uri(&head.uri);
+    let view = policy::store_view(&uri, &head.headers, request.clone());
     let made = policy::policy(&view, status, &headers, now, shared.cfg.opts)
         .filter(|(p, _)| p.is_storable());
     Judged {
         headers,
         request,
+        uri,
         made,
     }
 }
@@ -379,7 +388,7 @@ fn store(
         stale,
         selecting,
         now,
-        head.uri.clone(),
+        judged.uri,
         judged.request,
     ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);

@@ -1,0 +1,164 @@
+//! Internal: header fields that own their bytes.
+//!
+//! hyper parses a message's field values as slices of the connection's
+//! read buffer, so anything that keeps a value keeps that whole buffer
+//! (8 KiB to about 400 KiB): a stored response pins one per entry, and
+//! while a value is alive hyper cannot reuse the buffer for the
+//! connection's next read and allocates a fresh one. What this crate keeps
+//! beyond the call that received it (a cached response, a streaming
+//! body's fields) goes through [`own`] first.
+
+use bytes::{Bytes, BytesMut};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderValue, Uri};
+
+/// Gives `headers`' values bytes of their own, all in one allocation;
+/// names, order, repeats and sensitivity stay as they were.
+pub(crate) fn own(headers: &mut HeaderMap) {
+    own_with_body(headers, &[]);
+}
+
+/// Copies `body` and `headers`' values into one buffer of exactly their
+/// size; returns the body's copy (with 10,000 responses kept by a cache,
+/// hyper's buffers would hold ~100 MB: `benches/http_stack.rs`,
+/// "responses kept").
+pub(crate) fn own_with_body(headers: &mut HeaderMap, body: &[u8]) -> Bytes {
+    let len = body.len() + headers.values().map(HeaderValue::len).sum::<usize>();
+    let mut buf = BytesMut::with_capacity(len);
+    buf.extend_from_slice(body);
+    for v in headers.values() {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut at = body.len();
+    for v in headers.values_mut() {
+        let n = v.len();
+        // The same bytes, so still valid; kept as they were if not.
+        if let Ok(mut owned) = HeaderValue::from_maybe_shared(buf.slice(at..at + n)) {
+            owned.set_sensitive(v.is_sensitive());
+            *v = owned;
+        }
+        at += n;
+    }
+    buf.slice(..body.len())
+}
+
+/// `uri` with bytes of its own: hyper's server parses a request's URI as
+/// a slice of its read buffer too. Only the authority and the path hold
+/// bytes (a scheme is `http`, `https` or its own copy already).
+pub(crate) fn owned_uri(uri: &Uri) -> Uri {
+    let mut parts = uri.clone().into_parts();
+    if let Some(a) = &parts.authority {
+        match Authority::from_maybe_shared(Bytes::copy_from_slice(a.as_str().as_bytes())) {
+            Ok(a) => parts.authority = Some(a),
+            Err(_) => return uri.clone(),
+        }
+    }
+    if let Some(pq) = &parts.path_and_query {
+        match PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())) {
+            Ok(pq) => parts.path_and_query = Some(pq),
+            Err(_) => return uri.clone(),
+        }
+    }
+    // The same parts, so still a URI; the original is kept otherwise.
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue};
+
+    /// A read buffer that says when it is freed.
+    struct Buffer(Vec<u8>, Arc<AtomicBool>);
+
+    impl AsRef<[u8]> for Buffer {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Buffer {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The copy holds no slice of the buffer the fields were read into,
+    /// and keeps every value, its repeats and its sensitivity.
+    #[test]
+    fn the_copy_frees_the_buffer_the_fields_were_read_into() {
+        let freed = Arc::new(AtomicBool::new(false));
+        let buffer = Bytes::from_owner(Buffer(b"text/plainabcx-v1x-v2".to_vec(), freed.clone()));
+        let value =
+            |at: std::ops::Range<usize>| HeaderValue::from_maybe_shared(buffer.slice(at)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", value(0..10));
+        let mut token = value(10..13);
+        token.set_sensitive(true);
+        headers.insert("authorization", token);
+        headers.append("x-repeat", value(13..17));
+        headers.append("x-repeat", value(17..21));
+        headers.insert("x-empty", HeaderValue::from_static(""));
+        drop(buffer);
+
+        let mut kept = headers.clone();
+        super::own(&mut kept);
+        assert_eq!(kept, headers);
+        assert!(kept["authorization"].is_sensitive());
+        assert!(!kept["content-type"].is_sensitive());
+        assert!(!freed.load(Ordering::SeqCst), "the original still holds it");
+        drop(headers);
+        assert!(freed.load(Ordering::SeqCst), "the copy holds the buffer");
+        assert_eq!(
+            kept.get_all("x-repeat").iter().collect::<Vec<_>>(),
+            ["x-v1", "x-v2"]
+        );
+        let mut none = HeaderMap::new();
+        super::own(&mut none);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn an_owned_uri_frees_the_buffer_it_was_read_into() {
+        for text in [
+            "/users/42?page=2",
+            "http://example.com:8080/a/b?c=d",
+            "example.com:443",
+            "*",
+        ] {
+            let freed = Arc::new(AtomicBool::new(false));
+            let buffer = Bytes::from_owner(Buffer(text.as_bytes().to_vec(), freed.clone()));
+            let uri = http::Uri::from_maybe_shared(buffer).unwrap();
+            let kept = super::owned_uri(&uri);
+            assert_eq!(kept, uri);
+            drop(uri);
+            assert!(
+                freed.load(Ordering::SeqCst),
+                "the copy of {text} holds the buffer"
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_and_the_values_share_one_exact_buffer() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("one"));
+        headers.insert("x-b", HeaderValue::from_static("two"));
+        // A body that is a slice of a much larger buffer, as hyper's are.
+        let big = Bytes::from(vec![b'x'; 8192]);
+        let body = super::own_with_body(&mut headers, &big.slice(..5));
+        assert_eq!(body, "xxxxx");
+        assert_eq!(
+            (headers["x-a"].as_bytes(), headers["x-b"].as_bytes()),
+            (&b"one"[..], &b"two"[..])
+        );
+        // Body and values are adjacent in one allocation of 5 + 3 + 3 bytes.
+        let start = body.as_ptr() as usize;
+        assert_eq!(headers["x-a"].as_bytes().as_ptr() as usize, start + 5);
+        assert_eq!(headers["x-b"].as_bytes().as_ptr() as usize, start + 8);
+    }
+}
