@@ -44,8 +44,9 @@ pub(crate) fn own_with_body(headers: &mut HeaderMap, body: &[u8]) -> Bytes {
 }
 
 /// `uri` with bytes of its own: hyper's server parses a request's URI as
-/// a slice of its read buffer too. Only the authority and the path hold
-/// bytes (a scheme is `http`, `https` or its own copy already).
+/// a slice of its read buffer too. The authority and the path are copied;
+/// the scheme is kept as it is (`http` and `https` hold no bytes, and a
+/// client refuses any other).
 pub(crate) fn owned_uri(uri: &Uri) -> Uri {
     let mut parts = uri.clone().into_parts();
     if let Some(a) = &parts.authority {
