@@ -5,11 +5,11 @@
 //! histograms into whatever recorder the application installed: a
 //! Prometheus exporter (`metrics-exporter-prometheus`), an OpenTelemetry
 //! bridge, or a test recorder. With no recorder installed, recording costs
-//! a look at the recorder and nothing else: a duration is measured only
-//! for a recorder that takes it. One exception: the task queue reads the
-//! clock when a task is submitted and between two tasks, for the times in
-//! queue and running, before it can know whether anything will record
-//! them. With the feature off, nothing is compiled in at all.
+//! a look at the recorder and nothing else, but for the start of a
+//! duration: a request, a cache load or a queued task reads the clock when
+//! it starts (the queue also between two tasks), before anything can know
+//! whether it will be recorded; the end is read only for a recorder that
+//! takes it. With the feature off, nothing is compiled in at all.
 //!
 //! ```
 //! use std::time::Duration;
