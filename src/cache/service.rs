@@ -276,11 +276,13 @@ async fn call_inner<S, Req, Res, K, KF, C>(
 {
     let core = guard.core.clone();
     let keep = core.swr.max(core.sie);
-    let _started = Instant::now();
+    // Read for the load-time histogram only (the feature `metrics`).
+    #[cfg(feature = "metrics")]
+    let started = Instant::now();
     let result = inner.oneshot(req).await;
     let outcome = policy.classify.classify(&result);
     let now = Instant::now();
-    record!(core.counters.metrics, |m| m.load.record(now - _started));
+    record!(core.counters.metrics, |m| m.load.record(now - started));
     let shared: Option<Res> = 'outcome: {
         match (result, outcome) {
             (Ok(res), Outcome::Success) => {
