@@ -30,7 +30,11 @@
 //!
 //! **Raw HTTP responses** stream their body, which is not `Clone`: put
 //! [`fetch::CollectLayer`](crate::fetch::CollectLayer) between the cache
-//! and the client to read bodies into `Full<Bytes>` (see its example).
+//! and the client to read bodies into `Full<Bytes>` (see its example). It
+//! also copies the body and the fields into a buffer of their own: a
+//! cached value holding hyper's `Bytes` (its field values, a body frame)
+//! would keep the connection's whole read buffer, 8 KiB or more, for as
+//! long as it is cached.
 //!
 //! The store sits behind the [`Store`] trait, so other stores can be
 //! plugged in with [`CacheLayerBuilder::build_with_store`].
