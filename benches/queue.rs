@@ -121,39 +121,40 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Time per batch over 50 batches of `batch` on `rt`, after one batch to
+/// warm up (the first allocates).
+fn per_batch<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    batch: impl Fn() -> F,
+) -> Duration {
+    const BATCHES: u32 = 50;
+    rt.block_on(async {
+        batch().await;
+        let start = Instant::now();
+        for _ in 0..BATCHES {
+            batch().await;
+        }
+        start.elapsed() / BATCHES
+    })
+}
+
 /// The issue-25 comparison, interleaved (see the module docs).
 fn interleaved(_: &mut Criterion) {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
     const ROUNDS: usize = 100;
-    const BATCHES: u32 = 50;
     for threads in [1, 2] {
-        // A sample: a fresh runtime and contender, then BATCHES batches
-        // timed; the figure is per batch.
+        // A sample: a fresh runtime and contender, then its batches timed.
         let mut ours = || {
             let rt = runtime(threads);
             let queue = queue(&rt, 1);
-            rt.block_on(async {
-                queue_batch(&queue).await; // warm: the first batch allocates
-                let start = Instant::now();
-                for _ in 0..BATCHES {
-                    queue_batch(&queue).await;
-                }
-                start.elapsed() / BATCHES
-            })
+            per_batch(&rt, || queue_batch(&queue))
         };
         let mut theirs = || {
             let rt = runtime(threads);
             let tx = bare(&rt);
-            rt.block_on(async {
-                bare_batch(&tx).await; // warm: the first batch allocates
-                let start = Instant::now();
-                for _ in 0..BATCHES {
-                    bare_batch(&tx).await;
-                }
-                start.elapsed() / BATCHES
-            })
+            per_batch(&rt, || bare_batch(&tx))
         };
         let mut samples = interleaved::rounds(ROUNDS, &mut [&mut ours, &mut theirs]);
         let (t, o): (Vec<Duration>, Vec<Duration>) =
