@@ -208,17 +208,23 @@ impl<Res> Flight<Res> {
 
     /// The leader lets go of `load` (its state `Held`): parked for the next
     /// poll, or spawned if a second caller joined meanwhile (outside a
-    /// runtime it stays parked: the leader keeps driving it).
-    fn let_go(&self, mut st: MutexGuard<'_, State<Res>>, load: BoxLoad) {
+    /// runtime it stays parked: the leader keeps driving it). Parked, the
+    /// lock is handed back, still held; spawned, it was let go first.
+    fn let_go<'a>(
+        &self,
+        mut st: MutexGuard<'a, State<Res>>,
+        load: BoxLoad,
+    ) -> Option<MutexGuard<'a, State<Res>>> {
         if let Load::Held { hand_off: true } = st.load {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 st.load = Load::Away;
                 drop(st);
                 drop(rt.spawn(load));
-                return;
+                return None;
             }
         }
         st.load = Load::Parked(load);
+        Some(st)
     }
 
     /// A leader leaves (answered, or dropped): a load still parked is
@@ -339,8 +345,10 @@ impl<Res: Clone> Future for Waiter<Res> {
                     st = flight.lock();
                     st.load = Load::Away;
                 } else {
-                    flight.let_go(flight.lock(), load);
-                    st = flight.lock();
+                    st = match flight.let_go(flight.lock(), load) {
+                        Some(st) => st,
+                        None => flight.lock(),
+                    };
                 }
             }
         }

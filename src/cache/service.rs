@@ -235,22 +235,24 @@ where
         // The guard first: from here on, a panic (even in the inner
         // service's `clone`) completes the flight.
         let guard = LoadGuard {
-            core: self.core.clone(),
             key,
-            hash,
-            flight,
-            done: false,
+            reg: Registration {
+                core: self.core.clone(),
+                hash,
+                flight,
+                done: false,
+            },
         };
         let inner = self.inner.clone();
         let policy = self.policy.clone();
-        if guard.core.remote.is_none() {
+        if guard.reg.core.remote.is_none() {
             // Without a remote tier the load stays small.
             return Box::pin(call_inner(guard, inner, policy, req, None));
         }
         // Read the remote tier, then take the key's lease or wait for the
         // replica that holds it; all in the load's one future.
         Box::pin(async move {
-            match before_load(guard.core.clone(), guard).await {
+            match before_load(guard.reg.core.clone(), guard).await {
                 Before::Served => {}
                 Before::Load { guard, lease } => call_inner(guard, inner, policy, req, lease).await,
             }
@@ -274,7 +276,7 @@ async fn call_inner<S, Req, Res, K, KF, C>(
     Res: Clone + Send + Sync,
     C: Classify<Res, S::Error>,
 {
-    let core = guard.core.clone();
+    let core = guard.reg.core.clone();
     let keep = core.swr.max(core.sie);
     // Read for the load-time histogram only (the feature `metrics`).
     #[cfg(feature = "metrics")]
@@ -287,13 +289,14 @@ async fn call_inner<S, Req, Res, K, KF, C>(
         match (result, outcome) {
             (Ok(res), Outcome::Success) => {
                 let entry = core.entry(Cached::Response(res.clone()), now, core.ttl, keep);
-                core.store
-                    .insert_hashed(guard.hash, guard.key.clone(), entry);
+                // The key moves into the store: the load needs it no more.
+                let LoadGuard { key, reg } = guard;
+                core.store.insert_hashed(reg.hash, key, entry);
                 record!(core.counters.metrics, |m| m
                     .evictions
                     .absolute(core.store.evictions()));
                 let value = remote.is_some().then(|| res.clone());
-                guard.finish(|_| Output::Value { value: res });
+                reg.finish(|_| Output::Value { value: res });
                 value
             }
             (result, outcome) => {
@@ -302,12 +305,12 @@ async fn call_inner<S, Req, Res, K, KF, C>(
                         value: Cached::Response(stale),
                         fresh_until,
                         ..
-                    }) = core.store.get_hashed(guard.hash, &guard.key, now)
+                    }) = core.store.get_hashed(guard.reg.hash, &guard.key, now)
                     {
                         if now < later(fresh_until, core.sie) {
                             trace_event!(DEBUG, "cache load failed: serving stale entry");
                             let counters = &core.counters;
-                            guard.finish(|n| {
+                            guard.reg.finish(|n| {
                                 counters.stale_served(n as u64);
                                 Output::Value { value: stale }
                             });
@@ -323,13 +326,13 @@ async fn call_inner<S, Req, Res, K, KF, C>(
                         };
                         let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
                         core.store
-                            .insert_hashed(guard.hash, guard.key.clone(), entry);
-                        guard.finish(|_| match cached {
+                            .insert_hashed(guard.reg.hash, guard.key.clone(), entry);
+                        guard.reg.finish(|_| match cached {
                             Cached::Response(value) => Output::Value { value },
                             Cached::Error(e) => Output::Shared(e),
                         });
                     }
-                    None => guard.finish(|n| match result {
+                    None => guard.reg.finish(|n| match result {
                         Ok(value) => Output::Value { value },
                         Err(e) if n <= 1 => Output::Solo(Some(e.into())),
                         Err(e) => Output::Shared(SharedError::new(e.into())),
@@ -405,11 +408,11 @@ where
             let value = entry.value.clone();
             let serve = Instant::now() < later(entry.fresh_until, core.swr);
             core.store
-                .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
+                .insert_hashed(guard.reg.hash, guard.key.clone(), cached(entry));
             if serve {
                 // Answer the waiters now; refresh below.
                 let counters = &core.counters;
-                guard.flight.answer_early(|n| {
+                guard.reg.flight.answer_early(|n| {
                     counters.stale_served(n as u64);
                     Output::Value { value }
                 });
@@ -480,22 +483,28 @@ where
     }
     let value = entry.value.clone();
     core.store
-        .insert_hashed(guard.hash, guard.key.clone(), cached(entry));
-    guard.finish(|_| Output::Value { value });
+        .insert_hashed(guard.reg.hash, guard.key.clone(), cached(entry));
+    guard.reg.finish(|_| Output::Value { value });
+}
+
+/// A load's key and its registration.
+struct LoadGuard<K: Hash + Eq, Res> {
+    key: K,
+    reg: Registration<K, Res>,
 }
 
 /// Owns a load's registration: takes the flight off the map and
-/// completes it, whether the load finishes, panics or is dropped.
-struct LoadGuard<K: Hash + Eq, Res> {
+/// completes it, whether the load finishes, panics or is dropped. (Apart
+/// from the key, which a successful load moves into the store.)
+struct Registration<K: Hash + Eq, Res> {
     core: Arc<Core<K, Res>>,
-    key: K,
     /// The key's hash in the map of loads in flight.
     hash: u64,
     flight: Arc<Flight<Res>>,
     done: bool,
 }
 
-impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
+impl<K: Hash + Eq, Res> Registration<K, Res> {
     fn unregister(&self) {
         self.core.flights().remove(self.hash, &self.flight);
     }
@@ -508,7 +517,7 @@ impl<K: Hash + Eq, Res> LoadGuard<K, Res> {
     }
 }
 
-impl<K: Hash + Eq, Res> Drop for LoadGuard<K, Res> {
+impl<K: Hash + Eq, Res> Drop for Registration<K, Res> {
     fn drop(&mut self) {
         if !self.done {
             self.unregister();

@@ -147,9 +147,16 @@ where
         t
     }
 
-    /// Clears removed items from every stripe's lookup table.
-    fn purge(&self, removed: Vec<Arc<Item<K, V>>>) {
-        if removed.is_empty() {
+    /// Clears removed items from every stripe's lookup table; an item never
+    /// listed in one (most evictions: an entry nobody hit since it was
+    /// stored) takes no stripe's lock.
+    fn purge<'a>(&self, removed: impl Iterator<Item = &'a Arc<Item<K, V>>> + Clone)
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let listed = removed.filter(|item| item.listed.load(Ordering::SeqCst));
+        if listed.clone().next().is_none() {
             return;
         }
         for stripe in self.l1.iter() {
@@ -157,7 +164,7 @@ where
             if t.is_empty() {
                 continue;
             }
-            for item in &removed {
+            for item in listed.clone() {
                 let i = self.l1_slot(item.hash);
                 for x in &mut t[i..i + 2] {
                     if x.as_ref().is_some_and(|x| Arc::ptr_eq(x, item)) {
@@ -169,14 +176,26 @@ where
     }
 
     /// Runs `f` under `hash`'s shard write lock, then clears whatever it
-    /// removed from the lookup tables.
+    /// removed from the lookup tables and drops it, outside the lock. A
+    /// lone removal (an insert's eviction) leaves the shard's list its
+    /// capacity: no allocation per eviction.
     fn write<R>(&self, hash: u64, f: impl FnOnce(&mut ShardInner<K, V>) -> R) -> R {
-        let (r, removed) = {
+        let (r, one, many) = {
             let mut g = sync::write(self.shard(hash));
             let r = f(&mut g);
-            (r, std::mem::take(&mut g.removed))
+            let one = if g.removed.len() == 1 {
+                g.removed.pop()
+            } else {
+                None
+            };
+            let many = if g.removed.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut g.removed)
+            };
+            (r, one, many)
         };
-        self.purge(removed);
+        self.purge(one.iter().chain(many.iter()));
         r
     }
 }
@@ -241,7 +260,7 @@ where
                 g.compact_queues();
                 std::mem::take(&mut g.removed)
             };
-            self.purge(gone);
+            self.purge(gone.iter());
         }
         removed
     }
@@ -306,8 +325,13 @@ where
             let entry = item.entry.clone();
             // Only a live item may enter the table; one removed since we
             // read it is skipped (and if the race is lost, it is never
-            // served, being dead, and is overwritten on next use).
-            if item.live.load(Ordering::Acquire) {
+            // served, being dead, and is overwritten on next use). Listed
+            // first, then the live check: a removal clears `live`, then
+            // reads `listed`, so it purges the tables or is seen here.
+            if !item.listed.load(Ordering::Relaxed) {
+                item.listed.store(true, Ordering::SeqCst);
+            }
+            if item.live.load(Ordering::SeqCst) {
                 let mut l1 = self.my_l1();
                 let set = &mut l1[l1_slot..l1_slot + 2];
                 let usable = |x: &Option<Arc<Item<K, V>>>| {
@@ -427,6 +451,33 @@ mod tests {
         for stripe in store.l1.iter() {
             let t = stripe.lock().unwrap();
             assert!(t.iter().all(Option::is_none));
+        }
+    }
+
+    #[test]
+    fn an_evicted_value_is_let_go_whether_it_was_looked_up_or_not() {
+        let now = Instant::now();
+        let store = MemoryStore::<u64, Arc<u64>>::new(4);
+        let (seen, unseen) = (Arc::new(1), Arc::new(2));
+        let at = |value: &Arc<u64>| Entry {
+            value: value.clone(),
+            fresh_until: now + Duration::from_secs(60),
+            keep_until: now + Duration::from_secs(60),
+        };
+        store.insert(1, at(&seen));
+        store.insert(2, at(&unseen));
+        // The first is now in this thread's lookup table too; then it is
+        // replaced. The second, never looked up, is evicted.
+        assert!(store.get(&1, now).is_some());
+        store.insert(1, at(&Arc::new(3)));
+        for k in 10..100 {
+            store.insert(k, at(&Arc::new(k)));
+        }
+        assert!(store.get(&2, now).is_none());
+        assert_eq!(Arc::strong_count(&seen), 1, "a lookup table kept it");
+        assert_eq!(Arc::strong_count(&unseen), 1);
+        for shard in store.shards.iter() {
+            assert!(sync::read(shard).removed.is_empty());
         }
     }
 

@@ -18,6 +18,9 @@ pub(super) struct Item<K, V> {
     pub(super) entry: Entry<V>,
     /// Cleared when the entry is replaced or removed.
     pub(super) live: AtomicBool,
+    /// Set before the item first enters a thread's lookup table: a removed
+    /// item never listed there needs no purge of the tables.
+    pub(super) listed: AtomicBool,
     /// S3-FIFO use counter, 0..=FREQ_MAX.
     pub(super) freq: AtomicU8,
 }
@@ -115,7 +118,7 @@ impl<K, V> ShardInner<K, V> {
         if let Ok(e) = self.table.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
-        item.live.store(false, Ordering::Release);
+        item.live.store(false, Ordering::SeqCst);
         self.removed.push(item);
         self.free.push(idx);
         self.len -= 1;
@@ -226,6 +229,7 @@ impl<K, V> ShardInner<K, V> {
                 hash,
                 entry,
                 live: AtomicBool::new(true),
+                listed: AtomicBool::new(false),
                 freq: AtomicU8::new(freq),
             })
         };
@@ -237,7 +241,7 @@ impl<K, V> ShardInner<K, V> {
                 .as_ref()
                 .map_or(0, |it| it.freq.load(Ordering::Relaxed));
             if let Some(old) = slot.item.replace(item(key, freq)) {
-                old.live.store(false, Ordering::Release);
+                old.live.store(false, Ordering::SeqCst);
                 self.removed.push(old);
             }
             return;
