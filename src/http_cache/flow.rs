@@ -9,15 +9,16 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
-use http_cache_semantics::{AfterResponse, CachePolicy};
+use http_cache_semantics::AfterResponse;
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::arrival::{self, Arrival};
 use super::body::HttpCacheBody;
 use super::error::UpstreamBodyError;
 use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
-use super::policy::{self, ResView, StaleRules};
+use super::policy::{self, ResView};
 use super::respond::{self, Outcome};
 use super::shared::{bump, key_of, same_origin_key, Join, Shared};
 use super::stored::{Stored, Variants};
@@ -238,7 +239,9 @@ where
                 headers: res.headers().clone(),
             };
             matches!(
-                r.stored.policy.after_response(&view, &res_view, now),
+                r.stored
+                    .policy(shared.cfg.opts)
+                    .after_response(&view, &res_view, now),
                 AfterResponse::NotModified(..)
             )
         };
@@ -321,14 +324,14 @@ fn merge_304(old: &HeaderMap, new: &HeaderMap, now: SystemTime) -> HeaderMap {
 }
 
 /// A response to `head` as it would be stored: its fields without the
-/// hop-by-hop ones, the request fields its policy reads, and that policy
-/// if the response may be stored.
+/// hop-by-hop ones, the request fields its policy reads, and its figures
+/// on arrival if it may be stored.
 struct Judged {
     headers: HeaderMap,
     request: HeaderMap,
-    /// The request's URI, with bytes of its own (the policy keeps it).
+    /// The request's URI, with bytes of its own (a stored response keeps it).
     uri: Uri,
-    made: Option<(CachePolicy, StaleRules)>,
+    arrival: Option<Arrival>,
 }
 
 /// Decides, once, whether a response with `status` and `headers` to
@@ -341,21 +344,23 @@ fn judge(
     now: SystemTime,
 ) -> Judged {
     parse::strip_hop_by_hop(&mut headers);
-    // Kept with the stored response (and its policy's copies): values of
-    // their own, not slices of a connection's read buffer (see
-    // `crate::fields`).
+    // Kept with the stored response: values of their own, not slices of a
+    // connection's read buffer (see `crate::fields`).
     crate::fields::own(&mut headers);
+    let no_store = head.headers.contains_key(header::CACHE_CONTROL)
+        && parse::has(
+            &parse::directives(head.headers.get_all(header::CACHE_CONTROL)),
+            "no-store",
+        );
+    let auth = head.headers.contains_key(header::AUTHORIZATION);
+    let arrival = arrival::arrival(no_store, auth, status, &headers, now, shared.cfg.opts);
     let mut request = policy::request_fields(&head.headers, &headers);
     crate::fields::own(&mut request);
-    let uri = crate::fields::owned_uri(&head.uri);
-    let view = policy::store_view(&uri, &head.headers, request.clone());
-    let made = policy::policy(&view, status, &headers, now, shared.cfg.opts)
-        .filter(|(p, _)| p.is_storable());
     Judged {
         headers,
         request,
-        uri,
-        made,
+        uri: crate::fields::owned_uri(&head.uri),
+        arrival,
     }
 }
 
@@ -373,7 +378,7 @@ fn store(
     body: Bytes,
     now: SystemTime,
 ) -> Option<Arc<Stored>> {
-    let Some((pol, stale)) = judged.made else {
+    let Some(arrival) = judged.arrival else {
         forget(shared, &key, &head.headers);
         return None;
     };
@@ -384,8 +389,7 @@ fn store(
         version,
         judged.headers,
         body,
-        pol,
-        stale,
+        arrival,
         selecting,
         now,
         judged.uri,
@@ -438,7 +442,7 @@ where
     }
     let now = shared.clock.now();
     let judged = judge(shared, head, res.status(), res.headers().clone(), now);
-    if judged.made.is_none() {
+    if judged.arrival.is_none() {
         // Whatever was stored for this request is outdated now (unless this
         // is a part of it, or an answer to the client's own conditions).
         let status = res.status();

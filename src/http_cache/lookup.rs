@@ -134,11 +134,12 @@ pub(crate) fn lookup<B>(
         return Step::Answer(res);
     }
     let view = policy::request_view(method, uri, headers);
-    match stored.policy.before_request(&view, now) {
+    let pol = stored.policy(cfg.opts);
+    match pol.before_request(&view, now) {
         BeforeRequest::Fresh(_) => {
             c.hit();
             let mut outcome = Outcome::hit();
-            if stored.policy.is_stale(now) {
+            if pol.is_stale(now) {
                 // The request's max-stale allowed it.
                 c.stale();
                 outcome.detail = Some("max-stale");
@@ -175,7 +176,7 @@ pub(crate) fn lookup<B>(
                     .and_then(|p| p.to_str().ok())
                     .is_some_and(|p| p.contains("no-cache"));
             if !asks_validation
-                && stored.policy.is_stale(now)
+                && pol.is_stale(now)
                 && stored.within(stored.stale.while_revalidate, now)
             {
                 c.hit();

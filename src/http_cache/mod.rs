@@ -118,6 +118,7 @@
 //! # }
 //! ```
 
+mod arrival;
 mod body;
 mod error;
 mod flow;

@@ -166,6 +166,21 @@ pub(crate) fn single_date(
         .map_err(|_| ())
 }
 
+/// A response's age on arrival at `received` in seconds (RFC 9111
+/// §4.2.3): its `Age` field (one non-negative integer, else very old), at
+/// least its apparent age (`received` less its `Date`, if valid).
+pub(crate) fn arrival_age(raw: &HeaderMap, date: Option<SystemTime>, received: SystemTime) -> u64 {
+    let mut ages = raw.get_all(http::header::AGE).iter();
+    let age = match (ages.next(), ages.next()) {
+        (None, _) => Some(0),
+        (Some(v), None) => v.to_str().ok().and_then(delta_seconds),
+        _ => None,
+    }
+    .unwrap_or(DELTA_MAX);
+    let apparent = date.map_or(0, |d| since(received, d).as_secs());
+    age.max(apparent)
+}
+
 /// A date as `http-cache-semantics` reads it (RFC 2822 with a numeric
 /// zone): `Thu, 01 Jan 1970 00:00:00 +0000`. Written byte by byte, as
 /// every stored response has one or more.

@@ -26,7 +26,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
 
-use super::parse::{self, Directive, DELTA_MAX};
+use super::parse::{self, Directive};
 
 /// Statuses `http-cache-semantics` understands.
 const UNDERSTOOD: &[u16] = &[
@@ -87,12 +87,14 @@ pub(crate) fn request_view(method: &Method, uri: &Uri, raw: &HeaderMap) -> ReqVi
     }
 }
 
-/// The view of a GET to `uri` whose response is being stored: of the
+/// The view of a GET to `uri` whose response is being stored (what the
+/// tests hold [`arrival`](super::arrival) to): of the
 /// request's fields, only those a policy reads (`fields`, made by
 /// [`request_fields`]: `Host`, whether there
 /// was an `Authorization`, the `Vary` selecting fields) and its
 /// `Cache-Control`. The policy keeps its own copy of these, so a stored
 /// response does not hold every field the client sent.
+#[cfg(test)]
 pub(crate) fn store_view(uri: &Uri, raw: &HeaderMap, fields: HeaderMap) -> ReqView {
     let mut headers = fields;
     set_request_cc(&mut headers, raw);
@@ -168,9 +170,11 @@ pub(crate) struct StaleRules {
     pub(crate) allowed: bool,
 }
 
-/// The policy for a response to `req`, and its stale rules; `None` when
+/// The policy for a response to `req`, and its stale rules (what the
+/// tests hold [`arrival`](super::arrival) to); `None` when
 /// the status can never be stored (206, 304, 1xx, or an unknown status
 /// with `must-understand`).
+#[cfg(test)]
 pub(crate) fn policy(
     req: &ReqView,
     status: StatusCode,
@@ -180,39 +184,61 @@ pub(crate) fn policy(
 ) -> Option<(CachePolicy, StaleRules)> {
     let dirs = parse::directives(raw.get_all(header::CACHE_CONTROL));
     let must_understand = parse::has(&dirs, "must-understand");
-    let understood = UNDERSTOOD.contains(&status.as_u16());
-    let view_status = if understood {
-        status
+    let view_status = view_status(status, must_understand)?;
+    let made = made(req, view_status, raw, received, opts);
+    Some((made, stale_rules(&dirs, opts.shared)))
+}
+
+/// The policy for a response with fields `raw` to `req`, the crate shown
+/// `view_status` (see [`view_status`]).
+pub(crate) fn made(
+    req: &ReqView,
+    view_status: StatusCode,
+    raw: &HeaderMap,
+    received: SystemTime,
+    opts: CacheOptions,
+) -> CachePolicy {
+    let dirs = parse::directives(raw.get_all(header::CACHE_CONTROL));
+    let must_understand = parse::has(&dirs, "must-understand");
+    let res = ResView {
+        status: view_status,
+        headers: response_view(raw, &dirs, opts.shared, must_understand, received),
+    };
+    CachePolicy::new_options(req, &res, received, opts)
+}
+
+/// The status the crate is shown for `status`: itself if the crate knows
+/// it; `None` if it can never be stored (206, 304, 1xx, or an unknown
+/// status with `must-understand`); else one storable with explicit
+/// freshness (or `public`) only, as any status not heuristically
+/// cacheable.
+pub(crate) fn view_status(status: StatusCode, must_understand: bool) -> Option<StatusCode> {
+    if UNDERSTOOD.contains(&status.as_u16()) {
+        Some(status)
     } else if status.is_informational()
         || status == StatusCode::PARTIAL_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || must_understand
     {
-        return None;
+        None
     } else {
-        // Storable with explicit freshness (or `public`) only, as any
-        // status not heuristically cacheable.
-        StatusCode::FOUND
-    };
-    let shared = opts.shared;
-    let headers = response_view(raw, &dirs, shared, must_understand, received);
-    let stale = StaleRules {
-        while_revalidate: parse::seconds(&dirs, "stale-while-revalidate")
+        Some(StatusCode::FOUND)
+    }
+}
+
+/// The stale-serving rules of a response with directives `dirs`.
+pub(crate) fn stale_rules(dirs: &[Directive], shared: bool) -> StaleRules {
+    StaleRules {
+        while_revalidate: parse::seconds(dirs, "stale-while-revalidate")
             .flatten()
             .map(Duration::from_secs),
-        if_error: parse::seconds(&dirs, "stale-if-error")
+        if_error: parse::seconds(dirs, "stale-if-error")
             .flatten()
             .map(Duration::from_secs),
-        allowed: !(parse::has(&dirs, "must-revalidate")
-            || parse::has(&dirs, "no-cache")
-            || (shared
-                && (parse::has(&dirs, "proxy-revalidate") || parse::has(&dirs, "s-maxage")))),
-    };
-    let res = ResView {
-        status: view_status,
-        headers,
-    };
-    Some((CachePolicy::new_options(req, &res, received, opts), stale))
+        allowed: !(parse::has(dirs, "must-revalidate")
+            || parse::has(dirs, "no-cache")
+            || (shared && (parse::has(dirs, "proxy-revalidate") || parse::has(dirs, "s-maxage")))),
+    }
 }
 
 /// The normalised response headers the crate is shown.
@@ -285,15 +311,7 @@ fn response_view(
         }
     }
     // Age: one non-negative integer, else very old; at least the apparent age.
-    let mut ages = raw.get_all(header::AGE).iter();
-    let age = match (ages.next(), ages.next()) {
-        (None, _) => Some(0),
-        (Some(v), None) => v.to_str().ok().and_then(parse::delta_seconds),
-        _ => None,
-    }
-    .unwrap_or(DELTA_MAX);
-    let apparent = date.map_or(0, |d| parse::since(received, d).as_secs());
-    let age = age.max(apparent);
+    let age = parse::arrival_age(raw, date, received);
     if age > 0 {
         h.insert(header::AGE, HeaderValue::from(age));
     }

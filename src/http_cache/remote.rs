@@ -15,9 +15,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, Uri};
+use http::{Response, Uri};
 
-use super::policy::{self, ReqView};
+use super::arrival;
+use super::policy;
 use super::stored::{Stored, Variants};
 use crate::cache::{Codec, HttpCodec};
 use crate::BoxError;
@@ -104,13 +105,10 @@ pub(crate) fn decode(
         }
         let res: Response<Bytes> = HttpCodec.decode(r.bytes()?)?;
         let (parts, body) = res.into_parts();
-        let view = ReqView {
-            method: Method::GET,
-            uri: uri.clone(),
-            headers: request.clone(),
-        };
-        let (pol, stale) = policy::policy(&view, parts.status, &parts.headers, received, opts)
-            .filter(|(p, _)| p.is_storable())
+        // The request's fields were stored after judging it, so its
+        // `Cache-Control` had no `no-store`.
+        let auth = request.contains_key(http::header::AUTHORIZATION);
+        let arrival = arrival::arrival(false, auth, parts.status, &parts.headers, received, opts)
             .ok_or("http cache: a remote entry that may not be stored")?;
         let selecting = policy::selecting(&parts.headers, &request);
         list.push(Arc::new(Stored::new(
@@ -118,8 +116,7 @@ pub(crate) fn decode(
             parts.version,
             parts.headers,
             body,
-            pol,
-            stale,
+            arrival,
             selecting,
             received,
             uri,

@@ -1,25 +1,32 @@
 //! A stored response ([`Stored`]) and the variants kept under one URI
 //! ([`Variants`]), chosen by the request's `Vary` selecting fields.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
-use http::{StatusCode, Uri, Version};
-use http_cache_semantics::CachePolicy;
+use http::{Method, StatusCode, Uri, Version};
+use http_cache_semantics::{CacheOptions, CachePolicy};
 
-use super::policy::{language_selects, selects, Selecting, StaleRules};
+use super::arrival::Arrival;
+use super::policy::{self, language_selects, selects, ReqView, Selecting, StaleRules};
 
 /// One stored response: the origin's fields (hop-by-hop ones removed), its
-/// body, and the policy that governs it.
+/// body, its figures on arrival, and the policy that governs it (made
+/// when first needed).
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    pub(crate) policy: CachePolicy,
+    /// `http-cache-semantics`' policy: made by [`policy`](Self::policy)
+    /// for the first request with directives of its own or revalidation,
+    /// not for a miss that stores the response.
+    policy: OnceLock<CachePolicy>,
+    /// The status the policy is shown.
+    view_status: StatusCode,
     pub(crate) stale: StaleRules,
     pub(crate) selecting: Selecting,
     /// The freshness lifetime, when the response was fresh on arrival
@@ -31,28 +38,29 @@ pub(crate) struct Stored {
     /// Until when it is fresh for a request without directives of its own.
     pub(crate) fresh_until: SystemTime,
     /// The request's URI and the fields of it the policy reads (see
-    /// `policy::request_fields`), to make the policy again elsewhere.
+    /// `policy::request_fields`), to make the policy.
     pub(crate) uri: Uri,
     pub(crate) request: HeaderMap,
 }
 
 impl Stored {
-    /// Builds a stored response; `received` is when it arrived.
+    /// Builds a stored response with its figures on arrival; `received`
+    /// is when it arrived.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         status: StatusCode,
         version: Version,
         headers: HeaderMap,
         body: Bytes,
-        policy: CachePolicy,
-        stale: StaleRules,
+        arrival: Arrival,
         selecting: Selecting,
         received: SystemTime,
         uri: Uri,
         request: HeaderMap,
     ) -> Self {
-        let ttl = policy.time_to_live(received);
-        let initial_age = policy.age(received);
+        // What the policy's `time_to_live` and `age` say on arrival.
+        let ttl = arrival.max_age.saturating_sub(arrival.age);
+        let initial_age = arrival.age;
         let lifetime = if ttl.is_zero() {
             Duration::ZERO
         } else {
@@ -64,8 +72,9 @@ impl Stored {
             version,
             headers,
             body,
-            policy,
-            stale,
+            policy: OnceLock::new(),
+            view_status: arrival.view_status,
+            stale: arrival.stale,
             selecting,
             lifetime,
             received,
@@ -74,6 +83,19 @@ impl Stored {
             uri,
             request,
         }
+    }
+
+    /// The policy that governs this response under `opts` (the cache's,
+    /// the same for every call), made on first use from what is stored.
+    pub(crate) fn policy(&self, opts: CacheOptions) -> &CachePolicy {
+        self.policy.get_or_init(|| {
+            let view = ReqView {
+                method: Method::GET,
+                uri: self.uri.clone(),
+                headers: self.request.clone(),
+            };
+            policy::made(&view, self.view_status, &self.headers, self.received, opts)
+        })
     }
 
     /// The response's age at `now` (RFC 9111 §4.2.3): what the policy
@@ -198,11 +220,18 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use http::header::{HeaderMap, HeaderValue};
-    use http::{Method, StatusCode, Uri, Version};
+    use http::{StatusCode, Uri, Version};
     use http_cache_semantics::CacheOptions;
 
-    use super::super::policy;
+    use super::super::{arrival, policy};
     use super::Stored;
+
+    const OPTS: CacheOptions = CacheOptions {
+        shared: true,
+        cache_heuristic: 0.1,
+        immutable_min_time_to_live: Duration::from_secs(24 * 3600),
+        ignore_cargo_cult: false,
+    };
 
     fn stored(cache_control: &str, age: Option<&str>, received: SystemTime) -> Stored {
         let mut h = HeaderMap::new();
@@ -214,17 +243,14 @@ mod tests {
             h.insert("age", HeaderValue::from_str(a).unwrap());
         }
         let uri = Uri::from_static("/a");
-        let view = policy::request_view(&Method::GET, &uri, &HeaderMap::new());
-        let (pol, stale) =
-            policy::policy(&view, StatusCode::OK, &h, received, CacheOptions::default()).unwrap();
+        let arrival = arrival::arrival(false, false, StatusCode::OK, &h, received, OPTS).unwrap();
         let sel = policy::selecting(&h, &HeaderMap::new());
         Stored::new(
             StatusCode::OK,
             Version::HTTP_11,
             h,
             bytes::Bytes::new(),
-            pol,
-            stale,
+            arrival,
             sel,
             received,
             uri,
@@ -233,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn time_to_live_is_the_policys_at_every_instant() {
+    fn time_to_live_is_the_policys_made_later_at_every_instant() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         for (cc, age) in [
             ("max-age=60", None),
@@ -247,12 +273,12 @@ mod tests {
                 let now = t0 + Duration::from_secs(dt);
                 assert_eq!(
                     s.time_to_live(now),
-                    s.policy.time_to_live(now),
+                    s.policy(OPTS).time_to_live(now),
                     "{cc} age {age:?} at +{dt}s"
                 );
             }
             let before = t0 - Duration::from_secs(5);
-            assert_eq!(s.time_to_live(before), s.policy.time_to_live(before));
+            assert_eq!(s.time_to_live(before), s.policy(OPTS).time_to_live(before));
         }
     }
 }
