@@ -111,6 +111,8 @@ pub use key::{FnKey, KeyFn, Md5Json};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use service::Cache;
 pub use stats::CacheStats;
+/// The stores' fast seeded hash, for other tables keyed like a store.
+pub(crate) use store::hash::FoldState;
 pub use store::{
     Entry, Lease, LeaseToken, MemoryStore, RemoteEvent, RemoteFuture, RemoteListener, RemoteStore,
     Store,

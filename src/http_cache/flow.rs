@@ -106,9 +106,9 @@ where
             {
                 match shared.join(&key) {
                     Join::Leader(guard) => _flight = Some(guard),
-                    Join::Follower(mut done) => {
+                    Join::Follower(done) => {
                         // Err when the first miss is over, however it ended.
-                        let _ = done.changed().await;
+                        let _ = done.acquire().await;
                         let again =
                             lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false);
                         if let Step::Answer(res) = again {

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderMap, HeaderValue};
 use http::Uri;
 use http_cache_semantics::CacheOptions;
-use tokio::sync::watch;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::stats::HttpCacheStats;
 use super::stored::Variants;
-use crate::cache::{Entry, MemoryStore, RemoteStore, Store};
+use crate::cache::{Entry, FoldState, MemoryStore, RemoteStore, Store};
 use crate::sync::lock;
 
 /// The layer's settings, fixed at `build()`.
@@ -138,8 +138,8 @@ pub(crate) struct Shared {
     /// one refresh per key at a time.
     pub(crate) refreshing: Mutex<HashSet<String>>,
     /// Misses in flight, by key: later misses for the key wait for the
-    /// first (the receiver reports the sender's drop).
-    flights: Mutex<HashMap<String, watch::Receiver<()>>>,
+    /// first, which closes the semaphore (it has no permits) when done.
+    flights: Mutex<HashMap<String, Arc<Semaphore>, FoldState>>,
     /// The tier shared by replicas, if any.
     pub(crate) remote: Option<Arc<dyn RemoteStore>>,
     /// What the remote tier calls on invalidations (it holds it weakly).
@@ -151,21 +151,25 @@ pub(crate) enum Join {
     /// The first miss: it asks the inner service; dropping the guard lets
     /// the others go on.
     Leader(FlightGuard),
-    /// A later one: wait for the first to finish, then look again.
-    Follower(watch::Receiver<()>),
+    /// A later one: wait for the first to finish (`acquire` fails once it
+    /// has), then look again.
+    Follower(Arc<Semaphore>),
 }
 
 /// Ends a key's flight when dropped (finished, failed or cancelled).
 pub(crate) struct FlightGuard {
     shared: Arc<Shared>,
     key: String,
-    _done: watch::Sender<()>,
+    done: Arc<Semaphore>,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        // The entry goes first; then the sender, waking the followers.
+        // The entry goes first; then the followers are let go. (A
+        // semaphore, not a watch channel: closing one without waiters is
+        // a lock and a flag, where a watch sender's drop notifies eight.)
         lock(&self.shared.flights).remove(&self.key);
+        self.done.close();
     }
 }
 
@@ -182,7 +186,7 @@ impl Shared {
             clock: Clock::new(),
             counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
-            flights: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::with_hasher(FoldState::random())),
             remote,
             listener: Mutex::new(None),
         }
@@ -191,15 +195,15 @@ impl Shared {
     /// Joins the flight of misses for `key`.
     pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
         let mut flights = lock(&self.flights);
-        if let Some(rx) = flights.get(key) {
-            return Join::Follower(rx.clone());
+        if let Some(done) = flights.get(key) {
+            return Join::Follower(done.clone());
         }
-        let (tx, rx) = watch::channel(());
-        flights.insert(key.to_owned(), rx);
+        let done = Arc::new(Semaphore::new(0));
+        flights.insert(key.to_owned(), done.clone());
         Join::Leader(FlightGuard {
             shared: self.clone(),
             key: key.to_owned(),
-            _done: tx,
+            done,
         })
     }
 
