@@ -10,7 +10,11 @@
 //!   `Authorization` and `private`, revalidation requests) come from the
 //!   [`http-cache-semantics`](http_cache_semantics) crate, shown a
 //!   normalised view of each message (quoted strings, invalid values,
-//!   every date form; see `policy.rs`).
+//!   every date form; see `policy.rs`). A miss stores a response on the
+//!   crate's storability and freshness worked out from its parsed fields
+//!   (`arrival.rs`, tested against the crate); the crate's policy for a
+//!   stored response is made when a request first needs more than its
+//!   freshness, so a miss costs no policy.
 //! - **Shared or private** ([`shared`](HttpCacheLayerBuilder::shared)): a
 //!   proxy never stores `private` responses, nor a response to a request
 //!   with `Authorization` unless it allows it (`public`, `s-maxage`,

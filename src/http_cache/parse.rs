@@ -5,6 +5,7 @@
 //!
 //! Pure functions, no state; tested here.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -17,8 +18,41 @@ pub(crate) const DELTA_MAX: u64 = 1 << 31;
 /// (unquoted), if it had one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Directive {
-    pub(crate) name: String,
+    /// A registered name is a static string (no allocation per directive).
+    pub(crate) name: Cow<'static, str>,
     pub(crate) value: Option<String>,
+}
+
+/// The directive names of RFC 9111, RFC 5861 (`stale-*`) and RFC 8246
+/// (`immutable`): parsed to these, without allocating.
+const KNOWN: &[&str] = &[
+    "max-age",
+    "s-maxage",
+    "public",
+    "private",
+    "no-cache",
+    "no-store",
+    "no-transform",
+    "must-revalidate",
+    "proxy-revalidate",
+    "must-understand",
+    "immutable",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "max-stale",
+    "min-fresh",
+    "only-if-cached",
+];
+
+/// A directive's name in lower case.
+fn name_of(raw: &[u8]) -> Cow<'static, str> {
+    match KNOWN
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(raw))
+    {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(String::from_utf8_lossy(raw).to_ascii_lowercase()),
+    }
 }
 
 /// The directives of every `Cache-Control` field line in `values`, in order.
@@ -51,7 +85,7 @@ fn parse_line(s: &[u8], out: &mut Vec<Directive>) {
         while i < n && is_tchar(s[i]) {
             i += 1;
         }
-        let name = String::from_utf8_lossy(&s[start..i]).to_ascii_lowercase();
+        let name = name_of(&s[start..i]);
         let mut value = None;
         let mut valid = !name.is_empty();
         if i < n && s[i] == b'=' {
@@ -332,7 +366,7 @@ mod tests {
             .collect();
         directives(&values)
             .into_iter()
-            .map(|d| (d.name, d.value))
+            .map(|d| (d.name.into_owned(), d.value))
             .collect()
     }
 

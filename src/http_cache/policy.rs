@@ -2,7 +2,9 @@
 //!
 //! The crate makes the protocol's decisions (storability, freshness
 //! lifetime, heuristic freshness, Age, request directives, revalidation
-//! requests, whether a 304 matches). It reads headers loosely, though, so it
+//! requests, whether a 304 matches); `arrival.rs` works out its first three
+//! answers for a response being stored without building its policy, held
+//! to the crate's by tests. It reads headers loosely, though, so it
 //! is shown a normalised view of each message while the stored response
 //! keeps the origin's exact fields:
 //!
@@ -133,7 +135,7 @@ fn set_request_cc(headers: &mut HeaderMap, raw: &HeaderMap) {
     headers.remove(header::CACHE_CONTROL);
     let mut cc: Vec<String> = Vec::new();
     for d in &dirs {
-        match d.name.as_str() {
+        match &*d.name {
             "max-age" | "min-fresh" => {
                 if let Some(s) = d.value.as_deref().and_then(parse::delta_seconds) {
                     cc.push(format!("{}={s}", d.name));
@@ -147,7 +149,7 @@ fn set_request_cc(headers: &mut HeaderMap, raw: &HeaderMap) {
                     }
                 }
             },
-            "no-cache" | "no-store" | "only-if-cached" => cc.push(d.name.clone()),
+            "no-cache" | "no-store" | "only-if-cached" => cc.push(d.name.to_string()),
             _ => {}
         }
     }
@@ -263,11 +265,11 @@ fn response_view(
     let mut cc: Vec<String> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for d in dirs {
-        if seen.contains(&d.name.as_str()) {
+        if seen.contains(&&*d.name) {
             continue;
         }
         seen.push(&d.name);
-        match d.name.as_str() {
+        match &*d.name {
             "max-age" | "s-maxage" => {
                 let s = d
                     .value
@@ -282,7 +284,7 @@ fn response_view(
             "proxy-revalidate" if shared => cc.push("must-revalidate".into()),
             "no-store" if must_understand => {}
             "public" | "private" | "no-store" | "no-cache" | "must-revalidate" | "immutable" => {
-                cc.push(d.name.clone())
+                cc.push(d.name.to_string())
             }
             _ => {}
         }
