@@ -23,8 +23,9 @@ pub(crate) struct Stored {
     pub(crate) body: Bytes,
     /// `http-cache-semantics`' policy: made by [`policy`](Self::policy)
     /// for the first request with directives of its own or revalidation,
-    /// not for a miss that stores the response.
-    policy: OnceLock<CachePolicy>,
+    /// not for a miss that stores the response. Boxed: a policy is 448
+    /// bytes, and most stored responses never make one.
+    policy: OnceLock<Box<CachePolicy>>,
     /// The status the policy is shown.
     view_status: StatusCode,
     pub(crate) stale: StaleRules,
@@ -94,7 +95,13 @@ impl Stored {
                 uri: self.uri.clone(),
                 headers: self.request.clone(),
             };
-            policy::made(&view, self.view_status, &self.headers, self.received, opts)
+            Box::new(policy::made(
+                &view,
+                self.view_status,
+                &self.headers,
+                self.received,
+                opts,
+            ))
         })
     }
 
@@ -256,6 +263,17 @@ mod tests {
             uri,
             HeaderMap::new(),
         )
+    }
+
+    #[test]
+    fn a_stored_response_carries_no_policy_inline() {
+        // Most stored responses never make their policy (448 bytes): it
+        // is boxed once made, so each entry costs a pointer for it.
+        assert!(
+            std::mem::size_of::<Stored>() < 512,
+            "{} bytes",
+            std::mem::size_of::<Stored>()
+        );
     }
 
     #[test]
