@@ -323,45 +323,46 @@ fn merge_304(old: &HeaderMap, new: &HeaderMap, now: SystemTime) -> HeaderMap {
     out
 }
 
-/// A response to `head` as it would be stored: its fields without the
-/// hop-by-hop ones, the request fields its policy reads, and its figures
-/// on arrival if it may be stored.
+/// A response to `head` that may be stored, as it would be: its fields
+/// without the hop-by-hop ones, the request fields its policy reads, and
+/// its figures on arrival.
 struct Judged {
     headers: HeaderMap,
     request: HeaderMap,
     /// The request's URI, with bytes of its own (a stored response keeps it).
     uri: Uri,
-    arrival: Option<Arrival>,
+    arrival: Arrival,
 }
 
 /// Decides, once, whether a response with `status` and `headers` to
-/// `head` may be stored, as of `now`.
+/// `head` may be stored, as of `now`; `None` if not. Only a response that
+/// may be stored has its fields copied.
 fn judge(
     shared: &Shared,
     head: &Head,
     status: StatusCode,
     mut headers: HeaderMap,
     now: SystemTime,
-) -> Judged {
+) -> Option<Judged> {
     parse::strip_hop_by_hop(&mut headers);
-    // Kept with the stored response: values of their own, not slices of a
-    // connection's read buffer (see `crate::fields`).
-    crate::fields::own(&mut headers);
     let no_store = head.headers.contains_key(header::CACHE_CONTROL)
         && parse::has(
             &parse::directives(head.headers.get_all(header::CACHE_CONTROL)),
             "no-store",
         );
     let auth = head.headers.contains_key(header::AUTHORIZATION);
-    let arrival = arrival::arrival(no_store, auth, status, &headers, now, shared.cfg.opts);
+    let arrival = arrival::arrival(no_store, auth, status, &headers, now, shared.cfg.opts)?;
+    // Kept with the stored response: values of their own, not slices of a
+    // connection's read buffer (see `crate::fields`).
+    crate::fields::own(&mut headers);
     let mut request = policy::request_fields(&head.headers, &headers);
     crate::fields::own(&mut request);
-    Judged {
+    Some(Judged {
         headers,
         request,
         uri: crate::fields::owned_uri(&head.uri),
         arrival,
-    }
+    })
 }
 
 /// Stores a judged response for `head` under `key` if it may be stored;
@@ -374,11 +375,11 @@ fn store(
     head: &Head,
     status: StatusCode,
     version: Version,
-    judged: Judged,
+    judged: Option<Judged>,
     body: Bytes,
     now: SystemTime,
 ) -> Option<Arc<Stored>> {
-    let Some(arrival) = judged.arrival else {
+    let Some(judged) = judged else {
         forget(shared, &key, &head.headers);
         return None;
     };
@@ -389,7 +390,7 @@ fn store(
         version,
         judged.headers,
         body,
-        arrival,
+        judged.arrival,
         selecting,
         now,
         judged.uri,
@@ -442,7 +443,7 @@ where
     }
     let now = shared.clock.now();
     let judged = judge(shared, head, res.status(), res.headers().clone(), now);
-    if judged.arrival.is_none() {
+    if judged.is_none() {
         // Whatever was stored for this request is outdated now (unless this
         // is a part of it, or an answer to the client's own conditions).
         let status = res.status();
