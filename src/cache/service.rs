@@ -325,9 +325,9 @@ async fn call_inner<S, Req, Res, K, KF, C>(
                             Err(e) => Cached::Error(SharedError::new(e.into())),
                         };
                         let entry = core.entry(cached.clone(), now, ttl, Duration::ZERO);
-                        core.store
-                            .insert_hashed(guard.reg.hash, guard.key.clone(), entry);
-                        guard.reg.finish(|_| match cached {
+                        let LoadGuard { key, reg } = guard;
+                        core.store.insert_hashed(reg.hash, key, entry);
+                        reg.finish(|_| match cached {
                             Cached::Response(value) => Output::Value { value },
                             Cached::Error(e) => Output::Shared(e),
                         });

@@ -17,8 +17,8 @@ use http::header::{self, HeaderMap};
 use http::StatusCode;
 use http_cache_semantics::CacheOptions;
 
-use super::parse::{self, Directive};
-use super::policy::{self, StaleRules};
+use super::parse;
+use super::policy::{self, Shown, StaleRules};
 
 /// Statuses cacheable by default (RFC 9110 §15.1), as the crate lists them.
 const CACHEABLE_BY_DEFAULT: &[u16] = &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
@@ -51,7 +51,14 @@ pub(crate) fn arrival(
     let must_understand = parse::has(&dirs, "must-understand");
     let view_status = policy::view_status(status, must_understand)?;
     let shared = opts.shared;
-    let cc = View::of(&dirs, raw, shared, must_understand);
+    let mut cc = Shown::of(&dirs, shared, must_understand);
+    // Without a `Cache-Control` to show, the crate reads `Pragma: no-cache`.
+    if cc.is_empty() {
+        cc.no_cache = raw
+            .get(header::PRAGMA)
+            .and_then(|p| p.to_str().ok())
+            .is_some_and(|p| p.contains("no-cache"));
+    }
     // RFC 9111 §3, as the crate's `is_storable` reads it: nobody said
     // `no-store`; a shared cache stores no `private` answer, nor one to a
     // request with `Authorization` unless the response allows it (§3.5);
@@ -77,60 +84,9 @@ pub(crate) fn arrival(
     })
 }
 
-/// The response directives the crate is shown (see `policy::response_view`).
-struct View {
-    max_age: Option<u64>,
-    s_maxage: Option<u64>,
-    must_revalidate: bool,
-    public: bool,
-    private: bool,
-    no_store: bool,
-    no_cache: bool,
-    immutable: bool,
-}
-
-impl View {
-    fn of(dirs: &[Directive], raw: &HeaderMap, shared: bool, must_understand: bool) -> View {
-        let has = |name| parse::has(dirs, name);
-        // The first occurrence's value; an invalid one is 0 (stale).
-        let delta = |name| parse::seconds(dirs, name).map(|v| v.unwrap_or(0));
-        let mut v = View {
-            max_age: delta("max-age"),
-            s_maxage: delta("s-maxage"),
-            must_revalidate: has("must-revalidate"),
-            public: has("public"),
-            private: has("private"),
-            no_store: has("no-store") && !must_understand,
-            no_cache: has("no-cache"),
-            immutable: has("immutable"),
-        };
-        let proxy_revalidate = shared && has("proxy-revalidate");
-        let shown = v.max_age.is_some()
-            || v.s_maxage.is_some()
-            || proxy_revalidate
-            || v.must_revalidate
-            || v.public
-            || v.private
-            || v.no_store
-            || v.no_cache
-            || v.immutable;
-        if shared && (v.s_maxage.is_some() || proxy_revalidate) {
-            v.must_revalidate = true;
-        }
-        // Without a `Cache-Control` to show, `Pragma: no-cache` counts.
-        if !shown {
-            v.no_cache = raw
-                .get(header::PRAGMA)
-                .and_then(|p| p.to_str().ok())
-                .is_some_and(|p| p.contains("no-cache"));
-        }
-        v
-    }
-}
-
 /// The freshness lifetime of a storable response (`server_date`: its
 /// `Date`, or when it arrived).
-fn max_age(cc: &View, raw: &HeaderMap, server_date: SystemTime, opts: CacheOptions) -> Duration {
+fn max_age(cc: &Shown, raw: &HeaderMap, server_date: SystemTime, opts: CacheOptions) -> Duration {
     if cc.no_cache {
         return Duration::ZERO;
     }

@@ -243,6 +243,75 @@ pub(crate) fn stale_rules(dirs: &[Directive], shared: bool) -> StaleRules {
     }
 }
 
+/// The response directives the crate is shown: of each, the first
+/// occurrence; an invalid `max-age` / `s-maxage` as 0; in a shared cache
+/// `s-maxage` and `proxy-revalidate` also as `must-revalidate`; `no-store`
+/// dropped under `must-understand`; the directives the crate does not read
+/// left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shown {
+    pub(crate) max_age: Option<u64>,
+    pub(crate) s_maxage: Option<u64>,
+    pub(crate) must_revalidate: bool,
+    pub(crate) public: bool,
+    pub(crate) private: bool,
+    pub(crate) no_store: bool,
+    pub(crate) no_cache: bool,
+    pub(crate) immutable: bool,
+}
+
+impl Shown {
+    /// What the crate is shown of a response with directives `dirs`.
+    pub(crate) fn of(dirs: &[Directive], shared: bool, must_understand: bool) -> Shown {
+        let has = |name| parse::has(dirs, name);
+        let delta = |name| parse::seconds(dirs, name).map(|v| v.unwrap_or(0));
+        let s_maxage = delta("s-maxage");
+        Shown {
+            max_age: delta("max-age"),
+            s_maxage,
+            must_revalidate: has("must-revalidate")
+                || (shared && (s_maxage.is_some() || has("proxy-revalidate"))),
+            public: has("public"),
+            private: has("private"),
+            no_store: has("no-store") && !must_understand,
+            no_cache: has("no-cache"),
+            immutable: has("immutable"),
+        }
+    }
+
+    /// Nothing to show: the crate sees no `Cache-Control` (and reads
+    /// `Pragma: no-cache` instead).
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Shown::default()
+    }
+
+    /// The `Cache-Control` line that shows it, if any.
+    fn line(&self) -> Option<HeaderValue> {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(s) = self.max_age {
+            parts.push(format!("max-age={s}"));
+        }
+        if let Some(s) = self.s_maxage {
+            parts.push(format!("s-maxage={s}"));
+        }
+        for (on, name) in [
+            (self.must_revalidate, "must-revalidate"),
+            (self.public, "public"),
+            (self.private, "private"),
+            (self.no_store, "no-store"),
+            (self.no_cache, "no-cache"),
+            (self.immutable, "immutable"),
+        ] {
+            if on {
+                parts.push(name.to_string());
+            }
+        }
+        HeaderValue::from_str(&parts.join(", "))
+            .ok()
+            .filter(|_| !parts.is_empty())
+    }
+}
+
 /// The normalised response headers the crate is shown.
 fn response_view(
     raw: &HeaderMap,
@@ -261,38 +330,8 @@ fn response_view(
         }
         h.append(name.clone(), value.clone());
     }
-    // Cache-Control, first occurrence of each directive.
-    let mut cc: Vec<String> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for d in dirs {
-        if seen.contains(&&*d.name) {
-            continue;
-        }
-        seen.push(&d.name);
-        match &*d.name {
-            "max-age" | "s-maxage" => {
-                let s = d
-                    .value
-                    .as_deref()
-                    .and_then(parse::delta_seconds)
-                    .unwrap_or(0);
-                cc.push(format!("{}={s}", d.name));
-                if shared && d.name == "s-maxage" {
-                    cc.push("must-revalidate".into());
-                }
-            }
-            "proxy-revalidate" if shared => cc.push("must-revalidate".into()),
-            "no-store" if must_understand => {}
-            "public" | "private" | "no-store" | "no-cache" | "must-revalidate" | "immutable" => {
-                cc.push(d.name.to_string())
-            }
-            _ => {}
-        }
-    }
-    if !cc.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&cc.join(", ")) {
-            h.insert(header::CACHE_CONTROL, v);
-        }
+    if let Some(cc) = Shown::of(dirs, shared, must_understand).line() {
+        h.insert(header::CACHE_CONTROL, cc);
     }
     // Date, Last-Modified: any date form; invalid ones dropped.
     let date = parse::single_date(raw, &header::DATE).ok().flatten();
