@@ -17,6 +17,7 @@ use http::header::{self, HeaderMap};
 use http::StatusCode;
 use http_cache_semantics::CacheOptions;
 
+use super::date;
 use super::parse;
 use super::policy::{self, Shown, StaleRules};
 
@@ -75,11 +76,11 @@ pub(crate) fn arrival(
     if refused || !authorised || !fresh_enough {
         return None;
     }
-    let date = parse::single_date(raw, &header::DATE).ok().flatten();
+    let date = date::single_date(raw, &header::DATE).ok().flatten();
     Some(Arrival {
         view_status,
         max_age: max_age(&cc, raw, date.unwrap_or(received), opts),
-        age: Duration::from_secs(parse::arrival_age(raw, date, received)),
+        age: Duration::from_secs(date::arrival_age(raw, date, received)),
         stale: policy::stale_rules(&dirs, shared),
     })
 }
@@ -105,13 +106,13 @@ fn max_age(cc: &Shown, raw: &HeaderMap, server_date: SystemTime, opts: CacheOpti
     };
     if raw.contains_key(header::EXPIRES) {
         // An invalid `Expires` is already expired.
-        let expires = parse::single_date(raw, &header::EXPIRES)
+        let expires = date::single_date(raw, &header::EXPIRES)
             .ok()
             .flatten()
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        return floor.max(parse::since(expires, server_date));
+        return floor.max(date::since(expires, server_date));
     }
-    if let Ok(Some(modified)) = parse::single_date(raw, &header::LAST_MODIFIED) {
+    if let Ok(Some(modified)) = date::single_date(raw, &header::LAST_MODIFIED) {
         if let Ok(since) = server_date.duration_since(modified) {
             let secs = since.as_secs() as f64 * f64::from(opts.cache_heuristic);
             return floor.max(Duration::from_secs(secs as u64));

@@ -124,6 +124,7 @@
 
 mod arrival;
 mod body;
+mod date;
 mod error;
 mod flow;
 mod future;

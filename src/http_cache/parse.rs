@@ -6,7 +6,6 @@
 //! Pure functions, no state; tested here.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -17,10 +16,11 @@ pub(crate) const DELTA_MAX: u64 = 1 << 31;
 /// One `Cache-Control` directive: its name (lower case) and its value
 /// (unquoted), if it had one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Directive {
+pub(crate) struct Directive<'a> {
     /// A registered name is a static string (no allocation per directive).
     pub(crate) name: Cow<'static, str>,
-    pub(crate) value: Option<String>,
+    /// Borrowed from the field value, except a quoted string with escapes.
+    pub(crate) value: Option<Cow<'a, str>>,
 }
 
 /// The directive names of RFC 9111, RFC 5861 (`stale-*`) and RFC 8246
@@ -48,7 +48,7 @@ const KNOWN: &[&str] = &[
 fn name_of(raw: &[u8]) -> Cow<'static, str> {
     match KNOWN
         .iter()
-        .find(|k| k.as_bytes().eq_ignore_ascii_case(raw))
+        .find(|k| k.len() == raw.len() && k.as_bytes().eq_ignore_ascii_case(raw))
     {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(String::from_utf8_lossy(raw).to_ascii_lowercase()),
@@ -58,7 +58,9 @@ fn name_of(raw: &[u8]) -> Cow<'static, str> {
 /// The directives of every `Cache-Control` field line in `values`, in order.
 /// Malformed directives (a space before `=`, junk after a value) are
 /// dropped; commas inside quoted strings do not split.
-pub(crate) fn directives<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<Directive> {
+pub(crate) fn directives<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Vec<Directive<'a>> {
     let mut out = Vec::new();
     for v in values {
         parse_line(v.as_bytes(), &mut out);
@@ -66,11 +68,35 @@ pub(crate) fn directives<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) 
     out
 }
 
+/// The token characters of RFC 9110 §5.6.2, one bit each.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
-fn parse_line(s: &[u8], out: &mut Vec<Directive>) {
+/// `b` as text: borrowed when it is UTF-8 (always, for tokens).
+fn text(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
+fn parse_line<'a>(s: &'a [u8], out: &mut Vec<Directive<'a>>) {
     let mut i = 0;
     let n = s.len();
     while i < n {
@@ -91,35 +117,16 @@ fn parse_line(s: &[u8], out: &mut Vec<Directive>) {
         if i < n && s[i] == b'=' {
             i += 1;
             if i < n && s[i] == b'"' {
-                i += 1;
-                let mut v = Vec::new();
-                let mut closed = false;
-                while i < n {
-                    match s[i] {
-                        b'\\' if i + 1 < n => {
-                            v.push(s[i + 1]);
-                            i += 2;
-                        }
-                        b'"' => {
-                            closed = true;
-                            i += 1;
-                            break;
-                        }
-                        b => {
-                            v.push(b);
-                            i += 1;
-                        }
-                    }
-                }
+                let (v, closed) = quoted(s, &mut i);
                 valid &= closed;
-                value = Some(String::from_utf8_lossy(&v).into_owned());
+                value = Some(v);
             } else {
                 let vs = i;
                 while i < n && is_tchar(s[i]) {
                     i += 1;
                 }
                 valid &= i > vs;
-                value = Some(String::from_utf8_lossy(&s[vs..i]).into_owned());
+                value = Some(text(&s[vs..i]));
             }
         }
         // Only whitespace may sit before the next comma.
@@ -134,6 +141,41 @@ fn parse_line(s: &[u8], out: &mut Vec<Directive>) {
             out.push(Directive { name, value });
         }
     }
+}
+
+/// The quoted string opening at `s[*i]`, unescaped (borrowed unless it
+/// has escapes), with `i` moved past it; `false` if it is not closed.
+fn quoted<'a>(s: &'a [u8], i: &mut usize) -> (Cow<'a, str>, bool) {
+    let n = s.len();
+    *i += 1;
+    let start = *i;
+    while *i < n && s[*i] != b'"' && s[*i] != b'\\' {
+        *i += 1;
+    }
+    if *i >= n || s[*i] == b'"' {
+        let closed = *i < n;
+        let v = text(&s[start..*i]);
+        *i += usize::from(closed);
+        return (v, closed);
+    }
+    let mut v = s[start..*i].to_vec();
+    while *i < n {
+        match s[*i] {
+            b'\\' if *i + 1 < n => {
+                v.push(s[*i + 1]);
+                *i += 2;
+            }
+            b'"' => {
+                *i += 1;
+                return (Cow::Owned(String::from_utf8_lossy(&v).into_owned()), true);
+            }
+            b => {
+                v.push(b);
+                *i += 1;
+            }
+        }
+    }
+    (Cow::Owned(String::from_utf8_lossy(&v).into_owned()), false)
 }
 
 /// Moves `i` to the next comma outside a quoted string (or the end).
@@ -163,101 +205,19 @@ pub(crate) fn delta_seconds(v: &str) -> Option<u64> {
 }
 
 /// Finds the first directive called `name`.
-pub(crate) fn find<'d>(dirs: &'d [Directive], name: &str) -> Option<&'d Directive> {
+pub(crate) fn find<'d, 'a>(dirs: &'d [Directive<'a>], name: &str) -> Option<&'d Directive<'a>> {
     dirs.iter().find(|d| d.name == name)
 }
 
 /// `true` if a directive called `name` is present.
-pub(crate) fn has(dirs: &[Directive], name: &str) -> bool {
+pub(crate) fn has(dirs: &[Directive<'_>], name: &str) -> bool {
     find(dirs, name).is_some()
 }
 
 /// The delta-seconds value of the first directive `name` (`Some(None)`: the
 /// directive is there, its value is missing or not delta-seconds).
-pub(crate) fn seconds(dirs: &[Directive], name: &str) -> Option<Option<u64>> {
+pub(crate) fn seconds(dirs: &[Directive<'_>], name: &str) -> Option<Option<u64>> {
     find(dirs, name).map(|d| d.value.as_deref().and_then(delta_seconds))
-}
-
-// ---------------------------------------------------------------------------
-// Dates.
-
-/// An HTTP date in any of its three forms (IMF-fixdate, RFC 850, asctime),
-/// from a field that has exactly one line.
-pub(crate) fn single_date(
-    headers: &HeaderMap,
-    name: &HeaderName,
-) -> Result<Option<SystemTime>, ()> {
-    let mut all = headers.get_all(name).iter();
-    let Some(first) = all.next() else {
-        return Ok(None);
-    };
-    if all.next().is_some() {
-        return Err(());
-    }
-    let s = first.to_str().map_err(|_| ())?;
-    httpdate::parse_http_date(s.trim())
-        .map(Some)
-        .map_err(|_| ())
-}
-
-/// A response's age on arrival at `received` in seconds (RFC 9111
-/// §4.2.3): its `Age` field (one non-negative integer, else very old), at
-/// least its apparent age (`received` less its `Date`, if valid).
-pub(crate) fn arrival_age(raw: &HeaderMap, date: Option<SystemTime>, received: SystemTime) -> u64 {
-    let mut ages = raw.get_all(http::header::AGE).iter();
-    let age = match (ages.next(), ages.next()) {
-        (None, _) => Some(0),
-        (Some(v), None) => v.to_str().ok().and_then(delta_seconds),
-        _ => None,
-    }
-    .unwrap_or(DELTA_MAX);
-    let apparent = date.map_or(0, |d| since(received, d).as_secs());
-    age.max(apparent)
-}
-
-/// A date as `http-cache-semantics` reads it (RFC 2822 with a numeric
-/// zone): `Thu, 01 Jan 1970 00:00:00 +0000`. Written byte by byte, as
-/// every stored response has one or more.
-pub(crate) fn date_value(t: SystemTime) -> HeaderValue {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    // Dates before 1970 are clamped to it (HTTP dates before then are
-    // long expired either way); after 9999 to its last second.
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .min(253_402_300_799);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (the proleptic Gregorian
-    // calendar, counted in 400-year eras from 0000-03-01).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-
-    let mut b = *b"Thu, 01 Jan 1970 00:00:00 +0000";
-    b[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    let two = |b: &mut [u8], v: u64| {
-        b[0] = b'0' + (v / 10) as u8;
-        b[1] = b'0' + (v % 10) as u8;
-    };
-    two(&mut b[5..7], day);
-    b[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    two(&mut b[12..14], year / 100);
-    two(&mut b[14..16], year % 100);
-    two(&mut b[17..19], rem / 3_600);
-    two(&mut b[20..22], rem / 60 % 60);
-    two(&mut b[23..25], rem % 60);
-    HeaderValue::from_bytes(&b).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 // ---------------------------------------------------------------------------
@@ -350,11 +310,6 @@ pub(crate) fn selecting_value(headers: &HeaderMap, name: &HeaderName) -> Option<
     Some(items.join(","))
 }
 
-/// Saturating `SystemTime` difference.
-pub(crate) fn since(later: SystemTime, earlier: SystemTime) -> Duration {
-    later.duration_since(earlier).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +321,7 @@ mod tests {
             .collect();
         directives(&values)
             .into_iter()
-            .map(|d| (d.name.into_owned(), d.value))
+            .map(|d| (d.name.into_owned(), d.value.map(Cow::into_owned)))
             .collect()
     }
 
@@ -380,6 +335,13 @@ mod tests {
                 ("no-store".into(), None),
             ]
         );
+        assert_eq!(
+            cc(&["a=\"x\\\"y\", b=\"z\", c=\"open"]),
+            vec![
+                ("a".into(), Some("x\"y".into())),
+                ("b".into(), Some("z".into()))
+            ]
+        );
         assert_eq!(cc(&["max-age =3600"]), vec![]);
         assert_eq!(cc(&["max-age= 3600"]), vec![]);
         assert_eq!(
@@ -389,6 +351,23 @@ mod tests {
                 ("private".into(), None)
             ]
         );
+    }
+
+    #[test]
+    fn token_characters_are_those_of_rfc_9110() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), want, "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn values_without_escapes_are_borrowed_from_the_field() {
+        let v = HeaderValue::from_static("max-age=60, x=\"a, b\", y=\"c\\\"d\"");
+        let dirs = directives([&v]);
+        assert!(matches!(dirs[0].value, Some(Cow::Borrowed("60"))));
+        assert!(matches!(dirs[1].value, Some(Cow::Borrowed("a, b"))));
+        assert!(matches!(&dirs[2].value, Some(Cow::Owned(s)) if s == "c\"d"));
     }
 
     #[test]
@@ -412,44 +391,5 @@ mod tests {
         r.append("accept-language", HeaderValue::from_static("de"));
         let name = HeaderName::from_static("accept-language");
         assert_eq!(selecting_value(&r, &name).as_deref(), Some("de,en-us,fr"));
-    }
-
-    #[test]
-    fn dates_parse_in_every_form_and_multiple_lines_are_invalid() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "expires",
-            HeaderValue::from_static("Sunday, 06-Nov-94 08:49:37 GMT"),
-        );
-        assert!(single_date(&h, &http::header::EXPIRES).unwrap().is_some());
-        h.append(
-            "expires",
-            HeaderValue::from_static("Sun Nov  6 08:49:37 1994"),
-        );
-        assert!(single_date(&h, &http::header::EXPIRES).is_err());
-        assert_eq!(
-            date_value(SystemTime::UNIX_EPOCH),
-            "Thu, 01 Jan 1970 00:00:00 +0000"
-        );
-    }
-
-    #[test]
-    fn dates_are_written_as_the_policy_reads_them() {
-        // Every day of several years (leap days, century rules) and the
-        // clamps, against httpdate's own IMF-fixdate with the zone swapped.
-        let day = Duration::from_secs(86_400);
-        let mut t = SystemTime::UNIX_EPOCH + Duration::from_secs(37_230);
-        for _ in 0..(366 * 3) {
-            let want = httpdate::fmt_http_date(t).replace("GMT", "+0000");
-            assert_eq!(date_value(t), want.as_str());
-            t += day;
-        }
-        for secs in [951_782_399u64, 951_868_799, 4_107_542_400, 1_798_761_599] {
-            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-            let want = httpdate::fmt_http_date(t).replace("GMT", "+0000");
-            assert_eq!(date_value(t), want.as_str());
-        }
-        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(10);
-        assert_eq!(date_value(before), "Thu, 01 Jan 1970 00:00:00 +0000");
     }
 }

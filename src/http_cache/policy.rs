@@ -28,6 +28,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
 
+use super::date;
 use super::parse::{self, Directive};
 
 /// Statuses `http-cache-semantics` understands.
@@ -229,7 +230,7 @@ pub(crate) fn view_status(status: StatusCode, must_understand: bool) -> Option<S
 }
 
 /// The stale-serving rules of a response with directives `dirs`.
-pub(crate) fn stale_rules(dirs: &[Directive], shared: bool) -> StaleRules {
+pub(crate) fn stale_rules(dirs: &[Directive<'_>], shared: bool) -> StaleRules {
     StaleRules {
         while_revalidate: parse::seconds(dirs, "stale-while-revalidate")
             .flatten()
@@ -262,7 +263,7 @@ pub(crate) struct Shown {
 
 impl Shown {
     /// What the crate is shown of a response with directives `dirs`.
-    pub(crate) fn of(dirs: &[Directive], shared: bool, must_understand: bool) -> Shown {
+    pub(crate) fn of(dirs: &[Directive<'_>], shared: bool, must_understand: bool) -> Shown {
         let has = |name| parse::has(dirs, name);
         let delta = |name| parse::seconds(dirs, name).map(|v| v.unwrap_or(0));
         let s_maxage = delta("s-maxage");
@@ -315,7 +316,7 @@ impl Shown {
 /// The normalised response headers the crate is shown.
 fn response_view(
     raw: &HeaderMap,
-    dirs: &[Directive],
+    dirs: &[Directive<'_>],
     shared: bool,
     must_understand: bool,
     received: SystemTime,
@@ -334,25 +335,25 @@ fn response_view(
         h.insert(header::CACHE_CONTROL, cc);
     }
     // Date, Last-Modified: any date form; invalid ones dropped.
-    let date = parse::single_date(raw, &header::DATE).ok().flatten();
+    let date = date::single_date(raw, &header::DATE).ok().flatten();
     if let Some(d) = date {
-        h.insert(header::DATE, parse::date_value(d));
+        h.insert(header::DATE, date::date_value(d));
     }
-    if let Ok(Some(lm)) = parse::single_date(raw, &header::LAST_MODIFIED) {
-        h.insert(header::LAST_MODIFIED, parse::date_value(lm));
+    if let Ok(Some(lm)) = date::single_date(raw, &header::LAST_MODIFIED) {
+        h.insert(header::LAST_MODIFIED, date::date_value(lm));
     }
     // Expires: invalid means already expired.
-    match parse::single_date(raw, &header::EXPIRES) {
+    match date::single_date(raw, &header::EXPIRES) {
         Ok(None) => {}
         Ok(Some(t)) => {
-            h.insert(header::EXPIRES, parse::date_value(t));
+            h.insert(header::EXPIRES, date::date_value(t));
         }
         Err(()) => {
-            h.insert(header::EXPIRES, parse::date_value(SystemTime::UNIX_EPOCH));
+            h.insert(header::EXPIRES, date::date_value(SystemTime::UNIX_EPOCH));
         }
     }
     // Age: one non-negative integer, else very old; at least the apparent age.
-    let age = parse::arrival_age(raw, date, received);
+    let age = date::arrival_age(raw, date, received);
     if age > 0 {
         h.insert(header::AGE, HeaderValue::from(age));
     }

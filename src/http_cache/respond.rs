@@ -9,7 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::body::HttpCacheBody;
-use super::parse::{self, DELTA_MAX};
+use super::date;
+use super::parse::DELTA_MAX;
 use super::shared::Config;
 use super::stored::Stored;
 
@@ -167,14 +168,14 @@ pub(crate) fn conditions_hold(stored: &Stored, req: &HeaderMap) -> bool {
             .map(str::trim)
             .any(|t| t == "*" || weak(t) == etag);
     }
-    let Ok(Some(since)) = parse::single_date(req, &http::header::IF_MODIFIED_SINCE) else {
+    let Ok(Some(since)) = date::single_date(req, &http::header::IF_MODIFIED_SINCE) else {
         return false;
     };
-    let last = parse::single_date(&stored.headers, &http::header::LAST_MODIFIED)
+    let last = date::single_date(&stored.headers, &http::header::LAST_MODIFIED)
         .ok()
         .flatten()
         .or_else(|| {
-            parse::single_date(&stored.headers, &http::header::DATE)
+            date::single_date(&stored.headers, &http::header::DATE)
                 .ok()
                 .flatten()
         });
