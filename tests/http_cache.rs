@@ -252,6 +252,56 @@ async fn vary_star_is_never_served() {
 }
 
 // ---------------------------------------------------------------------------
+// The scheme.
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_over_http_is_not_served_to_the_same_uri_over_https() {
+    // The common upgrade: `http://` answers a lasting redirect to
+    // `https://`. Served from the store to the `https://` request, it would
+    // send the client where it already is, for good.
+    let origin = Origin::new(|p, n| match p.uri.scheme_str() {
+        Some("http") => res(
+            301,
+            &[
+                ("cache-control", "max-age=3600"),
+                ("location", "https://origin.test/r"),
+            ],
+            "",
+        ),
+        _ => res(200, &[("cache-control", "max-age=60")], &format!("#{n}")),
+    });
+    let mut svc = layer().layer(origin.service());
+    let at = |uri: &str| Request::get(uri).body(Full::default()).unwrap();
+    let plain = send(&mut svc, at("http://origin.test/r")).await;
+    assert_eq!(plain.status, StatusCode::MOVED_PERMANENTLY);
+    let secure = send(&mut svc, at("https://origin.test/r")).await;
+    assert_eq!(
+        (secure.status, secure.body.as_ref()),
+        (StatusCode::OK, &b"#2"[..])
+    );
+    // Each is then served from the store to its own scheme.
+    assert_eq!(send(&mut svc, at("https://origin.test/r")).await.body, "#2");
+    let again = send(&mut svc, at("http://origin.test/r")).await;
+    assert_eq!(again.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(origin.calls(), 2);
+    // A request in origin form (as a server sees one: no scheme) is not
+    // told apart: it is served the newest that fits.
+    let server_side = Request::get("/r")
+        .header("host", "origin.test")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&mut svc, server_side).await.body, "#2");
+    assert_eq!(origin.calls(), 2);
+    // An unsafe request invalidates the URI under either scheme.
+    let post = Request::post("https://origin.test/r")
+        .body(Full::default())
+        .unwrap();
+    send(&mut svc, post).await;
+    send(&mut svc, at("http://origin.test/r")).await;
+    assert_eq!(origin.calls(), 4);
+}
+
+// ---------------------------------------------------------------------------
 // Freshness: max-age, s-maxage, Expires, Age, heuristics.
 
 #[tokio::test(start_paused = true)]

@@ -380,7 +380,7 @@ fn store(
     now: SystemTime,
 ) -> Option<Arc<Stored>> {
     let Some(judged) = judged else {
-        forget(shared, &key, &head.headers);
+        forget(shared, &key, head);
         return None;
     };
     let existing = shared.get(&key);
@@ -401,7 +401,12 @@ fn store(
         return None;
     }
     let variants = match existing {
-        Some(v) => v.with(stored.clone(), &head.headers, shared.cfg.max_variants),
+        Some(v) => v.with(
+            stored.clone(),
+            &head.uri,
+            &head.headers,
+            shared.cfg.max_variants,
+        ),
         None => Variants::one(stored.clone()),
     };
     bump(&shared.counters.stored);
@@ -409,11 +414,11 @@ fn store(
     Some(stored)
 }
 
-/// Removes the variant `req` selects under `key`.
-fn forget(shared: &Shared, key: &String, req: &HeaderMap) {
+/// Removes the variant `head` selects under `key`.
+fn forget(shared: &Shared, key: &String, head: &Head) {
     if let Some(v) = shared.get(key) {
-        if v.select(req).is_some() {
-            match v.without(req) {
+        if v.select(&head.uri, &head.headers).is_some() {
+            match v.without(&head.uri, &head.headers) {
                 Some(rest) => shared.put(key.clone(), rest, std::time::Duration::ZERO),
                 None => {
                     shared.remove(key);
@@ -448,7 +453,7 @@ where
         // is a part of it, or an answer to the client's own conditions).
         let status = res.status();
         if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::NOT_MODIFIED {
-            forget(shared, &key, &head.headers);
+            forget(shared, &key, head);
         }
         return Ok(passed(shared, res, outcome));
     }

@@ -108,7 +108,7 @@ pub(crate) fn lookup<B>(
         );
     let cfg = &shared.cfg;
     let variants = shared.get(&key);
-    let stored = variants.as_ref().and_then(|v| v.select(headers));
+    let stored = variants.as_ref().and_then(|v| v.select(uri, headers));
     let Some(stored) = stored else {
         if only_if_cached {
             c.hit();

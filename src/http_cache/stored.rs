@@ -122,6 +122,25 @@ impl Stored {
         self.stale.allowed && window.is_some_and(|w| self.staleness(now) <= w)
     }
 
+    /// Whether a request to `uri` has this response's scheme, when both
+    /// say one. Responses are keyed without it (a server sees requests in
+    /// origin form, with no scheme); a client's `http://` answer must not
+    /// serve its `https://` request (a lasting redirect to `https://`
+    /// would send the client where it already is, for good, and an
+    /// answer that came in the clear is not one that came over TLS).
+    pub(crate) fn same_scheme(&self, uri: &Uri) -> bool {
+        match (self.uri.scheme(), uri.scheme()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
+    /// Whether a request to `uri` with fields `req` selects this response:
+    /// its scheme, and its `Vary` fields.
+    fn selected_by(&self, uri: &Uri, req: &HeaderMap) -> bool {
+        self.same_scheme(uri) && selects(&self.selecting, req)
+    }
+
     /// The response's `ETag`, if it has one.
     pub(crate) fn etag(&self) -> Option<&HeaderValue> {
         self.headers.get(http::header::ETAG)
@@ -155,33 +174,34 @@ impl Stored {
 pub(crate) struct Variants(Arc<[Arc<Stored>]>);
 
 impl Variants {
-    /// The newest response whose selecting fields `req` matches.
-    pub(crate) fn select(&self, req: &HeaderMap) -> Option<&Arc<Stored>> {
-        self.0
-            .iter()
-            .find(|s| selects(&s.selecting, req))
-            .or_else(|| {
-                // Content negotiation, normalised: the language asked for most.
-                self.0.iter().find(|s| {
-                    s.headers
+    /// The newest response whose selecting fields a request to `uri` with
+    /// fields `req` matches.
+    pub(crate) fn select(&self, uri: &Uri, req: &HeaderMap) -> Option<&Arc<Stored>> {
+        self.0.iter().find(|s| s.selected_by(uri, req)).or_else(|| {
+            // Content negotiation, normalised: the language asked for most.
+            self.0.iter().find(|s| {
+                s.same_scheme(uri)
+                    && s.headers
                         .get(http::header::CONTENT_LANGUAGE)
                         .and_then(|l| l.to_str().ok())
                         .is_some_and(|l| language_selects(&s.selecting, l.trim(), req))
-                })
             })
+        })
     }
 
-    /// These variants with `new` first, less the ones `req` selected
-    /// (`new` replaces them), at most `max` in all.
-    pub(crate) fn with(&self, new: Arc<Stored>, req: &HeaderMap, max: usize) -> Variants {
+    /// These variants with `new` first, less the ones a request to `uri`
+    /// with fields `req` selected (`new` replaces them), at most `max` in
+    /// all.
+    pub(crate) fn with(
+        &self,
+        new: Arc<Stored>,
+        uri: &Uri,
+        req: &HeaderMap,
+        max: usize,
+    ) -> Variants {
         let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.0.len() + 1);
         list.push(new);
-        list.extend(
-            self.0
-                .iter()
-                .filter(|s| !selects(&s.selecting, req))
-                .cloned(),
-        );
+        list.extend(self.0.iter().filter(|s| !s.selected_by(uri, req)).cloned());
         list.truncate(max.max(1));
         Variants(list.into())
     }
@@ -210,12 +230,13 @@ impl Variants {
         Variants(Arc::from(vec![new]))
     }
 
-    /// These variants less the ones `req` selects (`None` if none is left).
-    pub(crate) fn without(&self, req: &HeaderMap) -> Option<Variants> {
+    /// These variants less the ones a request to `uri` with fields `req`
+    /// selects (`None` if none is left).
+    pub(crate) fn without(&self, uri: &Uri, req: &HeaderMap) -> Option<Variants> {
         let list: Vec<Arc<Stored>> = self
             .0
             .iter()
-            .filter(|s| !selects(&s.selecting, req))
+            .filter(|s| !s.selected_by(uri, req))
             .cloned()
             .collect();
         (!list.is_empty()).then(|| Variants(list.into()))
