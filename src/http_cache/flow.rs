@@ -1,10 +1,12 @@
 //! The asynchronous half of a request: ask the inner service, then store,
 //! merge a `304`, serve stale on error, or invalidate.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
+use futures::TryFutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
@@ -54,95 +56,123 @@ const KEEP_ON_304: &[&str] = &[
     "transfer-encoding",
 ];
 
-async fn call<S, B, ResB>(svc: S, req: Request<B>) -> Result<Response<ResB>, BoxError>
+/// `req` through `svc` once it is ready. A plain future, not an `async
+/// fn`: one would hold `svc` and `req` twice (its arguments and the
+/// `Oneshot` they move into) inside every future that awaits it.
+fn call<S, B, ResB>(
+    svc: S,
+    req: Request<B>,
+) -> impl Future<Output = Result<Response<ResB>, BoxError>>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
-    svc.oneshot(req).await.map_err(Into::into)
+    svc.oneshot(req).map_err(Into::into)
 }
 
 /// Sends `req` on as `plan` says and makes the answer.
-pub(crate) async fn forward<S, B, ResB>(
+///
+/// A plain function returning an `async` block, not an `async fn`: one
+/// would keep its arguments twice in the future (where they arrive and
+/// where its body moves them), and this future is boxed on every miss.
+#[allow(clippy::manual_async_fn)] // see above: the size of the future
+pub(crate) fn forward<S, B, ResB>(
     shared: Arc<Shared>,
     svc: S,
     req: Request<B>,
     plan: Plan,
-) -> Answer<ResB>
+) -> impl Future<Output = Answer<ResB>>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
     ResB: Body<Data = Bytes>,
     ResB::Error: Into<BoxError>,
 {
-    let head = Head::of(&req);
-    match plan {
-        Plan::Pass => {
-            let res = call(svc, req).await?;
-            Ok(passed(&shared, res, Outcome::fwd("method")))
-        }
-        Plan::Unsafe => {
-            let res = call(svc, req).await?;
-            let status = res.status();
-            if status.is_success() || status.is_redirection() {
-                invalidate(&shared, &head, res.headers());
+    async move {
+        let head = Head::of(&req);
+        match plan {
+            Plan::Pass => {
+                let res = call(svc, req).await?;
+                Ok(passed(&shared, res, Outcome::fwd("method")))
             }
-            if let Some(key) = post_as_get(&head, &res) {
-                // RFC 9110 §9.3.3: the answer to a POST with explicit
-                // freshness and its own URI as Content-Location is a GET's.
-                let get = Head {
-                    method: Method::GET,
-                    ..head
-                };
-                return finish(&shared, key, &get, Method::GET, res, Outcome::fwd("method")).await;
+            Plan::Unsafe => {
+                let res = call(svc, req).await?;
+                let status = res.status();
+                if status.is_success() || status.is_redirection() {
+                    invalidate(&shared, &head, res.headers());
+                }
+                if let Some(key) = post_as_get(&head, &res) {
+                    // RFC 9110 §9.3.3: the answer to a POST with explicit
+                    // freshness and its own URI as Content-Location is a GET's.
+                    let get = Head {
+                        method: Method::GET,
+                        ..head
+                    };
+                    return Box::pin(finish(
+                        &shared,
+                        key,
+                        &get,
+                        Method::GET,
+                        res,
+                        Outcome::fwd("method"),
+                    ))
+                    .await;
+                }
+                Ok(passed(&shared, res, Outcome::fwd("method")))
             }
-            Ok(passed(&shared, res, Outcome::fwd("method")))
-        }
-        Plan::Miss { key, why } => {
-            let mut _flight = None;
-            if shared.cfg.coalesce
-                && head.method == Method::GET
-                && !head.headers.contains_key(header::CACHE_CONTROL)
-            {
-                match shared.join(&key) {
-                    Join::Leader(guard) => _flight = Some(guard),
-                    Join::Follower(done) => {
-                        // Err when the first miss is over, however it ended.
-                        let _ = done.acquire().await;
-                        let again =
-                            lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false);
-                        if let Step::Answer(res) = again {
-                            shared.counters.coalesced();
-                            return Ok(res);
+            Plan::Miss { key, why } => {
+                let mut _flight = None;
+                if shared.cfg.coalesce
+                    && head.method == Method::GET
+                    && !head.headers.contains_key(header::CACHE_CONTROL)
+                {
+                    match shared.join(&key) {
+                        Join::Leader(guard) => _flight = Some(guard),
+                        Join::Follower(done) => {
+                            // Err when the first miss is over, however it ended.
+                            let _ = done.acquire().await;
+                            let again = lookup::lookup(
+                                &shared,
+                                &head.method,
+                                &head.uri,
+                                &head.headers,
+                                false,
+                            );
+                            if let Step::Answer(res) = again {
+                                shared.counters.coalesced();
+                                return Ok(res);
+                            }
                         }
                     }
                 }
-            }
-            let remote = if why == "uri-miss" {
-                shared.remote_get(&key).await
-            } else {
-                None
-            };
-            if let Some(variants) = remote {
-                let keep = variants.keep_for(shared.clock.now(), shared.cfg.keep_stale);
-                shared.put_local(key.clone(), variants, keep);
-                match lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false) {
-                    Step::Answer(res) | Step::AnswerAndRefresh(res, _) => {
-                        bump(&shared.counters.remote_hits);
-                        return Ok(res);
+                let remote = if why == "uri-miss" {
+                    shared.remote_get(&key).await
+                } else {
+                    None
+                };
+                if let Some(variants) = remote {
+                    let keep = variants.keep_for(shared.clock.now(), shared.cfg.keep_stale);
+                    shared.put_local(key.clone(), variants, keep);
+                    match lookup::lookup(&shared, &head.method, &head.uri, &head.headers, false) {
+                        Step::Answer(res) | Step::AnswerAndRefresh(res, _) => {
+                            bump(&shared.counters.remote_hits);
+                            return Ok(res);
+                        }
+                        Step::Forward(Plan::Revalidate(r)) => {
+                            return Box::pin(revalidate(shared, svc, req, head, r)).await;
+                        }
+                        Step::Forward(_) => {}
                     }
-                    Step::Forward(Plan::Revalidate(r)) => {
-                        return revalidate(shared, svc, req, head, r).await;
-                    }
-                    Step::Forward(_) => {}
                 }
+                let res = call(svc, req).await?;
+                // A HEAD went on as a HEAD: its answer has no body to store.
+                let sent = head.method.clone();
+                finish(&shared, key, &head, sent, res, Outcome::fwd(why)).await
             }
-            let res = call(svc, req).await?;
-            // A HEAD went on as a HEAD: its answer has no body to store.
-            let sent = head.method.clone();
-            finish(&shared, key, &head, sent, res, Outcome::fwd(why)).await
+            // Boxed, as the POST-as-GET answer above: the miss path's future
+            // (boxed whole by the service) stays the size a miss needs.
+            Plan::Revalidate(r) => Box::pin(revalidate(shared, svc, req, head, r)).await,
         }
-        Plan::Revalidate(r) => revalidate(shared, svc, req, head, r).await,
     }
 }
 
@@ -431,62 +461,66 @@ fn forget(shared: &Shared, key: &String, head: &Head) {
 /// A full response from the inner service to a request fetched with
 /// `fetched`: stored when it may be (its body collected up to the
 /// limit), passed through otherwise.
-async fn finish<ResB>(
-    shared: &Shared,
+#[allow(clippy::manual_async_fn)] // as `forward`
+fn finish<'a, ResB>(
+    shared: &'a Shared,
     key: String,
-    head: &Head,
+    head: &'a Head,
     fetched: Method,
     res: Response<ResB>,
     mut outcome: Outcome,
-) -> Answer<ResB>
+) -> impl Future<Output = Answer<ResB>> + 'a
 where
-    ResB: Body<Data = Bytes>,
+    ResB: Body<Data = Bytes> + 'a,
     ResB::Error: Into<BoxError>,
 {
-    if fetched != Method::GET {
-        return Ok(passed(shared, res, outcome));
-    }
-    let now = shared.clock.now();
-    let judged = judge(shared, head, res.status(), res.headers().clone(), now);
-    if judged.is_none() {
-        // Whatever was stored for this request is outdated now (unless this
-        // is a part of it, or an answer to the client's own conditions).
-        let status = res.status();
-        if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::NOT_MODIFIED {
-            forget(shared, &key, head);
+    // An `async` block, as in `forward`: the arguments are kept once.
+    async move {
+        if fetched != Method::GET {
+            return Ok(passed(shared, res, outcome));
         }
-        return Ok(passed(shared, res, outcome));
-    }
-    let (parts, body) = res.into_parts();
-    let body = match collect(body, shared.cfg.max_body_bytes).await? {
-        Collected::Whole(b) => b,
-        Collected::TooLarge(prefix, rest) => {
-            bump(&shared.counters.too_large);
-            outcome.detail = Some("too-large");
-            let mut res = Response::from_parts(parts, HttpCacheBody::stream(prefix, rest));
-            respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
-            return Ok(res);
+        let now = shared.clock.now();
+        let judged = judge(shared, head, res.status(), res.headers().clone(), now);
+        if judged.is_none() {
+            // Whatever was stored for this request is outdated now (unless this
+            // is a part of it, or an answer to the client's own conditions).
+            let status = res.status();
+            if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::NOT_MODIFIED {
+                forget(shared, &key, head);
+            }
+            return Ok(passed(shared, res, outcome));
         }
-    };
-    let stored = store(
-        shared,
-        key,
-        head,
-        parts.status,
-        parts.version,
-        judged,
-        body.clone(),
-        now,
-    );
-    outcome.stored = stored.is_some();
-    let body = if head.method == Method::HEAD {
-        HttpCacheBody::empty()
-    } else {
-        HttpCacheBody::full(body)
-    };
-    let mut res = Response::from_parts(parts, body);
-    respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
-    Ok(res)
+        let (parts, body) = res.into_parts();
+        let body = match collect(body, shared.cfg.max_body_bytes).await? {
+            Collected::Whole(b) => b,
+            Collected::TooLarge(prefix, rest) => {
+                bump(&shared.counters.too_large);
+                outcome.detail = Some("too-large");
+                let mut res = Response::from_parts(parts, HttpCacheBody::stream(prefix, rest));
+                respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
+                return Ok(res);
+            }
+        };
+        let stored = store(
+            shared,
+            key,
+            head,
+            parts.status,
+            parts.version,
+            judged,
+            body.clone(),
+            now,
+        );
+        outcome.stored = stored.is_some();
+        let body = if head.method == Method::HEAD {
+            HttpCacheBody::empty()
+        } else {
+            HttpCacheBody::full(body)
+        };
+        let mut res = Response::from_parts(parts, body);
+        respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
+        Ok(res)
+    }
 }
 
 enum Collected<B> {

@@ -140,3 +140,42 @@ impl Drop for RefreshDone {
         self.0.end_refresh(&self.1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{service_fn, BoxError, Layer};
+
+    use super::super::lookup::Plan;
+    use super::*;
+    use crate::http_cache::HttpCacheLayer;
+
+    #[test]
+    fn a_miss_future_holds_little_beyond_the_inner_service_and_request() {
+        // Every miss boxes this future, and moves it while it runs: its size
+        // is what a miss allocates and copies. The rare paths (revalidation,
+        // a POST answer stored as a GET's) are boxed on their own so they
+        // do not set it. (1,328 bytes in a debug build now; 3,688 before
+        // they were boxed and `forward` / `finish` kept their arguments
+        // once.)
+        let origin = service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+        });
+        let cache = HttpCacheLayer::builder().build().unwrap().layer(origin);
+        let req = Request::get("http://a.test/")
+            .body(Full::default())
+            .unwrap();
+        let plan = Plan::Miss {
+            key: "//a.test/".into(),
+            why: "uri-miss",
+        };
+        let arguments = std::mem::size_of_val(&cache.inner) + std::mem::size_of_val(&req);
+        let fut = flow::forward(cache.shared.clone(), cache.inner, req, plan);
+        let ours = std::mem::size_of_val(&fut) - arguments;
+        assert!(
+            ours <= 1_500,
+            "the miss future holds {ours} bytes beyond its service and request"
+        );
+    }
+}
