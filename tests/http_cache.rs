@@ -301,6 +301,37 @@ async fn an_answer_over_http_is_not_served_to_the_same_uri_over_https() {
     assert_eq!(origin.calls(), 4);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_host_of_its_own_is_a_resource_of_its_own() {
+    // One address, two virtual hosts: the client names the host in `Host`.
+    let origin = Origin::new(|p, _| {
+        let host = p
+            .headers
+            .get("host")
+            .map_or("(none)", |h| h.to_str().unwrap());
+        res(200, &[("cache-control", "max-age=60")], host)
+    });
+    let mut svc = layer().layer(origin.service());
+    let to = |host: Option<&str>| {
+        let mut b = Request::get("http://10.0.0.1/page");
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(Full::default()).unwrap()
+    };
+    assert_eq!(send(&mut svc, to(Some("a.test"))).await.body, "a.test");
+    assert_eq!(send(&mut svc, to(Some("b.test"))).await.body, "b.test");
+    assert_eq!(origin.calls(), 2, "b.test's page is not a.test's");
+    // Each from the store, however its host is spelled.
+    assert_eq!(send(&mut svc, to(Some("A.Test"))).await.body, "a.test");
+    assert_eq!(send(&mut svc, to(Some("b.test"))).await.body, "b.test");
+    assert_eq!(origin.calls(), 2);
+    // Without a `Host`, the URI's authority is the host.
+    assert_eq!(send(&mut svc, to(None)).await.body, "(none)");
+    assert_eq!(send(&mut svc, to(Some("10.0.0.1"))).await.body, "(none)");
+    assert_eq!(origin.calls(), 3);
+}
+
 // ---------------------------------------------------------------------------
 // Freshness: max-age, s-maxage, Expires, Age, heuristics.
 

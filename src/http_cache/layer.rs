@@ -103,7 +103,10 @@ impl HttpCacheLayerBuilder {
     /// `s-maxage` and `proxy-revalidate` apply, and a response to a
     /// request with `Authorization` is stored only if it says so
     /// (`public`, `s-maxage`, `must-revalidate`). `false`: a private cache,
-    /// one user's client: `private` responses are stored too.
+    /// one user's client: `private` responses are stored too, and so is
+    /// the answer to a request with `Authorization`, which is then served
+    /// to later requests whatever their `Authorization`. Use `false` only
+    /// where every request through the cache is made for the same user.
     #[must_use = "a setter returns the changed builder"]
     pub fn shared(mut self, shared: bool) -> Self {
         self.shared = shared;

@@ -23,12 +23,14 @@
 //!   responses per URI, chosen by the request's selecting fields
 //!   (compared normalised: lines combined, whitespace and `Accept-*` case
 //!   ignored); `Vary: *` is never served.
-//! - **The scheme**: responses are stored under the URI's authority
+//! - **Scheme and host**: responses are stored under the URI's authority
 //!   (or `Host`) and path with query, and served only to requests of
 //!   their own scheme when both say one: an `http://` answer (a lasting
 //!   redirect to `https://`, say) never answers an `https://` request.
 //!   Requests in origin form (`/path`, as a server sees them) carry no
-//!   scheme and are served either.
+//!   scheme and are served either. A request whose `Host` names another
+//!   host than its URI (one address, several virtual hosts) is served
+//!   only what that host answered.
 //! - **Revalidation**: a stale response with `ETag` / `Last-Modified` is
 //!   validated with `If-None-Match` / `If-Modified-Since`; a `304` refreshes
 //!   the stored fields (not `Content-Length`, `Content-Encoding`,

@@ -135,10 +135,22 @@ impl Stored {
         }
     }
 
+    /// Whether a request to `uri` with fields `req` is for this response's
+    /// host: its `Host` field, else its URI's authority, compared without
+    /// case. The key has the URI's authority, and a client may send a
+    /// `Host` of its own (one address, several virtual hosts); the host
+    /// the origin served is the one the `Host` named.
+    fn same_host(&self, uri: &Uri, req: &HeaderMap) -> bool {
+        match (host_of(&self.uri, &self.request), host_of(uri, req)) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        }
+    }
+
     /// Whether a request to `uri` with fields `req` selects this response:
-    /// its scheme, and its `Vary` fields.
+    /// its scheme, its host, and its `Vary` fields.
     fn selected_by(&self, uri: &Uri, req: &HeaderMap) -> bool {
-        self.same_scheme(uri) && selects(&self.selecting, req)
+        self.same_scheme(uri) && self.same_host(uri, req) && selects(&self.selecting, req)
     }
 
     /// The response's `ETag`, if it has one.
@@ -166,6 +178,18 @@ impl Stored {
                 .max(self.stale.if_error.unwrap_or_default());
         }
         self.time_to_live(now).saturating_add(after)
+    }
+}
+
+/// The host a request to `uri` with fields `fields` is for: its `Host`,
+/// else the URI's authority (without user information).
+fn host_of<'a>(uri: &'a Uri, fields: &'a HeaderMap) -> Option<&'a [u8]> {
+    match fields.get(http::header::HOST) {
+        Some(h) => Some(h.as_bytes()),
+        None => uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit('@').next())
+            .map(str::as_bytes),
     }
 }
 
