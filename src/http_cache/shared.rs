@@ -1,11 +1,13 @@
 //! The state one [`HttpCacheLayer`](super::HttpCacheLayer) and every
 //! service it makes share: configuration, the store, the clock, counters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use hashbrown::HashTable;
 use http::header::{HeaderMap, HeaderValue};
 use http::Uri;
 use http_cache_semantics::CacheOptions;
@@ -137,13 +139,29 @@ pub(crate) struct Shared {
     /// Keys being revalidated in the background (stale-while-revalidate):
     /// one refresh per key at a time.
     pub(crate) refreshing: Mutex<HashSet<String>>,
-    /// Misses in flight, by key: later misses for the key wait for the
-    /// first, which closes the semaphore (it has no permits) when done.
-    flights: Mutex<HashMap<String, Arc<Semaphore>, FoldState>>,
+    /// Misses in flight, by key.
+    flights: Mutex<Flights>,
     /// The tier shared by replicas, if any.
     pub(crate) remote: Option<Arc<dyn RemoteStore>>,
     /// What the remote tier calls on invalidations (it holds it weakly).
     pub(crate) listener: Mutex<Option<crate::cache::RemoteListener>>,
+}
+
+/// The misses in flight, by key. Later misses for a key wait for the
+/// first on a semaphore with no permits, which the first closes when done;
+/// the semaphore is made when a second miss joins, so a lone miss (the
+/// usual one) allocates only its entry's key. The key is hashed once.
+struct Flights {
+    hasher: FoldState,
+    table: HashTable<Flight>,
+    /// The last flight's number: a flight's guard finds its entry by it.
+    last: u64,
+}
+
+struct Flight {
+    key: String,
+    id: u64,
+    done: Option<Arc<Semaphore>>,
 }
 
 /// A miss's place in its key's flight.
@@ -159,17 +177,25 @@ pub(crate) enum Join {
 /// Ends a key's flight when dropped (finished, failed or cancelled).
 pub(crate) struct FlightGuard {
     shared: Arc<Shared>,
-    key: String,
-    done: Arc<Semaphore>,
+    hash: u64,
+    id: u64,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        // The entry goes first; then the followers are let go. (A
-        // semaphore, not a watch channel: closing one without waiters is
-        // a lock and a flag, where a watch sender's drop notifies eight.)
-        lock(&self.shared.flights).remove(&self.key);
-        self.done.close();
+        // The entry goes first; then the followers, if any joined, are let
+        // go. (A semaphore, not a watch channel: closing one is a lock and
+        // a flag, where a watch sender's drop notifies eight.)
+        let done = {
+            let mut flights = lock(&self.shared.flights);
+            match flights.table.find_entry(self.hash, |f| f.id == self.id) {
+                Ok(entry) => entry.remove().0.done,
+                Err(_) => None,
+            }
+        };
+        if let Some(done) = done {
+            done.close();
+        }
     }
 }
 
@@ -186,7 +212,11 @@ impl Shared {
             clock: Clock::new(),
             counters: Counters::new(name),
             refreshing: Mutex::new(HashSet::new()),
-            flights: Mutex::new(HashMap::with_hasher(FoldState::random())),
+            flights: Mutex::new(Flights {
+                hasher: FoldState::random(),
+                table: HashTable::new(),
+                last: 0,
+            }),
             remote,
             listener: Mutex::new(None),
         }
@@ -195,15 +225,30 @@ impl Shared {
     /// Joins the flight of misses for `key`.
     pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
         let mut flights = lock(&self.flights);
-        if let Some(done) = flights.get(key) {
+        let Flights {
+            hasher,
+            table,
+            last,
+        } = &mut *flights;
+        let hash = hasher.hash_one(key);
+        if let Some(flight) = table.find_mut(hash, |f| f.key == key) {
+            let done = flight
+                .done
+                .get_or_insert_with(|| Arc::new(Semaphore::new(0)));
             return Join::Follower(done.clone());
         }
-        let done = Arc::new(Semaphore::new(0));
-        flights.insert(key.to_owned(), done.clone());
+        *last += 1;
+        let id = *last;
+        let flight = Flight {
+            key: key.to_owned(),
+            id,
+            done: None,
+        };
+        table.insert_unique(hash, flight, |f| hasher.hash_one(&f.key));
         Join::Leader(FlightGuard {
             shared: self.clone(),
-            key: key.to_owned(),
-            done,
+            hash,
+            id,
         })
     }
 
@@ -399,6 +444,52 @@ pub(crate) fn same_origin_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared() -> Arc<Shared> {
+        let cfg = Config {
+            opts: CacheOptions::default(),
+            max_body_bytes: 1 << 20,
+            max_variants: 4,
+            keep_stale: Duration::ZERO,
+            coalesce: true,
+            cache_status: None,
+        };
+        Arc::new(Shared::new(cfg, 100, "test".into(), None))
+    }
+
+    fn in_flight(s: &Shared) -> usize {
+        lock(&s.flights).table.len()
+    }
+
+    #[tokio::test]
+    async fn a_flight_lets_its_followers_go_and_leaves_nothing_behind() {
+        let s = shared();
+        // A lone miss makes no semaphore, and its entry goes with it.
+        let Join::Leader(lone) = s.join("//a/1") else {
+            panic!("the first miss leads")
+        };
+        assert!(lock(&s.flights).table.iter().all(|f| f.done.is_none()));
+        drop(lone);
+        assert_eq!(in_flight(&s), 0);
+
+        let Join::Leader(leader) = s.join("//a/2") else {
+            panic!("the first miss leads")
+        };
+        let other = s.join("//a/3");
+        assert!(matches!(other, Join::Leader(_)), "another key flies alone");
+        let (Join::Follower(f1), Join::Follower(f2)) = (s.join("//a/2"), s.join("//a/2")) else {
+            panic!("later misses for the key follow")
+        };
+        assert!(Arc::ptr_eq(&f1, &f2), "followers share one semaphore");
+        let waiting = tokio::spawn(async move { f1.acquire().await.is_err() });
+        drop(leader);
+        assert!(waiting.await.unwrap(), "the leader's end lets them go");
+        assert!(f2.acquire().await.is_err());
+        drop(other);
+        assert_eq!(in_flight(&s), 0);
+        // The key flies again from scratch.
+        assert!(matches!(s.join("//a/2"), Join::Leader(_)));
+    }
 
     #[test]
     fn keys_use_the_authority_or_host() {
