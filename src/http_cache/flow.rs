@@ -280,7 +280,7 @@ where
         }
         bump(&shared.counters.not_modified);
         let headers = merge_304(&r.stored.headers, res.headers(), now);
-        let judged = judge(&shared, &head, r.stored.status, headers, now);
+        let judged = judge(&shared, &head, r.stored.status, &headers, now);
         let refreshed = store(
             &shared,
             r.key,
@@ -371,19 +371,29 @@ fn judge(
     shared: &Shared,
     head: &Head,
     status: StatusCode,
-    mut headers: HeaderMap,
+    raw: &HeaderMap,
     now: SystemTime,
 ) -> Option<Judged> {
-    parse::strip_hop_by_hop(&mut headers);
+    // Judged and kept without its hop-by-hop fields (copied to strip them
+    // only when it has some: `Connection` is one).
+    let stripped = parse::has_hop_by_hop(raw).then(|| {
+        let mut h = raw.clone();
+        parse::strip_hop_by_hop(&mut h);
+        h
+    });
+    let headers = stripped.as_ref().unwrap_or(raw);
     let no_store = head.headers.contains_key(header::CACHE_CONTROL)
         && parse::has(
             &parse::directives(head.headers.get_all(header::CACHE_CONTROL)),
             "no-store",
         );
     let auth = head.headers.contains_key(header::AUTHORIZATION);
-    let arrival = arrival::arrival(no_store, auth, status, &headers, now, shared.cfg.opts)?;
+    let arrival = arrival::arrival(no_store, auth, status, headers, now, shared.cfg.opts)?;
     // Kept with the stored response: values of their own, not slices of a
     // connection's read buffer (see `crate::fields`).
+    // (A clone owned in place costs less than a map built anew: the clone
+    // copies the table, where inserting hashes every name again.)
+    let mut headers = stripped.unwrap_or_else(|| raw.clone());
     crate::fields::own(&mut headers);
     let mut request = policy::request_fields(&head.headers, &headers);
     crate::fields::own(&mut request);
@@ -480,7 +490,7 @@ where
             return Ok(passed(shared, res, outcome));
         }
         let now = shared.clock.now();
-        let judged = judge(shared, head, res.status(), res.headers().clone(), now);
+        let judged = judge(shared, head, res.status(), res.headers(), now);
         if judged.is_none() {
             // Whatever was stored for this request is outdated now (unless this
             // is a part of it, or an answer to the client's own conditions).

@@ -240,6 +240,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether `headers` has anything [`strip_hop_by_hop`] would remove.
+pub(crate) fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_hop_by_hop)
+}
+
 /// Removes hop-by-hop fields and the fields `Connection` lists. One pass
 /// over the names; nothing is allocated when there are none (the usual
 /// case).
