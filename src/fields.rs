@@ -49,25 +49,14 @@ pub(crate) fn own_with_body(headers: &mut HeaderMap, body: &[u8]) -> Bytes {
 /// client refuses any other).
 pub(crate) fn owned_uri(uri: &Uri) -> Uri {
     let mut parts = uri.clone().into_parts();
-    let authority = parts.authority.as_ref().map_or("", Authority::as_str);
-    let path = parts
-        .path_and_query
-        .as_ref()
-        .map_or("", PathAndQuery::as_str);
-    // Both in one allocation.
-    let mut buf = BytesMut::with_capacity(authority.len() + path.len());
-    buf.extend_from_slice(authority.as_bytes());
-    buf.extend_from_slice(path.as_bytes());
-    let buf = buf.freeze();
-    let at = authority.len();
-    if parts.authority.is_some() {
-        match Authority::from_maybe_shared(buf.slice(..at)) {
+    if let Some(a) = &parts.authority {
+        match Authority::from_maybe_shared(Bytes::copy_from_slice(a.as_str().as_bytes())) {
             Ok(a) => parts.authority = Some(a),
             Err(_) => return uri.clone(),
         }
     }
-    if parts.path_and_query.is_some() {
-        match PathAndQuery::from_maybe_shared(buf.slice(at..)) {
+    if let Some(pq) = &parts.path_and_query {
+        match PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())) {
             Ok(pq) => parts.path_and_query = Some(pq),
             Err(_) => return uri.clone(),
         }
