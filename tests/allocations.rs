@@ -240,7 +240,7 @@ async fn an_http_cache_miss_that_is_stored_allocates_little_beyond_what_it_keeps
     // What a stored miss allocates of its own: its key, the boxed miss
     // future, the request head it keeps, the coalescing flight's key, the
     // parsed `Cache-Control`, the stored copy (fields in one buffer and
-    // their map, the URI in one buffer, the entry, its variants, the
+    // their map, the URI, the entry, its variants, the
     // store's item). 21 when this test was written (2026-12-03).
     let extra = (through - bare) / 100;
     assert!(
