@@ -200,10 +200,11 @@ async fn an_http_cache_miss_that_may_not_be_stored_copies_none_of_its_fields() {
     // copying them brought it back to 18. Judging the response's own
     // fields instead of a clone (this origin's values are copies that
     // allocate when first cloned, as hyper's do not) and a flight that
-    // allocates only its key made it 8 (2026-12-03).
+    // allocates only its key made it 8, and a `Cache-Control` parsed
+    // off the heap 7 (2026-12-03).
     let extra = (through - bare) / 100;
     assert!(
-        extra <= 8,
+        extra <= 7,
         "{extra} allocations a pass over the origin's {}",
         bare / 100
     );
@@ -241,10 +242,11 @@ async fn an_http_cache_miss_that_is_stored_allocates_little_beyond_what_it_keeps
     // future, the request head it keeps, the coalescing flight's key, the
     // parsed `Cache-Control`, the stored copy (fields in one buffer and
     // their map, the URI, the entry, its variants, the
-    // store's item). 21 when this test was written (2026-12-03).
+    // store's item). 21 when this test was written, 20 with the
+    // `Cache-Control` parsed off the heap (2026-12-03).
     let extra = (through - bare) / 100;
     assert!(
-        extra <= 21,
+        extra <= 20,
         "{extra} allocations a pass over the origin's {}",
         bare / 100
     );

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// The largest delta-seconds value kept (RFC 9111 §1.2.2: larger ones are
 /// taken as 2^31).
@@ -22,6 +23,10 @@ pub(crate) struct Directive<'a> {
     /// Borrowed from the field value, except a quoted string with escapes.
     pub(crate) value: Option<Cow<'a, str>>,
 }
+
+/// The directives of a message, in order: a response has a few, held
+/// without allocating.
+pub(crate) type Directives<'a> = SmallVec<[Directive<'a>; 4]>;
 
 /// The directive names of RFC 9111, RFC 5861 (`stale-*`) and RFC 8246
 /// (`immutable`): parsed to these, without allocating.
@@ -58,10 +63,8 @@ fn name_of(raw: &[u8]) -> Cow<'static, str> {
 /// The directives of every `Cache-Control` field line in `values`, in order.
 /// Malformed directives (a space before `=`, junk after a value) are
 /// dropped; commas inside quoted strings do not split.
-pub(crate) fn directives<'a>(
-    values: impl IntoIterator<Item = &'a HeaderValue>,
-) -> Vec<Directive<'a>> {
-    let mut out = Vec::new();
+pub(crate) fn directives<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Directives<'a> {
+    let mut out = Directives::new();
     for v in values {
         parse_line(v.as_bytes(), &mut out);
     }
@@ -96,7 +99,7 @@ fn text(b: &[u8]) -> Cow<'_, str> {
     }
 }
 
-fn parse_line<'a>(s: &'a [u8], out: &mut Vec<Directive<'a>>) {
+fn parse_line<'a>(s: &'a [u8], out: &mut Directives<'a>) {
     let mut i = 0;
     let n = s.len();
     while i < n {
