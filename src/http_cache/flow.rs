@@ -423,7 +423,7 @@ fn store(
         forget(shared, &key, head);
         return None;
     };
-    let existing = shared.get(&key);
+    let existing = shared.entry(&key);
     let selecting = policy::selecting(&judged.headers, &head.headers);
     let stored = Arc::new(Stored::new(
         status,
@@ -440,7 +440,8 @@ fn store(
     if keep.is_zero() {
         return None;
     }
-    let variants = match existing {
+    let replaced = existing.as_ref().map(|e| e.keep_until);
+    let variants = match existing.map(|e| e.value) {
         Some(v) => v.with(
             stored.clone(),
             &head.uri,
@@ -450,16 +451,20 @@ fn store(
         None => Variants::one(stored.clone()),
     };
     bump(&shared.counters.stored);
-    shared.put(key, variants, keep);
+    shared.put(key, variants, keep, replaced);
     Some(stored)
 }
 
 /// Removes the variant `head` selects under `key`.
 fn forget(shared: &Shared, key: &String, head: &Head) {
-    if let Some(v) = shared.get(key) {
+    if let Some(e) = shared.entry(key) {
+        let v = &e.value;
         if v.select(&head.uri, &head.headers).is_some() {
             match v.without(&head.uri, &head.headers) {
-                Some(rest) => shared.put(key.clone(), rest, std::time::Duration::ZERO),
+                Some(rest) => {
+                    let keep = std::time::Duration::ZERO;
+                    shared.put(key.clone(), rest, keep, Some(e.keep_until));
+                }
                 None => {
                     shared.remove(key);
                 }

@@ -254,17 +254,26 @@ impl Shared {
 
     /// The variants stored under `key`.
     pub(crate) fn get(&self, key: &String) -> Option<Variants> {
-        self.store.get(key, Instant::now()).map(|e| e.value)
+        self.entry(key).map(|e| e.value)
     }
 
-    /// Stores `variants` under `key` for `keep` from now (at least as long
-    /// as the entry it replaces was kept).
-    pub(crate) fn put(&self, key: String, variants: Variants, keep: Duration) {
+    /// The entry under `key`: its variants and how long they are kept.
+    pub(crate) fn entry(&self, key: &String) -> Option<Entry<Variants>> {
+        self.store.get(key, Instant::now())
+    }
+
+    /// Stores `variants` under `key` for `keep` from now, and at least
+    /// until `replaced`: when the entry it replaces (read by the caller)
+    /// was to be kept until.
+    pub(crate) fn put(
+        &self,
+        key: String,
+        variants: Variants,
+        keep: Duration,
+        replaced: Option<Instant>,
+    ) {
         let now = Instant::now();
-        let mut until = crate::time::deadline(now, keep);
-        if let Some(old) = self.store.get(&key, now) {
-            until = until.max(old.keep_until);
-        }
+        let until = crate::time::deadline(now, keep).max(replaced.unwrap_or(now));
         if let Some(remote) = &self.remote {
             let mut bytes = Vec::new();
             if super::remote::encode(&variants, &mut bytes).is_ok() {
