@@ -42,6 +42,9 @@ pub(crate) struct Stored {
     /// `policy::request_fields`), to make the policy.
     pub(crate) uri: Uri,
     pub(crate) request: HeaderMap,
+    /// Whether `request` has a `Host` (else the URI's authority is the
+    /// host, and equal to any other request's under the same key).
+    has_host: bool,
 }
 
 impl Stored {
@@ -82,6 +85,7 @@ impl Stored {
             initial_age,
             fresh_until,
             uri,
+            has_host: request.contains_key(http::header::HOST),
             request,
         }
     }
@@ -135,22 +139,27 @@ impl Stored {
         }
     }
 
-    /// Whether a request to `uri` with fields `req` is for this response's
-    /// host: its `Host` field, else its URI's authority, compared without
-    /// case. The key has the URI's authority, and a client may send a
-    /// `Host` of its own (one address, several virtual hosts); the host
-    /// the origin served is the one the `Host` named.
-    fn same_host(&self, uri: &Uri, req: &HeaderMap) -> bool {
-        match (host_of(&self.uri, &self.request), host_of(uri, req)) {
+    /// Whether `asked` is for this response's host: its `Host` field, else
+    /// its URI's authority, compared without case. The key has the URI's
+    /// authority, and a client may send a `Host` of its own (one address,
+    /// several virtual hosts); the host the origin served is the one the
+    /// `Host` named. Without a `Host` on either side both hosts are the
+    /// authorities, equal under one key: nothing to compare.
+    fn same_host(&self, asked: &Asked<'_>) -> bool {
+        if !self.has_host && asked.host.is_none() {
+            return true;
+        }
+        let host = self.request.get(http::header::HOST);
+        match (host_of(&self.uri, host), host_of(asked.uri, asked.host)) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             _ => true,
         }
     }
 
-    /// Whether a request to `uri` with fields `req` selects this response:
-    /// its scheme, its host, and its `Vary` fields.
-    fn selected_by(&self, uri: &Uri, req: &HeaderMap) -> bool {
-        self.same_scheme(uri) && self.same_host(uri, req) && selects(&self.selecting, req)
+    /// Whether `asked` (a request with fields `req`) selects this
+    /// response: its scheme, its host, and its `Vary` fields.
+    fn selected_by(&self, asked: &Asked<'_>, req: &HeaderMap) -> bool {
+        self.same_scheme(asked.uri) && self.same_host(asked) && selects(&self.selecting, req)
     }
 
     /// The response's `ETag`, if it has one.
@@ -181,10 +190,26 @@ impl Stored {
     }
 }
 
-/// The host a request to `uri` with fields `fields` is for: its `Host`,
+/// What a request brings to choosing a stored response beside its `Vary`
+/// fields: its URI, and its `Host` (read once for every variant).
+struct Asked<'a> {
+    uri: &'a Uri,
+    host: Option<&'a HeaderValue>,
+}
+
+impl<'a> Asked<'a> {
+    fn of(uri: &'a Uri, req: &'a HeaderMap) -> Self {
+        Asked {
+            uri,
+            host: req.get(http::header::HOST),
+        }
+    }
+}
+
+/// The host of a request to `uri` with `Host` field `host`: that field,
 /// else the URI's authority (without user information).
-fn host_of<'a>(uri: &'a Uri, fields: &'a HeaderMap) -> Option<&'a [u8]> {
-    match fields.get(http::header::HOST) {
+fn host_of<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Option<&'a [u8]> {
+    match host {
         Some(h) => Some(h.as_bytes()),
         None => uri
             .authority()
@@ -201,16 +226,21 @@ impl Variants {
     /// The newest response whose selecting fields a request to `uri` with
     /// fields `req` matches.
     pub(crate) fn select(&self, uri: &Uri, req: &HeaderMap) -> Option<&Arc<Stored>> {
-        self.0.iter().find(|s| s.selected_by(uri, req)).or_else(|| {
-            // Content negotiation, normalised: the language asked for most.
-            self.0.iter().find(|s| {
-                s.same_scheme(uri)
-                    && s.headers
-                        .get(http::header::CONTENT_LANGUAGE)
-                        .and_then(|l| l.to_str().ok())
-                        .is_some_and(|l| language_selects(&s.selecting, l.trim(), req))
+        let asked = Asked::of(uri, req);
+        self.0
+            .iter()
+            .find(|s| s.selected_by(&asked, req))
+            .or_else(|| {
+                // Content negotiation, normalised: the language asked for most.
+                self.0.iter().find(|s| {
+                    s.same_scheme(uri)
+                        && s.same_host(&asked)
+                        && s.headers
+                            .get(http::header::CONTENT_LANGUAGE)
+                            .and_then(|l| l.to_str().ok())
+                            .is_some_and(|l| language_selects(&s.selecting, l.trim(), req))
+                })
             })
-        })
     }
 
     /// These variants with `new` first, less the ones a request to `uri`
@@ -223,9 +253,15 @@ impl Variants {
         req: &HeaderMap,
         max: usize,
     ) -> Variants {
+        let asked = Asked::of(uri, req);
         let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.0.len() + 1);
         list.push(new);
-        list.extend(self.0.iter().filter(|s| !s.selected_by(uri, req)).cloned());
+        list.extend(
+            self.0
+                .iter()
+                .filter(|s| !s.selected_by(&asked, req))
+                .cloned(),
+        );
         list.truncate(max.max(1));
         Variants(list.into())
     }
@@ -257,10 +293,11 @@ impl Variants {
     /// These variants less the ones a request to `uri` with fields `req`
     /// selects (`None` if none is left).
     pub(crate) fn without(&self, uri: &Uri, req: &HeaderMap) -> Option<Variants> {
+        let asked = Asked::of(uri, req);
         let list: Vec<Arc<Stored>> = self
             .0
             .iter()
-            .filter(|s| !s.selected_by(uri, req))
+            .filter(|s| !s.selected_by(&asked, req))
             .cloned()
             .collect();
         (!list.is_empty()).then(|| Variants(list.into()))
