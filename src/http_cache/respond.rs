@@ -88,7 +88,7 @@ pub(crate) fn from_stored<B>(
 ) -> Response<HttpCacheBody<B>> {
     let mut headers = stored.headers.clone();
     let age = stored.age(now);
-    headers.insert(header::AGE, HeaderValue::from(age.as_secs().min(DELTA_MAX)));
+    headers.insert(header::AGE, age_value(age.as_secs().min(DELTA_MAX)));
     if cfg.cache_status.is_some() {
         // Seconds of freshness left; negative once stale (RFC 9211 §2.6).
         let ttl = i64::try_from(stored.lifetime.as_secs()).unwrap_or(i64::MAX)
@@ -231,4 +231,31 @@ fn weak(tag: &str) -> &str {
 /// `true` if the request carries conditions of its own.
 pub(crate) fn is_conditional(req: &HeaderMap) -> bool {
     req.contains_key(header::IF_NONE_MATCH) || req.contains_key(header::IF_MODIFIED_SINCE)
+}
+
+/// An `Age` value: the first minute's from a table (a fresh hit's age is
+/// usually seconds; formatting one allocates).
+fn age_value(secs: u64) -> HeaderValue {
+    const SECONDS: [&str; 60] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59",
+    ];
+    match usize::try_from(secs).ok().and_then(|i| SECONDS.get(i)) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(secs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_from_the_table_read_as_formatted_ones() {
+        for secs in (0..200).chain([DELTA_MAX]) {
+            assert_eq!(age_value(secs), HeaderValue::from(secs), "{secs}");
+        }
+    }
 }
