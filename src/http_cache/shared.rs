@@ -403,11 +403,13 @@ fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
 }
 
 /// The key a request's responses are stored under: authority (from the
-/// URI, else the `Host` field, lower case) and path with query. GET and
-/// HEAD share it.
+/// URI without user information, else the `Host` field, lower case) and
+/// path with query. GET and HEAD share it. User information is never sent
+/// to the origin, so it names no other resource; left in, it would write
+/// credentials into a remote tier's key names.
 pub(crate) fn key_of(uri: &Uri, headers: &HeaderMap) -> String {
     let authority = match uri.authority() {
-        Some(a) => a.as_str(),
+        Some(a) => a.as_str().rsplit('@').next().unwrap_or(""),
         None => headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -507,6 +509,11 @@ mod tests {
         assert_eq!(key_of(&Uri::from_static("/a?b"), &h), "//example.org/a?b");
         assert_eq!(
             key_of(&Uri::from_static("http://x.test/a"), &h),
+            "//x.test/a"
+        );
+        // User information is not part of the resource, nor of the key.
+        assert_eq!(
+            key_of(&Uri::from_static("http://user:secret@X.test/a"), &h),
             "//x.test/a"
         );
     }
