@@ -57,6 +57,13 @@
 //!   classifier fails every `Err`; use
 //!   [`HttpClassify`](crate::classify::HttpClassify) for
 //!   `http::Response`s (5xx, 429, 408).
+//! - **Whatever the request is.** The layer does not know HTTP methods: a
+//!   `POST` that timed out, or got a 503 after the origin had acted on it,
+//!   is sent again. Put the layer in front of calls that are safe to
+//!   repeat (GET, PUT, DELETE; a `POST` carrying an idempotency key the
+//!   server honours), or send the others through a request type whose
+//!   [`Replay`] returns `None` when it must not be repeated (a newtype
+//!   around the request: every `Clone` type is `Replay` already).
 //! - Never the crate's own rejections: an open breaker's
 //!   [`Open`](crate::circuit_breaker::Open), a full limit's
 //!   [`Overloaded`](crate::limit::Overloaded) fail the call at once (the
