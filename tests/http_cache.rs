@@ -926,6 +926,10 @@ async fn a_stored_language_serves_a_request_that_wants_it_most() {
         2,
         "French is wanted more than the stored German"
     );
+    // Not to another host, however much it wants German.
+    let elsewhere = [("accept-language", "de"), ("host", "other.test")];
+    send(&mut svc, req("GET", "/l", &elsewhere)).await;
+    assert_eq!(origin.calls(), 3, "another host's request is not served");
 }
 
 // ---------------------------------------------------------------------------
