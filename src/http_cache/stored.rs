@@ -132,7 +132,7 @@ impl Stored {
     /// serve its `https://` request (a lasting redirect to `https://`
     /// would send the client where it already is, for good, and an
     /// answer that came in the clear is not one that came over TLS).
-    pub(crate) fn same_scheme(&self, uri: &Uri) -> bool {
+    fn same_scheme(&self, uri: &Uri) -> bool {
         match (self.uri.scheme(), uri.scheme()) {
             (Some(a), Some(b)) => a == b,
             _ => true,
@@ -156,10 +156,16 @@ impl Stored {
         }
     }
 
+    /// Whether `asked` is for this response's resource: its scheme and
+    /// its host (the key holds the rest).
+    fn same_resource(&self, asked: &Asked<'_>) -> bool {
+        self.same_scheme(asked.uri) && self.same_host(asked)
+    }
+
     /// Whether `asked` (a request with fields `req`) selects this
-    /// response: its scheme, its host, and its `Vary` fields.
+    /// response: its resource, and its `Vary` fields.
     fn selected_by(&self, asked: &Asked<'_>, req: &HeaderMap) -> bool {
-        self.same_scheme(asked.uri) && self.same_host(asked) && selects(&self.selecting, req)
+        self.same_resource(asked) && selects(&self.selecting, req)
     }
 
     /// The response's `ETag`, if it has one.
@@ -233,8 +239,7 @@ impl Variants {
             .or_else(|| {
                 // Content negotiation, normalised: the language asked for most.
                 self.0.iter().find(|s| {
-                    s.same_scheme(uri)
-                        && s.same_host(&asked)
+                    s.same_resource(&asked)
                         && s.headers
                             .get(http::header::CONTENT_LANGUAGE)
                             .and_then(|l| l.to_str().ok())
