@@ -225,20 +225,28 @@ fn host_of<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Option<&'a [u8]> 
 }
 
 /// The stored responses for one URI, newest first.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Variants(Arc<[Arc<Stored>]>);
+#[derive(Clone, Debug)]
+pub(crate) struct Variants(Repr);
+
+/// One response on its own (most URIs have one: no list to allocate, make
+/// or free), or a list of them.
+#[derive(Clone, Debug)]
+enum Repr {
+    One(Arc<Stored>),
+    Many(Arc<[Arc<Stored>]>),
+}
 
 impl Variants {
     /// The newest response whose selecting fields a request to `uri` with
     /// fields `req` matches.
     pub(crate) fn select(&self, uri: &Uri, req: &HeaderMap) -> Option<&Arc<Stored>> {
         let asked = Asked::of(uri, req);
-        self.0
+        self.list()
             .iter()
             .find(|s| s.selected_by(&asked, req))
             .or_else(|| {
                 // Content negotiation, normalised: the language asked for most.
-                self.0.iter().find(|s| {
+                self.list().iter().find(|s| {
                     s.same_resource(&asked)
                         && s.headers
                             .get(http::header::CONTENT_LANGUAGE)
@@ -259,31 +267,41 @@ impl Variants {
         max: usize,
     ) -> Variants {
         let asked = Asked::of(uri, req);
-        let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.0.len() + 1);
+        let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.list().len() + 1);
         list.push(new);
         list.extend(
-            self.0
+            self.list()
                 .iter()
                 .filter(|s| !s.selected_by(&asked, req))
                 .cloned(),
         );
         list.truncate(max.max(1));
-        Variants(list.into())
+        Variants::from_list(list)
     }
 
     /// The variants, newest first.
     pub(crate) fn list(&self) -> &[Arc<Stored>] {
-        &self.0
+        match &self.0 {
+            Repr::One(one) => std::slice::from_ref(one),
+            Repr::Many(list) => list,
+        }
     }
 
     /// Variants from a list, newest first.
-    pub(crate) fn from_list(list: Vec<Arc<Stored>>) -> Variants {
-        Variants(list.into())
+    pub(crate) fn from_list(mut list: Vec<Arc<Stored>>) -> Variants {
+        match list.pop() {
+            Some(one) if list.is_empty() => Variants::one(one),
+            Some(last) => {
+                list.push(last);
+                Variants(Repr::Many(list.into()))
+            }
+            None => Variants(Repr::Many(list.into())),
+        }
     }
 
     /// How long the longest-kept variant is worth keeping after `now`.
     pub(crate) fn keep_for(&self, now: SystemTime, keep_stale: Duration) -> Duration {
-        self.0
+        self.list()
             .iter()
             .map(|s| s.keep_for(now, keep_stale))
             .max()
@@ -292,7 +310,7 @@ impl Variants {
 
     /// A single variant.
     pub(crate) fn one(new: Arc<Stored>) -> Variants {
-        Variants(Arc::from(vec![new]))
+        Variants(Repr::One(new))
     }
 
     /// These variants less the ones a request to `uri` with fields `req`
@@ -300,12 +318,12 @@ impl Variants {
     pub(crate) fn without(&self, uri: &Uri, req: &HeaderMap) -> Option<Variants> {
         let asked = Asked::of(uri, req);
         let list: Vec<Arc<Stored>> = self
-            .0
+            .list()
             .iter()
             .filter(|s| !s.selected_by(&asked, req))
             .cloned()
             .collect();
-        (!list.is_empty()).then(|| Variants(list.into()))
+        (!list.is_empty()).then(|| Variants::from_list(list))
     }
 }
 
