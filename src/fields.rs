@@ -43,6 +43,35 @@ pub(crate) fn own_with_body(headers: &mut HeaderMap, body: &[u8]) -> Bytes {
     buf.slice(..body.len())
 }
 
+/// Whether `headers`' values are the copy [`own_with_body`] made beside
+/// `body`: each (empty ones aside) right after the one before, the first
+/// right after the body. The values are then slices of the buffer the
+/// body heads, with bytes of their own already, and the body is no slice
+/// of a larger buffer: whoever keeps both need not copy them again
+/// (`fetch::Collect` made them; the HTTP cache above it keeps them). A
+/// value added or changed since, or removed from between two others,
+/// breaks the run: the answer is then `false`, and the caller copies.
+/// So is it with no value to go by. (A body with its head cut off still
+/// passes: it keeps no more than the buffer the copy was made in.)
+pub(crate) fn owned_with(body: &Bytes, headers: &HeaderMap) -> bool {
+    // Addresses are compared, never read: a coincidence could only keep
+    // a buffer alive longer, never change a byte.
+    let mut next = body.as_ptr() as usize + body.len();
+    let mut seen = false;
+    for v in headers.values() {
+        let bytes = v.as_bytes();
+        if bytes.is_empty() {
+            continue;
+        }
+        if bytes.as_ptr() as usize != next {
+            return false;
+        }
+        next += bytes.len();
+        seen = true;
+    }
+    seen && !body.is_empty()
+}
+
 /// `uri` with bytes of its own: hyper's server parses a request's URI as
 /// a slice of its read buffer too. The authority and the path are copied;
 /// the scheme is kept as it is (`http` and `https` hold no bytes, and a
@@ -161,5 +190,51 @@ mod tests {
         let start = body.as_ptr() as usize;
         assert_eq!(headers["x-a"].as_bytes().as_ptr() as usize, start + 5);
         assert_eq!(headers["x-b"].as_bytes().as_ptr() as usize, start + 8);
+    }
+
+    /// `owned_with` knows `own_with_body`'s copy, and nothing else: not
+    /// the fields before the copy, not a copy a value was added to,
+    /// changed in or taken from between two others, not another body.
+    #[test]
+    fn owned_with_knows_the_copy_own_with_body_made_and_nothing_else() {
+        let mut raw = HeaderMap::new();
+        raw.insert("content-type", HeaderValue::from_static("text/plain"));
+        raw.insert("x-empty", HeaderValue::from_static(""));
+        raw.append("x-repeat", HeaderValue::from_static("a"));
+        raw.append("x-repeat", HeaderValue::from_static("b"));
+        raw.insert("etag", HeaderValue::from_static("\"v1\""));
+        let read = Bytes::from(vec![b'x'; 8192]).slice(100..110);
+        assert!(!super::owned_with(&read, &raw), "hyper's fields");
+
+        let mut copy = raw.clone();
+        let body = super::own_with_body(&mut copy, &read);
+        assert!(super::owned_with(&body, &copy));
+        assert!(
+            super::owned_with(&body, &copy.clone()),
+            "a clone shares them"
+        );
+        assert!(!super::owned_with(&read, &copy), "another body");
+        assert!(!super::owned_with(&body.slice(..9), &copy), "a part of it");
+
+        let mut last_removed = copy.clone();
+        last_removed.remove("etag");
+        assert!(super::owned_with(&body, &last_removed), "still a run");
+        let mut middle_removed = copy.clone();
+        middle_removed.remove("x-repeat");
+        assert!(!super::owned_with(&body, &middle_removed));
+        let mut changed = copy.clone();
+        changed.insert("content-type", HeaderValue::from_static("text/html"));
+        assert!(!super::owned_with(&body, &changed));
+        let mut added = copy.clone();
+        added.append("x-repeat", HeaderValue::from_static("c"));
+        assert!(!super::owned_with(&body, &added));
+
+        // Nothing to go by: no values, or no body.
+        let mut none = HeaderMap::new();
+        let only_body = super::own_with_body(&mut none, b"abc");
+        assert!(!super::owned_with(&only_body, &none));
+        let mut no_body = raw.clone();
+        let empty = super::own_with_body(&mut no_body, b"");
+        assert!(!super::owned_with(&empty, &no_body));
     }
 }

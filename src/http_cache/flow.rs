@@ -280,7 +280,11 @@ where
         }
         bump(&shared.counters.not_modified);
         let headers = merge_304(&r.stored.headers, res.headers(), now);
-        let judged = judge(&shared, &head, r.stored.status, &headers, now);
+        // The stored body has bytes of its own; the 304's values do not.
+        let judged = judge(&shared, &head, r.stored.status, &headers, now).map(|mut j| {
+            crate::fields::own(&mut j.headers);
+            j
+        });
         let refreshed = store(
             &shared,
             r.key,
@@ -357,11 +361,29 @@ fn merge_304(old: &HeaderMap, new: &HeaderMap, now: SystemTime) -> HeaderMap {
 /// without the hop-by-hop ones, the request fields its policy reads, and
 /// its figures on arrival.
 struct Judged {
+    /// The response's fields, their values maybe still slices of a
+    /// connection's read buffer: [`keep`](Self::keep) or
+    /// `crate::fields::own` before they are stored.
     headers: HeaderMap,
     request: HeaderMap,
     /// The request's URI, with bytes of its own (a stored response keeps it).
     uri: Uri,
     arrival: Arrival,
+}
+
+impl Judged {
+    /// `body` as it is stored with these fields, both with bytes of their
+    /// own rather than slices of a connection's read buffer (see
+    /// `crate::fields`): as they are when they are already the copy
+    /// `fetch::Collect` made of both (`raw`: the response's fields as they
+    /// came), else copied together into one buffer of their size.
+    fn keep(&mut self, body: &Bytes, raw: &HeaderMap) -> Bytes {
+        if crate::fields::owned_with(body, raw) {
+            body.clone()
+        } else {
+            crate::fields::own_with_body(&mut self.headers, body)
+        }
+    }
 }
 
 /// Decides, once, whether a response with `status` and `headers` to
@@ -389,12 +411,10 @@ fn judge(
         );
     let auth = head.headers.contains_key(header::AUTHORIZATION);
     let arrival = arrival::arrival(no_store, auth, status, headers, now, shared.cfg.opts)?;
-    // Kept with the stored response: values of their own, not slices of a
-    // connection's read buffer (see `crate::fields`).
-    // (A clone owned in place costs less than a map built anew: the clone
-    // copies the table, where inserting hashes every name again.)
-    let mut headers = stripped.unwrap_or_else(|| raw.clone());
-    crate::fields::own(&mut headers);
+    // (A clone costs less than a map built anew: the clone copies the
+    // table, where inserting hashes every name again.) Its values are
+    // given bytes of their own with the body, by `Judged::keep`.
+    let headers = stripped.unwrap_or_else(|| raw.clone());
     let mut request = policy::request_fields(&head.headers, &headers);
     crate::fields::own(&mut request);
     Some(Judged {
@@ -495,8 +515,7 @@ where
             return Ok(passed(shared, res, outcome));
         }
         let now = shared.clock.now();
-        let judged = judge(shared, head, res.status(), res.headers(), now);
-        if judged.is_none() {
+        let Some(mut judged) = judge(shared, head, res.status(), res.headers(), now) else {
             // Whatever was stored for this request is outdated now (unless this
             // is a part of it, or an answer to the client's own conditions).
             let status = res.status();
@@ -504,7 +523,7 @@ where
                 forget(shared, &key, head);
             }
             return Ok(passed(shared, res, outcome));
-        }
+        };
         let (parts, body) = res.into_parts();
         let body = match collect(body, shared.cfg.max_body_bytes).await? {
             Collected::Whole(b) => b,
@@ -516,14 +535,15 @@ where
                 return Ok(res);
             }
         };
+        let kept = judged.keep(&body, &parts.headers);
         let stored = store(
             shared,
             key,
             head,
             parts.status,
             parts.version,
-            judged,
-            body.clone(),
+            Some(judged),
+            kept,
             now,
         );
         outcome.stored = stored.is_some();
@@ -543,23 +563,44 @@ enum Collected<B> {
     TooLarge(Bytes, std::pin::Pin<Box<B>>),
 }
 
-/// Reads `body` whole if it is at most `max` bytes.
+/// Reads `body` whole if it is at most `max` bytes. A body that comes in
+/// one piece is that piece, uncopied (`Judged::keep` copies what must
+/// be); one in several is gathered into a buffer.
 async fn collect<B>(body: B, max: usize) -> Result<Collected<B>, BoxError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     let mut body = Box::pin(body);
-    let mut buf = BytesMut::new();
+    let mut first = Bytes::new();
+    let mut gathered = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| UpstreamBodyError::new(e.into()))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > max {
-                buf.extend_from_slice(&data);
-                return Ok(Collected::TooLarge(buf.freeze(), body));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = if first.is_empty() && gathered.is_empty() {
+            first = data;
+            first.len()
+        } else {
+            if gathered.is_empty() {
+                gathered.extend_from_slice(&std::mem::take(&mut first));
             }
-            buf.extend_from_slice(&data);
+            gathered.extend_from_slice(&data);
+            gathered.len()
+        };
+        if len > max {
+            let prefix = if gathered.is_empty() {
+                first
+            } else {
+                gathered.freeze()
+            };
+            return Ok(Collected::TooLarge(prefix, body));
         }
     }
-    Ok(Collected::Whole(buf.freeze()))
+    Ok(Collected::Whole(if gathered.is_empty() {
+        first
+    } else {
+        gathered.freeze()
+    }))
 }
