@@ -9,8 +9,7 @@
 //! body's fields) goes through [`own`] first.
 
 use bytes::{Bytes, BytesMut};
-use http::uri::{Authority, PathAndQuery};
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue};
 
 /// Gives `headers`' values bytes of their own, all in one allocation;
 /// names, order, repeats and sensitivity stay as they were.
@@ -72,28 +71,6 @@ pub(crate) fn owned_with(body: &Bytes, headers: &HeaderMap) -> bool {
     seen && !body.is_empty()
 }
 
-/// `uri` with bytes of its own: hyper's server parses a request's URI as
-/// a slice of its read buffer too. The authority and the path are copied;
-/// the scheme is kept as it is (`http` and `https` hold no bytes, and a
-/// client refuses any other).
-pub(crate) fn owned_uri(uri: &Uri) -> Uri {
-    let mut parts = uri.clone().into_parts();
-    if let Some(a) = &parts.authority {
-        match Authority::from_maybe_shared(Bytes::copy_from_slice(a.as_str().as_bytes())) {
-            Ok(a) => parts.authority = Some(a),
-            Err(_) => return uri.clone(),
-        }
-    }
-    if let Some(pq) = &parts.path_and_query {
-        match PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())) {
-            Ok(pq) => parts.path_and_query = Some(pq),
-            Err(_) => return uri.clone(),
-        }
-    }
-    // The same parts, so still a URI; the original is kept otherwise.
-    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,27 +127,6 @@ mod tests {
         let mut none = HeaderMap::new();
         super::own(&mut none);
         assert!(none.is_empty());
-    }
-
-    #[test]
-    fn an_owned_uri_frees_the_buffer_it_was_read_into() {
-        for text in [
-            "/users/42?page=2",
-            "http://example.com:8080/a/b?c=d",
-            "example.com:443",
-            "*",
-        ] {
-            let freed = Arc::new(AtomicBool::new(false));
-            let buffer = Bytes::from_owner(Buffer(text.as_bytes().to_vec(), freed.clone()));
-            let uri = http::Uri::from_maybe_shared(buffer).unwrap();
-            let kept = super::owned_uri(&uri);
-            assert_eq!(kept, uri);
-            drop(uri);
-            assert!(
-                freed.load(Ordering::SeqCst),
-                "the copy of {text} holds the buffer"
-            );
-        }
     }
 
     #[test]

@@ -332,6 +332,32 @@ async fn a_host_of_its_own_is_a_resource_of_its_own() {
     assert_eq!(origin.calls(), 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_request_with_directives_is_served_under_any_spelling_of_the_stored_uri() {
+    // A request with directives of its own is answered by the stored
+    // response's policy, which compares URIs as the key does: the host
+    // without case, user information (never sent) left out.
+    let origin = counting(&[("cache-control", "max-age=60")]);
+    let mut svc = layer().layer(origin.service());
+    let at = |uri: &str| {
+        Request::get(uri)
+            .header("cache-control", "max-age=100")
+            .body(Full::default())
+            .unwrap()
+    };
+    assert_eq!(get(&mut svc, "/s").await.body, "#1");
+    for uri in [
+        "http://origin.test/s",
+        "http://ORIGIN.Test/s",
+        "http://user:secret@origin.test/s",
+    ] {
+        assert_eq!(send(&mut svc, at(uri)).await.body, "#1", "{uri}");
+    }
+    assert_eq!(origin.calls(), 1);
+    // Another path under the same host is another resource.
+    assert_eq!(send(&mut svc, at("http://origin.test/t")).await.body, "#2");
+}
+
 // ---------------------------------------------------------------------------
 // Freshness: max-age, s-maxage, Expires, Age, heuristics.
 

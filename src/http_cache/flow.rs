@@ -270,7 +270,7 @@ where
             };
             matches!(
                 r.stored
-                    .policy(shared.cfg.opts)
+                    .policy(&r.key, shared.cfg.opts)
                     .after_response(&view, &res_view, now),
                 AfterResponse::NotModified(..)
             )
@@ -366,8 +366,6 @@ struct Judged {
     /// `crate::fields::own` before they are stored.
     headers: HeaderMap,
     request: HeaderMap,
-    /// The request's URI, with bytes of its own (a stored response keeps it).
-    uri: Uri,
     arrival: Arrival,
 }
 
@@ -420,7 +418,6 @@ fn judge(
     Some(Judged {
         headers,
         request,
-        uri: crate::fields::owned_uri(&head.uri),
         arrival,
     })
 }
@@ -453,7 +450,7 @@ fn store(
         judged.arrival,
         selecting,
         now,
-        judged.uri,
+        &head.uri,
         judged.request,
     ));
     let keep = stored.keep_for(now, shared.cfg.keep_stale);
@@ -464,6 +461,7 @@ fn store(
     let variants = match existing.map(|e| e.value) {
         Some(v) => v.with(
             stored.clone(),
+            &key,
             &head.uri,
             &head.headers,
             shared.cfg.max_variants,
@@ -479,8 +477,8 @@ fn store(
 fn forget(shared: &Shared, key: &String, head: &Head) {
     if let Some(e) = shared.entry(key) {
         let v = &e.value;
-        if v.select(&head.uri, &head.headers).is_some() {
-            match v.without(&head.uri, &head.headers) {
+        if v.select(key, &head.uri, &head.headers).is_some() {
+            match v.without(key, &head.uri, &head.headers) {
                 Some(rest) => {
                     let keep = std::time::Duration::ZERO;
                     shared.put(key.clone(), rest, keep, Some(e.keep_until));

@@ -108,7 +108,7 @@ pub(crate) fn lookup<B>(
         );
     let cfg = &shared.cfg;
     let variants = shared.get(&key);
-    let stored = variants.as_ref().and_then(|v| v.select(uri, headers));
+    let stored = variants.as_ref().and_then(|v| v.select(&key, uri, headers));
     let Some(stored) = stored else {
         if only_if_cached {
             c.hit();
@@ -134,7 +134,7 @@ pub(crate) fn lookup<B>(
         return Step::Answer(res);
     }
     let view = policy::request_view(method, uri, headers);
-    let pol = stored.policy(cfg.opts);
+    let pol = stored.policy(&key, cfg.opts);
     match pol.before_request(&view, now) {
         BeforeRequest::Fresh(_) => {
             c.hit();

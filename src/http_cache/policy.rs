@@ -47,8 +47,22 @@ impl RequestLike for ReqView {
     fn uri(&self) -> Uri {
         self.uri.clone()
     }
+    /// One resource as the cache keys it: the same scheme, authority
+    /// (without case or user information, which is never sent) and path
+    /// with query. A stored response's URI is made from its key, which
+    /// keeps no user information.
     fn is_same_uri(&self, other: &Uri) -> bool {
-        &self.uri == other
+        fn host(uri: &Uri) -> Option<&str> {
+            uri.authority().and_then(|a| a.as_str().rsplit('@').next())
+        }
+        fn target(uri: &Uri) -> &str {
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        }
+        let hosts = match (host(&self.uri), host(other)) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        self.uri.scheme() == other.scheme() && hosts && target(&self.uri) == target(other)
     }
     fn method(&self) -> &Method {
         &self.method

@@ -31,7 +31,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// `variants` as bytes.
-pub(crate) fn encode(variants: &Variants, out: &mut Vec<u8>) -> Result<(), BoxError> {
+pub(crate) fn encode(key: &str, variants: &Variants, out: &mut Vec<u8>) -> Result<(), BoxError> {
     out.push(FORMAT);
     let list = variants.list();
     out.extend_from_slice(&(list.len() as u16).to_be_bytes());
@@ -42,7 +42,7 @@ pub(crate) fn encode(variants: &Variants, out: &mut Vec<u8>) -> Result<(), BoxEr
             .unwrap_or_default()
             .as_millis() as u64;
         out.extend_from_slice(&ms.to_be_bytes());
-        put_bytes(out, s.uri.to_string().as_bytes());
+        put_bytes(out, s.uri(key).to_string().as_bytes());
         out.extend_from_slice(&(s.request.len() as u16).to_be_bytes());
         for (name, value) in &s.request {
             put_bytes(out, name.as_str().as_bytes());
@@ -119,7 +119,7 @@ pub(crate) fn decode(
             arrival,
             selecting,
             received,
-            uri,
+            &uri,
             request,
         )));
     }

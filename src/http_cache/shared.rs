@@ -276,7 +276,7 @@ impl Shared {
         let until = crate::time::deadline(now, keep).max(replaced.unwrap_or(now));
         if let Some(remote) = &self.remote {
             let mut bytes = Vec::new();
-            if super::remote::encode(&variants, &mut bytes).is_ok() {
+            if super::remote::encode(&key, &variants, &mut bytes).is_ok() {
                 let (remote, key) = (remote.clone(), key.clone());
                 let ttl = (!keep.is_zero()).then_some(keep.min(crate::time::NEVER));
                 spawn(async move {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
+use http::uri::Scheme;
 use http::{Method, StatusCode, Uri, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
@@ -38,9 +39,14 @@ pub(crate) struct Stored {
     initial_age: Duration,
     /// Until when it is fresh for a request without directives of its own.
     pub(crate) fresh_until: SystemTime,
-    /// The request's URI and the fields of it the policy reads (see
+    /// The request's scheme, and whether its URI named an authority: with
+    /// the key (which holds the authority and the path) they give back
+    /// the URI, made only for the policy and the remote tier (see
+    /// [`uri`](Self::uri)), so a miss copies no URI to store.
+    scheme: Option<Scheme>,
+    absolute: bool,
+    /// The fields of the request the policy reads (see
     /// `policy::request_fields`), to make the policy.
-    pub(crate) uri: Uri,
     pub(crate) request: HeaderMap,
     /// Whether `request` has a `Host` (else the URI's authority is the
     /// host, and equal to any other request's under the same key).
@@ -48,8 +54,8 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
-    /// Builds a stored response with its figures on arrival; `received`
-    /// is when it arrived.
+    /// Builds a stored response to a request to `uri` with its figures
+    /// on arrival; `received` is when it arrived.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         status: StatusCode,
@@ -59,7 +65,7 @@ impl Stored {
         arrival: Arrival,
         selecting: Selecting,
         received: SystemTime,
-        uri: Uri,
+        uri: &Uri,
         request: HeaderMap,
     ) -> Self {
         // What the policy's `time_to_live` and `age` say on arrival.
@@ -84,19 +90,33 @@ impl Stored {
             received,
             initial_age,
             fresh_until,
-            uri,
+            scheme: uri.scheme().cloned(),
+            absolute: uri.authority().is_some(),
             has_host: request.contains_key(http::header::HOST),
             request,
         }
     }
 
-    /// The policy that governs this response under `opts` (the cache's,
-    /// the same for every call), made on first use from what is stored.
-    pub(crate) fn policy(&self, opts: CacheOptions) -> &CachePolicy {
+    /// The URI this response was requested with, stored under `key`:
+    /// the scheme, and the authority (as the key has it: lower case,
+    /// without user information) if it named one, then the path.
+    pub(crate) fn uri(&self, key: &str) -> Uri {
+        let (authority, path) = key_parts(key);
+        let built = match (&self.scheme, self.absolute) {
+            (Some(scheme), true) => format!("{scheme}://{authority}{path}").parse(),
+            _ => path.parse(),
+        };
+        built.unwrap_or_default()
+    }
+
+    /// The policy that governs this response, stored under `key`, under
+    /// `opts` (the cache's, the same for every call), made on first use
+    /// from what is stored.
+    pub(crate) fn policy(&self, key: &str, opts: CacheOptions) -> &CachePolicy {
         self.policy.get_or_init(|| {
             let view = ReqView {
                 method: Method::GET,
-                uri: self.uri.clone(),
+                uri: self.uri(key),
                 headers: self.request.clone(),
             };
             Box::new(policy::made(
@@ -133,7 +153,7 @@ impl Stored {
     /// would send the client where it already is, for good, and an
     /// answer that came in the clear is not one that came over TLS).
     fn same_scheme(&self, uri: &Uri) -> bool {
-        match (self.uri.scheme(), uri.scheme()) {
+        match (&self.scheme, uri.scheme()) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         }
@@ -149,8 +169,13 @@ impl Stored {
         if !self.has_host && asked.host.is_none() {
             return true;
         }
-        let host = self.request.get(http::header::HOST);
-        match (host_of(&self.uri, host), host_of(asked.uri, asked.host)) {
+        // Without a `Host` of its own, this response's host is the
+        // authority its URI named: the key's.
+        let ours = match self.request.get(http::header::HOST) {
+            Some(h) => Some(h.as_bytes()),
+            None => Some(key_parts(asked.key).0.as_bytes()).filter(|a| !a.is_empty()),
+        };
+        match (ours, host_of(asked.uri, asked.host)) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             _ => true,
         }
@@ -197,18 +222,30 @@ impl Stored {
 }
 
 /// What a request brings to choosing a stored response beside its `Vary`
-/// fields: its URI, and its `Host` (read once for every variant).
+/// fields: its key, its URI, and its `Host` (read once for every variant).
 struct Asked<'a> {
+    key: &'a str,
     uri: &'a Uri,
     host: Option<&'a HeaderValue>,
 }
 
 impl<'a> Asked<'a> {
-    fn of(uri: &'a Uri, req: &'a HeaderMap) -> Self {
+    fn of(key: &'a str, uri: &'a Uri, req: &'a HeaderMap) -> Self {
         Asked {
+            key,
             uri,
             host: req.get(http::header::HOST),
         }
+    }
+}
+
+/// A key's authority and its path with query (see `shared::key_of`:
+/// `//`, the authority, then the path, which starts with `/`).
+fn key_parts(key: &str) -> (&str, &str) {
+    let rest = key.strip_prefix("//").unwrap_or(key);
+    match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
     }
 }
 
@@ -238,9 +275,9 @@ enum Repr {
 
 impl Variants {
     /// The newest response whose selecting fields a request to `uri` with
-    /// fields `req` matches.
-    pub(crate) fn select(&self, uri: &Uri, req: &HeaderMap) -> Option<&Arc<Stored>> {
-        let asked = Asked::of(uri, req);
+    /// fields `req` matches; these are the variants stored under `key`.
+    pub(crate) fn select(&self, key: &str, uri: &Uri, req: &HeaderMap) -> Option<&Arc<Stored>> {
+        let asked = Asked::of(key, uri, req);
         self.list()
             .iter()
             .find(|s| s.selected_by(&asked, req))
@@ -262,11 +299,12 @@ impl Variants {
     pub(crate) fn with(
         &self,
         new: Arc<Stored>,
+        key: &str,
         uri: &Uri,
         req: &HeaderMap,
         max: usize,
     ) -> Variants {
-        let asked = Asked::of(uri, req);
+        let asked = Asked::of(key, uri, req);
         let mut list: Vec<Arc<Stored>> = Vec::with_capacity(self.list().len() + 1);
         list.push(new);
         list.extend(
@@ -315,8 +353,8 @@ impl Variants {
 
     /// These variants less the ones a request to `uri` with fields `req`
     /// selects (`None` if none is left).
-    pub(crate) fn without(&self, uri: &Uri, req: &HeaderMap) -> Option<Variants> {
-        let asked = Asked::of(uri, req);
+    pub(crate) fn without(&self, key: &str, uri: &Uri, req: &HeaderMap) -> Option<Variants> {
+        let asked = Asked::of(key, uri, req);
         let list: Vec<Arc<Stored>> = self
             .list()
             .iter()
@@ -365,7 +403,7 @@ mod tests {
             arrival,
             sel,
             received,
-            uri,
+            &uri,
             HeaderMap::new(),
         )
     }
@@ -379,6 +417,37 @@ mod tests {
             "{} bytes",
             std::mem::size_of::<Stored>()
         );
+    }
+
+    #[test]
+    fn the_uri_is_made_again_from_the_key_as_it_was_asked() {
+        let received = SystemTime::UNIX_EPOCH;
+        let with = |uri: &str| {
+            let mut s = stored("max-age=60", None, received);
+            let uri: Uri = uri.parse().unwrap();
+            s.scheme = uri.scheme().cloned();
+            s.absolute = uri.authority().is_some();
+            s
+        };
+        for (asked, key, made) in [
+            (
+                "http://api.test/a?b=c",
+                "//api.test/a?b=c",
+                "http://api.test/a?b=c",
+            ),
+            (
+                "https://api.test:8443/",
+                "//api.test:8443/",
+                "https://api.test:8443/",
+            ),
+            ("http://api.test", "//api.test/", "http://api.test/"),
+            // The key's authority: lower case, no user information.
+            ("http://u:p@API.test/x", "//api.test/x", "http://api.test/x"),
+            // Origin form (a server's request): the path alone.
+            ("/a?b", "//api.test/a?b", "/a?b"),
+        ] {
+            assert_eq!(with(asked).uri(key).to_string(), made, "{asked}");
+        }
     }
 
     #[test]
@@ -396,12 +465,15 @@ mod tests {
                 let now = t0 + Duration::from_secs(dt);
                 assert_eq!(
                     s.time_to_live(now),
-                    s.policy(OPTS).time_to_live(now),
+                    s.policy("//h/a", OPTS).time_to_live(now),
                     "{cc} age {age:?} at +{dt}s"
                 );
             }
             let before = t0 - Duration::from_secs(5);
-            assert_eq!(s.time_to_live(before), s.policy(OPTS).time_to_live(before));
+            assert_eq!(
+                s.time_to_live(before),
+                s.policy("//h/a", OPTS).time_to_live(before)
+            );
         }
     }
 }
