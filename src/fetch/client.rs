@@ -82,7 +82,11 @@ const C: &str = "fetch";
 /// ```
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    /// Behind one `Arc`: hyper's client holds several (pool, connector,
+    /// executor, timers), and tower's idiom clones a service per call
+    /// (`svc.clone().oneshot(req)`; a cache or a retry clones its inner
+    /// service per miss or attempt).
+    client: Arc<Client<Connector, Full<Bytes>>>,
     config: Arc<Config>,
 }
 
@@ -346,7 +350,7 @@ impl HttpClientBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .build(connector);
         Ok(HttpClient {
-            client,
+            client: Arc::new(client),
             config: Arc::new(Config {
                 connect_timeout: self.connect_timeout,
                 timeout: self.timeout,
@@ -363,6 +367,17 @@ impl HttpClientBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A clone (one per call in tower's idiom, one per miss or attempt in
+    /// a cache or retry above) is two reference counts, not hyper's
+    /// several.
+    #[test]
+    fn a_clone_is_two_reference_counts() {
+        assert_eq!(
+            std::mem::size_of::<HttpClient>(),
+            2 * std::mem::size_of::<usize>()
+        );
+    }
 
     #[test]
     fn builder_validates() {
