@@ -106,4 +106,9 @@ if [ "$optimal" -lt "$OPTIMAL_FLOOR" ]; then
     echo "cache-tests: FAIL: $optimal optimal tests passed, recorded figure $OPTIMAL_FLOOR"
     failed=1
 fi
+if [ "$failed" = 1 ]; then
+    # What the proxy said of its upstream (a 502 says why here).
+    echo "cache-tests: the proxy's log:"
+    tail -n 40 "$logs/proxy.log" | sed 's/^/    /'
+fi
 exit "$failed"

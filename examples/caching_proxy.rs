@@ -210,6 +210,16 @@ fn error_response(e: &BoxError) -> Response<ProxyBody> {
     ) {
         return plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
     }
+    // On standard error too, with its causes: what went wrong between
+    // the proxy and its upstream is seen nowhere else.
+    let mut why = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        why.push_str(": ");
+        why.push_str(&c.to_string());
+        cause = c.source();
+    }
+    eprintln!("caching_proxy: 502: {why}");
     plain(StatusCode::BAD_GATEWAY, &format!("upstream failed: {e}\n"))
 }
 
