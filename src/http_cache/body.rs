@@ -1,13 +1,16 @@
 //! [`HttpCacheBody`]: the body of every response an
-//! [`HttpCache`](super::HttpCache) returns.
+//! [`HttpCache`](super::HttpCache) returns; and [`collect`], which reads
+//! the inner service's body whole, up to the limit, to store it.
 
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 
+use super::error::UpstreamBodyError;
 use crate::BoxError;
 
 /// A response body from an [`HttpCache`](super::HttpCache): a stored
@@ -116,4 +119,53 @@ where
             }
         }
     }
+}
+
+/// A body read by [`collect`]: whole, or the part read before it went
+/// over the limit and the rest, still to stream.
+pub(crate) enum Collected<B> {
+    Whole(Bytes),
+    TooLarge(Bytes, Pin<Box<B>>),
+}
+
+/// Reads `body` whole if it is at most `max` bytes. A body that comes in
+/// one piece is that piece, uncopied (`flow::Judged::keep` copies what
+/// must be); one in several is gathered into a buffer.
+pub(crate) async fn collect<B>(body: B, max: usize) -> Result<Collected<B>, BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = Box::pin(body);
+    let mut first = Bytes::new();
+    let mut gathered = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| UpstreamBodyError::new(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = if first.is_empty() && gathered.is_empty() {
+            first = data;
+            first.len()
+        } else {
+            if gathered.is_empty() {
+                gathered.extend_from_slice(&std::mem::take(&mut first));
+            }
+            gathered.extend_from_slice(&data);
+            gathered.len()
+        };
+        if len > max {
+            let prefix = if gathered.is_empty() {
+                first
+            } else {
+                gathered.freeze()
+            };
+            return Ok(Collected::TooLarge(prefix, body));
+        }
+    }
+    Ok(Collected::Whole(if gathered.is_empty() {
+        first
+    } else {
+        gathered.freeze()
+    }))
 }

@@ -5,19 +5,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::TryFutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
-use http_body_util::BodyExt;
 use http_cache_semantics::AfterResponse;
 use tower::ServiceExt;
 use tower_service::Service;
 
 use super::arrival::{self, Arrival};
-use super::body::HttpCacheBody;
-use super::error::UpstreamBodyError;
+use super::body::{collect, Collected, HttpCacheBody};
 use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
 use super::policy::{self, ResView};
@@ -554,51 +552,4 @@ where
         respond::cache_status(&shared.cfg, res.headers_mut(), outcome, None);
         Ok(res)
     }
-}
-
-enum Collected<B> {
-    Whole(Bytes),
-    TooLarge(Bytes, std::pin::Pin<Box<B>>),
-}
-
-/// Reads `body` whole if it is at most `max` bytes. A body that comes in
-/// one piece is that piece, uncopied (`Judged::keep` copies what must
-/// be); one in several is gathered into a buffer.
-async fn collect<B>(body: B, max: usize) -> Result<Collected<B>, BoxError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let mut body = Box::pin(body);
-    let mut first = Bytes::new();
-    let mut gathered = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| UpstreamBodyError::new(e.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let len = if first.is_empty() && gathered.is_empty() {
-            first = data;
-            first.len()
-        } else {
-            if gathered.is_empty() {
-                gathered.extend_from_slice(&std::mem::take(&mut first));
-            }
-            gathered.extend_from_slice(&data);
-            gathered.len()
-        };
-        if len > max {
-            let prefix = if gathered.is_empty() {
-                first
-            } else {
-                gathered.freeze()
-            };
-            return Ok(Collected::TooLarge(prefix, body));
-        }
-    }
-    Ok(Collected::Whole(if gathered.is_empty() {
-        first
-    } else {
-        gathered.freeze()
-    }))
 }
