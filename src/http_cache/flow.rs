@@ -16,11 +16,12 @@ use tower_service::Service;
 
 use super::arrival::{self, Arrival};
 use super::body::{collect, Collected, HttpCacheBody};
+use super::key::{key_of, same_origin_key};
 use super::lookup::{self, Plan, Revalidate, Step};
 use super::parse;
 use super::policy::{self, ResView};
 use super::respond::{self, Outcome};
-use super::shared::{bump, key_of, same_origin_key, Join, Shared};
+use super::shared::{bump, Join, Shared};
 use super::stored::{Stored, Variants};
 use crate::BoxError;
 

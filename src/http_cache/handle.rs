@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Uri};
 
-use super::shared::{key_of, Shared};
+use super::key::key_of;
+use super::shared::Shared;
 use super::stats::HttpCacheStats;
 
 /// A handle on an HTTP cache: statistics, invalidation, clearing. Cheap to

@@ -8,10 +8,11 @@ use http::{Method, Response, Uri};
 use http_cache_semantics::BeforeRequest;
 
 use super::body::HttpCacheBody;
+use super::key::key_of;
 use super::parse;
 use super::policy;
 use super::respond::{self, Outcome};
-use super::shared::{bump, key_of, Shared};
+use super::shared::{bump, Shared};
 use super::stored::Stored;
 
 /// What to send the inner service.

@@ -137,6 +137,7 @@ mod error;
 mod flow;
 mod future;
 mod handle;
+mod key;
 mod layer;
 mod lookup;
 mod parse;

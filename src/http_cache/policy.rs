@@ -29,6 +29,7 @@ use http::{Method, StatusCode, Uri};
 use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
 
 use super::date;
+use super::key;
 use super::parse::{self, Directive};
 
 /// Statuses `http-cache-semantics` understands.
@@ -52,13 +53,10 @@ impl RequestLike for ReqView {
     /// with query. A stored response's URI is made from its key, which
     /// keeps no user information.
     fn is_same_uri(&self, other: &Uri) -> bool {
-        fn host(uri: &Uri) -> Option<&str> {
-            uri.authority().and_then(|a| a.as_str().rsplit('@').next())
-        }
         fn target(uri: &Uri) -> &str {
             uri.path_and_query().map_or("/", |p| p.as_str())
         }
-        let hosts = match (host(&self.uri), host(other)) {
+        let hosts = match (key::authority(&self.uri), key::authority(other)) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             (a, b) => a == b,
         };

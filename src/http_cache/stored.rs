@@ -11,6 +11,7 @@ use http::{Method, StatusCode, Uri, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
 use super::arrival::Arrival;
+use super::key::{self, key_parts};
 use super::policy::{self, language_selects, selects, ReqView, Selecting, StaleRules};
 
 /// One stored response: the origin's fields (hop-by-hop ones removed), its
@@ -239,25 +240,12 @@ impl<'a> Asked<'a> {
     }
 }
 
-/// A key's authority and its path with query (see `shared::key_of`:
-/// `//`, the authority, then the path, which starts with `/`).
-fn key_parts(key: &str) -> (&str, &str) {
-    let rest = key.strip_prefix("//").unwrap_or(key);
-    match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, "/"),
-    }
-}
-
 /// The host of a request to `uri` with `Host` field `host`: that field,
 /// else the URI's authority (without user information).
 fn host_of<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Option<&'a [u8]> {
     match host {
         Some(h) => Some(h.as_bytes()),
-        None => uri
-            .authority()
-            .and_then(|a| a.as_str().rsplit('@').next())
-            .map(str::as_bytes),
+        None => key::authority(uri).map(str::as_bytes),
     }
 }
 
